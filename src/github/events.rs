@@ -1,0 +1,1 @@
+//! Typed webhook payloads (filled in by the events work).

@@ -1,0 +1,4 @@
+//! Everything that speaks GitHub: webhook signatures and payloads, App authentication,
+//! and the REST client.
+
+pub mod events;
