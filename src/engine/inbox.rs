@@ -1,0 +1,299 @@
+//! The inbox processor: takes stored deliveries in arrival order — one at a time per
+//! repository, several repositories at once — hands each to its handler, and marks it handled
+//! in the same transaction as the handler's writes. A failing delivery is retried with
+//! backoff and parked as dead after too many attempts. Because claims are leases in the
+//! store, a restart (or another instance) picks up whatever was left unfinished.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::Engine;
+use super::handlers::{self, Outcome, Work};
+use crate::github::events;
+use crate::metrics::inc;
+use crate::model::delivery::{ClaimedDelivery, DeliveryStatus, RetryDecision, retry_decision};
+
+/// How often the processor looks for due retries when nothing rings its bell.
+const POLL_INTERVAL: Duration = Duration::from_millis(500);
+/// Least time between two scans for queues without a lane. A scan costs a hop per queue with
+/// pending deliveries; under a burst of webhooks the bell rings constantly, so scans are
+/// rationed while lanes keep draining their queues.
+const MIN_SCAN_INTERVAL: Duration = Duration::from_millis(25);
+/// Deliveries a lane handles before it yields its slot, so one busy repository cannot keep
+/// every slot while others wait.
+const LANE_TURN: usize = 256;
+/// Longest error text kept on a delivery row.
+const MAX_ERROR_LEN: usize = 2_000;
+
+/// How the processor behaves.
+#[derive(Debug, Clone)]
+pub struct InboxSettings {
+    /// This instance's name on claims.
+    pub holder: String,
+    /// Queues (repositories) handled at once.
+    pub concurrency: usize,
+    /// Attempts before a delivery is parked as dead.
+    pub max_attempts: u32,
+    /// First retry delay; doubles per attempt.
+    pub retry_base: Duration,
+    /// How long a claim lasts unless renewed. The claim is renewed while the handler runs, so
+    /// this only bounds how long a crashed processor's delivery waits to be picked up again.
+    pub claim_ttl: Duration,
+}
+
+/// Runs until `stop` is cancelled, then finishes the deliveries in hand and returns.
+///
+/// Work is organised in *lanes*: a lane claims the head of one queue and keeps taking that
+/// queue's next delivery (a cheap indexed lookup) until the queue is empty or its turn is up.
+/// The dispatcher here only scans for queues that have no lane yet.
+pub async fn run(engine: Arc<Engine>, settings: InboxSettings, stop: CancellationToken) {
+    let mut lanes = JoinSet::new();
+    let mut last_scan: Option<Instant> = None;
+    let mut want_scan = true;
+    loop {
+        let free = settings.concurrency.saturating_sub(lanes.len());
+        let may_scan = last_scan.is_none_or(|at| at.elapsed() >= MIN_SCAN_INTERVAL);
+        if want_scan && may_scan && free > 0 && !stop.is_cancelled() {
+            want_scan = false;
+            last_scan = Some(Instant::now());
+            if let Err(e) = start_lanes(&engine, &settings, free, &mut lanes, &stop).await {
+                tracing::warn!(error = %format!("{e:#}"), "inbox: cannot read the inbox; will retry");
+            }
+        }
+        if stop.is_cancelled() && lanes.is_empty() {
+            return;
+        }
+        // A wanted scan waits only for its ration; otherwise poll for retries coming due.
+        let wait = match (want_scan, last_scan) {
+            (true, Some(at)) => MIN_SCAN_INTERVAL.saturating_sub(at.elapsed()),
+            _ => POLL_INTERVAL,
+        };
+        tokio::select! {
+            _ = engine.inbox_bell.notified() => want_scan = true,
+            Some(_) = lanes.join_next(), if !lanes.is_empty() => want_scan = true,
+            _ = tokio::time::sleep(wait) => want_scan = true,
+            _ = stop.cancelled(), if !stop.is_cancelled() => {}
+        }
+    }
+}
+
+/// Claims the heads of up to `free` queues and starts a lane on each.
+async fn start_lanes(
+    engine: &Arc<Engine>,
+    settings: &InboxSettings,
+    free: usize,
+    lanes: &mut JoinSet<()>,
+    stop: &CancellationToken,
+) -> Result<()> {
+    let now = engine.clock.now();
+    let limit = u32::try_from(free).unwrap_or(u32::MAX);
+    for seq in engine.store.ready_deliveries(now, limit).await? {
+        let Some(delivery) = engine
+            .store
+            .claim_delivery(seq, &settings.holder, now, settings.claim_ttl)
+            .await?
+        else {
+            continue; // another processor took it
+        };
+        lanes.spawn(lane(
+            engine.clone(),
+            settings.clone(),
+            delivery,
+            stop.clone(),
+        ));
+    }
+    Ok(())
+}
+
+/// Handles `first`, then the following deliveries of its queue, one at a time.
+async fn lane(
+    engine: Arc<Engine>,
+    settings: InboxSettings,
+    first: ClaimedDelivery,
+    stop: CancellationToken,
+) {
+    let queue = first.queue_key.clone();
+    let mut next = Some(first);
+    let mut handled = 0;
+    while let Some(delivery) = next.take() {
+        let span = tracing::info_span!(
+            "delivery",
+            id = %delivery.delivery_id,
+            event = %delivery.event,
+            action = delivery.action.as_deref().unwrap_or(""),
+            attempt = delivery.attempts,
+        );
+        process(engine.clone(), settings.clone(), delivery)
+            .instrument(span)
+            .await;
+        handled += 1;
+        if stop.is_cancelled() || handled >= LANE_TURN {
+            return;
+        }
+        let now = engine.clock.now();
+        match engine
+            .store
+            .claim_next_in_queue(&queue, &settings.holder, now, settings.claim_ttl)
+            .await
+        {
+            Ok(claimed) => next = claimed,
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "inbox: cannot claim the next delivery");
+            }
+        }
+    }
+}
+
+/// Handles one claimed delivery to its end: handled, retried later, or dead.
+async fn process(engine: Arc<Engine>, settings: InboxSettings, delivery: ClaimedDelivery) {
+    let started = Instant::now();
+    let result = match events::parse(&delivery.event, delivery.payload.as_bytes()) {
+        // A payload that does not parse will not parse next time either: park it, with the
+        // reason, for an operator to replay after an upgrade.
+        Err(e) => Err(Failure::Permanent(format!("cannot parse payload: {e}"))),
+        Ok(event) => {
+            // The handler runs in a task of its own so that a panic becomes a failed attempt
+            // instead of a claim that lingers until it lapses.
+            let handler = {
+                let (engine, settings, delivery) =
+                    (engine.clone(), settings.clone(), delivery.clone());
+                tokio::spawn(
+                    async move { handle(&engine, &settings, &delivery, &event).await }
+                        .in_current_span(),
+                )
+            };
+            match keep_claim(&engine, &settings, &delivery, handler).await {
+                Ok(result) => result.map_err(|e| Failure::Transient(format!("{e:#}"))),
+                Err(e) => Err(Failure::Transient(format!("handler panicked: {e}"))),
+            }
+        }
+    };
+    let engine = &*engine;
+    let settings = &settings;
+    match result {
+        Ok(status) => {
+            inc(&engine.metrics.deliveries_processed);
+            let since_receipt = engine.clock.now().since(delivery.received_at);
+            engine.metrics.processing_latency.observe(since_receipt);
+            tracing::info!(
+                status = status.as_str(),
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "delivery handled"
+            );
+        }
+        Err(failure) => record_failure(engine, settings, &delivery, failure).await,
+    }
+}
+
+/// Waits for the handler, renewing the delivery's claim at a third of its lifetime so that a
+/// slow handler keeps it while a crashed process lets it go.
+async fn keep_claim<T>(
+    engine: &Engine,
+    settings: &InboxSettings,
+    delivery: &ClaimedDelivery,
+    mut handler: tokio::task::JoinHandle<T>,
+) -> Result<T, tokio::task::JoinError> {
+    let mut renew = tokio::time::interval(settings.claim_ttl / 3);
+    renew.tick().await; // the first tick is immediate
+    loop {
+        tokio::select! {
+            result = &mut handler => return result,
+            _ = renew.tick() => {
+                let until = engine.clock.now().plus(settings.claim_ttl);
+                if let Err(e) = engine.store.renew_claim(delivery.seq, &settings.holder, until).await {
+                    tracing::warn!(error = %format!("{e:#}"), "cannot renew the delivery claim");
+                }
+            }
+        }
+    }
+}
+
+enum Failure {
+    /// Worth retrying (the database or GitHub may recover).
+    Transient(String),
+    /// Will fail the same way every time.
+    Permanent(String),
+}
+
+async fn handle(
+    engine: &Engine,
+    settings: &InboxSettings,
+    delivery: &ClaimedDelivery,
+    event: &events::Event,
+) -> Result<DeliveryStatus> {
+    let mut work = Work::new(&engine.store);
+    let outcome = handlers::handle(engine, &mut work, delivery, event).await?;
+    let (status, note) = match &outcome {
+        Outcome::Processed => (DeliveryStatus::Processed, None),
+        Outcome::Skipped(reason) => (DeliveryStatus::Skipped, Some(reason.as_str())),
+    };
+    let mut tx = work.into_tx().await?;
+    tx.complete_delivery(
+        delivery.seq,
+        &settings.holder,
+        status,
+        note,
+        engine.clock.now(),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(status)
+}
+
+async fn record_failure(
+    engine: &Engine,
+    settings: &InboxSettings,
+    delivery: &ClaimedDelivery,
+    failure: Failure,
+) {
+    inc(&engine.metrics.deliveries_failed);
+    let now = engine.clock.now();
+    let (error, decision) = match failure {
+        Failure::Permanent(error) => (error, RetryDecision::Dead),
+        Failure::Transient(error) => {
+            let decision = retry_decision(
+                delivery.attempts,
+                settings.max_attempts,
+                settings.retry_base,
+                now,
+            );
+            (error, decision)
+        }
+    };
+    let error = truncate(&error, MAX_ERROR_LEN);
+    match engine
+        .store
+        .fail_delivery(delivery.seq, &settings.holder, error, decision)
+        .await
+    {
+        Ok(Some(DeliveryStatus::Dead)) => {
+            inc(&engine.metrics.deliveries_dead);
+            tracing::error!(
+                error,
+                "delivery is dead; replay it with `foreman deliveries replay {}`",
+                delivery.delivery_id
+            );
+        }
+        Ok(_) => tracing::warn!(error, "delivery failed; will retry"),
+        // The claim lapses and the delivery is retried; nothing is lost.
+        Err(e) => {
+            tracing::error!(error, store_error = %format!("{e:#}"), "cannot record delivery failure")
+        }
+    }
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}

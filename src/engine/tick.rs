@@ -1,0 +1,139 @@
+//! The tick loop: the one place periodic work runs (scheduler, supervisor, outbox, reconcile,
+//! GC plug in here as [`TickTask`]s). It wakes on an interval or early when rung. When several
+//! instances share a database, a lease row picks the one that runs it: the holder renews the
+//! lease every tick; if it dies, another takes over once the lease lapses.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use tokio_util::sync::CancellationToken;
+
+use super::Engine;
+use crate::metrics::inc;
+
+/// The lease's name in the store.
+pub const TICK_LEASE: &str = "tick";
+
+/// A boxed future, as trait objects need.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// One piece of periodic work.
+pub trait TickTask: Send + Sync {
+    /// A short name for logs.
+    fn name(&self) -> &'static str;
+    /// The least time between two runs (zero: every tick).
+    fn every(&self) -> Duration {
+        Duration::ZERO
+    }
+    /// Does the work once. Errors are logged; the task runs again next time.
+    fn run<'a>(&'a self, engine: &'a Engine) -> BoxFuture<'a, Result<()>>;
+}
+
+/// How the tick loop behaves.
+#[derive(Debug, Clone)]
+pub struct TickSettings {
+    /// This instance's name on the lease.
+    pub holder: String,
+    /// Time between ticks when nothing rings the bell.
+    pub interval: Duration,
+    /// How long the lease lasts unless renewed.
+    pub lease: Duration,
+}
+
+/// Runs ticks until `stop` is cancelled, then gives the lease up.
+pub async fn run(
+    engine: Arc<Engine>,
+    settings: TickSettings,
+    tasks: Vec<Box<dyn TickTask>>,
+    stop: CancellationToken,
+) {
+    let mut last_run: Vec<Option<Instant>> = vec![None; tasks.len()];
+    let mut holding = false;
+    let mut renewed: Option<Instant> = None;
+    while !stop.is_cancelled() {
+        // A holder renews at a third of the lease, not on every wake-up: an early wake-up
+        // (the bell) then costs no write.
+        let renew_due = renewed.is_none_or(|at| at.elapsed() >= settings.lease / 3);
+        if !holding || renew_due {
+            let now = engine.clock.now();
+            match engine
+                .store
+                .try_acquire_lease(TICK_LEASE, &settings.holder, now, settings.lease)
+                .await
+            {
+                Ok(held) => {
+                    if held != holding {
+                        tracing::info!(holder = %settings.holder, held, "tick lease changed hands");
+                    }
+                    holding = held;
+                    renewed = held.then(Instant::now);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "cannot take the tick lease");
+                    holding = false;
+                }
+            }
+        }
+        if holding {
+            inc(&engine.metrics.ticks);
+            for (task, last) in tasks.iter().zip(last_run.iter_mut()) {
+                if last.is_some_and(|at| at.elapsed() < task.every()) {
+                    continue;
+                }
+                *last = Some(Instant::now());
+                if let Err(e) = task.run(&engine).await {
+                    tracing::warn!(task = task.name(), error = %format!("{e:#}"), "tick task failed");
+                }
+            }
+        }
+        // A follower only needs to look again when the holder's lease may have lapsed.
+        let wait = if holding {
+            settings.interval
+        } else {
+            settings.interval.min(settings.lease / 2)
+        };
+        tokio::select! {
+            _ = engine.tick_bell.notified() => {}
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.cancelled() => {}
+        }
+    }
+    if holding
+        && let Err(e) = engine
+            .store
+            .release_lease(TICK_LEASE, &settings.holder)
+            .await
+    {
+        tracing::warn!(error = %format!("{e:#}"), "cannot release the tick lease");
+    }
+}
+
+/// Deletes handled deliveries older than the retention period, so the inbox does not grow
+/// without bound. Dead and pending deliveries are kept.
+pub struct InboxRetention {
+    pub keep: Duration,
+}
+
+impl TickTask for InboxRetention {
+    fn name(&self) -> &'static str {
+        "inbox-retention"
+    }
+
+    fn every(&self) -> Duration {
+        Duration::from_secs(60 * 60)
+    }
+
+    fn run<'a>(&'a self, engine: &'a Engine) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let before = engine.clock.now().minus(self.keep);
+            let pruned = engine.store.prune_deliveries(before).await?;
+            if pruned > 0 {
+                tracing::info!(pruned, "pruned handled deliveries past retention");
+            }
+            Ok(())
+        })
+    }
+}

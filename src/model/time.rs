@@ -1,0 +1,73 @@
+//! Time as the program sees it: millisecond timestamps (stored as integers on every backend)
+//! and a clock that tests can replace.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+/// Milliseconds since the Unix epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    /// The time `d` after this one (saturating).
+    pub fn plus(self, d: Duration) -> Timestamp {
+        Timestamp(self.0.saturating_add(millis(d)))
+    }
+
+    /// The time `d` before this one (saturating).
+    pub fn minus(self, d: Duration) -> Timestamp {
+        Timestamp(self.0.saturating_sub(millis(d)))
+    }
+
+    /// How long after `earlier` this is; zero if it is not after.
+    pub fn since(self, earlier: Timestamp) -> Duration {
+        Duration::from_millis(u64::try_from(self.0.saturating_sub(earlier.0)).unwrap_or(0))
+    }
+
+    /// Seconds since the epoch, as JWT claims want them.
+    pub fn unix_seconds(self) -> i64 {
+        self.0.div_euclid(1000)
+    }
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The source of `now` for everything that decides by time.
+pub trait Clock: Send + Sync + 'static {
+    fn now(&self) -> Timestamp;
+}
+
+/// The real wall clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        let since = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        Timestamp(millis(since))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arithmetic_saturates_and_never_goes_negative() {
+        let t = Timestamp(1_000);
+        assert_eq!(t.plus(Duration::from_secs(2)), Timestamp(3_000));
+        assert_eq!(t.minus(Duration::from_millis(500)), Timestamp(500));
+        assert_eq!(Timestamp(10).since(Timestamp(20)), Duration::ZERO);
+        assert_eq!(
+            Timestamp(i64::MAX).plus(Duration::from_secs(1)),
+            Timestamp(i64::MAX)
+        );
+        assert_eq!(Timestamp(1_999).unix_seconds(), 1);
+    }
+}

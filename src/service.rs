@@ -1,0 +1,168 @@
+//! `foreman serve`: wires the store, the engine's loops and the HTTP server together, and
+//! takes them down in order on SIGTERM — stop accepting, finish the delivery in hand, give
+//! the tick lease up.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use secrecy::ExposeSecret;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{ServeArgs, redact_url};
+use crate::engine::tick::{InboxRetention, TickSettings, TickTask};
+use crate::engine::{Engine, inbox, tick};
+use crate::github::app::GitHubApp;
+use crate::model::{Clock, SystemClock};
+use crate::store::{Backend, Store};
+
+/// How long handled deliveries are kept before the retention task deletes them.
+const INBOX_RETENTION: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+
+/// A running foreman: its address, its engine, and the handles to stop it.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub engine: Arc<Engine>,
+    stop: CancellationToken,
+    server: JoinHandle<std::io::Result<()>>,
+    loops: Vec<JoinHandle<()>>,
+}
+
+/// Connects to the database and applies migrations, with messages that say what failed.
+pub async fn open_store(url: &secrecy::SecretString) -> Result<Store> {
+    let store = Store::connect(url).await?;
+    store
+        .migrate()
+        .await
+        .context("cannot migrate the database")?;
+    Ok(store)
+}
+
+/// Starts everything `foreman serve` runs and returns once the server is listening.
+pub async fn start(args: &ServeArgs, clock: Arc<dyn Clock>) -> Result<Running> {
+    let credentials = args.github.app_credentials()?;
+    let store = open_store(&args.database.url).await?;
+    let backend = match store.backend() {
+        Backend::Sqlite => "SQLite",
+        Backend::Postgres => "PostgreSQL",
+    };
+    tracing::info!(
+        database = %redact_url(args.database.url.expose_secret()),
+        backend,
+        "database ready, migrations applied"
+    );
+    let engine = Arc::new(Engine::new(store, clock.clone()));
+    let app = credentials
+        .map(|c| GitHubApp::new(&c, &args.github.api_url, clock).map(Arc::new))
+        .transpose()?;
+    engine.set_identity(app, args.github.webhook_secrets());
+    let missing = args.github.missing();
+    if missing.is_empty() {
+        tracing::info!(api = %args.github.api_url, "GitHub App configured");
+    } else {
+        tracing::warn!(
+            "GitHub App settings missing: {}. Webhooks are refused (503) until the webhook \
+             secret is set, and nothing is done on GitHub until the App id and key are set.",
+            missing.join(", ")
+        );
+    }
+
+    let addr = args.listen_addr();
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let addr = listener.local_addr()?;
+    let stop = CancellationToken::new();
+    let holder = args.instance_id();
+
+    let inbox_settings = inbox::InboxSettings {
+        holder: holder.clone(),
+        concurrency: args.inbox_concurrency.max(1),
+        max_attempts: args.inbox_max_attempts.max(1),
+        retry_base: args.inbox_retry_base,
+        claim_ttl: args.inbox_claim_ttl.max(Duration::from_secs(1)),
+    };
+    let tick_settings = TickSettings {
+        holder,
+        interval: args.tick_interval,
+        lease: args.tick_lease,
+    };
+    let tasks: Vec<Box<dyn TickTask>> = vec![Box::new(InboxRetention {
+        keep: INBOX_RETENTION,
+    })];
+    let loops = vec![
+        tokio::spawn(inbox::run(engine.clone(), inbox_settings, stop.clone())),
+        tokio::spawn(tick::run(
+            engine.clone(),
+            tick_settings,
+            tasks,
+            stop.clone(),
+        )),
+    ];
+    let router = crate::server::router(engine.clone());
+    let server_stop = stop.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move { server_stop.cancelled().await })
+            .await
+    });
+    tracing::info!("listening on http://{addr}");
+    Ok(Running {
+        addr,
+        engine,
+        stop,
+        server,
+        loops,
+    })
+}
+
+impl Running {
+    /// Stops accepting requests, lets the loops finish what they hold, and waits for them.
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        match self.server.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "server stopped with an error"),
+            Err(e) => tracing::error!(error = %e, "server task failed"),
+        }
+        for handle in self.loops {
+            if let Err(e) = handle.await {
+                tracing::error!(error = %e, "background loop failed");
+            }
+        }
+        self.engine.store.close().await;
+    }
+}
+
+/// Runs until SIGTERM or Ctrl-C, then shuts down gracefully.
+pub async fn serve(args: ServeArgs) -> Result<()> {
+    let running = start(&args, Arc::new(SystemClock)).await?;
+    shutdown_signal().await;
+    tracing::info!("shutting down: no new requests; finishing the deliveries in hand");
+    running.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+}

@@ -1,0 +1,409 @@
+//! The durable webhook inbox: deliveries stored by the HTTP ingress and consumed by the
+//! processor, serially per queue key and in parallel across keys.
+//!
+//! Claims are leases: a processor sets `claimed_by` with an expiry by a conditional update,
+//! so a second instance (or a restarted process) can take over a claim that lapsed, and a
+//! completion by a processor that lost its claim changes nothing.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use sqlx::any::AnyRow;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Db, Store, Tx, col, count};
+use crate::model::delivery::{
+    ClaimedDelivery, DeliveryStatus, DeliverySummary, NewDelivery, RetryDecision,
+};
+use crate::model::{DeliveryId, DeliverySeq, Timestamp};
+
+/// What storing a delivery did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inserted {
+    /// Stored for the first time.
+    New(DeliverySeq),
+    /// This delivery id was stored before; nothing changed.
+    Duplicate,
+}
+
+/// Which deliveries an operator listing shows.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DeliveryFilter {
+    /// Only deliveries in this state.
+    pub status: Option<DeliveryStatus>,
+    /// At most this many, newest first.
+    pub limit: u32,
+}
+
+const CLAIMED_COLUMNS: &str =
+    "seq, queue_key, delivery_id, event, action, payload, received_at, attempts";
+const SUMMARY_COLUMNS: &str =
+    "seq, delivery_id, event, action, repository, status, attempts, received_at, last_error";
+
+impl Store {
+    /// Stores a delivery unless its id was stored before. Returns once the delivery is
+    /// committed (or known to be a duplicate).
+    pub async fn insert_delivery(&self, d: &NewDelivery) -> Result<Inserted> {
+        let (reply, answer) = oneshot::channel();
+        self.inbox_writer
+            .send((d.clone(), reply))
+            .await
+            .map_err(|_| anyhow!("cannot store delivery: the store is shut down"))?;
+        answer
+            .await
+            .map_err(|_| anyhow!("cannot store delivery: the inbox writer stopped"))?
+            .map_err(|e| anyhow!("cannot store delivery: {e}"))
+    }
+
+    /// The deliveries that may be processed now: for each queue key, its oldest pending
+    /// delivery, if it is due and not claimed by a live claim. Oldest first.
+    pub async fn ready_deliveries(&self, now: Timestamp, limit: u32) -> Result<Vec<DeliverySeq>> {
+        // The queues with pending deliveries are found by hopping through the pending index
+        // from one queue key to the next (a "loose index scan"), so the cost grows with the
+        // number of queues, not with how many deliveries wait in them.
+        let rows = sqlx::query(
+            "WITH RECURSIVE queues (queue_key) AS (
+                 SELECT MIN(queue_key) FROM deliveries WHERE status = 'pending'
+                 UNION ALL
+                 SELECT (SELECT MIN(queue_key) FROM deliveries
+                         WHERE status = 'pending' AND queue_key > queues.queue_key)
+                 FROM queues WHERE queues.queue_key IS NOT NULL
+             )
+             SELECT d.seq FROM queues
+             JOIN deliveries d ON d.seq = (SELECT MIN(seq) FROM deliveries
+                                           WHERE queue_key = queues.queue_key
+                                             AND status = 'pending')
+             WHERE d.next_attempt_at <= $1
+               AND (d.claimed_by IS NULL OR d.claim_expires_at < $1)
+             ORDER BY d.seq
+             LIMIT $2",
+        )
+        .bind(now.0)
+        .bind(i64::from(limit))
+        .fetch_all(&self.db.pool)
+        .await
+        .context("cannot list ready deliveries")?;
+        rows.iter()
+            .map(|r| Ok(DeliverySeq(col(r, "seq")?)))
+            .collect()
+    }
+
+    /// Claims a ready delivery for `holder` until `now + ttl`, counting the attempt. `None`
+    /// when someone else claimed it first or it is no longer pending.
+    pub async fn claim_delivery(
+        &self,
+        seq: DeliverySeq,
+        holder: &str,
+        now: Timestamp,
+        ttl: Duration,
+    ) -> Result<Option<ClaimedDelivery>> {
+        let _gate = self.db.write_gate().await;
+        let sql = format!(
+            "UPDATE deliveries
+             SET claimed_by = $1, claim_expires_at = $2, attempts = attempts + 1
+             WHERE seq = $3 AND status = 'pending'
+               AND (claimed_by IS NULL OR claim_expires_at < $4)
+             RETURNING {CLAIMED_COLUMNS}"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(holder)
+            .bind(now.plus(ttl).0)
+            .bind(seq.0)
+            .bind(now.0)
+            .fetch_optional(&self.db.pool)
+            .await
+            .context("cannot claim delivery")?;
+        row.as_ref().map(claimed).transpose()
+    }
+
+    /// Claims the oldest pending delivery of `queue_key` if it is due and unclaimed: how a
+    /// lane moves on through its queue without scanning the whole inbox.
+    pub async fn claim_next_in_queue(
+        &self,
+        queue_key: &str,
+        holder: &str,
+        now: Timestamp,
+        ttl: Duration,
+    ) -> Result<Option<ClaimedDelivery>> {
+        let _gate = self.db.write_gate().await;
+        let sql = format!(
+            "UPDATE deliveries
+             SET claimed_by = $1, claim_expires_at = $2, attempts = attempts + 1
+             WHERE seq = (SELECT MIN(seq) FROM deliveries
+                          WHERE queue_key = $3 AND status = 'pending')
+               AND next_attempt_at <= $4
+               AND (claimed_by IS NULL OR claim_expires_at < $4)
+             RETURNING {CLAIMED_COLUMNS}"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(holder)
+            .bind(now.plus(ttl).0)
+            .bind(queue_key)
+            .bind(now.0)
+            .fetch_optional(&self.db.pool)
+            .await
+            .context("cannot claim the next delivery")?;
+        row.as_ref().map(claimed).transpose()
+    }
+
+    /// Extends a claim `holder` still has.
+    pub async fn renew_claim(
+        &self,
+        seq: DeliverySeq,
+        holder: &str,
+        until: Timestamp,
+    ) -> Result<()> {
+        let _gate = self.db.write_gate().await;
+        sqlx::query(
+            "UPDATE deliveries SET claim_expires_at = $1
+             WHERE seq = $2 AND claimed_by = $3 AND status = 'pending'",
+        )
+        .bind(until.0)
+        .bind(seq.0)
+        .bind(holder)
+        .execute(&self.db.pool)
+        .await
+        .context("cannot renew delivery claim")?;
+        Ok(())
+    }
+
+    /// Records a failed attempt: the claim is released and the delivery retried later or
+    /// parked as dead. Returns the resulting status (`None` if the claim had been lost).
+    pub async fn fail_delivery(
+        &self,
+        seq: DeliverySeq,
+        holder: &str,
+        error: &str,
+        decision: RetryDecision,
+    ) -> Result<Option<DeliveryStatus>> {
+        let (status, next_attempt_at) = match decision {
+            RetryDecision::RetryAt(at) => (DeliveryStatus::Pending, Some(at.0)),
+            RetryDecision::Dead => (DeliveryStatus::Dead, None),
+        };
+        let _gate = self.db.write_gate().await;
+        let updated = sqlx::query(
+            "UPDATE deliveries
+             SET claimed_by = NULL, claim_expires_at = NULL, last_error = $1, status = $2,
+                 next_attempt_at = COALESCE($3, next_attempt_at)
+             WHERE seq = $4 AND claimed_by = $5 AND status = 'pending'",
+        )
+        .bind(error)
+        .bind(status.as_str())
+        .bind(next_attempt_at)
+        .bind(seq.0)
+        .bind(holder)
+        .execute(&self.db.pool)
+        .await
+        .context("cannot record delivery failure")?;
+        Ok((updated.rows_affected() == 1).then_some(status))
+    }
+
+    /// Deliveries for operators, newest first.
+    pub async fn list_deliveries(&self, filter: DeliveryFilter) -> Result<Vec<DeliverySummary>> {
+        let sql = format!(
+            "SELECT {SUMMARY_COLUMNS} FROM deliveries
+             WHERE ($1 IS NULL OR status = $1) ORDER BY seq DESC LIMIT $2"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(filter.status.map(DeliveryStatus::as_str))
+            .bind(i64::from(filter.limit))
+            .fetch_all(&self.db.pool)
+            .await
+            .context("cannot list deliveries")?;
+        rows.iter().map(summary).collect()
+    }
+
+    /// One delivery by its GitHub delivery id.
+    pub async fn delivery(&self, id: &DeliveryId) -> Result<Option<DeliverySummary>> {
+        let sql = format!("SELECT {SUMMARY_COLUMNS} FROM deliveries WHERE delivery_id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(&id.0)
+            .fetch_optional(&self.db.pool)
+            .await
+            .context("cannot read delivery")?;
+        row.as_ref().map(summary).transpose()
+    }
+
+    /// Puts dead deliveries back in the queue with a fresh attempt count. With `id`, only
+    /// that one (an error if it is not dead); without, every dead delivery. Returns how many.
+    pub async fn replay_dead(&self, id: Option<&DeliveryId>, now: Timestamp) -> Result<u64> {
+        if let Some(id) = id {
+            match self.delivery(id).await? {
+                None => bail!("no delivery with id {id}"),
+                Some(d) if d.status != DeliveryStatus::Dead => {
+                    bail!("delivery {id} is {}, not dead", d.status.as_str())
+                }
+                Some(_) => {}
+            }
+        }
+        let _gate = self.db.write_gate().await;
+        let result = sqlx::query(
+            "UPDATE deliveries
+             SET status = 'pending', attempts = 0, next_attempt_at = $1,
+                 claimed_by = NULL, claim_expires_at = NULL
+             WHERE status = 'dead' AND ($2 IS NULL OR delivery_id = $2)",
+        )
+        .bind(now.0)
+        .bind(id.map(|i| i.0.as_str()))
+        .execute(&self.db.pool)
+        .await
+        .context("cannot replay deliveries")?;
+        Ok(result.rows_affected())
+    }
+
+    /// How many deliveries are waiting to be processed.
+    pub async fn inbox_depth(&self) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM deliveries WHERE status = 'pending'")
+            .fetch_one(&self.db.pool)
+            .await
+            .context("cannot count pending deliveries")?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// How many deliveries are stored, in any state.
+    pub async fn delivery_count(&self) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM deliveries")
+            .fetch_one(&self.db.pool)
+            .await
+            .context("cannot count deliveries")?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// Deletes handled deliveries received before `before`; dead and pending ones are kept.
+    pub async fn prune_deliveries(&self, before: Timestamp) -> Result<u64> {
+        let _gate = self.db.write_gate().await;
+        let result = sqlx::query(
+            "DELETE FROM deliveries
+             WHERE status IN ('processed', 'skipped') AND received_at < $1",
+        )
+        .bind(before.0)
+        .execute(&self.db.pool)
+        .await
+        .context("cannot prune old deliveries")?;
+        Ok(result.rows_affected())
+    }
+}
+
+/// A delivery waiting for the inbox writer, and where to send how it went.
+pub(super) type PendingInsert = (NewDelivery, oneshot::Sender<Result<Inserted, String>>);
+
+/// Most deliveries committed in one transaction.
+const MAX_BATCH: usize = 256;
+/// Deliveries that may wait for the writer before senders are held back.
+const WRITER_QUEUE: usize = 4096;
+
+/// Starts the task that stores deliveries, committing everything queued at that moment in
+/// one transaction. It ends when every [`Store`] handle is gone.
+pub(super) fn spawn_writer(db: Db) -> mpsc::Sender<PendingInsert> {
+    let (sender, mut queue) = mpsc::channel::<PendingInsert>(WRITER_QUEUE);
+    tokio::spawn(async move {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+            let result = insert_batch(&db, &batch).await;
+            for (i, (_, reply)) in batch.drain(..).enumerate() {
+                let answer = match &result {
+                    Ok(inserted) => Ok(inserted[i]),
+                    Err(e) => Err(format!("{e:#}")),
+                };
+                // The request may have gone away; the delivery is stored (or not) regardless.
+                let _ = reply.send(answer);
+            }
+        }
+    });
+    sender
+}
+
+async fn insert_batch(db: &Db, batch: &[PendingInsert]) -> Result<Vec<Inserted>> {
+    let mut tx = db.begin().await?;
+    let mut inserted = Vec::with_capacity(batch.len());
+    for (d, _) in batch {
+        let row = sqlx::query(
+            "INSERT INTO deliveries (delivery_id, event, action, installation_id, repository_id,
+                repository, queue_key, payload, received_at, next_attempt_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)
+             ON CONFLICT (delivery_id) DO NOTHING
+             RETURNING seq",
+        )
+        .bind(&d.delivery_id.0)
+        .bind(&d.event)
+        .bind(&d.action)
+        .bind(d.installation_id.map(|i| i.0))
+        .bind(d.repository_id.map(|r| r.0))
+        .bind(&d.repository)
+        .bind(d.queue_key())
+        .bind(&d.payload)
+        .bind(d.received_at.0)
+        .fetch_optional(tx.conn())
+        .await?;
+        inserted.push(match row {
+            Some(row) => Inserted::New(DeliverySeq(col(&row, "seq")?)),
+            None => Inserted::Duplicate,
+        });
+    }
+    tx.commit().await?;
+    Ok(inserted)
+}
+
+impl Tx {
+    /// Marks a claimed delivery handled, in the same transaction as the handler's effects. An
+    /// error if the claim was lost meanwhile: the caller must roll back.
+    pub async fn complete_delivery(
+        &mut self,
+        seq: DeliverySeq,
+        holder: &str,
+        status: DeliveryStatus,
+        note: Option<&str>,
+        now: Timestamp,
+    ) -> Result<()> {
+        let updated = sqlx::query(
+            "UPDATE deliveries
+             SET status = $1, processed_at = $2, last_error = $3,
+                 claimed_by = NULL, claim_expires_at = NULL
+             WHERE seq = $4 AND claimed_by = $5 AND status = 'pending'",
+        )
+        .bind(status.as_str())
+        .bind(now.0)
+        .bind(note)
+        .bind(seq.0)
+        .bind(holder)
+        .execute(self.conn())
+        .await
+        .context("cannot mark delivery processed")?;
+        if updated.rows_affected() != 1 {
+            bail!(
+                "delivery {} was claimed by another processor meanwhile",
+                seq.0
+            );
+        }
+        Ok(())
+    }
+}
+
+fn summary(row: &AnyRow) -> Result<DeliverySummary> {
+    let status: String = col(row, "status")?;
+    Ok(DeliverySummary {
+        seq: DeliverySeq(col(row, "seq")?),
+        delivery_id: DeliveryId(col(row, "delivery_id")?),
+        event: col(row, "event")?,
+        action: col(row, "action")?,
+        repository: col(row, "repository")?,
+        status: DeliveryStatus::parse(&status)
+            .with_context(|| format!("unknown delivery status `{status}`"))?,
+        attempts: count(col(row, "attempts")?),
+        received_at: Timestamp(col(row, "received_at")?),
+        last_error: col(row, "last_error")?,
+    })
+}
+
+fn claimed(row: &AnyRow) -> Result<ClaimedDelivery> {
+    Ok(ClaimedDelivery {
+        seq: DeliverySeq(col(row, "seq")?),
+        queue_key: col(row, "queue_key")?,
+        delivery_id: DeliveryId(col(row, "delivery_id")?),
+        event: col(row, "event")?,
+        action: col(row, "action")?,
+        payload: col(row, "payload")?,
+        received_at: Timestamp(col(row, "received_at")?),
+        attempts: count(col(row, "attempts")?),
+    })
+}

@@ -1,0 +1,284 @@
+//! The store: the only place in foreman that speaks SQL.
+//!
+//! One API over SQLite (the embedded default) and PostgreSQL (for deployments that outgrow one
+//! machine). Both run the same statements through sqlx's `Any` driver: parameters are written
+//! `$1`, `$2`… (which SQLite also understands), times are integer milliseconds, and
+//! concurrency control uses portable mechanisms — conditional updates, `ON CONFLICT`,
+//! `RETURNING` — so both backends share one design.
+//!
+//! Reads go through [`Store`]; writes that must happen together go through a [`Tx`].
+//!
+//! SQLite allows one writer at a time, and a writer that finds the database locked sleeps in
+//! growing steps before it retries — milliseconds of latency for nothing. So on SQLite every
+//! write in this process first takes an async *write gate* (writers queue in order and wake
+//! the moment the gate is free), and a transaction takes the database lock up front
+//! (`BEGIN IMMEDIATE`) so it never fails on a lock upgrade. The busy timeout remains for other
+//! processes (an operator's `foreman deliveries replay` while the server runs). Never start a
+//! second write from the task that holds a [`Tx`]: it would wait for itself.
+//!
+//! Webhook deliveries are stored by a writer task that commits whatever has queued up in one
+//! transaction (group commit), so a burst of deliveries costs few fsyncs.
+
+mod audit;
+mod inbox;
+mod installations;
+mod leases;
+mod migrate;
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
+use sqlx::{Any, AnyPool, ConnectOptions, Connection, Row};
+use tokio::sync::{Mutex, OwnedMutexGuard, mpsc};
+
+pub use audit::AuditEntry;
+pub use inbox::{DeliveryFilter, Inserted};
+pub use installations::{Installation, InstallationState};
+
+/// How long a connection attempt may take before the database counts as unreachable.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long SQLite waits for another writer before giving up.
+const SQLITE_BUSY_TIMEOUT_MS: u32 = 10_000;
+/// Pool size on SQLite (one writer at a time; the rest read concurrently under WAL).
+const SQLITE_MAX_CONNECTIONS: u32 = 8;
+/// Pool size on PostgreSQL.
+const POSTGRES_MAX_CONNECTIONS: u32 = 16;
+
+/// Which database engine is behind the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// The backend a database URL names, or an error naming the URL's scheme.
+    pub fn of_url(url: &str) -> Result<Backend> {
+        let scheme = url.split_once(':').map(|(s, _)| s).unwrap_or_default();
+        match scheme {
+            "sqlite" => Ok(Backend::Sqlite),
+            "postgres" | "postgresql" => Ok(Backend::Postgres),
+            _ => anyhow::bail!(
+                "DATABASE_URL must start with sqlite:// or postgres:// (got scheme `{scheme}`)"
+            ),
+        }
+    }
+}
+
+/// The handle to the database that the whole program shares. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    db: Db,
+    inbox_writer: mpsc::Sender<inbox::PendingInsert>,
+}
+
+/// The pool and what it takes to write to it; shared with the inbox writer task.
+#[derive(Clone, Debug)]
+struct Db {
+    pool: AnyPool,
+    backend: Backend,
+    /// SQLite only: one writer at a time in this process.
+    write_gate: Option<Arc<Mutex<()>>>,
+}
+
+/// A write transaction. Dropping it without [`Tx::commit`] rolls it back.
+pub struct Tx {
+    inner: sqlx::Transaction<'static, Any>,
+    _gate: Option<OwnedMutexGuard<()>>,
+}
+
+impl Db {
+    /// Waits for this process's turn to write (SQLite); nothing to wait for on PostgreSQL.
+    async fn write_gate(&self) -> Option<OwnedMutexGuard<()>> {
+        match &self.write_gate {
+            Some(gate) => Some(gate.clone().lock_owned().await),
+            None => None,
+        }
+    }
+
+    async fn begin(&self) -> Result<Tx> {
+        let gate = self.write_gate().await;
+        let inner = match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+        .context("cannot start a database transaction")?;
+        Ok(Tx { inner, _gate: gate })
+    }
+}
+
+impl Store {
+    /// Connects to the database, creating a SQLite file if it does not exist yet. Does not
+    /// migrate; call [`Store::migrate`].
+    pub async fn connect(url: &SecretString) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let url = url.expose_secret();
+        let backend = Backend::of_url(url)?;
+        let shown = crate::config::redact_url(url);
+        let url = match backend {
+            Backend::Sqlite => sqlite_url(url),
+            Backend::Postgres => url.to_owned(),
+        };
+        let options = AnyConnectOptions::from_str(&url)
+            .with_context(|| format!("invalid database URL {shown}"))?
+            .disable_statement_logging();
+        if backend == Backend::Sqlite {
+            // WAL is a property of the database file; switching needs an exclusive lock that
+            // the busy timeout cannot wait for, so do it once, alone, before the pool opens.
+            let mut conn = options
+                .connect()
+                .await
+                .with_context(|| format!("cannot open SQLite database {shown}"))?;
+            sqlx::query("PRAGMA journal_mode = WAL")
+                .execute(&mut conn)
+                .await
+                .context("cannot switch SQLite to WAL mode")?;
+            conn.close().await.ok();
+        }
+        let pool = AnyPoolOptions::new()
+            .max_connections(match backend {
+                Backend::Sqlite => SQLITE_MAX_CONNECTIONS,
+                Backend::Postgres => POSTGRES_MAX_CONNECTIONS,
+            })
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        for pragma in sqlite_pragmas() {
+                            sqlx::query(sqlx::AssertSqlSafe(pragma))
+                                .execute(&mut *conn)
+                                .await?;
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await
+            .with_context(|| format!("cannot connect to database {shown}"))?;
+        let db = Db {
+            pool,
+            backend,
+            write_gate: (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(()))),
+        };
+        Ok(Store {
+            inbox_writer: inbox::spawn_writer(db.clone()),
+            db,
+        })
+    }
+
+    /// Which engine this store runs on.
+    pub fn backend(&self) -> Backend {
+        self.db.backend
+    }
+
+    /// Applies every migration not applied yet.
+    pub async fn migrate(&self) -> Result<()> {
+        migrate::run(self).await
+    }
+
+    /// A cheap round trip, for health checks.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.db.pool)
+            .await
+            .context("database unreachable")?;
+        Ok(())
+    }
+
+    /// Starts a write transaction.
+    pub async fn begin(&self) -> Result<Tx> {
+        self.db.begin().await
+    }
+
+    /// Closes every connection; later calls fail as if the database had gone away.
+    pub async fn close(&self) {
+        self.db.pool.close().await;
+    }
+}
+
+impl Tx {
+    /// Makes the transaction's writes durable.
+    pub async fn commit(self) -> Result<()> {
+        self.inner
+            .commit()
+            .await
+            .context("cannot commit transaction")
+    }
+
+    fn conn(&mut self) -> &mut sqlx::AnyConnection {
+        &mut self.inner
+    }
+}
+
+/// SQLite needs `mode=rwc` to create a missing file.
+fn sqlite_url(url: &str) -> String {
+    if url.contains("mode=") || url.contains(":memory:") {
+        url.to_owned()
+    } else if url.contains('?') {
+        format!("{url}&mode=rwc")
+    } else {
+        format!("{url}?mode=rwc")
+    }
+}
+
+/// Per-connection SQLite settings: durable commits (FULL fsyncs the WAL on every commit),
+/// foreign keys enforced, and writers wait for each other instead of failing.
+fn sqlite_pragmas() -> [String; 3] {
+    [
+        "PRAGMA synchronous = FULL".to_owned(),
+        "PRAGMA foreign_keys = ON".to_owned(),
+        format!("PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}"),
+    ]
+}
+
+/// Reads a column, naming it in the error.
+fn col<'r, T>(row: &'r AnyRow, name: &str) -> Result<T>
+where
+    T: sqlx::Decode<'r, Any> + sqlx::Type<Any>,
+{
+    row.try_get(name)
+        .with_context(|| format!("cannot read column `{name}`"))
+}
+
+/// Converts a stored count to the unsigned type callers want, clamping nonsense to zero.
+fn count(n: i64) -> u32 {
+    u32::try_from(n).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backends_are_named_by_scheme() {
+        assert_eq!(Backend::of_url("sqlite://x.db").unwrap(), Backend::Sqlite);
+        assert_eq!(
+            Backend::of_url("postgres://h/db").unwrap(),
+            Backend::Postgres
+        );
+        assert_eq!(
+            Backend::of_url("postgresql://h/db").unwrap(),
+            Backend::Postgres
+        );
+        let err = Backend::of_url("mysql://h/db").unwrap_err().to_string();
+        assert!(err.contains("mysql"), "{err}");
+    }
+
+    #[test]
+    fn sqlite_urls_create_missing_files() {
+        assert_eq!(
+            sqlite_url("sqlite://foreman.db"),
+            "sqlite://foreman.db?mode=rwc"
+        );
+        assert_eq!(sqlite_url("sqlite://f.db?mode=ro"), "sqlite://f.db?mode=ro");
+        assert_eq!(
+            sqlite_url("sqlite://f.db?cache=shared"),
+            "sqlite://f.db?cache=shared&mode=rwc"
+        );
+    }
+}

@@ -1,0 +1,548 @@
+//! Store behaviour, identical on SQLite and PostgreSQL: every test here runs on both.
+
+use std::time::Duration;
+
+use foreman::model::delivery::{DeliveryStatus, NewDelivery, RetryDecision};
+use foreman::model::{DeliveryId, DeliverySeq, InstallationId, RepositoryId, Timestamp};
+use foreman::store::{DeliveryFilter, Inserted, InstallationState};
+
+use crate::on_both_backends;
+use crate::support::TestDb;
+
+const TTL: Duration = Duration::from_secs(60);
+
+fn delivery(id: &str, repo: Option<i64>, at: i64) -> NewDelivery {
+    NewDelivery {
+        delivery_id: DeliveryId(id.to_owned()),
+        event: "issues".to_owned(),
+        action: Some("opened".to_owned()),
+        installation_id: Some(InstallationId(1)),
+        repository_id: repo.map(RepositoryId),
+        repository: repo.map(|r| format!("octo/repo{r}")),
+        payload: format!("{{\"n\":\"{id}\"}}"),
+        received_at: Timestamp(at),
+    }
+}
+
+async fn migrations_are_idempotent(db: TestDb) {
+    let store = db.store().await;
+    store.migrate().await.unwrap();
+    store.migrate().await.unwrap();
+    store.ping().await.unwrap();
+}
+on_both_backends!(migrations_are_idempotent);
+
+async fn a_delivery_id_is_stored_once(db: TestDb) {
+    let store = db.store().await;
+    let first = store
+        .insert_delivery(&delivery("a", Some(1), 10))
+        .await
+        .unwrap();
+    assert!(matches!(first, Inserted::New(_)));
+    let again = store
+        .insert_delivery(&delivery("a", Some(1), 11))
+        .await
+        .unwrap();
+    assert_eq!(again, Inserted::Duplicate);
+    assert_eq!(store.inbox_depth().await.unwrap(), 1);
+}
+on_both_backends!(a_delivery_id_is_stored_once);
+
+async fn concurrent_inserts_of_one_id_store_it_once(db: TestDb) {
+    let store = db.store().await;
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .insert_delivery(&delivery("same", Some(1), i))
+                .await
+                .unwrap()
+        }));
+    }
+    let mut new = 0;
+    for t in tasks {
+        if matches!(t.await.unwrap(), Inserted::New(_)) {
+            new += 1;
+        }
+    }
+    assert_eq!(new, 1);
+    assert_eq!(store.inbox_depth().await.unwrap(), 1);
+}
+on_both_backends!(concurrent_inserts_of_one_id_store_it_once);
+
+async fn ready_deliveries_are_the_head_of_each_queue(db: TestDb) {
+    let store = db.store().await;
+    for (id, repo) in [
+        ("r1-a", 1),
+        ("r2-a", 2),
+        ("r1-b", 1),
+        ("r2-b", 2),
+        ("r3-a", 3),
+    ] {
+        store
+            .insert_delivery(&delivery(id, Some(repo), 0))
+            .await
+            .unwrap();
+    }
+    let now = Timestamp(1);
+    let ready = store.ready_deliveries(now, 10).await.unwrap();
+    let ids = ids_of(&store, &ready).await;
+    assert_eq!(ids, ["r1-a", "r2-a", "r3-a"]);
+
+    // A claimed head blocks its queue (for everyone) but not the others.
+    let claimed = store
+        .claim_delivery(ready[0], "me", now, TTL)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(claimed.delivery_id.0, "r1-a");
+    assert_eq!(claimed.attempts, 1);
+    let ready = store.ready_deliveries(now, 10).await.unwrap();
+    assert_eq!(ids_of(&store, &ready).await, ["r2-a", "r3-a"]);
+    assert!(
+        store
+            .claim_delivery(claimed.seq, "other", now, TTL)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Completing it makes the next one of that repository the head.
+    let mut tx = store.begin().await.unwrap();
+    tx.complete_delivery(claimed.seq, "me", DeliveryStatus::Processed, None, now)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let ready = store.ready_deliveries(now, 10).await.unwrap();
+    assert_eq!(ids_of(&store, &ready).await, ["r2-a", "r1-b", "r3-a"]);
+}
+on_both_backends!(ready_deliveries_are_the_head_of_each_queue);
+
+async fn ids_of(store: &foreman::store::Store, seqs: &[DeliverySeq]) -> Vec<String> {
+    let all = store
+        .list_deliveries(DeliveryFilter {
+            status: None,
+            limit: 1000,
+        })
+        .await
+        .unwrap();
+    seqs.iter()
+        .map(|s| {
+            all.iter()
+                .find(|d| d.seq == *s)
+                .unwrap()
+                .delivery_id
+                .0
+                .clone()
+        })
+        .collect()
+}
+
+async fn a_lapsed_claim_can_be_taken_over_and_the_old_holder_cannot_complete(db: TestDb) {
+    let store = db.store().await;
+    store
+        .insert_delivery(&delivery("x", Some(1), 0))
+        .await
+        .unwrap();
+    let seq = store.ready_deliveries(Timestamp(0), 1).await.unwrap()[0];
+    let first = store
+        .claim_delivery(seq, "a", Timestamp(0), TTL)
+        .await
+        .unwrap();
+    assert!(first.is_some());
+    let later = Timestamp(0).plus(TTL).plus(Duration::from_millis(1));
+    assert_eq!(store.ready_deliveries(later, 1).await.unwrap(), [seq]);
+    let second = store
+        .claim_delivery(seq, "b", later, TTL)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(second.attempts, 2);
+
+    let mut tx = store.begin().await.unwrap();
+    let err = tx
+        .complete_delivery(seq, "a", DeliveryStatus::Processed, None, later)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("claimed by another processor"),
+        "{err}"
+    );
+    drop(tx);
+    let mut tx = store.begin().await.unwrap();
+    tx.complete_delivery(seq, "b", DeliveryStatus::Processed, None, later)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(store.inbox_depth().await.unwrap(), 0);
+}
+on_both_backends!(a_lapsed_claim_can_be_taken_over_and_the_old_holder_cannot_complete);
+
+async fn failures_retry_later_then_die_and_replay(db: TestDb) {
+    let store = db.store().await;
+    store
+        .insert_delivery(&delivery("f", Some(1), 0))
+        .await
+        .unwrap();
+    let id = DeliveryId("f".into());
+    let seq = store.ready_deliveries(Timestamp(0), 1).await.unwrap()[0];
+    store
+        .claim_delivery(seq, "p", Timestamp(0), TTL)
+        .await
+        .unwrap()
+        .unwrap();
+    let status = store
+        .fail_delivery(seq, "p", "boom", RetryDecision::RetryAt(Timestamp(500)))
+        .await
+        .unwrap();
+    assert_eq!(status, Some(DeliveryStatus::Pending));
+    assert!(
+        store
+            .ready_deliveries(Timestamp(499), 1)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store.ready_deliveries(Timestamp(500), 1).await.unwrap(),
+        [seq]
+    );
+
+    store
+        .claim_delivery(seq, "p", Timestamp(500), TTL)
+        .await
+        .unwrap()
+        .unwrap();
+    let status = store
+        .fail_delivery(seq, "p", "boom again", RetryDecision::Dead)
+        .await
+        .unwrap();
+    assert_eq!(status, Some(DeliveryStatus::Dead));
+    assert!(
+        store
+            .ready_deliveries(Timestamp(10_000), 1)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let dead = store
+        .list_deliveries(DeliveryFilter {
+            status: Some(DeliveryStatus::Dead),
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].last_error.as_deref(), Some("boom again"));
+    assert_eq!(dead[0].attempts, 2);
+
+    let err = store
+        .replay_dead(Some(&DeliveryId("nope".into())), Timestamp(0))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("no delivery with id nope"),
+        "{err}"
+    );
+    assert_eq!(
+        store
+            .replay_dead(Some(&id), Timestamp(20_000))
+            .await
+            .unwrap(),
+        1
+    );
+    let replayed = store.delivery(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (replayed.status, replayed.attempts),
+        (DeliveryStatus::Pending, 0)
+    );
+    assert_eq!(
+        store.ready_deliveries(Timestamp(20_000), 1).await.unwrap(),
+        [seq]
+    );
+    let err = store
+        .replay_dead(Some(&id), Timestamp(0))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("is pending, not dead"), "{err}");
+}
+on_both_backends!(failures_retry_later_then_die_and_replay);
+
+async fn pruning_keeps_pending_and_dead(db: TestDb) {
+    let store = db.store().await;
+    for id in ["done", "dead", "waiting"] {
+        store
+            .insert_delivery(&delivery(id, Some(1), 0))
+            .await
+            .unwrap();
+    }
+    let seqs = store.ready_deliveries(Timestamp(0), 10).await.unwrap();
+    let done = store
+        .claim_delivery(seqs[0], "p", Timestamp(0), TTL)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut tx = store.begin().await.unwrap();
+    tx.complete_delivery(done.seq, "p", DeliveryStatus::Processed, None, Timestamp(0))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let next = store.ready_deliveries(Timestamp(0), 10).await.unwrap()[0];
+    store
+        .claim_delivery(next, "p", Timestamp(0), TTL)
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .fail_delivery(next, "p", "x", RetryDecision::Dead)
+        .await
+        .unwrap();
+    assert_eq!(store.prune_deliveries(Timestamp(1)).await.unwrap(), 1);
+    let left = store
+        .list_deliveries(DeliveryFilter {
+            status: None,
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    let mut ids: Vec<_> = left.iter().map(|d| d.delivery_id.0.as_str()).collect();
+    ids.sort();
+    assert_eq!(ids, ["dead", "waiting"]);
+}
+on_both_backends!(pruning_keeps_pending_and_dead);
+
+async fn leases_have_one_holder_until_they_lapse(db: TestDb) {
+    let store = db.store().await;
+    let ttl = Duration::from_secs(10);
+    let t0 = Timestamp(1_000);
+    assert!(store.try_acquire_lease("tick", "a", t0, ttl).await.unwrap());
+    assert!(!store.try_acquire_lease("tick", "b", t0, ttl).await.unwrap());
+    assert!(
+        store
+            .try_acquire_lease("tick", "a", t0.plus(ttl), ttl)
+            .await
+            .unwrap(),
+        "renewal"
+    );
+    let lapsed = t0.plus(ttl).plus(ttl).plus(Duration::from_millis(1));
+    assert!(
+        store
+            .try_acquire_lease("tick", "b", lapsed, ttl)
+            .await
+            .unwrap(),
+        "takeover"
+    );
+    assert_eq!(
+        store.lease_holder("tick", lapsed).await.unwrap().as_deref(),
+        Some("b")
+    );
+    store.release_lease("tick", "a").await.unwrap();
+    assert_eq!(
+        store.lease_holder("tick", lapsed).await.unwrap().as_deref(),
+        Some("b")
+    );
+    store.release_lease("tick", "b").await.unwrap();
+    assert!(
+        store
+            .try_acquire_lease("tick", "a", lapsed, ttl)
+            .await
+            .unwrap()
+    );
+}
+on_both_backends!(leases_have_one_holder_until_they_lapse);
+
+async fn concurrent_lease_takers_get_one_holder(db: TestDb) {
+    let store = db.store().await;
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .try_acquire_lease(
+                    "race",
+                    &format!("h{i}"),
+                    Timestamp(0),
+                    Duration::from_secs(5),
+                )
+                .await
+                .unwrap()
+        }));
+    }
+    let mut holders = 0;
+    for t in tasks {
+        holders += usize::from(t.await.unwrap());
+    }
+    assert_eq!(holders, 1);
+}
+on_both_backends!(concurrent_lease_takers_get_one_holder);
+
+async fn installations_track_state_and_repositories(db: TestDb) {
+    let store = db.store().await;
+    let id = InstallationId(42);
+    let now = Timestamp(0);
+    let mut tx = store.begin().await.unwrap();
+    tx.upsert_installation(
+        id,
+        "octo",
+        Some("Organization"),
+        Some("selected"),
+        InstallationState::Active,
+        now,
+    )
+    .await
+    .unwrap();
+    tx.add_repositories(
+        id,
+        &[
+            (RepositoryId(1), "octo/a".into()),
+            (RepositoryId(2), "octo/b".into()),
+        ],
+        now,
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(
+        store.installation_state(id).await.unwrap(),
+        Some(InstallationState::Active)
+    );
+
+    let mut tx = store.begin().await.unwrap();
+    tx.remove_repositories(id, &[RepositoryId(1)])
+        .await
+        .unwrap();
+    tx.upsert_installation(id, "octo", None, None, InstallationState::Suspended, now)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let got = store.installation(id).await.unwrap().unwrap();
+    assert_eq!(got.state, InstallationState::Suspended);
+    assert_eq!(got.repositories, [(RepositoryId(2), "octo/b".to_owned())]);
+    assert_eq!(
+        store.installation_state(id).await.unwrap(),
+        Some(InstallationState::Suspended)
+    );
+
+    // Deleted is final, whatever arrives afterwards.
+    let mut tx = store.begin().await.unwrap();
+    tx.upsert_installation(id, "octo", None, None, InstallationState::Deleted, now)
+        .await
+        .unwrap();
+    tx.clear_repositories(id).await.unwrap();
+    tx.upsert_installation(id, "octo", None, None, InstallationState::Active, now)
+        .await
+        .unwrap();
+    tx.ensure_installation(id, "octo", now).await.unwrap();
+    tx.commit().await.unwrap();
+    let got = store.installation(id).await.unwrap().unwrap();
+    assert_eq!(got.state, InstallationState::Deleted);
+    assert!(got.repositories.is_empty());
+    assert!(
+        store
+            .installation(InstallationId(7))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        store.installation_state(InstallationId(7)).await.unwrap(),
+        None
+    );
+}
+on_both_backends!(installations_track_state_and_repositories);
+
+async fn a_rolled_back_transaction_leaves_nothing(db: TestDb) {
+    let store = db.store().await;
+    let mut tx = store.begin().await.unwrap();
+    tx.ensure_installation(InstallationId(5), "octo", Timestamp(0))
+        .await
+        .unwrap();
+    drop(tx);
+    assert!(
+        store
+            .installation(InstallationId(5))
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+on_both_backends!(a_rolled_back_transaction_leaves_nothing);
+
+async fn a_closed_store_fails_cleanly(db: TestDb) {
+    let store = db.store().await;
+    store.close().await;
+    let err = store
+        .insert_delivery(&delivery("z", None, 0))
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{err:#}").contains("cannot store delivery"),
+        "{err:#}"
+    );
+    assert!(store.ping().await.is_err());
+}
+on_both_backends!(a_closed_store_fails_cleanly);
+
+async fn a_lane_claims_the_next_of_its_queue_only_when_due(db: TestDb) {
+    let store = db.store().await;
+    for (id, repo) in [("a1", 1), ("b1", 2), ("a2", 1), ("a3", 1)] {
+        store
+            .insert_delivery(&delivery(id, Some(repo), 0))
+            .await
+            .unwrap();
+    }
+    let t = Timestamp(0);
+    let head = store.ready_deliveries(t, 1).await.unwrap()[0];
+    let a1 = store
+        .claim_delivery(head, "lane", t, TTL)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (a1.delivery_id.0.as_str(), a1.queue_key.as_str()),
+        ("a1", "repo:1")
+    );
+    // The head is still in hand: nothing next.
+    assert!(
+        store
+            .claim_next_in_queue("repo:1", "lane", t, TTL)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let mut tx = store.begin().await.unwrap();
+    tx.complete_delivery(a1.seq, "lane", DeliveryStatus::Processed, None, t)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let a2 = store
+        .claim_next_in_queue("repo:1", "lane", t, TTL)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(a2.delivery_id.0, "a2");
+    // a2 fails and waits for its retry: the lane must not skip ahead to a3.
+    store
+        .fail_delivery(
+            a2.seq,
+            "lane",
+            "later",
+            RetryDecision::RetryAt(Timestamp(100)),
+        )
+        .await
+        .unwrap();
+    assert!(
+        store
+            .claim_next_in_queue("repo:1", "lane", t, TTL)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let again = store
+        .claim_next_in_queue("repo:1", "lane", Timestamp(100), TTL)
+        .await
+        .unwrap();
+    assert_eq!(again.unwrap().delivery_id.0, "a2");
+}
+on_both_backends!(a_lane_claims_the_next_of_its_queue_only_when_due);

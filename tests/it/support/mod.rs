@@ -1,0 +1,371 @@
+//! The shared test harness: temporary databases on both backends, a real foreman server
+//! started in-process, signed webhook posting, fixtures, and the fake GitHub.
+#![allow(dead_code)]
+
+pub mod fake_github;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use foreman::config::{DatabaseArgs, GitHubArgs, ServeArgs};
+use foreman::model::SystemClock;
+use foreman::service::Running;
+use foreman::store::Store;
+use secrecy::{ExposeSecret, SecretString};
+
+/// Where PostgreSQL tests connect (an admin connection; each test makes its own schema).
+/// `skip` disables the PostgreSQL variants explicitly.
+pub const POSTGRES_ENV: &str = "FOREMAN_TEST_POSTGRES";
+const DEFAULT_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+/// How long `eventually` waits before failing a test.
+pub const EVENTUALLY: Duration = Duration::from_secs(30);
+/// The webhook secret test servers use.
+pub const WEBHOOK_SECRET: &str = "test-webhook-secret";
+
+/// Runs a test body twice: once on SQLite, once on PostgreSQL.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                $crate::support::with_db($crate::support::Kind::Sqlite, super::$name).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                $crate::support::with_db($crate::support::Kind::Postgres, super::$name).await
+            }
+        }
+    };
+}
+
+/// Which backend a test database is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Sqlite,
+    Postgres,
+}
+
+/// A fresh, empty database for one test: a SQLite file in a temporary directory, or a
+/// PostgreSQL schema of its own.
+#[derive(Clone)]
+pub struct TestDb {
+    pub kind: Kind,
+    pub url: SecretString,
+    dir: Arc<tempfile::TempDir>,
+    schema: Option<(String, String)>,
+}
+
+impl TestDb {
+    /// A temporary directory that lives as long as the database (for files a test needs).
+    pub fn dir(&self) -> PathBuf {
+        self.dir.path().to_owned()
+    }
+
+    /// A store on this database, migrated.
+    pub async fn store(&self) -> Store {
+        foreman::service::open_store(&self.url)
+            .await
+            .expect("open test store")
+    }
+
+    /// Runs raw SQL against the test database (to break it on purpose).
+    pub async fn execute(&self, sql: &str) {
+        sqlx::any::install_default_drivers();
+        let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(self.url.expose_secret())
+            .await
+            .expect("connect for raw SQL");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+            .execute(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("raw SQL failed: {e}\n{sql}"));
+    }
+
+    async fn create(kind: Kind) -> Option<TestDb> {
+        let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+        match kind {
+            Kind::Sqlite => {
+                let path = dir.path().join("foreman.db");
+                Some(TestDb {
+                    kind,
+                    url: SecretString::from(format!("sqlite://{}", path.display())),
+                    dir,
+                    schema: None,
+                })
+            }
+            Kind::Postgres => {
+                let admin = std::env::var(POSTGRES_ENV).unwrap_or_else(|_| DEFAULT_POSTGRES.into());
+                if admin == "skip" {
+                    eprintln!("PostgreSQL variant skipped: {POSTGRES_ENV}=skip");
+                    return None;
+                }
+                let schema = format!("t_{}_{}", std::process::id(), random_suffix());
+                admin_execute(&admin, &format!("CREATE SCHEMA {schema}")).await;
+                let sep = if admin.contains('?') { '&' } else { '?' };
+                let url = format!("{admin}{sep}options=-c%20search_path%3D{schema}");
+                Some(TestDb {
+                    kind,
+                    url: SecretString::from(url),
+                    dir,
+                    schema: Some((admin, schema)),
+                })
+            }
+        }
+    }
+
+    async fn drop_schema(&self) {
+        if let Some((admin, schema)) = &self.schema {
+            admin_execute(admin, &format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).await;
+        }
+    }
+}
+
+async fn admin_execute(admin: &str, sql: &str) {
+    sqlx::any::install_default_drivers();
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(admin)
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "PostgreSQL is not reachable at {admin} ({e}). Start it, point {POSTGRES_ENV} \
+                 at a server, or set {POSTGRES_ENV}=skip to run only the SQLite variants."
+            )
+        });
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+        .execute(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+fn random_suffix() -> String {
+    use rand::RngExt;
+    let n: u64 = rand::rng().random();
+    format!("{n:016x}")
+}
+
+/// Runs `test` against a fresh database of `kind` and removes the database afterwards, even
+/// when the test panics.
+pub async fn with_db<F, Fut>(kind: Kind, test: F)
+where
+    F: FnOnce(TestDb) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(
+            std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into()),
+        ))
+        .with_test_writer()
+        .try_init();
+    let Some(db) = TestDb::create(kind).await else {
+        return;
+    };
+    let outcome = tokio::spawn(test(db.clone())).await;
+    db.drop_schema().await;
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+/// Server options for tests: a random port, quick retries, a short tick.
+pub fn serve_args(db: &TestDb) -> ServeArgs {
+    ServeArgs {
+        database: DatabaseArgs {
+            url: db.url.clone(),
+        },
+        github: GitHubArgs {
+            app_id: None,
+            private_key: None,
+            private_key_path: None,
+            webhook_secret: Some(SecretString::from(WEBHOOK_SECRET.to_owned())),
+            api_url: "http://127.0.0.1:9".to_owned(),
+        },
+        listen: Some("127.0.0.1:0".parse().unwrap()),
+        port: None,
+        tick_interval: Duration::from_millis(100),
+        tick_lease: Duration::from_secs(2),
+        inbox_concurrency: 4,
+        inbox_max_attempts: 3,
+        inbox_retry_base: Duration::from_millis(20),
+        inbox_claim_ttl: Duration::from_secs(2),
+        instance_id: Some(format!("test-{}", random_suffix())),
+    }
+}
+
+/// A foreman running in this process, with a client that posts signed webhooks to it.
+pub struct TestServer {
+    pub running: Running,
+    pub client: reqwest::Client,
+}
+
+impl TestServer {
+    pub async fn start(args: &ServeArgs) -> TestServer {
+        let running = foreman::service::start(args, Arc::new(SystemClock))
+            .await
+            .expect("start foreman");
+        TestServer {
+            running,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.running.addr)
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.running.engine.store
+    }
+
+    /// Posts a body signed with the test secret.
+    pub async fn post_webhook(
+        &self,
+        event: &str,
+        delivery: &str,
+        body: &[u8],
+    ) -> reqwest::Response {
+        post_webhook(
+            &self.client,
+            &self.url("/webhooks/github"),
+            event,
+            delivery,
+            body,
+        )
+        .await
+    }
+
+    pub async fn shutdown(self) {
+        self.running.shutdown().await;
+    }
+}
+
+/// Posts a webhook signed with [`WEBHOOK_SECRET`] to `url`.
+pub async fn post_webhook(
+    client: &reqwest::Client,
+    url: &str,
+    event: &str,
+    delivery: &str,
+    body: &[u8],
+) -> reqwest::Response {
+    let signature =
+        foreman::github::signature::sign(&SecretString::from(WEBHOOK_SECRET.to_owned()), body);
+    client
+        .post(url)
+        .header("content-type", "application/json")
+        .header("x-github-event", event)
+        .header("x-github-delivery", delivery)
+        .header("x-hub-signature-256", signature)
+        .body(body.to_vec())
+        .send()
+        .await
+        .expect("post webhook")
+}
+
+/// A recorded GitHub payload from `tests/fixtures/webhooks/<name>.json`.
+pub fn fixture(name: &str) -> Vec<u8> {
+    let path = format!(
+        "{}/tests/fixtures/webhooks/{name}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {path}: {e}"))
+}
+
+/// Polls `check` until it returns `Some`, failing the test after [`EVENTUALLY`].
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + EVENTUALLY;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A `foreman serve` child process (the real binary), for tests that kill it.
+pub struct Process {
+    pub child: tokio::process::Child,
+    pub addr: std::net::SocketAddr,
+    /// Everything it logged, collected in the background.
+    pub log: Arc<std::sync::Mutex<String>>,
+}
+
+impl Process {
+    /// Starts `foreman serve` on `db` with only the environment given (plus PATH), and waits
+    /// until it listens.
+    pub async fn serve(db: &TestDb, extra_env: &[(&str, &str)]) -> Process {
+        use tokio::io::AsyncBufReadExt;
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_foreman"));
+        command
+            .arg("serve")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("DATABASE_URL", db.url.expose_secret())
+            .env("FOREMAN_LISTEN", "127.0.0.1:0")
+            .env("GITHUB_WEBHOOK_SECRET", WEBHOOK_SECRET)
+            .env("FOREMAN_LOG", "info")
+            .current_dir(db.dir())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        for (k, v) in extra_env {
+            command.env(k, v);
+        }
+        let mut child = command.spawn().expect("spawn foreman");
+        let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        let log = Arc::new(std::sync::Mutex::new(String::new()));
+        let addr = loop {
+            let line = tokio::time::timeout(EVENTUALLY, lines.next_line())
+                .await
+                .expect("foreman to start listening")
+                .unwrap()
+                .unwrap_or_else(|| {
+                    panic!("foreman exited before listening:\n{}", log.lock().unwrap())
+                });
+            log.lock().unwrap().push_str(&format!("{line}\n"));
+            if let Some(at) = line.split("listening on http://").nth(1) {
+                break at.trim().parse().expect("listen address");
+            }
+        };
+        let sink = log.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                sink.lock().unwrap().push_str(&format!("{line}\n"));
+            }
+        });
+        Process { child, addr, log }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// SIGKILL: no shutdown, no cleanup.
+    pub async fn kill(mut self) {
+        self.child.kill().await.expect("kill foreman");
+    }
+
+    /// SIGTERM, then wait for the exit status.
+    pub async fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().expect("running") as i32;
+        // SAFETY: kill(2) with a pid we own; no memory is involved.
+        unsafe { libc_kill(pid, SIGTERM) };
+        tokio::time::timeout(EVENTUALLY, self.child.wait())
+            .await
+            .expect("foreman to exit after SIGTERM")
+            .unwrap()
+    }
+}
+
+const SIGTERM: i32 = 15;
+unsafe extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}

@@ -1,0 +1,574 @@
+//! The webhook ingress and inbox processor end to end: the real router on a real port, signed
+//! deliveries, recorded GitHub payloads, both backends.
+
+use std::time::Duration;
+
+use foreman::model::delivery::DeliveryStatus;
+use foreman::model::{DeliveryId, InstallationId};
+use foreman::store::{DeliveryFilter, InstallationState, Store};
+use serde_json::Value;
+
+use crate::on_both_backends;
+use crate::support::{TestDb, TestServer, eventually, fixture, post_webhook, serve_args};
+
+async fn status_of(store: &Store, id: &str) -> Option<DeliveryStatus> {
+    store
+        .delivery(&DeliveryId(id.to_owned()))
+        .await
+        .unwrap()
+        .map(|d| d.status)
+}
+
+/// Waits until the delivery is no longer pending and returns how it ended.
+async fn settled(store: &Store, id: &str) -> DeliveryStatus {
+    eventually(&format!("delivery {id} to be handled"), || async {
+        status_of(store, id)
+            .await
+            .filter(|s| *s != DeliveryStatus::Pending)
+    })
+    .await
+}
+
+async fn body_json(response: reqwest::Response) -> Value {
+    response.json().await.unwrap()
+}
+
+async fn a_signed_delivery_is_stored_acknowledged_and_processed(db: TestDb) {
+    let server = TestServer::start(&serve_args(&db)).await;
+    let response = server
+        .post_webhook(
+            "installation",
+            "d-install",
+            &fixture("installation.created"),
+        )
+        .await;
+    assert_eq!(response.status(), 202);
+    assert_eq!(body_json(response).await["status"], "queued");
+    assert_eq!(
+        settled(server.store(), "d-install").await,
+        DeliveryStatus::Processed
+    );
+
+    let payload: Value = serde_json::from_slice(&fixture("installation.created")).unwrap();
+    let id = InstallationId(payload["installation"]["id"].as_i64().unwrap());
+    let installation = server.store().installation(id).await.unwrap().unwrap();
+    assert_eq!(installation.state, InstallationState::Active);
+    let listed = payload["repositories"].as_array().unwrap().len();
+    assert_eq!(installation.repositories.len(), listed);
+    let audit = server
+        .store()
+        .audit_for_delivery(&DeliveryId("d-install".into()))
+        .await
+        .unwrap();
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].kind, "installation.created");
+    server.shutdown().await;
+}
+on_both_backends!(a_signed_delivery_is_stored_acknowledged_and_processed);
+
+async fn bad_signatures_are_refused_and_nothing_is_stored(db: TestDb) {
+    let server = TestServer::start(&serve_args(&db)).await;
+    let body = fixture("ping");
+    let url = server.url("/webhooks/github");
+    let forged = foreman::github::signature::sign(
+        &secrecy::SecretString::from("not-the-secret".to_owned()),
+        &body,
+    );
+    let cases: [(&str, Option<&str>); 4] = [
+        ("missing", None),
+        ("forged", Some(forged.as_str())),
+        ("malformed", Some("sha256=nothex")),
+        (
+            "wrong-scheme",
+            Some("sha1=0123456789abcdef0123456789abcdef01234567"),
+        ),
+    ];
+    for (name, signature) in cases {
+        let mut request = server
+            .client
+            .post(&url)
+            .header("x-github-event", "ping")
+            .header("x-github-delivery", format!("d-{name}"))
+            .body(body.clone());
+        if let Some(signature) = signature {
+            request = request.header("x-hub-signature-256", signature);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 401, "{name}");
+        let error = body_json(response).await["error"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            error.contains("X-Hub-Signature-256") || error.contains("signature"),
+            "{error}"
+        );
+    }
+    // A truncated body no longer matches the signature made over the whole.
+    let signature = foreman::github::signature::sign(
+        &secrecy::SecretString::from(crate::support::WEBHOOK_SECRET.to_owned()),
+        &body,
+    );
+    let response = server
+        .client
+        .post(&url)
+        .header("x-github-event", "ping")
+        .header("x-github-delivery", "d-truncated")
+        .header("x-hub-signature-256", signature)
+        .body(body[..body.len() / 2].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    assert_eq!(server.store().inbox_depth().await.unwrap(), 0);
+    let stored = server
+        .store()
+        .list_deliveries(DeliveryFilter {
+            status: None,
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert!(stored.is_empty(), "{stored:?}");
+    server.shutdown().await;
+}
+on_both_backends!(bad_signatures_are_refused_and_nothing_is_stored);
+
+async fn malformed_requests_get_clear_errors(db: TestDb) {
+    let server = TestServer::start(&serve_args(&db)).await;
+    let not_json = server
+        .post_webhook("issues", "d-text", b"Hello, World!")
+        .await;
+    assert_eq!(not_json.status(), 400);
+    let error = body_json(not_json).await["error"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(error.contains("not a webhook payload"), "{error}");
+    let array = server.post_webhook("issues", "d-array", b"[1, 2]").await;
+    assert_eq!(array.status(), 400);
+
+    let url = server.url("/webhooks/github");
+    let body = fixture("ping");
+    let no_event = server
+        .client
+        .post(&url)
+        .header("x-github-delivery", "d-no-event")
+        .header(
+            "x-hub-signature-256",
+            foreman::github::signature::sign(
+                &secrecy::SecretString::from(crate::support::WEBHOOK_SECRET.to_owned()),
+                &body,
+            ),
+        )
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_event.status(), 400);
+    assert!(
+        body_json(no_event).await["error"]
+            .as_str()
+            .unwrap()
+            .contains("x-github-event")
+    );
+    let bad_id = server.post_webhook("ping", "../../etc", &body).await;
+    assert_eq!(bad_id.status(), 400);
+    assert_eq!(server.store().inbox_depth().await.unwrap(), 0);
+    server.shutdown().await;
+}
+on_both_backends!(malformed_requests_get_clear_errors);
+
+async fn bodies_over_the_limit_are_refused(db: TestDb) {
+    let server = TestServer::start(&serve_args(&db)).await;
+    let mut body = br#"{"zen": ""#.to_vec();
+    body.resize(foreman::server::MAX_WEBHOOK_BODY + 10, b'a');
+    body.extend_from_slice(b"\"}");
+    let response = server.post_webhook("ping", "d-huge", &body).await;
+    assert_eq!(response.status(), 413);
+    assert_eq!(server.store().inbox_depth().await.unwrap(), 0);
+    server.shutdown().await;
+}
+on_both_backends!(bodies_over_the_limit_are_refused);
+
+async fn unknown_events_and_actions_are_recorded_and_skipped(db: TestDb) {
+    let server = TestServer::start(&serve_args(&db)).await;
+    let unknown_event = server
+        .post_webhook(
+            "star",
+            "d-star",
+            br#"{"action":"created","starred_at":null}"#,
+        )
+        .await;
+    assert_eq!(unknown_event.status(), 202);
+    let unknown_action = server
+        .post_webhook("issues", "d-pinned", &fixture("issues.pinned"))
+        .await;
+    assert_eq!(unknown_action.status(), 202);
+    assert_eq!(
+        settled(server.store(), "d-star").await,
+        DeliveryStatus::Skipped
+    );
+    assert_eq!(
+        settled(server.store(), "d-pinned").await,
+        DeliveryStatus::Skipped
+    );
+    let pinned = server
+        .store()
+        .delivery(&DeliveryId("d-pinned".into()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(pinned.action.as_deref(), Some("pinned"));
+    assert!(
+        pinned
+            .last_error
+            .unwrap()
+            .contains("`pinned` is not one foreman acts on")
+    );
+    server.shutdown().await;
+}
+on_both_backends!(unknown_events_and_actions_are_recorded_and_skipped);
+
+async fn a_redelivered_id_is_acknowledged_and_processed_once(db: TestDb) {
+    let server = TestServer::start(&serve_args(&db)).await;
+    let body = fixture("installation_repositories.added");
+    let first = server
+        .post_webhook("installation_repositories", "d-dup", &body)
+        .await;
+    assert_eq!(body_json(first).await["status"], "queued");
+    settled(server.store(), "d-dup").await;
+    let again = server
+        .post_webhook("installation_repositories", "d-dup", &body)
+        .await;
+    assert_eq!(again.status(), 202);
+    assert_eq!(body_json(again).await["status"], "duplicate");
+
+    // The same id posted many times at once is stored once.
+    let mut posts = Vec::new();
+    for _ in 0..12 {
+        let (client, url, body) = (
+            server.client.clone(),
+            server.url("/webhooks/github"),
+            body.clone(),
+        );
+        posts.push(tokio::spawn(async move {
+            post_webhook(&client, &url, "installation_repositories", "d-burst", &body)
+                .await
+                .status()
+        }));
+    }
+    for p in posts {
+        assert_eq!(p.await.unwrap(), 202);
+    }
+    settled(server.store(), "d-burst").await;
+    // Let the processor look again: nothing more may happen.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for id in ["d-dup", "d-burst"] {
+        let count = server
+            .store()
+            .audit_count(&DeliveryId(id.into()))
+            .await
+            .unwrap();
+        assert_eq!(count, 1, "{id} handled {count} times");
+    }
+    server.shutdown().await;
+}
+on_both_backends!(a_redelivered_id_is_acknowledged_and_processed_once);
+
+/// A database trigger that makes every installation write fail, as a stand-in for a handler
+/// that keeps failing.
+fn break_installations(db: &TestDb) -> &'static str {
+    match db.kind {
+        crate::support::Kind::Sqlite => {
+            "CREATE TRIGGER refuse BEFORE INSERT ON installations \
+             BEGIN SELECT RAISE(ABORT, 'installations are broken'); END;"
+        }
+        crate::support::Kind::Postgres => {
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN RAISE EXCEPTION 'installations are broken'; END $$; \
+             CREATE TRIGGER refuse BEFORE INSERT ON installations \
+             FOR EACH ROW EXECUTE FUNCTION refuse();"
+        }
+    }
+}
+
+async fn a_failing_delivery_dies_after_its_attempts(db: TestDb) {
+    let args = serve_args(&db);
+    let server = TestServer::start(&args).await;
+    db.execute(break_installations(&db)).await;
+    let body = fixture("installation.created");
+    server.post_webhook("installation", "d-fails", &body).await;
+    assert_eq!(
+        settled(server.store(), "d-fails").await,
+        DeliveryStatus::Dead
+    );
+    let dead = server
+        .store()
+        .delivery(&DeliveryId("d-fails".into()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(dead.attempts, args.inbox_max_attempts);
+    assert!(
+        dead.last_error
+            .unwrap()
+            .contains("installations are broken")
+    );
+    // Nothing of the failed attempts was applied.
+    assert_eq!(
+        server
+            .store()
+            .audit_count(&DeliveryId("d-fails".into()))
+            .await
+            .unwrap(),
+        0
+    );
+    server.shutdown().await;
+}
+on_both_backends!(a_failing_delivery_dies_after_its_attempts);
+
+async fn dead_deliveries_replay_after_the_cause_is_fixed(db: TestDb) {
+    let args = serve_args(&db);
+    let server = TestServer::start(&args).await;
+    db.execute(break_installations(&db)).await;
+    server
+        .post_webhook("installation", "d-replay", &fixture("installation.created"))
+        .await;
+    assert_eq!(
+        settled(server.store(), "d-replay").await,
+        DeliveryStatus::Dead
+    );
+    let dead_total = server.running.engine.metrics.render(None);
+    assert!(
+        dead_total.contains("foreman_deliveries_dead_total 1"),
+        "{dead_total}"
+    );
+    db.execute(match db.kind {
+        crate::support::Kind::Sqlite => "DROP TRIGGER refuse",
+        crate::support::Kind::Postgres => "DROP TRIGGER refuse ON installations",
+    })
+    .await;
+    let replayed = server
+        .store()
+        .replay_dead(
+            Some(&DeliveryId("d-replay".into())),
+            foreman::model::Timestamp(0),
+        )
+        .await
+        .unwrap();
+    assert_eq!(replayed, 1);
+    server.running.engine.inbox_bell.notify_one();
+    assert_eq!(
+        settled(server.store(), "d-replay").await,
+        DeliveryStatus::Processed
+    );
+    assert_eq!(
+        server
+            .store()
+            .audit_count(&DeliveryId("d-replay".into()))
+            .await
+            .unwrap(),
+        1
+    );
+    server.shutdown().await;
+}
+on_both_backends!(dead_deliveries_replay_after_the_cause_is_fixed);
+
+async fn an_unparseable_payload_is_parked_with_its_error(db: TestDb) {
+    let server = TestServer::start(&serve_args(&db)).await;
+    let response = server
+        .post_webhook(
+            "issues",
+            "d-broken",
+            br#"{"action":"opened","issue":{"title":"no number"}}"#,
+        )
+        .await;
+    assert_eq!(response.status(), 202, "stored: it is signed and JSON");
+    assert_eq!(
+        settled(server.store(), "d-broken").await,
+        DeliveryStatus::Dead
+    );
+    let row = server
+        .store()
+        .delivery(&DeliveryId("d-broken".into()))
+        .await
+        .unwrap()
+        .unwrap();
+    let error = row.last_error.unwrap();
+    assert!(
+        error.contains("cannot parse payload") && error.contains("number"),
+        "{error}"
+    );
+    assert_eq!(
+        row.attempts, 1,
+        "a payload that cannot parse is not retried"
+    );
+    server.shutdown().await;
+}
+on_both_backends!(an_unparseable_payload_is_parked_with_its_error);
+
+async fn one_repository_in_order_and_others_in_parallel(db: TestDb) {
+    let server = TestServer::start(&serve_args(&db)).await;
+    // Deliveries for two repositories of one installation, interleaved.
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        let repo = i % 2;
+        let body = serde_json::json!({
+            "action": "added",
+            "installation": {"id": 900, "account": {"login": "octo", "type": "Organization"}},
+            "repository_selection": "selected",
+            "repositories_added": [{"id": 5000 + i, "name": format!("r{i}"), "full_name": format!("octo/r{i}"), "private": false}],
+            "repositories_removed": [],
+            "repository": {"id": 100 + repo, "name": format!("repo{repo}"), "full_name": format!("octo/repo{repo}")},
+            "sender": {"login": "octocat", "id": 1, "type": "User"}
+        });
+        let id = format!("d-order-{i:02}");
+        let response = server
+            .post_webhook(
+                "installation_repositories",
+                &id,
+                body.to_string().as_bytes(),
+            )
+            .await;
+        assert_eq!(response.status(), 202);
+        ids.push(id);
+    }
+    for id in &ids {
+        settled(server.store(), id).await;
+    }
+    // Within a repository, handled in arrival order: the audit trail lists each
+    // repository's deliveries in the order they were posted.
+    let trail = server.store().recent_audit(100).await.unwrap();
+    for repo in 0..2 {
+        let expected: Vec<&String> = ids.iter().skip(repo).step_by(2).collect();
+        let handled: Vec<&String> = trail
+            .iter()
+            .filter_map(|e| e.delivery_id.as_ref().map(|d| &d.0))
+            .filter(|d| expected.contains(d))
+            .collect();
+        assert_eq!(handled, expected);
+    }
+    let installation = server
+        .store()
+        .installation(InstallationId(900))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(installation.repositories.len(), 20);
+    server.shutdown().await;
+}
+on_both_backends!(one_repository_in_order_and_others_in_parallel);
+
+async fn health_and_metrics(db: TestDb) {
+    let server = TestServer::start(&serve_args(&db)).await;
+    let health = server
+        .client
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    server
+        .post_webhook("ping", "d-ping", &fixture("ping"))
+        .await;
+    settled(server.store(), "d-ping").await;
+    let metrics = server
+        .client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "foreman_deliveries_received_total 1",
+        "foreman_deliveries_processed_total 1",
+        "foreman_inbox_depth 0",
+        "foreman_delivery_processing_seconds_count 1",
+    ] {
+        assert!(metrics.contains(line), "missing `{line}` in\n{metrics}");
+    }
+    server.shutdown().await;
+}
+on_both_backends!(health_and_metrics);
+
+async fn a_database_that_goes_away_means_503_and_nothing_acknowledged(db: TestDb) {
+    let server = TestServer::start(&serve_args(&db)).await;
+    server.store().close().await;
+    let response = server
+        .post_webhook("ping", "d-lost", &fixture("ping"))
+        .await;
+    assert_eq!(response.status(), 503);
+    let health = server
+        .client
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 503);
+    server.shutdown().await;
+    // The delivery was not acknowledged and indeed is not stored.
+    let store = db.store().await;
+    assert!(
+        store
+            .delivery(&DeliveryId("d-lost".into()))
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+on_both_backends!(a_database_that_goes_away_means_503_and_nothing_acknowledged);
+
+async fn without_a_webhook_secret_deliveries_are_refused_with_503(db: TestDb) {
+    let mut args = serve_args(&db);
+    args.github.webhook_secret = None;
+    let server = TestServer::start(&args).await;
+    let response = server
+        .post_webhook("ping", "d-nosecret", &fixture("ping"))
+        .await;
+    assert_eq!(response.status(), 503);
+    assert!(
+        body_json(response).await["error"]
+            .as_str()
+            .unwrap()
+            .contains("GITHUB_WEBHOOK_SECRET")
+    );
+    assert_eq!(server.store().inbox_depth().await.unwrap(), 0);
+    server.shutdown().await;
+}
+on_both_backends!(without_a_webhook_secret_deliveries_are_refused_with_503);
+
+async fn rotated_secrets_are_all_accepted(db: TestDb) {
+    let mut args = serve_args(&db);
+    args.github.webhook_secret = Some(secrecy::SecretString::from(format!(
+        "new-secret, {}",
+        crate::support::WEBHOOK_SECRET
+    )));
+    let server = TestServer::start(&args).await;
+    let old = server
+        .post_webhook("ping", "d-old-secret", &fixture("ping"))
+        .await;
+    assert_eq!(old.status(), 202);
+    let body = fixture("ping");
+    let new = server
+        .client
+        .post(server.url("/webhooks/github"))
+        .header("x-github-event", "ping")
+        .header("x-github-delivery", "d-new-secret")
+        .header(
+            "x-hub-signature-256",
+            foreman::github::signature::sign(
+                &secrecy::SecretString::from("new-secret".to_owned()),
+                &body,
+            ),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(new.status(), 202);
+    server.shutdown().await;
+}
+on_both_backends!(rotated_secrets_are_all_accepted);
