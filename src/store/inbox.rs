@@ -89,7 +89,7 @@ impl Store {
     }
 
     /// Claims a ready delivery for `holder` until `now + ttl`, counting the attempt. `None`
-    /// when someone else claimed it first or it is no longer pending.
+    /// when someone else claimed it first, it is no longer pending, or it is not due.
     pub async fn claim_delivery(
         &self,
         seq: DeliverySeq,
@@ -97,23 +97,7 @@ impl Store {
         now: Timestamp,
         ttl: Duration,
     ) -> Result<Option<ClaimedDelivery>> {
-        let _gate = self.db.write_gate().await;
-        let sql = format!(
-            "UPDATE deliveries
-             SET claimed_by = $1, claim_expires_at = $2, attempts = attempts + 1
-             WHERE seq = $3 AND status = 'pending'
-               AND (claimed_by IS NULL OR claim_expires_at < $4)
-             RETURNING {CLAIMED_COLUMNS}"
-        );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(holder)
-            .bind(now.plus(ttl).0)
-            .bind(seq.0)
-            .bind(now.0)
-            .fetch_optional(&self.db.pool)
-            .await
-            .context("cannot claim delivery")?;
-        row.as_ref().map(claimed).transpose()
+        self.claim(Some(seq), None, holder, now, ttl).await
     }
 
     /// Claims the oldest pending delivery of `queue_key` if it is due and unclaimed: how a
@@ -125,24 +109,38 @@ impl Store {
         now: Timestamp,
         ttl: Duration,
     ) -> Result<Option<ClaimedDelivery>> {
+        self.claim(None, Some(queue_key), holder, now, ttl).await
+    }
+
+    /// Claims delivery `seq`, or else the head of `queue_key`.
+    async fn claim(
+        &self,
+        seq: Option<DeliverySeq>,
+        queue_key: Option<&str>,
+        holder: &str,
+        now: Timestamp,
+        ttl: Duration,
+    ) -> Result<Option<ClaimedDelivery>> {
         let _gate = self.db.write_gate().await;
         let sql = format!(
             "UPDATE deliveries
              SET claimed_by = $1, claim_expires_at = $2, attempts = attempts + 1
-             WHERE seq = (SELECT MIN(seq) FROM deliveries
-                          WHERE queue_key = $3 AND status = 'pending')
-               AND next_attempt_at <= $4
-               AND (claimed_by IS NULL OR claim_expires_at < $4)
+             WHERE seq = COALESCE($3, (SELECT MIN(seq) FROM deliveries
+                                       WHERE queue_key = $4 AND status = 'pending'))
+               AND status = 'pending'
+               AND next_attempt_at <= $5
+               AND (claimed_by IS NULL OR claim_expires_at < $5)
              RETURNING {CLAIMED_COLUMNS}"
         );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(holder)
             .bind(now.plus(ttl).0)
+            .bind(seq.map(|s| s.0))
             .bind(queue_key)
             .bind(now.0)
             .fetch_optional(&self.db.pool)
             .await
-            .context("cannot claim the next delivery")?;
+            .context("cannot claim delivery")?;
         row.as_ref().map(claimed).transpose()
     }
 

@@ -29,6 +29,15 @@ async fn settled(store: &Store, id: &str) -> DeliveryStatus {
     .await
 }
 
+/// How many times a delivery's effects were applied (each handled delivery audits once).
+async fn handled_times(server: &TestServer, id: &str) -> u64 {
+    server
+        .store()
+        .audit_count(&DeliveryId(id.into()))
+        .await
+        .unwrap()
+}
+
 async fn body_json(response: reqwest::Response) -> Value {
     response.json().await.unwrap()
 }
@@ -265,11 +274,7 @@ async fn a_redelivered_id_is_acknowledged_and_processed_once(db: TestDb) {
     // Let the processor look again: nothing more may happen.
     tokio::time::sleep(Duration::from_millis(300)).await;
     for id in ["d-dup", "d-burst"] {
-        let count = server
-            .store()
-            .audit_count(&DeliveryId(id.into()))
-            .await
-            .unwrap();
+        let count = handled_times(&server, id).await;
         assert_eq!(count, 1, "{id} handled {count} times");
     }
     server.shutdown().await;
@@ -316,14 +321,7 @@ async fn a_failing_delivery_dies_after_its_attempts(db: TestDb) {
             .contains("installations are broken")
     );
     // Nothing of the failed attempts was applied.
-    assert_eq!(
-        server
-            .store()
-            .audit_count(&DeliveryId("d-fails".into()))
-            .await
-            .unwrap(),
-        0
-    );
+    assert_eq!(handled_times(&server, "d-fails").await, 0);
     server.shutdown().await;
 }
 on_both_backends!(a_failing_delivery_dies_after_its_attempts);
@@ -363,14 +361,7 @@ async fn dead_deliveries_replay_after_the_cause_is_fixed(db: TestDb) {
         settled(server.store(), "d-replay").await,
         DeliveryStatus::Processed
     );
-    assert_eq!(
-        server
-            .store()
-            .audit_count(&DeliveryId("d-replay".into()))
-            .await
-            .unwrap(),
-        1
-    );
+    assert_eq!(handled_times(&server, "d-replay").await, 1);
     server.shutdown().await;
 }
 on_both_backends!(dead_deliveries_replay_after_the_cause_is_fixed);
