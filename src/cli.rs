@@ -177,6 +177,26 @@ fn check_config(args: &ServeArgs) -> Result<()> {
         "webhook secrets {} configured",
         args.github.webhook_secrets().len()
     );
+    let agents = crate::engine::AgentSettings::from_args(&args.agents)?;
+    for (role, profile) in [("manager", &agents.manager), ("worker", &agents.worker)] {
+        let model = profile.model.as_deref().map(|m| format!(", model {m}"));
+        let extra =
+            (!profile.args.is_empty()).then(|| format!(", args {}", profile.args.join(" ")));
+        println!(
+            "{role:<15} {} (`{}`{}{})",
+            profile.kind.as_str(),
+            profile.program,
+            model.unwrap_or_default(),
+            extra.unwrap_or_default(),
+        );
+    }
+    println!("work root       {}", agents.work_root.display());
+    println!(
+        "capacity        {} turns at once, {} workers per objective, turn timeout {}",
+        agents.max_sessions,
+        agents.max_workers,
+        humantime::format_duration(agents.turn_timeout)
+    );
     let missing = args.github.missing();
     if !missing.is_empty() {
         println!("missing         {}", missing.join(", "));

@@ -11,6 +11,9 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::agent::AgentKind;
+use crate::model::{Budget, Role};
+
 /// Default listen address when neither `FOREMAN_LISTEN` nor `PORT` is set.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:3000";
 /// Default database: an embedded SQLite file in the working directory.
@@ -62,6 +65,218 @@ pub struct GitHubArgs {
     /// GitHub REST API base URL (GitHub Enterprise Server: `https://HOST/api/v3`).
     #[arg(long = "github-api-url", env = "GITHUB_API_URL", default_value = DEFAULT_GITHUB_API_URL)]
     pub api_url: String,
+    /// Pause between two comments foreman posts (GitHub asks integrations to space
+    /// content-creating requests).
+    #[arg(long = "comment-spacing", env = "FOREMAN_COMMENT_SPACING", default_value = "1s", value_parser = parse_duration)]
+    pub comment_spacing: Duration,
+    /// First retry delay of a comment that could not be posted; doubles per attempt.
+    #[arg(long = "comment-retry-base", env = "FOREMAN_COMMENT_RETRY_BASE", default_value = "5s", value_parser = parse_duration)]
+    pub comment_retry_base: Duration,
+}
+
+impl GitHubArgs {
+    /// How the outbox posts.
+    pub fn posting(&self) -> Posting {
+        Posting {
+            spacing: self.comment_spacing,
+            retry_base: self.comment_retry_base,
+        }
+    }
+}
+
+/// How comments are posted: spaced out, and retried with backoff.
+#[derive(Debug, Clone, Copy)]
+pub struct Posting {
+    /// Pause between two posts.
+    pub spacing: Duration,
+    /// First retry delay; doubles per attempt, at most ten minutes.
+    pub retry_base: Duration,
+}
+
+impl Default for Posting {
+    fn default() -> Self {
+        Posting {
+            spacing: Duration::from_secs(1),
+            retry_base: Duration::from_secs(5),
+        }
+    }
+}
+
+/// How agents run: which CLI per role, where, how many at once, and each objective's budget.
+#[derive(Args, Debug, Clone)]
+pub struct AgentArgs {
+    /// Directory for checkouts and agent state.
+    #[arg(
+        long = "work-root",
+        env = "FOREMAN_WORK_ROOT",
+        default_value = "foreman-work"
+    )]
+    pub work_root: PathBuf,
+    /// URL agents reach foreman's MCP tools at (default: http://127.0.0.1:<port>/mcp).
+    #[arg(long = "mcp-url", env = "FOREMAN_MCP_URL")]
+    pub mcp_url: Option<String>,
+    /// Agent CLI of managers.
+    #[arg(
+        long = "manager-agent",
+        env = "FOREMAN_MANAGER_AGENT",
+        default_value = "claude"
+    )]
+    pub manager_agent: AgentKind,
+    /// Program run for managers (default: `claude` or `codex`; required for `command`).
+    #[arg(long = "manager-command", env = "FOREMAN_MANAGER_COMMAND")]
+    pub manager_command: Option<String>,
+    /// Model for managers.
+    #[arg(long = "manager-model", env = "FOREMAN_MANAGER_MODEL")]
+    pub manager_model: Option<String>,
+    /// Extra arguments for the managers' CLI, space-separated.
+    #[arg(
+        long = "manager-args",
+        env = "FOREMAN_MANAGER_ARGS",
+        default_value = ""
+    )]
+    pub manager_args: String,
+    /// Agent CLI of workers and follow-ups.
+    #[arg(
+        long = "worker-agent",
+        env = "FOREMAN_WORKER_AGENT",
+        default_value = "claude"
+    )]
+    pub worker_agent: AgentKind,
+    /// Program run for workers (default: `claude` or `codex`; required for `command`).
+    #[arg(long = "worker-command", env = "FOREMAN_WORKER_COMMAND")]
+    pub worker_command: Option<String>,
+    /// Model for workers.
+    #[arg(long = "worker-model", env = "FOREMAN_WORKER_MODEL")]
+    pub worker_model: Option<String>,
+    /// Extra arguments for the workers' CLI, space-separated.
+    #[arg(long = "worker-args", env = "FOREMAN_WORKER_ARGS", default_value = "")]
+    pub worker_args: String,
+    /// Names of environment variables passed through to agents (their API keys and
+    /// endpoints), comma-separated. foreman's own secrets are never passed.
+    #[arg(
+        long = "agent-env",
+        env = "FOREMAN_AGENT_ENV",
+        default_value = "ANTHROPIC_API_KEY,ANTHROPIC_BASE_URL,CLAUDE_CODE_OAUTH_TOKEN,OPENAI_API_KEY,FOREMAN_CODEX_BASE_URL"
+    )]
+    pub agent_env: String,
+    /// Agent turns running at once, across all objectives.
+    #[arg(
+        long = "max-sessions",
+        env = "FOREMAN_MAX_SESSIONS",
+        default_value_t = 4
+    )]
+    pub max_sessions: usize,
+    /// Workers running at once per objective.
+    #[arg(long = "max-workers", env = "FOREMAN_MAX_WORKERS", default_value_t = 3)]
+    pub max_workers: usize,
+    /// A turn running longer than this is cancelled and its session fails.
+    #[arg(long = "turn-timeout", env = "FOREMAN_TURN_TIMEOUT", default_value = "60m", value_parser = parse_duration)]
+    pub turn_timeout: Duration,
+    /// Sessions one objective may start before a human is asked.
+    #[arg(
+        long = "budget-sessions",
+        env = "FOREMAN_BUDGET_SESSIONS",
+        default_value_t = 20
+    )]
+    pub budget_sessions: u32,
+    /// Turns one objective may take before a human is asked.
+    #[arg(
+        long = "budget-turns",
+        env = "FOREMAN_BUDGET_TURNS",
+        default_value_t = 200
+    )]
+    pub budget_turns: u32,
+    /// Time one objective may run before a human is asked.
+    #[arg(long = "budget-time", env = "FOREMAN_BUDGET_TIME", default_value = "24h", value_parser = parse_duration)]
+    pub budget_time: Duration,
+    /// Cost in US dollars one objective may spend (where agents report cost).
+    #[arg(long = "budget-cost", env = "FOREMAN_BUDGET_COST")]
+    pub budget_cost: Option<f64>,
+}
+
+impl AgentArgs {
+    /// The default budget of a new objective.
+    pub fn budget(&self) -> Budget {
+        Budget {
+            sessions: self.budget_sessions,
+            turns: self.budget_turns,
+            wall: self.budget_time,
+            cost_micros: self
+                .budget_cost
+                .map(|usd| (usd * 1e6).round().max(0.0) as u64),
+        }
+    }
+
+    /// How a role's sessions run.
+    pub fn profile(&self, role: Role) -> Result<AgentProfile> {
+        let (kind, command, model, args) = match role {
+            Role::Manager => (
+                self.manager_agent,
+                &self.manager_command,
+                &self.manager_model,
+                &self.manager_args,
+            ),
+            Role::Worker | Role::Followup => (
+                self.worker_agent,
+                &self.worker_command,
+                &self.worker_model,
+                &self.worker_args,
+            ),
+        };
+        let program = match (kind, command) {
+            (_, Some(program)) => program.clone(),
+            (AgentKind::Claude, None) => "claude".to_owned(),
+            (AgentKind::Codex, None) => "codex".to_owned(),
+            (AgentKind::Command, None) => bail!(
+                "the {} agent is `command` but no program is set (FOREMAN_{}_COMMAND)",
+                role.as_str(),
+                if role == Role::Manager {
+                    "MANAGER"
+                } else {
+                    "WORKER"
+                }
+            ),
+        };
+        Ok(AgentProfile {
+            kind,
+            program,
+            model: model.clone(),
+            args: args.split_whitespace().map(str::to_owned).collect(),
+        })
+    }
+
+    /// The environment variables agents get from foreman's own environment.
+    pub fn passthrough_env(&self) -> Result<Vec<String>> {
+        let names: Vec<String> = self
+            .agent_env
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if let Some(secret) = names.iter().find(|n| is_foreman_secret(n)) {
+            bail!(
+                "FOREMAN_AGENT_ENV names {secret}, one of foreman's own secrets; agents never get those"
+            );
+        }
+        Ok(names)
+    }
+}
+
+/// Variables holding foreman's own secrets, which never reach an agent.
+fn is_foreman_secret(name: &str) -> bool {
+    name.starts_with("GITHUB_")
+        || name == "DATABASE_URL"
+        || (name.starts_with("FOREMAN_") && name != "FOREMAN_CODEX_BASE_URL")
+}
+
+/// How one role's sessions run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentProfile {
+    pub kind: AgentKind,
+    pub program: String,
+    pub model: Option<String>,
+    pub args: Vec<String>,
 }
 
 /// Options of the long-running service.
@@ -71,6 +286,8 @@ pub struct ServeArgs {
     pub database: DatabaseArgs,
     #[command(flatten)]
     pub github: GitHubArgs,
+    #[command(flatten)]
+    pub agents: AgentArgs,
     /// Address to listen on. Defaults to 127.0.0.1:3000; `PORT` alone sets the port.
     #[arg(long = "listen", env = "FOREMAN_LISTEN")]
     pub listen: Option<SocketAddr>,
@@ -104,7 +321,8 @@ pub struct ServeArgs {
     /// picked up again after this.
     #[arg(long = "inbox-claim-ttl", env = "FOREMAN_INBOX_CLAIM_TTL", default_value = "30s", value_parser = parse_duration)]
     pub inbox_claim_ttl: Duration,
-    /// A name for this instance in leases and logs (default: host name and process id).
+    /// A name for this instance in leases, claims and the sessions it runs (default: the host
+    /// name; set it when several instances share a host).
     #[arg(long = "instance-id", env = "FOREMAN_INSTANCE_ID")]
     pub instance_id: Option<String>,
 }
@@ -224,13 +442,14 @@ pub fn parse_duration(value: &str) -> Result<Duration, String> {
         .map_err(|e| format!("`{value}` is not a duration like 90s, 5m or 1h ({e})"))
 }
 
+/// The host name: stable across restarts, so a restarted foreman knows which interrupted
+/// sessions were its own. Two instances on one host need FOREMAN_INSTANCE_ID.
 fn default_instance_id() -> String {
-    let host = std::fs::read_to_string("/etc/hostname")
+    std::fs::read_to_string("/etc/hostname")
         .ok()
         .map(|h| h.trim().to_owned())
         .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "foreman".to_owned());
-    format!("{host}-{}", std::process::id())
+        .unwrap_or_else(|| "foreman".to_owned())
 }
 
 /// A database URL safe to print: any password replaced.
@@ -272,6 +491,25 @@ mod tests {
         let shown = redact_url("postgres://app:hunter2@db.internal:5432/foreman");
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("db.internal"));
+    }
+
+    #[test]
+    fn agents_never_get_foremans_secrets() {
+        for name in [
+            "GITHUB_PRIVATE_KEY",
+            "GITHUB_WEBHOOK_SECRET",
+            "DATABASE_URL",
+            "FOREMAN_X",
+        ] {
+            assert!(is_foreman_secret(name), "{name}");
+        }
+        for name in [
+            "ANTHROPIC_API_KEY",
+            "OPENAI_API_KEY",
+            "FOREMAN_CODEX_BASE_URL",
+        ] {
+            assert!(!is_foreman_secret(name), "{name}");
+        }
     }
 
     #[test]

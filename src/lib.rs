@@ -5,10 +5,12 @@
 //! processes them and runs periodic work; the [`store`] is the only place with SQL; [`model`]
 //! holds the domain types and their rules; [`github`] speaks to GitHub.
 
+pub mod agent;
 pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod github;
+pub mod mcp;
 pub mod metrics;
 pub mod model;
 pub mod server;

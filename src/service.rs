@@ -12,8 +12,10 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{ServeArgs, redact_url};
+use crate::engine::outbox::Outbox;
+use crate::engine::scheduler::Scheduler;
 use crate::engine::tick::{InboxRetention, TickSettings, TickTask};
-use crate::engine::{Engine, inbox, tick};
+use crate::engine::{AgentSettings, Engine, inbox, tick};
 use crate::github::app::GitHubApp;
 use crate::model::{Clock, SystemClock};
 use crate::store::{Backend, Store};
@@ -43,6 +45,7 @@ pub async fn open_store(url: &secrecy::SecretString) -> Result<Store> {
 /// Starts everything `foreman serve` runs and returns once the server is listening.
 pub async fn start(args: &ServeArgs, clock: Arc<dyn Clock>) -> Result<Running> {
     let credentials = args.github.app_credentials()?;
+    let agents = AgentSettings::from_args(&args.agents)?;
     let store = open_store(&args.database.url).await?;
     let backend = match store.backend() {
         Backend::Sqlite => "SQLite",
@@ -53,7 +56,14 @@ pub async fn start(args: &ServeArgs, clock: Arc<dyn Clock>) -> Result<Running> {
         backend,
         "database ready, migrations applied"
     );
-    let engine = Arc::new(Engine::new(store, clock.clone()));
+    let holder = args.instance_id();
+    let engine = Arc::new(Engine::configured(
+        store,
+        clock.clone(),
+        agents,
+        holder.clone(),
+        args.github.posting(),
+    ));
     let app = credentials
         .map(|c| GitHubApp::new(&c, &args.github.api_url, clock).map(Arc::new))
         .transpose()?;
@@ -74,8 +84,13 @@ pub async fn start(args: &ServeArgs, clock: Arc<dyn Clock>) -> Result<Running> {
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     let addr = listener.local_addr()?;
+    engine.set_mcp_url(
+        args.agents
+            .mcp_url
+            .clone()
+            .unwrap_or_else(|| default_mcp_url(addr)),
+    );
     let stop = CancellationToken::new();
-    let holder = args.instance_id();
 
     let inbox_settings = inbox::InboxSettings {
         holder: holder.clone(),
@@ -89,9 +104,15 @@ pub async fn start(args: &ServeArgs, clock: Arc<dyn Clock>) -> Result<Running> {
         interval: args.tick_interval,
         lease: args.tick_lease,
     };
-    let tasks: Vec<Box<dyn TickTask>> = vec![Box::new(InboxRetention {
-        keep: INBOX_RETENTION,
-    })];
+    let tasks: Vec<Box<dyn TickTask>> = vec![
+        Box::new(Scheduler {
+            engine: engine.clone(),
+        }),
+        Box::new(Outbox),
+        Box::new(InboxRetention {
+            keep: INBOX_RETENTION,
+        }),
+    ];
     let loops = vec![
         tokio::spawn(inbox::run(engine.clone(), inbox_settings, stop.clone())),
         tokio::spawn(tick::run(
@@ -134,6 +155,18 @@ impl Running {
         }
         self.engine.store.close().await;
     }
+}
+
+/// Agents on this machine reach the MCP endpoint over loopback, whatever address serves it.
+fn default_mcp_url(addr: SocketAddr) -> String {
+    let host = if addr.ip().is_unspecified() {
+        "127.0.0.1".to_owned()
+    } else if addr.is_ipv6() {
+        format!("[{}]", addr.ip())
+    } else {
+        addr.ip().to_string()
+    };
+    format!("http://{host}:{}/mcp", addr.port())
 }
 
 /// Runs until SIGTERM or Ctrl-C, then shuts down gracefully.

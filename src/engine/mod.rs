@@ -4,17 +4,156 @@
 
 pub mod handlers;
 pub mod inbox;
+pub mod objectives;
+pub mod outbox;
+pub mod scheduler;
 pub mod tick;
+pub mod turns;
 
-use std::sync::{Arc, RwLock};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
+use std::time::Duration;
 
 use secrecy::SecretString;
 use tokio::sync::Notify;
 
+use crate::agent::AgentKind;
+use crate::config::{AgentArgs, AgentProfile, Posting};
 use crate::github::app::GitHubApp;
 use crate::metrics::Metrics;
-use crate::model::Clock;
+use crate::model::{Budget, Clock, Role, SessionId};
 use crate::store::Store;
+
+/// How agents run: the settings of [`crate::config::AgentArgs`], checked.
+#[derive(Debug, Clone)]
+pub struct AgentSettings {
+    /// Directory for checkouts and agent state.
+    pub work_root: PathBuf,
+    pub manager: AgentProfile,
+    pub worker: AgentProfile,
+    /// Variables passed from foreman's environment to agents.
+    pub passthrough_env: Vec<String>,
+    /// Turns running at once, across objectives.
+    pub max_sessions: usize,
+    /// Workers running at once per objective.
+    pub max_workers: usize,
+    pub turn_timeout: Duration,
+    /// The budget new objectives get.
+    pub budget: Budget,
+}
+
+impl Default for AgentSettings {
+    fn default() -> Self {
+        let claude = AgentProfile {
+            kind: AgentKind::Claude,
+            program: "claude".to_owned(),
+            model: None,
+            args: Vec::new(),
+        };
+        AgentSettings {
+            work_root: PathBuf::from("foreman-work"),
+            manager: claude.clone(),
+            worker: claude,
+            passthrough_env: Vec::new(),
+            max_sessions: 4,
+            max_workers: 3,
+            turn_timeout: Duration::from_secs(60 * 60),
+            budget: Budget {
+                sessions: 20,
+                turns: 200,
+                wall: Duration::from_secs(24 * 60 * 60),
+                cost_micros: None,
+            },
+        }
+    }
+}
+
+impl AgentSettings {
+    /// The settings of the command line, checked: a role whose agent cannot be started is a
+    /// startup error.
+    pub fn from_args(args: &AgentArgs) -> anyhow::Result<AgentSettings> {
+        use anyhow::Context;
+        Ok(AgentSettings {
+            work_root: std::path::absolute(&args.work_root).with_context(|| {
+                format!(
+                    "FOREMAN_WORK_ROOT {} is not usable",
+                    args.work_root.display()
+                )
+            })?,
+            manager: args.profile(Role::Manager)?,
+            worker: args.profile(Role::Worker)?,
+            passthrough_env: args.passthrough_env()?,
+            max_sessions: args.max_sessions.max(1),
+            max_workers: args.max_workers.max(1),
+            turn_timeout: args.turn_timeout,
+            budget: args.budget(),
+        })
+    }
+
+    /// How a session of `role` whose agent is `kind` runs: the role's profile when it names
+    /// that kind, otherwise the kind's own CLI with no extras (the configuration changed
+    /// after the session was created). A `command` session needs its configured program.
+    pub fn profile(&self, role: Role, kind: AgentKind) -> anyhow::Result<AgentProfile> {
+        let configured = match role {
+            Role::Manager => &self.manager,
+            Role::Worker | Role::Followup => &self.worker,
+        };
+        match kind {
+            _ if configured.kind == kind => Ok(configured.clone()),
+            AgentKind::Command => anyhow::bail!(
+                "this session runs a `command` agent, but the {} agent is now {}",
+                role.as_str(),
+                configured.kind.as_str()
+            ),
+            AgentKind::Claude | AgentKind::Codex => Ok(AgentProfile {
+                kind,
+                program: kind.as_str().to_owned(),
+                model: None,
+                args: Vec::new(),
+            }),
+        }
+    }
+
+    /// Where a session works and keeps its agent's state.
+    pub fn session_dirs(&self, id: SessionId) -> turns::SessionDirs {
+        let base = self.work_root.join("sessions").join(id.to_string());
+        turns::SessionDirs {
+            work: base.join("work"),
+            state: base.join("state"),
+        }
+    }
+
+    /// The environment every agent process starts from: a search path, a home, a locale, and
+    /// the configured pass-through variables — nothing else of foreman's.
+    pub fn base_env(&self, dirs: &turns::SessionDirs) -> Vec<(String, String)> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let mut env = vec![
+            (
+                "PATH".to_owned(),
+                var("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".to_owned()),
+            ),
+            (
+                "HOME".to_owned(),
+                var("HOME").unwrap_or_else(|| dirs.state.display().to_string()),
+            ),
+            (
+                "LANG".to_owned(),
+                var("LANG").unwrap_or_else(|| "C.UTF-8".to_owned()),
+            ),
+            (
+                "TMPDIR".to_owned(),
+                std::env::temp_dir().display().to_string(),
+            ),
+        ];
+        for name in &self.passthrough_env {
+            if let Some(value) = var(name) {
+                env.push((name.clone(), value));
+            }
+        }
+        env
+    }
+}
 
 /// What every part of foreman shares: the store, the clock, the GitHub App identity (which
 /// the setup flow may install while running), metrics, and the bells that wake the loops.
@@ -22,6 +161,13 @@ pub struct Engine {
     pub store: Store,
     pub clock: Arc<dyn Clock>,
     pub metrics: Metrics,
+    pub agents: AgentSettings,
+    /// This instance's name on leases, claims and the sessions it runs.
+    pub runner: String,
+    /// How the outbox posts to GitHub.
+    pub posting: Posting,
+    mcp_url: OnceLock<String>,
+    turns: Mutex<HashMap<SessionId, turns::LocalTurn>>,
     /// Rung when a delivery is stored.
     pub inbox_bell: Notify,
     /// Rung when something changed that periodic work should look at soon.
@@ -38,10 +184,32 @@ struct Identity {
 
 impl Engine {
     pub fn new(store: Store, clock: Arc<dyn Clock>) -> Engine {
+        let agents = AgentSettings::default();
+        Engine::configured(
+            store,
+            clock,
+            agents,
+            "foreman".to_owned(),
+            Posting::default(),
+        )
+    }
+
+    pub fn configured(
+        store: Store,
+        clock: Arc<dyn Clock>,
+        agents: AgentSettings,
+        runner: String,
+        posting: Posting,
+    ) -> Engine {
         Engine {
             store,
             clock,
             metrics: Metrics::default(),
+            agents,
+            runner,
+            posting,
+            mcp_url: OnceLock::new(),
+            turns: Mutex::new(HashMap::new()),
             inbox_bell: Notify::new(),
             tick_bell: Notify::new(),
             identity: RwLock::new(Identity::default()),
@@ -63,6 +231,20 @@ impl Engine {
         let mut identity = self.identity.write().unwrap_or_else(|e| e.into_inner());
         identity.app = app;
         identity.webhook_secrets = Arc::new(webhook_secrets);
+    }
+
+    /// Where agents reach foreman's MCP tools (set once the server listens).
+    pub fn mcp_url(&self) -> String {
+        self.mcp_url.get().cloned().unwrap_or_default()
+    }
+
+    pub fn set_mcp_url(&self, url: String) {
+        let _ = self.mcp_url.set(url);
+    }
+
+    /// The turns this process runs.
+    pub fn turns(&self) -> MutexGuard<'_, HashMap<SessionId, turns::LocalTurn>> {
+        self.turns.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn identity(&self) -> std::sync::RwLockReadGuard<'_, Identity> {

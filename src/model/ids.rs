@@ -40,3 +40,16 @@ impl std::fmt::Display for DeliveryId {
         self.0.fmt(f)
     }
 }
+
+int_id!(
+    /// An objective: the work for one issue.
+    ObjectiveId
+);
+int_id!(
+    /// A session: one agent conversation.
+    SessionId
+);
+int_id!(
+    /// A question for a human.
+    QuestionId
+);

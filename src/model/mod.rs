@@ -3,7 +3,10 @@
 
 pub mod delivery;
 pub mod ids;
+pub mod session;
+pub mod text;
 pub mod time;
 
 pub use ids::*;
+pub use session::{Budget, Objective, ObjectiveStatus, Role, Session, SessionStatus, Usage};
 pub use time::{Clock, SystemClock, Timestamp};

@@ -24,5 +24,6 @@ pub fn router(engine: Arc<Engine>) -> Router {
         )
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
-        .with_state(engine)
+        .with_state(engine.clone())
+        .merge(crate::mcp::router(engine))
 }

@@ -18,11 +18,18 @@ struct Migration {
 }
 
 /// Every migration, oldest first. A test checks this list matches `migrations/`.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "foundation",
-    sql: include_str!("../../migrations/0001_foundation.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "foundation",
+        sql: include_str!("../../migrations/0001_foundation.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "agents",
+        sql: include_str!("../../migrations/0002_agents.sql"),
+    },
+];
 
 /// PostgreSQL advisory lock key that serialises migrations across instances.
 const MIGRATION_LOCK_KEY: i64 = 0x0066_6f72_656d_616e;

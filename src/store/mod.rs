@@ -24,6 +24,10 @@ mod inbox;
 mod installations;
 mod leases;
 mod migrate;
+mod objectives;
+mod outbox;
+mod questions;
+mod sessions;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -38,6 +42,10 @@ use tokio::sync::{Mutex, OwnedMutexGuard, mpsc};
 pub use audit::AuditEntry;
 pub use inbox::{DeliveryFilter, Inserted};
 pub use installations::{Installation, InstallationState};
+pub use objectives::NewObjective;
+pub use outbox::{NewComment, OutboxItem};
+pub use questions::Question;
+pub use sessions::{NewSession, Progress, TranscriptLine, TurnStart};
 
 /// How long a connection attempt may take before the database counts as unreachable.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);

@@ -3,13 +3,15 @@
 #![allow(dead_code)]
 
 pub mod fake_github;
+pub mod fake_model;
 
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use foreman::config::{DatabaseArgs, GitHubArgs, ServeArgs};
+use foreman::agent::AgentKind;
+use foreman::config::{AgentArgs, DatabaseArgs, GitHubArgs, ServeArgs};
 use foreman::model::SystemClock;
 use foreman::service::Running;
 use foreman::store::Store;
@@ -179,7 +181,10 @@ pub fn serve_args(db: &TestDb) -> ServeArgs {
             private_key_path: None,
             webhook_secret: Some(SecretString::from(WEBHOOK_SECRET.to_owned())),
             api_url: "http://127.0.0.1:9".to_owned(),
+            comment_spacing: Duration::ZERO,
+            comment_retry_base: Duration::from_millis(50),
         },
+        agents: scripted_agents(db),
         listen: Some("127.0.0.1:0".parse().unwrap()),
         port: None,
         tick_interval: Duration::from_millis(100),
@@ -189,6 +194,48 @@ pub fn serve_args(db: &TestDb) -> ServeArgs {
         inbox_retry_base: Duration::from_millis(20),
         inbox_claim_ttl: Duration::from_secs(2),
         instance_id: Some(format!("test-{}", random_suffix())),
+    }
+}
+
+/// The path of the plan the scripted agents of a test database's server follow.
+pub fn plan_path(db: &TestDb) -> PathBuf {
+    db.dir().join("plan.json")
+}
+
+/// Writes the plan the scripted agents follow (see `tests/agents/scripted_agent.py`).
+pub fn write_plan(db: &TestDb, plan: &serde_json::Value) {
+    std::fs::write(plan_path(db), serde_json::to_vec_pretty(plan).unwrap()).unwrap();
+}
+
+/// Agents for tests: every role runs the scripted agent, a real process speaking MCP.
+pub fn scripted_agents(db: &TestDb) -> AgentArgs {
+    if !plan_path(db).exists() {
+        write_plan(db, &serde_json::json!({}));
+    }
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/agents/scripted_agent.py"
+    );
+    let args = format!("{script} {}", plan_path(db).display());
+    AgentArgs {
+        work_root: db.dir().join("work"),
+        mcp_url: None,
+        manager_agent: AgentKind::Command,
+        manager_command: Some("python3".to_owned()),
+        manager_model: None,
+        manager_args: args.clone(),
+        worker_agent: AgentKind::Command,
+        worker_command: Some("python3".to_owned()),
+        worker_model: None,
+        worker_args: args,
+        agent_env: String::new(),
+        max_sessions: 4,
+        max_workers: 3,
+        turn_timeout: Duration::from_secs(60),
+        budget_sessions: 20,
+        budget_turns: 200,
+        budget_time: Duration::from_secs(24 * 60 * 60),
+        budget_cost: None,
     }
 }
 
@@ -368,4 +415,11 @@ const SIGTERM: i32 = 15;
 unsafe extern "C" {
     #[link_name = "kill"]
     fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+/// Points a server's GitHub App settings at the fake GitHub.
+pub fn use_fake_github(args: &mut ServeArgs, fake: &fake_github::FakeGitHub) {
+    args.github.app_id = Some(fake.app_id() as u64);
+    args.github.private_key = Some(SecretString::from(fake.private_key_pem()));
+    args.github.api_url = fake.url();
 }

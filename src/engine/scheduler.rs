@@ -1,0 +1,539 @@
+//! The scheduler: which session runs next. Each tick (and whenever work is created or ends)
+//! it starts queued sessions whose dependencies succeeded, within the global cap and each
+//! objective's worker cap; gives idle and waiting sessions the messages that arrived for
+//! them; cancels sessions whose dependency failed; stops an objective's new work when its
+//! budget is reached; and recovers sessions whose process is gone.
+//!
+//! [`decide`] is a pure function of a snapshot; [`Scheduler`] loads the snapshot and applies
+//! what it decided.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Result;
+
+use super::tick::{BoxFuture, TickTask};
+use super::turns::{self, TurnKind};
+use super::{Engine, objectives};
+use crate::agent::runtime;
+use crate::model::{
+    Objective, ObjectiveId, Role, Session, SessionId, SessionStatus, Timestamp, Usage,
+};
+
+/// A session whose runner has not been heard from for this long is considered lost.
+pub const STALE_AFTER: Duration = Duration::from_secs(3 * 60);
+/// How often an interrupted session is resumed before it is failed instead.
+pub const MAX_RECOVERIES: u32 = 2;
+
+/// What the scheduler sees.
+pub struct Snapshot<'a> {
+    /// Live objectives.
+    pub objectives: &'a [Objective],
+    /// Their non-terminal sessions.
+    pub sessions: &'a [Session],
+    /// Statuses of finished sessions that live ones depend on.
+    pub finished: &'a HashMap<SessionId, SessionStatus>,
+    /// Sessions with messages waiting for their next turn.
+    pub with_messages: &'a HashSet<SessionId>,
+    /// What each live objective has used.
+    pub usage: &'a HashMap<ObjectiveId, Usage>,
+    pub max_sessions: usize,
+    pub max_workers: usize,
+}
+
+/// What the scheduler does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Start the first turn of a queued session.
+    Start(SessionId),
+    /// Start a turn of an idle or waiting session with its waiting messages.
+    Deliver(SessionId, SessionStatus),
+    /// Cancel a queued session whose dependency did not succeed.
+    Cancel(SessionId, String),
+    /// An objective's budget is reached: stop its new work and ask a human.
+    BudgetReached(ObjectiveId, String),
+}
+
+/// Decides what to start, deliver and cancel.
+pub fn decide(s: &Snapshot<'_>) -> Vec<Action> {
+    let mut actions = Vec::new();
+    let mut running = s
+        .sessions
+        .iter()
+        .filter(|x| x.status.is_active_turn())
+        .count();
+    let mut workers_running: HashMap<ObjectiveId, usize> = HashMap::new();
+    for x in s
+        .sessions
+        .iter()
+        .filter(|x| x.status.is_active_turn() && x.role != Role::Manager)
+    {
+        *workers_running.entry(x.objective_id).or_default() += 1;
+    }
+    let status_of = |id: SessionId| -> Option<SessionStatus> {
+        s.sessions
+            .iter()
+            .find(|x| x.id == id)
+            .map(|x| x.status)
+            .or_else(|| s.finished.get(&id).copied())
+    };
+    let mut over_budget: HashSet<ObjectiveId> = HashSet::new();
+    for objective in s.objectives {
+        if objective.budget_blocked.is_some() {
+            over_budget.insert(objective.id);
+        } else if let Some(reached) = s
+            .usage
+            .get(&objective.id)
+            .and_then(|u| objective.budget.exceeded_by(&turn_budget_view(u)))
+        {
+            over_budget.insert(objective.id);
+            // Only when there is work to hold back; an objective at rest is left alone.
+            let wants_work = s.sessions.iter().any(|x| {
+                x.objective_id == objective.id
+                    && (x.status == SessionStatus::Queued || s.with_messages.contains(&x.id))
+            });
+            if wants_work {
+                actions.push(Action::BudgetReached(objective.id, reached));
+            }
+        }
+    }
+    for session in s.sessions {
+        let turn_wanted = match session.status {
+            SessionStatus::Queued => {
+                let deps: Vec<(SessionId, Option<SessionStatus>)> = session
+                    .depends_on
+                    .iter()
+                    .map(|d| (*d, status_of(*d)))
+                    .collect();
+                if let Some((dep, status)) = deps.iter().find(|(_, st)| {
+                    matches!(
+                        st,
+                        Some(SessionStatus::Failed | SessionStatus::Cancelled) | None
+                    )
+                }) {
+                    let why = status.map_or("is gone".to_owned(), |st| st.as_str().to_owned());
+                    actions.push(Action::Cancel(
+                        session.id,
+                        format!("its dependency #{dep} {why}"),
+                    ));
+                    continue;
+                }
+                if !deps
+                    .iter()
+                    .all(|(_, st)| *st == Some(SessionStatus::Succeeded))
+                {
+                    continue;
+                }
+                Some(Action::Start(session.id))
+            }
+            SessionStatus::Idle | SessionStatus::Waiting
+                if s.with_messages.contains(&session.id) =>
+            {
+                Some(Action::Deliver(session.id, session.status))
+            }
+            _ => None,
+        };
+        let Some(action) = turn_wanted else { continue };
+        if over_budget.contains(&session.objective_id) || running >= s.max_sessions {
+            continue;
+        }
+        if session.role != Role::Manager {
+            let count = workers_running.entry(session.objective_id).or_default();
+            if *count >= s.max_workers {
+                continue;
+            }
+            *count += 1;
+        }
+        running += 1;
+        actions.push(action);
+    }
+    actions
+}
+
+/// The budget as it bears on starting turns: sessions are counted when spawned (a queued
+/// session already counts), so only turns, time and cost hold a turn back here.
+fn turn_budget_view(usage: &Usage) -> Usage {
+    Usage {
+        sessions: 0,
+        ..*usage
+    }
+}
+
+/// The tick task that loads the snapshot and applies [`decide`].
+pub struct Scheduler {
+    pub engine: Arc<Engine>,
+}
+
+impl TickTask for Scheduler {
+    fn name(&self) -> &'static str {
+        "scheduler"
+    }
+
+    fn run<'a>(&'a self, _engine: &'a Engine) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            recover_lost(&self.engine).await?;
+            schedule(&self.engine).await
+        })
+    }
+}
+
+/// One scheduling pass.
+pub async fn schedule(engine: &Arc<Engine>) -> Result<()> {
+    let store = &engine.store;
+    let now = engine.clock.now();
+    let objectives = store.live_objectives().await?;
+    let sessions = store.live_sessions().await?;
+    let live: HashSet<SessionId> = sessions.iter().map(|s| s.id).collect();
+    let deps: Vec<SessionId> = sessions
+        .iter()
+        .flat_map(|s| s.depends_on.iter().copied())
+        .filter(|d| !live.contains(d))
+        .collect();
+    let finished: HashMap<SessionId, SessionStatus> =
+        store.statuses(&deps).await?.into_iter().collect();
+    let with_messages: HashSet<SessionId> =
+        store.sessions_with_messages().await?.into_iter().collect();
+    let mut usage = HashMap::new();
+    for objective in &objectives {
+        usage.insert(
+            objective.id,
+            store.objective_usage(objective.id, now).await?,
+        );
+    }
+    let actions = decide(&Snapshot {
+        objectives: &objectives,
+        sessions: &sessions,
+        finished: &finished,
+        with_messages: &with_messages,
+        usage: &usage,
+        max_sessions: engine.agents.max_sessions,
+        max_workers: engine.agents.max_workers,
+    });
+    for action in actions {
+        if let Err(e) = apply(engine, &sessions, &action).await {
+            tracing::warn!(?action, error = %format!("{e:#}"), "scheduler action failed");
+        }
+    }
+    Ok(())
+}
+
+async fn apply(engine: &Arc<Engine>, sessions: &[Session], action: &Action) -> Result<()> {
+    let session = |id: SessionId| sessions.iter().find(|s| s.id == id);
+    match action {
+        Action::Start(id) => {
+            if let Some(s) = session(*id) {
+                start_or_fail(engine, s, &[SessionStatus::Queued], TurnKind::First).await?;
+            }
+        }
+        Action::Deliver(id, from) => {
+            if let Some(s) = session(*id) {
+                start_or_fail(engine, s, &[*from], TurnKind::Messages).await?;
+            }
+        }
+        Action::Cancel(id, reason) => {
+            if turns::cancel(engine, *id, reason).await?
+                && let Some(s) = session(*id)
+                && s.role.is_one_task()
+            {
+                turns::tell_manager(engine, s, &format!("was cancelled: {reason}")).await?;
+            }
+        }
+        Action::BudgetReached(objective, reached) => {
+            objectives::budget_reached(engine, *objective, reached).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Starts a turn; a turn that cannot even be set up fails its session with the reason.
+async fn start_or_fail(
+    engine: &Arc<Engine>,
+    session: &Session,
+    from: &[SessionStatus],
+    kind: TurnKind,
+) -> Result<()> {
+    if let Err(e) = turns::start(engine, session, from, kind).await {
+        let reason = format!("cannot start a turn: {e:#}");
+        tracing::warn!(session = %session.id, reason, "turn not started");
+        engine
+            .store
+            .set_session_status(
+                session.id,
+                SessionStatus::Failed,
+                Some(&reason),
+                engine.clock.now(),
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+/// Finds sessions whose turn has no process any more — this instance restarted, or the
+/// instance running it went silent — and resumes them (a new turn in the same conversation)
+/// or, after too many interruptions, fails them.
+pub async fn recover_lost(engine: &Arc<Engine>) -> Result<()> {
+    let now = engine.clock.now();
+    for session in engine.store.sessions_in_turn().await? {
+        if !is_lost(engine, &session, now) {
+            continue;
+        }
+        if session.runner.as_deref() == Some(engine.runner.as_str())
+            && let Some(pid) = session.pid
+            && let Ok(pid) = u32::try_from(pid)
+            && runtime::group_alive(pid)
+        {
+            // An orphan of an earlier life of this instance: stop it before resuming.
+            runtime::kill_group(pid);
+        }
+        recover(engine, &session).await?;
+    }
+    Ok(())
+}
+
+fn is_lost(engine: &Engine, session: &Session, now: Timestamp) -> bool {
+    if turns::is_local(engine, session.id) {
+        return false;
+    }
+    let mine = session.runner.as_deref() == Some(engine.runner.as_str());
+    let silent = session
+        .heartbeat_at
+        .is_none_or(|at| now.since(at) >= STALE_AFTER);
+    mine || silent
+}
+
+async fn recover(engine: &Arc<Engine>, session: &Session) -> Result<()> {
+    let now = engine.clock.now();
+    let store = &engine.store;
+    if session.status == SessionStatus::Starting {
+        store
+            .set_session_status(session.id, SessionStatus::Queued, None, now)
+            .await?;
+        return Ok(());
+    }
+    let recoveries = store.count_recovery(session.id).await?;
+    if recoveries > MAX_RECOVERIES {
+        let reason = format!("its turn was interrupted {recoveries} times; giving up");
+        if store
+            .set_session_status(session.id, SessionStatus::Failed, Some(&reason), now)
+            .await?
+            && session.role.is_one_task()
+        {
+            turns::tell_manager(engine, session, &format!("failed: {reason}")).await?;
+        }
+        return Ok(());
+    }
+    tracing::warn!(session = %session.id, recoveries, "resuming a session whose turn was interrupted");
+    let kind =
+        if session.conversation_id.is_some() || session.agent == crate::agent::AgentKind::Command {
+            TurnKind::Interrupted
+        } else {
+            TurnKind::First
+        };
+    start_or_fail(engine, session, &[SessionStatus::Running], kind).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::AgentKind;
+    use crate::model::{Budget, ObjectiveStatus};
+
+    fn objective(id: i64) -> Objective {
+        Objective {
+            id: ObjectiveId(id),
+            installation_id: None,
+            repository: "o/r".into(),
+            issue_number: 1,
+            title: String::new(),
+            body: String::new(),
+            author: String::new(),
+            author_permission: String::new(),
+            status: ObjectiveStatus::Active,
+            status_reason: None,
+            manager: None,
+            summary: None,
+            budget: Budget {
+                sessions: 100,
+                turns: 100,
+                wall: Duration::from_secs(3600),
+                cost_micros: None,
+            },
+            budget_blocked: None,
+            created_at: Timestamp(0),
+        }
+    }
+
+    fn session(
+        id: i64,
+        objective: i64,
+        role: Role,
+        status: SessionStatus,
+        deps: &[i64],
+    ) -> Session {
+        Session {
+            id: SessionId(id),
+            objective_id: ObjectiveId(objective),
+            role,
+            agent: AgentKind::Command,
+            title: String::new(),
+            instructions: String::new(),
+            status,
+            status_reason: None,
+            spawned_by: None,
+            depends_on: deps.iter().map(|d| SessionId(*d)).collect(),
+            conversation_id: None,
+            result: None,
+            activity: None,
+            summary: None,
+            turns: 0,
+            recoveries: 0,
+            input_tokens: 0,
+            output_tokens: 0,
+            cost_micros: 0,
+            workdir: None,
+            runner: None,
+            pid: None,
+            heartbeat_at: None,
+            created_at: Timestamp(0),
+            last_activity_at: None,
+            turn_started_at: None,
+        }
+    }
+
+    struct World {
+        objectives: Vec<Objective>,
+        sessions: Vec<Session>,
+        finished: HashMap<SessionId, SessionStatus>,
+        messages: HashSet<SessionId>,
+        usage: HashMap<ObjectiveId, Usage>,
+    }
+
+    impl World {
+        fn new(sessions: Vec<Session>) -> World {
+            World {
+                objectives: vec![objective(1), objective(2)],
+                sessions,
+                finished: HashMap::new(),
+                messages: HashSet::new(),
+                usage: HashMap::new(),
+            }
+        }
+
+        fn decide(&self, max_sessions: usize, max_workers: usize) -> Vec<Action> {
+            decide(&Snapshot {
+                objectives: &self.objectives,
+                sessions: &self.sessions,
+                finished: &self.finished,
+                with_messages: &self.messages,
+                usage: &self.usage,
+                max_sessions,
+                max_workers,
+            })
+        }
+    }
+
+    use Role::{Manager, Worker};
+    use SessionStatus::{Idle, Queued, Running, Waiting};
+
+    #[test]
+    fn queued_sessions_start_within_the_caps() {
+        let world = World::new(vec![
+            session(1, 1, Manager, Running, &[]),
+            session(2, 1, Worker, Queued, &[]),
+            session(3, 1, Worker, Queued, &[]),
+            session(4, 1, Worker, Queued, &[]),
+            session(5, 2, Manager, Queued, &[]),
+        ]);
+        assert_eq!(
+            world.decide(10, 2),
+            [
+                Action::Start(SessionId(2)),
+                Action::Start(SessionId(3)),
+                Action::Start(SessionId(5))
+            ]
+        );
+        assert_eq!(
+            world.decide(2, 2),
+            [Action::Start(SessionId(2))],
+            "global cap"
+        );
+    }
+
+    #[test]
+    fn dependencies_must_succeed_first_and_failures_cancel_dependents() {
+        let mut world = World::new(vec![
+            session(2, 1, Worker, Running, &[]),
+            session(3, 1, Worker, Queued, &[2]),
+            session(4, 1, Worker, Queued, &[9]),
+            session(5, 1, Worker, Queued, &[8]),
+        ]);
+        world.finished.insert(SessionId(9), SessionStatus::Failed);
+        world
+            .finished
+            .insert(SessionId(8), SessionStatus::Succeeded);
+        assert_eq!(
+            world.decide(10, 10),
+            [
+                Action::Cancel(SessionId(4), "its dependency #9 failed".into()),
+                Action::Start(SessionId(5)),
+            ]
+        );
+    }
+
+    #[test]
+    fn messages_wake_idle_and_waiting_sessions_but_never_a_running_one() {
+        let mut world = World::new(vec![
+            session(1, 1, Manager, Idle, &[]),
+            session(2, 1, Worker, Running, &[]),
+            session(3, 1, Worker, Waiting, &[]),
+            session(4, 2, Manager, Idle, &[]),
+        ]);
+        world.messages = [SessionId(1), SessionId(2), SessionId(3)].into();
+        assert_eq!(
+            world.decide(10, 10),
+            [
+                Action::Deliver(SessionId(1), Idle),
+                Action::Deliver(SessionId(3), Waiting)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_reached_budget_holds_work_back_and_is_reported() {
+        let mut world = World::new(vec![
+            session(1, 1, Manager, Idle, &[]),
+            session(2, 1, Worker, Queued, &[]),
+            session(3, 2, Worker, Queued, &[]),
+        ]);
+        world.messages = [SessionId(1)].into();
+        world.usage.insert(
+            ObjectiveId(1),
+            Usage {
+                turns: 100,
+                ..Usage::default()
+            },
+        );
+        world.usage.insert(
+            ObjectiveId(2),
+            Usage {
+                sessions: 500,
+                ..Usage::default()
+            },
+        );
+        assert_eq!(
+            world.decide(10, 10),
+            [
+                Action::BudgetReached(ObjectiveId(1), "turns: 100 of 100".into()),
+                Action::Start(SessionId(3)),
+            ],
+            "sessions are counted at spawn, not here"
+        );
+        world.objectives[0].budget_blocked = Some("turns".into());
+        assert_eq!(
+            world.decide(10, 10),
+            [Action::Start(SessionId(3))],
+            "asked once"
+        );
+    }
+}

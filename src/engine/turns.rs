@@ -1,0 +1,542 @@
+//! Running turns: start a session's turn as a process, follow what the agent reports, and
+//! end the turn — a manager goes idle, a worker is finished with its result and its manager
+//! is told. Cancel kills the turn's whole process group; a completion that arrives after a
+//! cancel changes nothing, because the session has already left the states it could move on
+//! from.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow};
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::Engine;
+use crate::agent::runtime::{self, AgentProcess, Stream};
+use crate::agent::{self, AgentEvent, McpEndpoint, ParseState, TurnRequest, prompts};
+use crate::model::text::{one_line, truncate};
+use crate::model::{Role, Session, SessionId, SessionStatus};
+use crate::store::{Progress, TranscriptLine, TurnStart};
+
+/// Transcript lines kept per session.
+pub const TRANSCRIPT_KEEP: u32 = 2_000;
+/// Longest transcript line kept.
+const TRANSCRIPT_LINE_MAX: usize = 4_000;
+/// How often a running turn flushes its transcript and proves its runner alive.
+pub const HEARTBEAT: Duration = Duration::from_secs(15);
+/// Least time between two activity writes for one session (more are coalesced).
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+/// Longest result kept from a worker.
+const MAX_RESULT: usize = 16_000;
+
+/// A turn running in this process.
+pub struct LocalTurn {
+    cancel: CancellationToken,
+}
+
+/// Why a turn is being started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TurnKind {
+    /// The session's first turn, or a retry of one that never got going.
+    First,
+    /// Messages arrived for an idle or waiting session.
+    Messages,
+    /// foreman restarted while the session's turn ran.
+    Interrupted,
+}
+
+/// Starts a turn of `session` if it is still in one of `from`. Returns false when someone
+/// else moved the session first.
+pub async fn start(
+    engine: &Arc<Engine>,
+    session: &Session,
+    from: &[SessionStatus],
+    kind: TurnKind,
+) -> Result<bool> {
+    let token = new_token();
+    let dirs = engine.agents.session_dirs(session.id);
+    for dir in [&dirs.work, &dirs.state] {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let start = TurnStart {
+        token_hash: &token_hash(&token),
+        runner: &engine.runner,
+        workdir: &dirs.work.display().to_string(),
+    };
+    let now = engine.clock.now();
+    // Register first, so that the recovery check never mistakes this turn for a lost one.
+    let cancel = CancellationToken::new();
+    engine.turns().insert(
+        session.id,
+        LocalTurn {
+            cancel: cancel.clone(),
+        },
+    );
+    let Some(messages) = engine
+        .store
+        .begin_turn(session.id, from, &start, now)
+        .await?
+    else {
+        engine.turns().remove(&session.id);
+        return Ok(false);
+    };
+    let prompt = match (kind, messages.is_empty()) {
+        (TurnKind::First, _) => {
+            prompts::first_turn(session, &objective_of(engine, session).await?)?
+        }
+        (TurnKind::Interrupted, true) => prompts::interrupted_turn(),
+        (TurnKind::Interrupted, false) => format!(
+            "{}\n\n{}",
+            prompts::interrupted_turn(),
+            prompts::message_turn(session.role, &messages)?
+        ),
+        (TurnKind::Messages, _) => prompts::message_turn(session.role, &messages)?,
+    };
+    let resume = match kind {
+        TurnKind::First => None,
+        _ => session.conversation_id.clone().or_else(|| {
+            // The command adapter keeps no conversation id; it resumes by itself.
+            (session.agent == agent::AgentKind::Command).then(String::new)
+        }),
+    };
+    let span = tracing::info_span!("turn", session = %session.id, role = session.role.as_str());
+    let engine = engine.clone();
+    let session = session.clone();
+    tokio::spawn(
+        async move {
+            let outcome = run(&engine, &session, prompt, resume, dirs, token, &cancel).await;
+            finish(&engine, &session, outcome, &cancel).await;
+            engine.turns().remove(&session.id);
+            engine.tick_bell.notify_one();
+        }
+        .instrument(span),
+    );
+    Ok(true)
+}
+
+/// Cancels a session: it becomes `cancelled` and its turn's process group is killed. False
+/// when it had already ended.
+pub async fn cancel(engine: &Engine, id: SessionId, reason: &str) -> Result<bool> {
+    let moved = engine
+        .store
+        .set_session_status(
+            id,
+            SessionStatus::Cancelled,
+            Some(reason),
+            engine.clock.now(),
+        )
+        .await?;
+    if let Some(turn) = engine.turns().get(&id) {
+        turn.cancel.cancel();
+    }
+    if moved {
+        tracing::info!(session = %id, reason, "session cancelled");
+        engine.tick_bell.notify_one();
+    }
+    Ok(moved)
+}
+
+/// Whether this process is running a turn of the session.
+pub fn is_local(engine: &Engine, id: SessionId) -> bool {
+    engine.turns().contains_key(&id)
+}
+
+/// A fresh random bearer token for a turn.
+fn new_token() -> SecretString {
+    use rand::RngExt;
+    let bytes: [u8; 32] = rand::rng().random();
+    SecretString::from(format!("fm_{}", hex::encode(bytes)))
+}
+
+/// The form a token is stored in: only its hash is ever written down.
+pub fn token_hash(token: &SecretString) -> String {
+    hex::encode(Sha256::digest(token.expose_secret().as_bytes()))
+}
+
+async fn objective_of(engine: &Engine, session: &Session) -> Result<crate::model::Objective> {
+    engine
+        .store
+        .objective(session.objective_id)
+        .await?
+        .with_context(|| {
+            format!(
+                "objective {} of session {} is gone",
+                session.objective_id, session.id
+            )
+        })
+}
+
+/// How a turn ended.
+enum Outcome {
+    /// The agent finished its turn.
+    Ended { result: Option<String> },
+    /// The turn failed, for this reason.
+    Failed(String),
+    /// Cancelled from outside (the session is already `cancelled`).
+    Cancelled,
+}
+
+/// Directories of one session.
+pub struct SessionDirs {
+    /// Where the agent works.
+    pub work: PathBuf,
+    /// The agent's own state and config files.
+    pub state: PathBuf,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run(
+    engine: &Engine,
+    session: &Session,
+    prompt: String,
+    resume: Option<String>,
+    dirs: SessionDirs,
+    token: SecretString,
+    cancel: &CancellationToken,
+) -> Outcome {
+    let profile = match engine.agents.profile(session.role, session.agent) {
+        Ok(profile) => profile,
+        Err(e) => return Outcome::Failed(format!("cannot start the agent: {e:#}")),
+    };
+    let adapter = agent::adapter(session.agent);
+    let request = TurnRequest {
+        session_id: session.id,
+        role: session.role,
+        prompt,
+        resume,
+        workdir: dirs.work.clone(),
+        state_dir: dirs.state.clone(),
+        mcp: McpEndpoint {
+            url: engine.mcp_url(),
+            token: token.clone(),
+        },
+        tools: crate::mcp::tools_of(session.role),
+        program: profile.program.clone(),
+        model: profile.model.clone(),
+        extra_args: profile.args.clone(),
+    };
+    let spawned = match adapter.command(&request) {
+        Ok(cmd) => runtime::spawn(&cmd, &dirs.work, &engine.agents.base_env(&dirs)).await,
+        Err(e) => Err(e),
+    };
+    let mut process = match spawned {
+        Ok(process) => process,
+        Err(e) => return Outcome::Failed(format!("cannot start the agent: {e:#}")),
+    };
+    if let Err(e) = engine
+        .store
+        .set_session_pid(session.id, Some(i64::from(process.pid)))
+        .await
+    {
+        tracing::warn!(error = %format!("{e:#}"), "cannot record the agent's pid");
+    }
+    let mut follow = Follow::new(engine, session, &token);
+    let deadline = tokio::time::Instant::now() + engine.agents.turn_timeout;
+    let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    let why_stopped = loop {
+        tokio::select! {
+            line = process.lines.recv() => match line {
+                Some((stream, line)) => {
+                    if let Some(reason) = follow.line(stream, &line, adapter).await {
+                        break Some(reason);
+                    }
+                }
+                None => break None,
+            },
+            _ = cancel.cancelled() => break Some(Stop::Cancelled),
+            _ = tokio::time::sleep_until(deadline) => break Some(Stop::TimedOut),
+            _ = heartbeat.tick() => follow.flush().await,
+        }
+    };
+    if why_stopped.is_some() {
+        runtime::kill_group(process.pid);
+    }
+    let status = wait(&mut process).await;
+    follow.flush().await;
+    follow.finish_usage().await;
+    match why_stopped {
+        Some(Stop::Cancelled) => Outcome::Cancelled,
+        Some(Stop::TimedOut) => Outcome::Failed(format!(
+            "the turn ran past the turn timeout ({}) and was stopped",
+            humantime::format_duration(engine.agents.turn_timeout)
+        )),
+        Some(Stop::McpUnavailable(why)) => {
+            Outcome::Failed(format!("the agent could not use foreman's tools: {why}"))
+        }
+        None => follow.outcome(status),
+    }
+}
+
+/// Why a turn was stopped before its process ended by itself.
+enum Stop {
+    Cancelled,
+    TimedOut,
+    McpUnavailable(String),
+}
+
+async fn wait(process: &mut AgentProcess) -> Option<std::process::ExitStatus> {
+    // Output may close before exit (or a grandchild may hold it open); the group is gone
+    // once killed, so this does not hang.
+    match tokio::time::timeout(Duration::from_secs(30), process.wait()).await {
+        Ok(Ok(status)) => Some(status),
+        _ => {
+            runtime::kill_group(process.pid);
+            process.wait().await.ok()
+        }
+    }
+}
+
+/// What a turn's output has said so far, and the store writes it leads to.
+struct Follow<'a> {
+    engine: &'a Engine,
+    session: &'a Session,
+    token: &'a SecretString,
+    parse: ParseState,
+    transcript: Vec<TranscriptLine>,
+    last_progress: Option<Instant>,
+    pending_activity: Option<String>,
+    usage: Option<(u64, u64, u64)>,
+    ended: Option<(Option<String>, bool)>,
+    last_stderr: Option<String>,
+}
+
+impl<'a> Follow<'a> {
+    fn new(engine: &'a Engine, session: &'a Session, token: &'a SecretString) -> Self {
+        Follow {
+            engine,
+            session,
+            token,
+            parse: ParseState::default(),
+            transcript: Vec::new(),
+            last_progress: None,
+            pending_activity: None,
+            usage: None,
+            ended: None,
+            last_stderr: None,
+        }
+    }
+
+    /// Takes one line of output; returns a reason to stop the turn, if any.
+    async fn line(
+        &mut self,
+        stream: Stream,
+        line: &str,
+        adapter: &dyn agent::Adapter,
+    ) -> Option<Stop> {
+        // The agent's own token must not end up in the store, whatever it prints.
+        let shown = line.replace(self.token.expose_secret(), "[REDACTED]");
+        self.transcript.push(TranscriptLine {
+            at: self.engine.clock.now(),
+            stream: stream.as_str().to_owned(),
+            line: truncate(&shown, TRANSCRIPT_LINE_MAX),
+        });
+        if stream == Stream::Err {
+            if !shown.trim().is_empty() {
+                self.last_stderr = Some(one_line(&shown, 300));
+            }
+            return match adapter.parse_stderr(line) {
+                Some(AgentEvent::McpUnavailable(why)) => Some(Stop::McpUnavailable(why)),
+                _ => None,
+            };
+        }
+        let mut conversation = None;
+        for event in adapter.parse_line(line, &mut self.parse) {
+            match event {
+                AgentEvent::Conversation(id) => conversation = Some(id),
+                AgentEvent::Output(text) => self.pending_activity = Some(one_line(&text, 200)),
+                AgentEvent::ToolCall(name) => {
+                    self.pending_activity = Some(format!("calling {name}"))
+                }
+                AgentEvent::Usage {
+                    input_tokens,
+                    output_tokens,
+                    cost_usd,
+                } => {
+                    let cost = cost_usd.map_or(0, |c| (c * 1e6).round().max(0.0) as u64);
+                    self.usage = Some((input_tokens, output_tokens, cost));
+                }
+                AgentEvent::McpUnavailable(why) => return Some(Stop::McpUnavailable(why)),
+                AgentEvent::TurnEnded { result, is_error } => self.ended = Some((result, is_error)),
+            }
+        }
+        let due = self
+            .last_progress
+            .is_none_or(|at| at.elapsed() >= PROGRESS_EVERY);
+        if conversation.is_some() || due {
+            self.last_progress = Some(Instant::now());
+            let progress = Progress {
+                conversation_id: conversation.as_deref(),
+                activity: self.pending_activity.as_deref(),
+                usage: None,
+            };
+            self.write_progress(&progress).await;
+        }
+        if self.transcript.len() >= 100 {
+            self.flush().await;
+        }
+        None
+    }
+
+    async fn write_progress(&self, progress: &Progress<'_>) {
+        let now = self.engine.clock.now();
+        if let Err(e) = self
+            .engine
+            .store
+            .record_progress(self.session.id, progress, now)
+            .await
+        {
+            tracing::warn!(error = %format!("{e:#}"), "cannot record agent progress");
+        }
+    }
+
+    /// Writes buffered transcript lines and the latest activity.
+    async fn flush(&mut self) {
+        let lines = std::mem::take(&mut self.transcript);
+        if let Err(e) = self
+            .engine
+            .store
+            .append_transcript(self.session.id, &lines, TRANSCRIPT_KEEP)
+            .await
+        {
+            tracing::warn!(error = %format!("{e:#}"), "cannot store transcript lines");
+        }
+        let progress = Progress {
+            activity: self.pending_activity.as_deref(),
+            ..Progress::default()
+        };
+        self.write_progress(&progress).await;
+    }
+
+    /// Adds the turn's tokens and cost, once, at its end.
+    async fn finish_usage(&mut self) {
+        if let Some(usage) = self.usage.take() {
+            let progress = Progress {
+                usage: Some(usage),
+                ..Progress::default()
+            };
+            self.write_progress(&progress).await;
+        }
+    }
+
+    fn outcome(&mut self, status: Option<std::process::ExitStatus>) -> Outcome {
+        let stderr = self
+            .last_stderr
+            .as_deref()
+            .map(|l| format!(": {l}"))
+            .unwrap_or_default();
+        match (status, self.ended.take()) {
+            (_, Some((result, true))) => Outcome::Failed(format!(
+                "the agent reported an error: {}",
+                result
+                    .as_deref()
+                    .map_or("(no message)".to_owned(), |r| one_line(r, 300))
+            )),
+            (Some(status), ended) if status.success() => Outcome::Ended {
+                result: ended
+                    .and_then(|(result, _)| result)
+                    .or_else(|| self.parse.last_output.take()),
+            },
+            (Some(status), _) => Outcome::Failed(format!("the agent exited with {status}{stderr}")),
+            (None, _) => Outcome::Failed(format!("the agent's exit status was lost{stderr}")),
+        }
+    }
+}
+
+/// Ends a turn: the session moves on according to its role and what happened.
+async fn finish(
+    engine: &Arc<Engine>,
+    session: &Session,
+    outcome: Outcome,
+    cancel: &CancellationToken,
+) {
+    if let Err(e) = try_finish(engine, session, outcome, cancel).await {
+        tracing::error!(error = %format!("{e:#}"), "cannot record the end of a turn; the recovery check will");
+    }
+}
+
+async fn try_finish(
+    engine: &Arc<Engine>,
+    session: &Session,
+    outcome: Outcome,
+    cancel: &CancellationToken,
+) -> Result<()> {
+    let now = engine.clock.now();
+    let store = &engine.store;
+    if cancel.is_cancelled() {
+        // Cancelled from outside: the canceller set the status. Nothing more to record.
+        tracing::info!("turn stopped by a cancel");
+        return Ok(());
+    }
+    match outcome {
+        Outcome::Cancelled => Ok(()),
+        Outcome::Failed(reason) => {
+            tracing::warn!(reason, "turn failed");
+            let moved = store
+                .set_session_status(session.id, SessionStatus::Failed, Some(&reason), now)
+                .await?;
+            if !moved {
+                tracing::info!("a failure arrived after the session had ended; ignored");
+            } else if session.role.is_one_task() {
+                tell_manager(engine, session, &format!("failed: {reason}")).await?;
+            }
+            Ok(())
+        }
+        Outcome::Ended { result } => {
+            let has_messages = store.has_messages(session.id).await?;
+            let next = match session.role {
+                Role::Manager => {
+                    let objective = objective_of(engine, session).await?;
+                    if objective.status.is_terminal() {
+                        SessionStatus::Succeeded
+                    } else {
+                        SessionStatus::Idle
+                    }
+                }
+                _ if has_messages => SessionStatus::Idle,
+                _ if store.has_open_question(session.id).await? => SessionStatus::Waiting,
+                _ => SessionStatus::Succeeded,
+            };
+            if next == SessionStatus::Succeeded && session.role.is_one_task() {
+                let reported = store.session(session.id).await?.and_then(|s| s.result);
+                let result = reported.or(result).map(|r| truncate(&r, MAX_RESULT));
+                store
+                    .set_session_text(session.id, result.as_deref(), None)
+                    .await?;
+                if store
+                    .set_session_status(session.id, next, None, now)
+                    .await?
+                {
+                    let text = result.unwrap_or_else(|| "(no result reported)".to_owned());
+                    tell_manager(engine, session, &format!("succeeded. Result:\n\n{text}")).await?;
+                } else {
+                    tracing::info!("a completion arrived after the session had ended; ignored");
+                }
+                return Ok(());
+            }
+            if !store
+                .set_session_status(session.id, next, None, now)
+                .await?
+            {
+                tracing::info!("a completion arrived after the session had ended; ignored");
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Leaves a message about a worker for the manager of its objective.
+pub async fn tell_manager(engine: &Engine, worker: &Session, what: &str) -> Result<()> {
+    let objective = objective_of(engine, worker).await?;
+    let Some(manager) = objective.manager else {
+        return Err(anyhow!("objective {} has no manager to tell", objective.id));
+    };
+    let text = format!("Worker #{} \"{}\" {what}", worker.id, worker.title);
+    let mut tx = engine.store.begin().await?;
+    tx.push_message(manager, &text, engine.clock.now()).await?;
+    tx.commit().await?;
+    engine.tick_bell.notify_one();
+    Ok(())
+}

@@ -1,0 +1,486 @@
+//! The tool catalogue and the handler that runs tool calls.
+
+use std::sync::Arc;
+
+use rmcp::ErrorData;
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
+    InitializeResult, ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig,
+    Tool,
+};
+use rmcp::service::{RequestContext, RoleServer};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use super::Caller;
+use crate::engine::{Engine, objectives};
+use crate::model::text::one_line;
+use crate::model::{Role, Session, SessionId};
+
+/// Longest title of a worker.
+pub const MAX_TITLE: usize = 200;
+/// Longest instructions, messages, questions, results and summaries.
+pub const MAX_TEXT: usize = 20_000;
+/// Longest issue comment (GitHub allows 65,536 characters; the marker needs a little).
+pub const MAX_COMMENT: usize = 60_000;
+/// Longest progress note.
+pub const MAX_NOTE: usize = 2_000;
+
+/// One tool: who may call it and how it is described to agents.
+pub struct ToolSpec {
+    pub name: &'static str,
+    pub roles: &'static [Role],
+    pub description: &'static str,
+    /// Properties: (name, JSON type, description, required).
+    pub params: &'static [(&'static str, &'static str, &'static str, bool)],
+}
+
+const MANAGER: &[Role] = &[Role::Manager];
+const WORKERS: &[Role] = &[Role::Worker, Role::Followup];
+const EVERYONE: &[Role] = &[Role::Manager, Role::Worker, Role::Followup];
+
+/// Every tool foreman offers.
+pub const TOOLS: &[ToolSpec] = &[
+    ToolSpec {
+        name: "spawn_worker",
+        roles: MANAGER,
+        description: "Start a worker on one task. It gets its own checkout and does not see your conversation, so give it everything it needs. Returns the worker's id.",
+        params: &[
+            (
+                "title",
+                "string",
+                "A short name for the task (at most 200 characters).",
+                true,
+            ),
+            ("instructions", "string", "What to do, in full.", true),
+            (
+                "depends_on",
+                "array",
+                "Ids of workers that must succeed before this one starts; it continues in their checkout.",
+                false,
+            ),
+        ],
+    },
+    ToolSpec {
+        name: "list_workers",
+        roles: MANAGER,
+        description: "List every worker of this objective with its status and result.",
+        params: &[],
+    },
+    ToolSpec {
+        name: "message_worker",
+        roles: MANAGER,
+        description: "Send a worker more information; it reads it in its next turn.",
+        params: &[
+            ("worker", "integer", "The worker's id.", true),
+            ("message", "string", "The message.", true),
+        ],
+    },
+    ToolSpec {
+        name: "cancel_worker",
+        roles: MANAGER,
+        description: "Stop a worker. Workers that depend on it are cancelled too.",
+        params: &[("worker", "integer", "The worker's id.", true)],
+    },
+    ToolSpec {
+        name: "publish_pr",
+        roles: MANAGER,
+        description: "Turn a finished worker's changes into a pull request.",
+        params: &[
+            (
+                "worker",
+                "integer",
+                "The worker whose changes to publish.",
+                true,
+            ),
+            ("title", "string", "The pull request's title.", true),
+            ("body", "string", "The pull request's description.", true),
+        ],
+    },
+    ToolSpec {
+        name: "ask_user",
+        roles: EVERYONE,
+        description: "Ask the humans on the issue a question. End your turn afterwards; the answer arrives as a new message.",
+        params: &[(
+            "question",
+            "string",
+            "The question, with the context a human needs to answer it.",
+            true,
+        )],
+    },
+    ToolSpec {
+        name: "comment_issue",
+        roles: MANAGER,
+        description: "Post a comment on the issue.",
+        params: &[("body", "string", "The comment (Markdown).", true)],
+    },
+    ToolSpec {
+        name: "mark_objective_done",
+        roles: MANAGER,
+        description: "Say the objective is complete. All workers must have finished.",
+        params: &[("summary", "string", "What was done, for the humans.", true)],
+    },
+    ToolSpec {
+        name: "report_result",
+        roles: WORKERS,
+        description: "Report the result of your task to your manager. Call it once, when you are done.",
+        params: &[(
+            "summary",
+            "string",
+            "What you did, what changed, what is left.",
+            true,
+        )],
+    },
+    ToolSpec {
+        name: "note",
+        roles: WORKERS,
+        description: "Record progress (shown to your manager and on the issue's status).",
+        params: &[("text", "string", "A short progress note.", true)],
+    },
+];
+
+impl ToolSpec {
+    /// The tool as MCP describes it: a JSON Schema object whose `required` is always an
+    /// array (some clients reject a missing or null one).
+    pub fn to_tool(&self) -> Tool {
+        let mut properties = serde_json::Map::new();
+        for (name, kind, description, _) in self.params {
+            let mut schema = json!({ "type": kind, "description": description });
+            if *kind == "array" {
+                schema["items"] = json!({ "type": "integer" });
+            }
+            properties.insert((*name).to_owned(), schema);
+        }
+        let required: Vec<&str> = self.params.iter().filter(|p| p.3).map(|p| p.0).collect();
+        let schema = json!({
+            "type": "object",
+            "properties": properties,
+            "required": required,
+            "additionalProperties": false,
+        });
+        let Value::Object(schema) = schema else {
+            unreachable!("built as an object")
+        };
+        Tool::new(self.name, self.description, Arc::new(schema))
+    }
+}
+
+/// The MCP server handler: one per MCP session, all sharing the engine.
+#[derive(Clone)]
+pub struct ForemanTools {
+    engine: Arc<Engine>,
+}
+
+impl ForemanTools {
+    pub fn new(engine: Arc<Engine>) -> Self {
+        ForemanTools { engine }
+    }
+}
+
+/// The authenticated caller of a request.
+fn caller(context: &RequestContext<RoleServer>) -> Result<Session, ErrorData> {
+    context
+        .extensions
+        .get::<axum::http::request::Parts>()
+        .and_then(|parts| parts.extensions.get::<Caller>())
+        .map(|c| c.0.clone())
+        .ok_or_else(|| ErrorData::invalid_request("unauthenticated request", None))
+}
+
+impl rmcp::ServerHandler for ForemanTools {
+    fn get_info(&self) -> ServerConfig {
+        InitializeResult::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("foreman", env!("CARGO_PKG_VERSION")))
+            .with_instructions(
+                "foreman's tools for the agents it runs. Each session sees the tools of its role.",
+            )
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        let role = caller(&context)?.role;
+        let tools = TOOLS
+            .iter()
+            .filter(|t| t.roles.contains(&role))
+            .map(ToolSpec::to_tool)
+            .collect();
+        Ok(ListToolsResult::with_all_items(tools))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let caller = caller(&context)?;
+        let args = Value::Object(request.arguments.unwrap_or_default());
+        let name = request.name.as_ref();
+        let result = match TOOLS.iter().find(|t| t.name == name) {
+            None => Err(format!("there is no tool `{name}`")),
+            Some(spec) if !spec.roles.contains(&caller.role) => Err(format!(
+                "`{name}` is not a tool of a {}; yours are: {}",
+                caller.role.as_str(),
+                super::tools_of(caller.role).join(", ")
+            )),
+            Some(_) => self.call(&caller, name, args).await,
+        };
+        tracing::info!(session = %caller.id, tool = name, ok = result.is_ok(), "tool call");
+        let result = match result {
+            Ok(text) => CallToolResult::success(vec![ContentBlock::text(text)]),
+            Err(message) => CallToolResult::error(vec![ContentBlock::text(message)]),
+        };
+        Ok(result.into())
+    }
+}
+
+/// Parses a tool's arguments, naming what is wrong.
+fn parse<T: DeserializeOwned>(tool: &str, args: Value) -> Result<T, String> {
+    serde_json::from_value(args).map_err(|e| format!("invalid arguments for `{tool}`: {e}"))
+}
+
+/// Refuses text over `max` characters, naming the field.
+fn capped(field: &str, text: &str, max: usize) -> Result<(), String> {
+    let n = text.chars().count();
+    if n > max {
+        return Err(format!("`{field}` is {n} characters; the limit is {max}"));
+    }
+    if text.trim().is_empty() {
+        return Err(format!("`{field}` is empty"));
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SpawnWorker {
+    title: String,
+    instructions: String,
+    #[serde(default)]
+    depends_on: Vec<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Worker {
+    worker: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MessageWorker {
+    worker: i64,
+    message: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // read by publish_pr once workspaces land
+struct PublishPr {
+    worker: i64,
+    title: String,
+    body: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Question {
+    question: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Body {
+    body: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Summary {
+    summary: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Note {
+    text: String,
+}
+
+impl ForemanTools {
+    async fn call(&self, caller: &Session, name: &str, args: Value) -> Result<String, String> {
+        let engine = &*self.engine;
+        let internal = |e: anyhow::Error| format!("{e:#}");
+        match name {
+            "spawn_worker" => {
+                let a: SpawnWorker = parse(name, args)?;
+                capped("title", &a.title, MAX_TITLE)?;
+                capped("instructions", &a.instructions, MAX_TEXT)?;
+                let deps: Vec<SessionId> = a.depends_on.into_iter().map(SessionId).collect();
+                let id = objectives::spawn_worker(engine, caller, &a.title, &a.instructions, &deps)
+                    .await
+                    .map_err(internal)?;
+                Ok(format!(
+                    "Worker #{id} is queued. You will get a message when it finishes."
+                ))
+            }
+            "list_workers" => {
+                let sessions = engine
+                    .store
+                    .sessions_of(caller.objective_id)
+                    .await
+                    .map_err(internal)?;
+                let lines: Vec<String> = sessions
+                    .iter()
+                    .filter(|s| s.role != Role::Manager)
+                    .map(describe_worker)
+                    .collect();
+                Ok(if lines.is_empty() {
+                    "No workers yet.".to_owned()
+                } else {
+                    lines.join("\n")
+                })
+            }
+            "message_worker" => {
+                let a: MessageWorker = parse(name, args)?;
+                capped("message", &a.message, MAX_TEXT)?;
+                objectives::message_worker(engine, caller, SessionId(a.worker), &a.message)
+                    .await
+                    .map_err(internal)?;
+                Ok(format!("Message left for worker #{}.", a.worker))
+            }
+            "cancel_worker" => {
+                let a: Worker = parse(name, args)?;
+                let cancelled = objectives::cancel_worker(engine, caller, SessionId(a.worker))
+                    .await
+                    .map_err(internal)?;
+                Ok(if cancelled {
+                    format!("Worker #{} is cancelled.", a.worker)
+                } else {
+                    format!("Worker #{} had already finished.", a.worker)
+                })
+            }
+            "publish_pr" => {
+                let _: PublishPr = parse(name, args)?;
+                Err(
+                    "publish_pr is not available yet: this foreman cannot push branches or \
+                     open pull requests. Report the finished work with comment_issue instead."
+                        .to_owned(),
+                )
+            }
+            "ask_user" => {
+                let a: Question = parse(name, args)?;
+                capped("question", &a.question, MAX_TEXT)?;
+                let id = objectives::ask_user(engine, caller, &a.question)
+                    .await
+                    .map_err(internal)?;
+                Ok(format!(
+                    "Question {id} is recorded for the humans on the issue. End your turn now; \
+                     the answer will arrive as a new message."
+                ))
+            }
+            "comment_issue" => {
+                let a: Body = parse(name, args)?;
+                capped("body", &a.body, MAX_COMMENT)?;
+                objectives::comment_issue(engine, caller, &a.body)
+                    .await
+                    .map_err(internal)?;
+                Ok("The comment is queued and will appear on the issue shortly.".to_owned())
+            }
+            "mark_objective_done" => {
+                let a: Summary = parse(name, args)?;
+                capped("summary", &a.summary, MAX_TEXT)?;
+                objectives::mark_done(engine, caller, &a.summary)
+                    .await
+                    .map_err(internal)?;
+                Ok("The objective is marked done. Thank you; end your turn.".to_owned())
+            }
+            "report_result" => {
+                let a: Summary = parse(name, args)?;
+                capped("summary", &a.summary, MAX_TEXT)?;
+                engine
+                    .store
+                    .set_session_text(caller.id, Some(&a.summary), None)
+                    .await
+                    .map_err(internal)?;
+                Ok("Result recorded; your manager gets it when your turn ends.".to_owned())
+            }
+            "note" => {
+                let a: Note = parse(name, args)?;
+                capped("text", &a.text, MAX_NOTE)?;
+                engine
+                    .store
+                    .set_session_text(caller.id, None, Some(&a.text))
+                    .await
+                    .map_err(internal)?;
+                Ok("Noted.".to_owned())
+            }
+            other => Err(format!("there is no tool `{other}`")),
+        }
+    }
+}
+
+fn describe_worker(s: &Session) -> String {
+    let result = s
+        .result
+        .as_deref()
+        .or(s.status_reason.as_deref())
+        .map(|r| format!(" — {}", one_line(r, 300)))
+        .unwrap_or_default();
+    let deps = if s.depends_on.is_empty() {
+        String::new()
+    } else {
+        let ids: Vec<String> = s.depends_on.iter().map(|d| format!("#{d}")).collect();
+        format!(" (after {})", ids.join(", "))
+    };
+    format!(
+        "#{} [{}] {}{deps}{result}",
+        s.id,
+        s.status.as_str(),
+        s.title
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_schema_has_a_required_array() {
+        for spec in TOOLS {
+            let tool = spec.to_tool();
+            let schema = Value::Object((*tool.input_schema).clone());
+            assert!(schema["required"].is_array(), "{}", spec.name);
+            assert_eq!(schema["type"], "object");
+        }
+        let spawn = TOOLS
+            .iter()
+            .find(|t| t.name == "spawn_worker")
+            .unwrap()
+            .to_tool();
+        let schema = Value::Object((*spawn.input_schema).clone());
+        assert_eq!(schema["required"], json!(["title", "instructions"]));
+        assert_eq!(
+            schema["properties"]["depends_on"]["items"]["type"],
+            "integer"
+        );
+    }
+
+    #[test]
+    fn roles_see_their_own_tools() {
+        let worker = super::super::tools_of(Role::Worker);
+        assert_eq!(worker, ["ask_user", "report_result", "note"]);
+        let manager = super::super::tools_of(Role::Manager);
+        assert!(manager.contains(&"spawn_worker") && !manager.contains(&"report_result"));
+    }
+
+    #[test]
+    fn text_limits_name_the_field() {
+        assert!(capped("title", &"x".repeat(MAX_TITLE), MAX_TITLE).is_ok());
+        let err = capped("title", &"x".repeat(MAX_TITLE + 1), MAX_TITLE).unwrap_err();
+        assert_eq!(err, "`title` is 201 characters; the limit is 200");
+        assert_eq!(capped("body", "  ", 10).unwrap_err(), "`body` is empty");
+    }
+}

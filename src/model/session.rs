@@ -1,0 +1,376 @@
+//! Objectives and sessions, and the state machines they move along. The store applies a
+//! transition with a conditional update (`… WHERE status IN (allowed predecessors)`), so a
+//! transition that is not allowed — a completion arriving after a cancel, say — changes
+//! nothing, whatever the order things happen in.
+
+use serde::{Deserialize, Serialize};
+
+/// What a session is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Plans, spawns workers, publishes their work; lives as long as the objective.
+    Manager,
+    /// Does one task and reports its result.
+    Worker,
+    /// Fixes one thing on an existing pull request (failing checks, review comments).
+    Followup,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Manager => "manager",
+            Role::Worker => "worker",
+            Role::Followup => "followup",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        Some(match s {
+            "manager" => Role::Manager,
+            "worker" => Role::Worker,
+            "followup" => Role::Followup,
+            _ => return None,
+        })
+    }
+
+    /// Workers and follow-ups do one task: when their turn ends they are finished.
+    pub fn is_one_task(self) -> bool {
+        !matches!(self, Role::Manager)
+    }
+}
+
+/// Where a session stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionStatus {
+    /// Created; waits for its dependencies and for capacity.
+    Queued,
+    /// Its workspace and process are being set up.
+    Starting,
+    /// A turn is in progress.
+    Running,
+    /// Between turns (managers only): the conversation can take a new message.
+    Idle,
+    /// Its turn ended with a question open: waits for a human's answer.
+    Waiting,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl SessionStatus {
+    pub const ALL: [SessionStatus; 8] = [
+        SessionStatus::Queued,
+        SessionStatus::Starting,
+        SessionStatus::Running,
+        SessionStatus::Idle,
+        SessionStatus::Waiting,
+        SessionStatus::Succeeded,
+        SessionStatus::Failed,
+        SessionStatus::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionStatus::Queued => "queued",
+            SessionStatus::Starting => "starting",
+            SessionStatus::Running => "running",
+            SessionStatus::Idle => "idle",
+            SessionStatus::Waiting => "waiting",
+            SessionStatus::Succeeded => "succeeded",
+            SessionStatus::Failed => "failed",
+            SessionStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<SessionStatus> {
+        SessionStatus::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+
+    /// Succeeded, failed and cancelled are final.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            SessionStatus::Succeeded | SessionStatus::Failed | SessionStatus::Cancelled
+        )
+    }
+
+    /// A process is (being) started or runs for it.
+    pub fn is_active_turn(self) -> bool {
+        matches!(self, SessionStatus::Starting | SessionStatus::Running)
+    }
+
+    /// The states a session may move to this one from.
+    pub fn predecessors(self) -> &'static [SessionStatus] {
+        use SessionStatus::*;
+        match self {
+            Queued => &[Starting],
+            Starting => &[Queued],
+            Running => &[Starting, Idle, Waiting],
+            Idle => &[Running],
+            Waiting => &[Running],
+            Succeeded => &[Running, Idle, Waiting],
+            Failed => &[Queued, Starting, Running, Idle, Waiting],
+            Cancelled => &[Queued, Starting, Running, Idle, Waiting],
+        }
+    }
+
+    /// Whether `self → to` is allowed.
+    pub fn can_become(self, to: SessionStatus) -> bool {
+        to.predecessors().contains(&self)
+    }
+}
+
+/// Where an objective stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ObjectiveStatus {
+    Active,
+    /// Waiting on a human (an open question).
+    Waiting,
+    Done,
+    Failed,
+    Cancelled,
+}
+
+impl ObjectiveStatus {
+    pub const ALL: [ObjectiveStatus; 5] = [
+        ObjectiveStatus::Active,
+        ObjectiveStatus::Waiting,
+        ObjectiveStatus::Done,
+        ObjectiveStatus::Failed,
+        ObjectiveStatus::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ObjectiveStatus::Active => "active",
+            ObjectiveStatus::Waiting => "waiting",
+            ObjectiveStatus::Done => "done",
+            ObjectiveStatus::Failed => "failed",
+            ObjectiveStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ObjectiveStatus> {
+        ObjectiveStatus::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            ObjectiveStatus::Done | ObjectiveStatus::Failed | ObjectiveStatus::Cancelled
+        )
+    }
+
+    /// The states an objective may move to this one from.
+    pub fn predecessors(self) -> &'static [ObjectiveStatus] {
+        use ObjectiveStatus::*;
+        match self {
+            Active => &[Waiting],
+            Waiting => &[Active],
+            Done | Failed | Cancelled => &[Active, Waiting],
+        }
+    }
+}
+
+/// Renders a list of states for an SQL `IN (…)` list. The values are our own constants.
+pub fn sql_list<T: Copy>(states: &[T], name: fn(T) -> &'static str) -> String {
+    states
+        .iter()
+        .map(|s| format!("'{}'", name(*s)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn terminal_states_are_final() {
+        for from in SessionStatus::ALL.into_iter().filter(|s| s.is_terminal()) {
+            for to in SessionStatus::ALL {
+                assert!(!from.can_become(to), "{from:?} → {to:?}");
+            }
+        }
+        for from in ObjectiveStatus::ALL.into_iter().filter(|s| s.is_terminal()) {
+            for to in ObjectiveStatus::ALL {
+                assert!(!to.predecessors().contains(&from), "{from:?} → {to:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_session_runs_turns_and_finishes() {
+        use SessionStatus::*;
+        let path = [
+            Queued, Starting, Running, Idle, Running, Waiting, Running, Succeeded,
+        ];
+        for pair in path.windows(2) {
+            assert!(pair[0].can_become(pair[1]), "{:?} → {:?}", pair[0], pair[1]);
+        }
+        assert!(
+            !Queued.can_become(Running),
+            "a session starts before it runs"
+        );
+        assert!(!Queued.can_become(Succeeded));
+        assert!(Running.can_become(Cancelled) && Idle.can_become(Failed));
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for s in SessionStatus::ALL {
+            assert_eq!(SessionStatus::parse(s.as_str()), Some(s));
+        }
+        for s in ObjectiveStatus::ALL {
+            assert_eq!(ObjectiveStatus::parse(s.as_str()), Some(s));
+        }
+        for r in [Role::Manager, Role::Worker, Role::Followup] {
+            assert_eq!(Role::parse(r.as_str()), Some(r));
+        }
+        assert_eq!(
+            sql_list(
+                &[SessionStatus::Queued, SessionStatus::Idle],
+                SessionStatus::as_str
+            ),
+            "'queued', 'idle'"
+        );
+    }
+}
+
+/// Limits on what one objective may spend before a human is asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    /// Sessions of any role started for the objective.
+    pub sessions: u32,
+    /// Turns across all its sessions.
+    pub turns: u32,
+    /// Wall-clock time since the objective started.
+    pub wall: std::time::Duration,
+    /// Cost in millionths of a dollar, where agents report cost.
+    pub cost_micros: Option<u64>,
+}
+
+/// What an objective has used so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub sessions: u32,
+    pub turns: u32,
+    pub wall: std::time::Duration,
+    pub cost_micros: u64,
+}
+
+impl Budget {
+    /// The first limit `usage` has reached, described for a human, if any.
+    pub fn exceeded_by(&self, usage: &Usage) -> Option<String> {
+        if usage.sessions >= self.sessions {
+            return Some(format!("sessions: {} of {}", usage.sessions, self.sessions));
+        }
+        if usage.turns >= self.turns {
+            return Some(format!("turns: {} of {}", usage.turns, self.turns));
+        }
+        if usage.wall >= self.wall {
+            return Some(format!(
+                "time: {} of {}",
+                humantime::format_duration(round_to_minutes(usage.wall)),
+                humantime::format_duration(round_to_minutes(self.wall))
+            ));
+        }
+        if let Some(limit) = self.cost_micros
+            && usage.cost_micros >= limit
+        {
+            return Some(format!(
+                "cost: ${:.2} of ${:.2}",
+                usage.cost_micros as f64 / 1e6,
+                limit as f64 / 1e6
+            ));
+        }
+        None
+    }
+}
+
+fn round_to_minutes(d: std::time::Duration) -> std::time::Duration {
+    std::time::Duration::from_secs(d.as_secs() / 60 * 60)
+}
+
+/// An objective as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Objective {
+    pub id: super::ObjectiveId,
+    pub installation_id: Option<super::InstallationId>,
+    pub repository: String,
+    pub issue_number: u64,
+    pub title: String,
+    pub body: String,
+    pub author: String,
+    pub author_permission: String,
+    pub status: ObjectiveStatus,
+    pub status_reason: Option<String>,
+    pub manager: Option<super::SessionId>,
+    pub summary: Option<String>,
+    pub budget: Budget,
+    /// Set while a reached budget holds new work back (what was reached).
+    pub budget_blocked: Option<String>,
+    pub created_at: super::Timestamp,
+}
+
+/// A session as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Session {
+    pub id: super::SessionId,
+    pub objective_id: super::ObjectiveId,
+    pub role: Role,
+    pub agent: crate::agent::AgentKind,
+    pub title: String,
+    pub instructions: String,
+    pub status: SessionStatus,
+    pub status_reason: Option<String>,
+    pub spawned_by: Option<super::SessionId>,
+    pub depends_on: Vec<super::SessionId>,
+    pub conversation_id: Option<String>,
+    pub result: Option<String>,
+    pub activity: Option<String>,
+    pub summary: Option<String>,
+    pub turns: u32,
+    pub recoveries: u32,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cost_micros: u64,
+    pub workdir: Option<String>,
+    pub runner: Option<String>,
+    pub pid: Option<i64>,
+    pub heartbeat_at: Option<super::Timestamp>,
+    pub created_at: super::Timestamp,
+    pub last_activity_at: Option<super::Timestamp>,
+    pub turn_started_at: Option<super::Timestamp>,
+}
+
+#[cfg(test)]
+mod budget_tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn the_first_limit_reached_is_named() {
+        let budget = Budget {
+            sessions: 3,
+            turns: 10,
+            wall: Duration::from_secs(3600),
+            cost_micros: Some(5_000_000),
+        };
+        let mut usage = Usage::default();
+        assert_eq!(budget.exceeded_by(&usage), None);
+        usage.turns = 10;
+        assert_eq!(budget.exceeded_by(&usage).unwrap(), "turns: 10 of 10");
+        usage.turns = 0;
+        usage.cost_micros = 5_000_001;
+        assert_eq!(budget.exceeded_by(&usage).unwrap(), "cost: $5.00 of $5.00");
+        usage.wall = Duration::from_secs(3700);
+        assert_eq!(budget.exceeded_by(&usage).unwrap(), "time: 1h 1m of 1h");
+        usage.sessions = 3;
+        assert_eq!(budget.exceeded_by(&usage).unwrap(), "sessions: 3 of 3");
+    }
+}
