@@ -336,33 +336,8 @@ async fn recover(engine: &Arc<Engine>, session: &Session) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::agent::AgentKind;
-    use crate::model::{Budget, ObjectiveStatus};
 
-    fn objective(id: i64) -> Objective {
-        Objective {
-            id: ObjectiveId(id),
-            installation_id: None,
-            repository: "o/r".into(),
-            issue_number: 1,
-            title: String::new(),
-            body: String::new(),
-            author: String::new(),
-            author_permission: String::new(),
-            status: ObjectiveStatus::Active,
-            status_reason: None,
-            manager: None,
-            summary: None,
-            budget: Budget {
-                sessions: 100,
-                turns: 100,
-                wall: Duration::from_secs(3600),
-                cost_micros: None,
-            },
-            budget_blocked: None,
-            created_at: Timestamp(0),
-        }
-    }
+    use crate::model::session::fixtures::objective;
 
     fn session(
         id: i64,
@@ -371,34 +346,9 @@ mod tests {
         status: SessionStatus,
         deps: &[i64],
     ) -> Session {
-        Session {
-            id: SessionId(id),
-            objective_id: ObjectiveId(objective),
-            role,
-            agent: AgentKind::Command,
-            title: String::new(),
-            instructions: String::new(),
-            status,
-            status_reason: None,
-            spawned_by: None,
-            depends_on: deps.iter().map(|d| SessionId(*d)).collect(),
-            conversation_id: None,
-            result: None,
-            activity: None,
-            summary: None,
-            turns: 0,
-            recoveries: 0,
-            input_tokens: 0,
-            output_tokens: 0,
-            cost_micros: 0,
-            workdir: None,
-            runner: None,
-            pid: None,
-            heartbeat_at: None,
-            created_at: Timestamp(0),
-            last_activity_at: None,
-            turn_started_at: None,
-        }
+        let mut s = crate::model::session::fixtures::session(id, objective, role, status);
+        s.depends_on = deps.iter().map(|d| SessionId(*d)).collect();
+        s
     }
 
     struct World {

@@ -374,3 +374,67 @@ mod budget_tests {
         assert_eq!(budget.exceeded_by(&usage).unwrap(), "sessions: 3 of 3");
     }
 }
+
+/// Objectives and sessions for unit tests, with every field set to something plain.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use super::*;
+    use crate::model::{ObjectiveId, SessionId, Timestamp};
+    use std::time::Duration;
+
+    pub fn objective(id: i64) -> Objective {
+        Objective {
+            id: ObjectiveId(id),
+            installation_id: None,
+            repository: "octo/widgets".into(),
+            issue_number: 42,
+            title: "Widgets break".into(),
+            body: "They break.".into(),
+            author: "alice".into(),
+            author_permission: "write".into(),
+            status: ObjectiveStatus::Active,
+            status_reason: None,
+            manager: None,
+            summary: None,
+            budget: Budget {
+                sessions: 100,
+                turns: 100,
+                wall: Duration::from_secs(3600),
+                cost_micros: None,
+            },
+            budget_blocked: None,
+            created_at: Timestamp(0),
+        }
+    }
+
+    pub fn session(id: i64, objective: i64, role: Role, status: SessionStatus) -> Session {
+        Session {
+            id: SessionId(id),
+            objective_id: ObjectiveId(objective),
+            role,
+            agent: crate::agent::AgentKind::Command,
+            title: format!("Task {id}"),
+            instructions: format!("Do task {id}."),
+            status,
+            status_reason: None,
+            spawned_by: None,
+            depends_on: Vec::new(),
+            conversation_id: None,
+            result: None,
+            activity: None,
+            summary: None,
+            turns: 0,
+            recoveries: 0,
+            input_tokens: 0,
+            output_tokens: 0,
+            cost_micros: 0,
+            workdir: None,
+            runner: None,
+            pid: None,
+            heartbeat_at: None,
+            created_at: Timestamp(0),
+            last_activity_at: None,
+            turn_started_at: None,
+        }
+    }
+}

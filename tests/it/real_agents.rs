@@ -17,7 +17,7 @@
 //! records calls), [`run_turn`] (one turn of a real CLI) and [`TurnRun`] (what it produced).
 
 use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,6 +26,7 @@ use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use foreman::agent::runtime::{self, Stream};
 use foreman::agent::{
     Adapter, AgentEvent, AgentKind, McpEndpoint, ParseState, TurnCommand, TurnRequest, claude,
     codex,
@@ -40,9 +41,8 @@ use rmcp::transport::streamable_http_server::{
     StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
 };
 use rmcp::{ErrorData, RoleServer, ServerHandler};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio_util::sync::CancellationToken;
 
 use crate::support::fake_model::{Api, FakeModel, Reply};
@@ -283,64 +283,35 @@ pub async fn run_turn(
     home: &Path,
     env: &[(&str, String)],
 ) -> TurnRun {
-    for (path, content) in &cmd.files {
-        std::fs::create_dir_all(path.parent().expect("file in a directory")).unwrap();
-        std::fs::write(path, content).unwrap();
-        let private = std::os::unix::fs::PermissionsExt::from_mode(0o600);
-        std::fs::set_permissions(path, private).unwrap();
-    }
-    let mut command = tokio::process::Command::new(&cmd.program);
-    command
-        .args(&cmd.args)
-        .current_dir(workdir)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", home)
-        .env("LANG", "C.UTF-8")
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .envs(cmd.env.iter().map(|(k, v)| (k, v.expose_secret())))
-        .stdin(if cmd.stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let mut child = command
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e}", cmd.program));
-    if let (Some(input), Some(mut stdin)) = (cmd.stdin.clone(), child.stdin.take()) {
-        tokio::spawn(async move {
-            let _ = stdin.write_all(input.as_bytes()).await;
-        });
-    }
-    let stderr_pipe = child.stderr.take().unwrap();
-    let stderr = tokio::spawn(async move {
-        let mut text = String::new();
-        let mut lines = BufReader::new(stderr_pipe).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
+    let mut base: Vec<(String, String)> = vec![
+        ("PATH".into(), std::env::var("PATH").unwrap_or_default()),
+        ("HOME".into(), home.display().to_string()),
+        ("LANG".into(), "C.UTF-8".into()),
+    ];
+    base.extend(env.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
+    let mut process = runtime::spawn(cmd, workdir, &base)
+        .await
+        .unwrap_or_else(|e| panic!("cannot start {}: {e:#}", cmd.program));
+    let mut state = ParseState::default();
+    let mut events = Vec::new();
+    let (mut stdout, mut stderr) = (String::new(), String::new());
+    let read = async {
+        while let Some((stream, line)) = process.lines.recv().await {
+            let text: &mut String = match stream {
+                Stream::Out => {
+                    events.extend(adapter.parse_line(&line, &mut state));
+                    &mut stdout
+                }
+                Stream::Err => &mut stderr,
+            };
             text.push_str(&line);
             text.push('\n');
         }
-        text
-    });
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut state = ParseState::default();
-    let mut events = Vec::new();
-    let mut stdout = String::new();
-    let read = async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            events.extend(adapter.parse_line(&line, &mut state));
-            stdout.push_str(&line);
-            stdout.push('\n');
-        }
-        child.wait().await.expect("wait for the agent")
+        process.wait().await.expect("wait for the agent")
     };
     let status = tokio::time::timeout(TURN_TIMEOUT, read)
         .await
         .unwrap_or_else(|_| panic!("{} took longer than {TURN_TIMEOUT:?}", cmd.program));
-    let stderr = stderr.await.unwrap_or_default();
     TurnRun {
         status,
         events,
