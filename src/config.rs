@@ -270,6 +270,35 @@ fn is_foreman_secret(name: &str) -> bool {
         || (name.starts_with("FOREMAN_") && name != "FOREMAN_CODEX_BASE_URL")
 }
 
+/// How git checkouts are made.
+#[derive(Args, Debug, Clone)]
+pub struct GitArgs {
+    /// The git program.
+    #[arg(long = "git", env = "FOREMAN_GIT", default_value = "git")]
+    pub git: String,
+    /// Base of repository clone URLs (GitHub Enterprise: `https://HOST`).
+    #[arg(
+        long = "git-url",
+        env = "FOREMAN_GIT_URL",
+        default_value = "https://github.com"
+    )]
+    pub git_url: String,
+    /// Name foreman's commits are made as.
+    #[arg(
+        long = "git-author-name",
+        env = "FOREMAN_GIT_AUTHOR_NAME",
+        default_value = "foreman[bot]"
+    )]
+    pub author_name: String,
+    /// Email foreman's commits are made as.
+    #[arg(
+        long = "git-author-email",
+        env = "FOREMAN_GIT_AUTHOR_EMAIL",
+        default_value = "foreman[bot]@users.noreply.github.com"
+    )]
+    pub author_email: String,
+}
+
 /// How one role's sessions run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentProfile {
@@ -288,6 +317,8 @@ pub struct ServeArgs {
     pub github: GitHubArgs,
     #[command(flatten)]
     pub agents: AgentArgs,
+    #[command(flatten)]
+    pub git: GitArgs,
     /// Address to listen on. Defaults to 127.0.0.1:3000; `PORT` alone sets the port.
     #[arg(long = "listen", env = "FOREMAN_LISTEN")]
     pub listen: Option<SocketAddr>,

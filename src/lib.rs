@@ -16,3 +16,4 @@ pub mod model;
 pub mod server;
 pub mod service;
 pub mod store;
+pub mod workspace;

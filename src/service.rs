@@ -19,6 +19,7 @@ use crate::engine::{AgentSettings, Engine, inbox, tick};
 use crate::github::app::GitHubApp;
 use crate::model::{Clock, SystemClock};
 use crate::store::{Backend, Store};
+use crate::workspace::{WorkspaceSettings, Workspaces};
 
 /// How long handled deliveries are kept before the retention task deletes them.
 const INBOX_RETENTION: Duration = Duration::from_secs(7 * 24 * 60 * 60);
@@ -57,10 +58,15 @@ pub async fn start(args: &ServeArgs, clock: Arc<dyn Clock>) -> Result<Running> {
         "database ready, migrations applied"
     );
     let holder = args.instance_id();
-    let engine = Arc::new(Engine::configured(
+    let workspaces = Workspaces::new(WorkspaceSettings::from_args(
+        &args.git,
+        agents.work_root.clone(),
+    ));
+    let engine = Arc::new(Engine::assemble(
         store,
         clock.clone(),
         agents,
+        workspaces,
         holder.clone(),
         args.github.posting(),
     ));

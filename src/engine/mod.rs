@@ -6,6 +6,7 @@ pub mod handlers;
 pub mod inbox;
 pub mod objectives;
 pub mod outbox;
+pub mod publish;
 pub mod scheduler;
 pub mod tick;
 pub mod turns;
@@ -24,6 +25,7 @@ use crate::github::app::GitHubApp;
 use crate::metrics::Metrics;
 use crate::model::{Budget, Clock, Role, SessionId};
 use crate::store::Store;
+use crate::workspace::{WorkspaceSettings, Workspaces};
 
 /// How agents run: the settings of [`crate::config::AgentArgs`], checked.
 #[derive(Debug, Clone)]
@@ -115,13 +117,13 @@ impl AgentSettings {
         }
     }
 
-    /// Where a session works and keeps its agent's state.
-    pub fn session_dirs(&self, id: SessionId) -> turns::SessionDirs {
-        let base = self.work_root.join("sessions").join(id.to_string());
-        turns::SessionDirs {
-            work: base.join("work"),
-            state: base.join("state"),
-        }
+    /// Where a session's agent keeps its own state and config files (outside the checkout,
+    /// so nothing of it can be committed).
+    pub fn state_dir(&self, id: SessionId) -> PathBuf {
+        self.work_root
+            .join("sessions")
+            .join(id.to_string())
+            .join("state")
     }
 
     /// The environment every agent process starts from: a search path, a home, a locale, and
@@ -162,6 +164,7 @@ pub struct Engine {
     pub clock: Arc<dyn Clock>,
     pub metrics: Metrics,
     pub agents: AgentSettings,
+    pub workspaces: Workspaces,
     /// This instance's name on leases, claims and the sessions it runs.
     pub runner: String,
     /// How the outbox posts to GitHub.
@@ -201,11 +204,25 @@ impl Engine {
         runner: String,
         posting: Posting,
     ) -> Engine {
+        let workspaces = Workspaces::new(WorkspaceSettings::github(agents.work_root.clone()));
+        Engine::assemble(store, clock, agents, workspaces, runner, posting)
+    }
+
+    /// An engine from all its parts.
+    pub fn assemble(
+        store: Store,
+        clock: Arc<dyn Clock>,
+        agents: AgentSettings,
+        workspaces: Workspaces,
+        runner: String,
+        posting: Posting,
+    ) -> Engine {
         Engine {
             store,
             clock,
             metrics: Metrics::default(),
             agents,
+            workspaces,
             runner,
             posting,
             mcp_url: OnceLock::new(),

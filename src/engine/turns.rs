@@ -34,7 +34,20 @@ const MAX_RESULT: usize = 16_000;
 
 /// A turn running in this process.
 pub struct LocalTurn {
+    /// Tells this turn apart from the session's next one.
+    serial: u64,
     cancel: CancellationToken,
+}
+
+/// Numbers local turns, so that a finished turn forgets only itself.
+static TURN_SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Forgets a local turn, unless the session has already started its next one.
+fn forget(engine: &Engine, id: SessionId, serial: u64) {
+    let mut turns = engine.turns();
+    if turns.get(&id).is_some_and(|t| t.serial == serial) {
+        turns.remove(&id);
+    }
 }
 
 /// Why a turn is being started.
@@ -48,40 +61,101 @@ pub enum TurnKind {
     Interrupted,
 }
 
-/// Starts a turn of `session` if it is still in one of `from`. Returns false when someone
-/// else moved the session first.
+/// Starts a turn of `session` if it is still in one of `from`; the turn runs in the
+/// background. A queued session's first turn begins by preparing its workspace (the session
+/// is `starting` meanwhile). Returns false when someone else moved the session first.
 pub async fn start(
     engine: &Arc<Engine>,
     session: &Session,
     from: &[SessionStatus],
     kind: TurnKind,
 ) -> Result<bool> {
-    let token = new_token();
-    let dirs = engine.agents.session_dirs(session.id);
-    for dir in [&dirs.work, &dirs.state] {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    // Register first, so that the recovery check never mistakes this turn for a lost one.
+    // One turn of a session at a time: a turn being launched holds its place.
+    let cancel = CancellationToken::new();
+    let serial = TURN_SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    {
+        let mut turns = engine.turns();
+        if turns.contains_key(&session.id) {
+            return Ok(false);
+        }
+        turns.insert(
+            session.id,
+            LocalTurn {
+                serial,
+                cancel: cancel.clone(),
+            },
+        );
     }
+    let queued = from.contains(&SessionStatus::Queued);
+    let from: Vec<SessionStatus> = if queued {
+        let now = engine.clock.now();
+        if !engine
+            .store
+            .set_session_status(session.id, SessionStatus::Starting, None, now)
+            .await?
+        {
+            forget(engine, session.id, serial);
+            return Ok(false);
+        }
+        vec![SessionStatus::Starting]
+    } else {
+        from.to_vec()
+    };
+    let span = tracing::info_span!("turn", session = %session.id, role = session.role.as_str());
+    let engine = engine.clone();
+    let session = session.clone();
+    tokio::spawn(
+        async move {
+            if let Err(e) = launch(&engine, &session, &from, kind, &cancel).await {
+                let reason = format!("{e:#}");
+                tracing::warn!(reason, "the turn could not start");
+                fail(&engine, &session, &reason).await;
+            }
+            forget(&engine, session.id, serial);
+            engine.tick_bell.notify_one();
+        }
+        .instrument(span),
+    );
+    Ok(true)
+}
+
+/// Prepares what the turn needs, begins it, runs it and records its end.
+async fn launch(
+    engine: &Arc<Engine>,
+    session: &Session,
+    from: &[SessionStatus],
+    kind: TurnKind,
+    cancel: &CancellationToken,
+) -> Result<()> {
+    let Some(workdir) = workdir_for(engine, session).await? else {
+        // Its workspace is busy (another session writes to it): wait for the next pass.
+        let now = engine.clock.now();
+        engine
+            .store
+            .set_session_status(session.id, SessionStatus::Queued, None, now)
+            .await?;
+        return Ok(());
+    };
+    let dirs = SessionDirs {
+        work: workdir,
+        state: engine.agents.state_dir(session.id),
+    };
+    std::fs::create_dir_all(&dirs.state)
+        .with_context(|| format!("cannot create {}", dirs.state.display()))?;
+    let token = new_token();
     let start = TurnStart {
         token_hash: &token_hash(&token),
         runner: &engine.runner,
         workdir: &dirs.work.display().to_string(),
     };
     let now = engine.clock.now();
-    // Register first, so that the recovery check never mistakes this turn for a lost one.
-    let cancel = CancellationToken::new();
-    engine.turns().insert(
-        session.id,
-        LocalTurn {
-            cancel: cancel.clone(),
-        },
-    );
     let Some(messages) = engine
         .store
         .begin_turn(session.id, from, &start, now)
         .await?
     else {
-        engine.turns().remove(&session.id);
-        return Ok(false);
+        return Ok(()); // someone else moved the session meanwhile
     };
     let prompt = match (kind, messages.is_empty()) {
         (TurnKind::First, _) => {
@@ -102,19 +176,140 @@ pub async fn start(
             (session.agent == agent::AgentKind::Command).then(String::new)
         }),
     };
-    let span = tracing::info_span!("turn", session = %session.id, role = session.role.as_str());
-    let engine = engine.clone();
-    let session = session.clone();
-    tokio::spawn(
-        async move {
-            let outcome = run(&engine, &session, prompt, resume, dirs, token, &cancel).await;
-            finish(&engine, &session, outcome, &cancel).await;
-            engine.turns().remove(&session.id);
-            engine.tick_bell.notify_one();
+    let outcome = run(engine, session, prompt, resume, dirs, token, cancel).await;
+    finish(engine, session, outcome, cancel).await;
+    Ok(())
+}
+
+/// Where the session works: the checkout it already has, one it inherits from the worker it
+/// depends on, or a new one. `None` when the checkout to inherit is busy.
+async fn workdir_for(engine: &Engine, session: &Session) -> Result<Option<PathBuf>> {
+    let store = &engine.store;
+    if let Some(id) = session.workspace_id
+        && let Some(ws) = store.workspace(id).await?
+        && ws.status == crate::model::WorkspaceStatus::Ready
+    {
+        return Ok(Some(PathBuf::from(ws.path)));
+    }
+    let now = engine.clock.now();
+    for dep in &session.depends_on {
+        let inherited = match store.session(*dep).await? {
+            Some(d) => d.workspace_id,
+            None => None,
+        };
+        let Some(ws) = inherited else { continue };
+        let Some(workspace) = store.workspace(ws).await? else {
+            continue;
+        };
+        if workspace.branch.is_none() {
+            continue;
         }
-        .instrument(span),
-    );
-    Ok(true)
+        if !store.acquire_workspace(ws, session.id, now).await? {
+            return Ok(None);
+        }
+        store.attach_workspace(session.id, ws).await?;
+        tracing::info!(workspace = %ws, "continuing in its dependency's checkout");
+        return Ok(Some(PathBuf::from(workspace.path)));
+    }
+    new_workspace(engine, session).await.map(Some)
+}
+
+/// Prepares a fresh checkout for the session: read-only for a manager, on a new branch for
+/// anyone else.
+async fn new_workspace(engine: &Engine, session: &Session) -> Result<PathBuf> {
+    let objective = objective_of(engine, session).await?;
+    let branch = (session.role != Role::Manager).then(|| {
+        crate::model::workspace::branch_name(objective.issue_number, &session.title, session.id)
+    });
+    let path = engine
+        .agents
+        .work_root
+        .join("workspaces")
+        .join(format!("s{}", session.id));
+    let now = engine.clock.now();
+    if let Some(earlier) = session.workspace_id {
+        // An earlier attempt was interrupted while preparing: that workspace never became
+        // ready, and its leftovers go.
+        let why = "interrupted before it was ready";
+        engine
+            .store
+            .finish_workspace(earlier, Err(why), now)
+            .await?;
+    }
+    let _ = tokio::fs::remove_dir_all(&path).await;
+    let mut tx = engine.store.begin().await?;
+    let id = tx
+        .insert_workspace(
+            &crate::store::NewWorkspace {
+                objective_id: objective.id,
+                created_by: session.id,
+                repository: &objective.repository,
+                target: crate::workspace::LOCAL_TARGET,
+                path: &path.display().to_string(),
+                branch: branch.as_deref(),
+                base_ref: "",
+            },
+            now,
+        )
+        .await?;
+    tx.commit().await?;
+    let auth = installation_token(engine, &objective).await?;
+    let prepared = engine
+        .workspaces
+        .prepare(&crate::workspace::Prepare {
+            repository: &objective.repository,
+            base: None,
+            path: &path,
+            branch: branch.as_deref(),
+            auth: auth.as_ref(),
+        })
+        .await;
+    let now = engine.clock.now();
+    match prepared {
+        Ok(p) => {
+            engine
+                .store
+                .finish_workspace(id, Ok((&p.base_ref, &p.base_sha)), now)
+                .await?;
+            tracing::info!(workspace = %id, base = p.base_ref, sha = p.base_sha, "workspace ready");
+            Ok(path)
+        }
+        Err(e) => {
+            let reason = format!("cannot prepare its workspace: {e:#}");
+            engine.store.finish_workspace(id, Err(&reason), now).await?;
+            Err(anyhow!(reason))
+        }
+    }
+}
+
+/// The installation token for the objective's repository, when foreman acts as a GitHub App
+/// for it (a repository served without one — a local origin — needs none).
+pub async fn installation_token(
+    engine: &Engine,
+    objective: &crate::model::Objective,
+) -> Result<Option<SecretString>> {
+    match (engine.github(), objective.installation_id) {
+        (Some(app), Some(installation)) => Ok(Some(app.installation_token(installation).await?)),
+        _ => Ok(None),
+    }
+}
+
+/// Records that a session failed before or outside a turn, and tells its manager.
+async fn fail(engine: &Engine, session: &Session, reason: &str) {
+    let now = engine.clock.now();
+    match engine
+        .store
+        .set_session_status(session.id, SessionStatus::Failed, Some(reason), now)
+        .await
+    {
+        Ok(true) if session.role.is_one_task() => {
+            if let Err(e) = tell_manager(engine, session, &format!("failed: {reason}")).await {
+                tracing::warn!(error = %format!("{e:#}"), "cannot tell the manager");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => tracing::error!(error = %format!("{e:#}"), "cannot record the failure"),
+    }
 }
 
 /// Cancels a session: it becomes `cancelled` and its turn's process group is killed. False

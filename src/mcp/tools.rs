@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::Caller;
+use crate::engine::publish::{PublishRequest, publish};
 use crate::engine::{Engine, objectives};
 use crate::model::text::one_line;
 use crate::model::{Role, Session, SessionId};
@@ -86,7 +87,7 @@ pub const TOOLS: &[ToolSpec] = &[
     ToolSpec {
         name: "publish_pr",
         roles: MANAGER,
-        description: "Turn a finished worker's changes into a pull request.",
+        description: "Turn a finished worker's changes into a pull request: foreman commits and pushes its branch and opens the pull request (or updates the one already open from that branch).",
         params: &[
             (
                 "worker",
@@ -95,7 +96,24 @@ pub const TOOLS: &[ToolSpec] = &[
                 true,
             ),
             ("title", "string", "The pull request's title.", true),
-            ("body", "string", "The pull request's description.", true),
+            (
+                "body",
+                "string",
+                "The pull request's description: what changed and why.",
+                true,
+            ),
+            (
+                "closes_issue",
+                "boolean",
+                "True when this pull request completes the issue (it links `Closes #N`); false when it is one part of it (`Part of #N`).",
+                true,
+            ),
+            (
+                "force_reason",
+                "string",
+                "Only to overwrite a branch that moved on upstream: why that is right.",
+                false,
+            ),
         ],
     },
     ToolSpec {
@@ -278,11 +296,12 @@ struct MessageWorker {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code)] // read by publish_pr once workspaces land
 struct PublishPr {
     worker: i64,
     title: String,
     body: String,
+    closes_issue: bool,
+    force_reason: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -363,12 +382,20 @@ impl ForemanTools {
                 })
             }
             "publish_pr" => {
-                let _: PublishPr = parse(name, args)?;
-                Err(
-                    "publish_pr is not available yet: this foreman cannot push branches or \
-                     open pull requests. Report the finished work with comment_issue instead."
-                        .to_owned(),
-                )
+                let a: PublishPr = parse(name, args)?;
+                capped("title", &a.title, MAX_TITLE)?;
+                capped("body", &a.body, MAX_COMMENT)?;
+                if let Some(reason) = &a.force_reason {
+                    capped("force_reason", reason, MAX_NOTE)?;
+                }
+                let request = PublishRequest {
+                    worker: SessionId(a.worker),
+                    title: a.title,
+                    body: a.body,
+                    closes_issue: a.closes_issue,
+                    force_reason: a.force_reason,
+                };
+                publish(engine, caller, &request).await.map_err(internal)
             }
             "ask_user" => {
                 let a: Question = parse(name, args)?;

@@ -53,3 +53,7 @@ int_id!(
     /// A question for a human.
     QuestionId
 );
+int_id!(
+    /// A workspace: a git checkout sessions work in.
+    WorkspaceId
+);

@@ -6,7 +6,9 @@ pub mod ids;
 pub mod session;
 pub mod text;
 pub mod time;
+pub mod workspace;
 
 pub use ids::*;
 pub use session::{Budget, Objective, ObjectiveStatus, Role, Session, SessionStatus, Usage};
 pub use time::{Clock, SystemClock, Timestamp};
+pub use workspace::{PullRequest, Workspace, WorkspaceStatus};

@@ -346,6 +346,8 @@ pub struct Session {
     pub created_at: super::Timestamp,
     pub last_activity_at: Option<super::Timestamp>,
     pub turn_started_at: Option<super::Timestamp>,
+    /// The checkout it works in, once prepared.
+    pub workspace_id: Option<super::WorkspaceId>,
 }
 
 #[cfg(test)]
@@ -435,6 +437,7 @@ pub(crate) mod fixtures {
             created_at: Timestamp(0),
             last_activity_at: None,
             turn_started_at: None,
+            workspace_id: None,
         }
     }
 }

@@ -29,6 +29,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "agents",
         sql: include_str!("../../migrations/0002_agents.sql"),
     },
+    Migration {
+        version: 3,
+        name: "workspaces",
+        sql: include_str!("../../migrations/0003_workspaces.sql"),
+    },
 ];
 
 /// PostgreSQL advisory lock key that serialises migrations across instances.

@@ -28,6 +28,7 @@ mod objectives;
 mod outbox;
 mod questions;
 mod sessions;
+mod workspaces;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -46,6 +47,7 @@ pub use objectives::NewObjective;
 pub use outbox::{NewComment, OutboxItem};
 pub use questions::Question;
 pub use sessions::{NewSession, Progress, TranscriptLine, TurnStart};
+pub use workspaces::{NewPull, NewWorkspace};
 
 /// How long a connection attempt may take before the database counts as unreachable.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);

@@ -10,7 +10,7 @@ use super::{Store, Tx, col, count};
 use crate::agent::AgentKind;
 use crate::model::session::sql_list;
 use crate::model::{
-    ObjectiveId, ObjectiveStatus, Role, Session, SessionId, SessionStatus, Timestamp,
+    ObjectiveId, ObjectiveStatus, Role, Session, SessionId, SessionStatus, Timestamp, WorkspaceId,
 };
 
 /// What it takes to create a session.
@@ -56,7 +56,7 @@ pub struct TranscriptLine {
 const COLUMNS: &str = "id, objective_id, role, agent_kind, title, instructions, status, \
      status_reason, spawned_by, conversation_id, result, activity, summary, turns, recoveries, \
      input_tokens, output_tokens, cost_micros, workdir, runner, pid, heartbeat_at, created_at, \
-     last_activity_at, turn_started_at";
+     last_activity_at, turn_started_at, workspace_id";
 
 impl Store {
     /// One session, with its dependencies.
@@ -563,5 +563,6 @@ fn session(row: &AnyRow) -> Result<Session> {
         created_at: Timestamp(col(row, "created_at")?),
         last_activity_at: col::<Option<i64>>(row, "last_activity_at")?.map(Timestamp),
         turn_started_at: col::<Option<i64>>(row, "turn_started_at")?.map(Timestamp),
+        workspace_id: col::<Option<i64>>(row, "workspace_id")?.map(WorkspaceId),
     })
 }

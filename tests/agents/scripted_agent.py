@@ -14,7 +14,10 @@ performs one turn:
     "default_worker": turn                 # for workers without their own entry
   }
   turn = {"when": "text", "calls": [call, ...], "print": ["line", ...], "sleep": seconds,
-          "exit": code, "spawn_sleeper": seconds, "expect_prompt": "text"}
+          "exit": code, "spawn_sleeper": seconds, "expect_prompt": "text",
+          "write": {"path": "content"}, "expect_files": ["path"]}
+
+Every turn also records its environment (environ.json) in the state directory.
   call = {"tool": "name", "args": {...}, "save": "var", "expect_error": true|false}
 
 String arguments of the form "$var" are replaced by the integer saved earlier under that
@@ -121,6 +124,14 @@ def main():
     open(os.path.join(state_dir, "token"), "w").write(os.environ["FOREMAN_MCP_TOKEN"])
     with open(os.path.join(state_dir, "prompts.txt"), "a") as log:
         log.write("=== turn %d ===\n%s\n" % (turn_index, prompt))
+    json.dump(dict(os.environ), open(os.path.join(state_dir, "environ.json"), "w"))
+    for path in turn.get("expect_files", []):
+        if not os.path.exists(path):
+            print("expected %s in the working directory" % path, file=sys.stderr)
+            sys.exit(5)
+    for path, content in turn.get("write", {}).items():
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        open(path, "w").write(content)
     if "expect_prompt" in turn and turn["expect_prompt"] not in prompt:
         print("expected %r in the prompt" % turn["expect_prompt"], file=sys.stderr)
         sys.exit(3)

@@ -518,7 +518,9 @@ async fn a_restart_resumes_interrupted_sessions(db: TestDb) {
     );
     let agents = crate::support::scripted_agents(&db);
     let work_root = agents.work_root.display().to_string();
+    let git_url = format!("file://{}", crate::support::origins(&db).display());
     let env = [
+        ("FOREMAN_GIT_URL", git_url.as_str()),
         ("FOREMAN_INSTANCE_ID", "restart-test"),
         ("FOREMAN_TICK_INTERVAL", "200ms"),
         ("FOREMAN_WORK_ROOT", work_root.as_str()),

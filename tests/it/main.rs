@@ -10,3 +10,4 @@ mod store;
 mod support;
 mod tick;
 mod webhooks;
+mod workspaces;

@@ -875,6 +875,10 @@ async fn an_objective_through_foreman(
         ("FOREMAN_INSTANCE_ID", "real-cli-test".to_owned()),
         ("FOREMAN_TICK_INTERVAL", "200ms".to_owned()),
         ("FOREMAN_WORK_ROOT", work_root.display().to_string()),
+        (
+            "FOREMAN_GIT_URL",
+            format!("file://{}", crate::support::origins(&db).display()),
+        ),
         ("FOREMAN_MANAGER_AGENT", manager.as_str().to_owned()),
         ("FOREMAN_MANAGER_COMMAND", cli_path(&clis, manager.as_str())),
         ("FOREMAN_WORKER_AGENT", worker.as_str().to_owned()),

@@ -961,6 +961,23 @@ impl FakeGitHub {
         }
     }
 
+    /// Every pull request of the repository, by number.
+    pub fn pulls(&self, repo: &str) -> Vec<PullSnapshot> {
+        let numbers: Vec<u64> = {
+            let st = self.lock();
+            let r = st.repo_ref(repo);
+            r.issues
+                .iter()
+                .filter(|(_, i)| i.pull.is_some())
+                .map(|(n, _)| *n)
+                .collect()
+        };
+        let mut pulls: Vec<PullSnapshot> =
+            numbers.into_iter().map(|n| self.pull(repo, n)).collect();
+        pulls.sort_by_key(|p| p.number);
+        pulls
+    }
+
     /// A push to the PR's head branch: the head (and the branch) now point at `sha`.
     pub fn set_pull_head(&self, repo: &str, number: u64, sha: &str) {
         let mut st = self.lock();

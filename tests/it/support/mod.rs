@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use foreman::agent::AgentKind;
-use foreman::config::{AgentArgs, DatabaseArgs, GitHubArgs, ServeArgs};
+use foreman::config::{AgentArgs, DatabaseArgs, GitArgs, GitHubArgs, ServeArgs};
 use foreman::model::SystemClock;
 use foreman::service::Running;
 use foreman::store::Store;
@@ -185,6 +185,12 @@ pub fn serve_args(db: &TestDb) -> ServeArgs {
             comment_retry_base: Duration::from_millis(50),
         },
         agents: scripted_agents(db),
+        git: GitArgs {
+            git: "git".to_owned(),
+            git_url: format!("file://{}", origins(db).display()),
+            author_name: "foreman-test[bot]".to_owned(),
+            author_email: "foreman-test[bot]@users.noreply.github.com".to_owned(),
+        },
         listen: Some("127.0.0.1:0".parse().unwrap()),
         port: None,
         tick_interval: Duration::from_millis(100),
@@ -195,6 +201,68 @@ pub fn serve_args(db: &TestDb) -> ServeArgs {
         inbox_claim_ttl: Duration::from_secs(2),
         instance_id: Some(format!("test-{}", random_suffix())),
     }
+}
+
+/// The directory of the test's git origins (`<owner>/<name>.git`), with `octo/widgets`
+/// made on first use.
+pub fn origins(db: &TestDb) -> PathBuf {
+    let dir = db.dir().join("origins");
+    if !dir.join("octo/widgets.git").exists() {
+        make_origin(
+            &dir,
+            "octo/widgets",
+            &[
+                ("README.md", "# Widgets\n"),
+                ("src/lib.rs", "pub fn widget() {}\n"),
+            ],
+        );
+    }
+    dir
+}
+
+/// Runs git synchronously for test setup, panicking with its error.
+pub fn git(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_AUTHOR_NAME", "Test")
+        .env("GIT_AUTHOR_EMAIL", "test@example.com")
+        .env("GIT_COMMITTER_NAME", "Test")
+        .env("GIT_COMMITTER_EMAIL", "test@example.com")
+        .output()
+        .expect("run git");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Makes a bare origin repository under `origins` with one commit on `main`.
+pub fn make_origin(origins: &std::path::Path, repository: &str, files: &[(&str, &str)]) -> PathBuf {
+    let bare = origins.join(format!("{repository}.git"));
+    std::fs::create_dir_all(&bare).unwrap();
+    git(
+        &bare,
+        &["init", "--quiet", "--bare", "--initial-branch=main"],
+    );
+    let work = tempfile::tempdir().unwrap();
+    git(work.path(), &["init", "--quiet", "--initial-branch=main"]);
+    for (path, content) in files {
+        let file = work.path().join(path);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(file, content).unwrap();
+    }
+    git(work.path(), &["add", "--all"]);
+    git(work.path(), &["commit", "--quiet", "-m", "initial"]);
+    git(
+        work.path(),
+        &["push", "--quiet", bare.to_str().unwrap(), "main"],
+    );
+    bare
 }
 
 /// The path of the plan the scripted agents of a test database's server follow.

@@ -1,0 +1,290 @@
+//! `publish_pr`: a finished worker's checkout becomes a pull request. foreman commits what
+//! the worker left uncommitted (as the App's bot), pushes the worker's branch with the
+//! installation token, and opens — or, for a branch already published, updates — the pull
+//! request. The agent never holds a credential.
+
+use anyhow::{Context, Result, anyhow, bail};
+
+use super::{Engine, turns};
+use crate::github::app::describe;
+use crate::model::text::one_line;
+use crate::model::{Role, Session, SessionId, SessionStatus};
+use crate::store::NewPull;
+
+/// What the manager asks to publish.
+#[derive(Debug, Clone)]
+pub struct PublishRequest {
+    pub worker: SessionId,
+    pub title: String,
+    pub body: String,
+    /// Whether the pull request completes the issue (`Closes #N`) or is a part (`Part of #N`).
+    pub closes_issue: bool,
+    /// Why the branch may be overwritten, if it moved on upstream.
+    pub force_reason: Option<String>,
+}
+
+/// Publishes a worker's work; returns what to tell the manager.
+pub async fn publish(engine: &Engine, caller: &Session, req: &PublishRequest) -> Result<String> {
+    let store = &engine.store;
+    let worker = match store.session(req.worker).await? {
+        Some(w) if w.objective_id == caller.objective_id && w.role != Role::Manager => w,
+        _ => bail!("there is no worker {} in your objective", req.worker),
+    };
+    if matches!(
+        worker.status,
+        SessionStatus::Queued | SessionStatus::Starting | SessionStatus::Running
+    ) {
+        bail!(
+            "worker #{} is still {}; publish it once it has reported its result",
+            worker.id,
+            worker.status.as_str()
+        );
+    }
+    let workspace = match worker.workspace_id {
+        Some(id) => store.workspace(id).await?,
+        None => None,
+    }
+    .with_context(|| format!("worker #{} has no checkout to publish", worker.id))?;
+    let Some(branch) = workspace.branch.clone() else {
+        bail!(
+            "worker #{}'s checkout is read-only; there is nothing to publish",
+            worker.id
+        );
+    };
+    let base_sha = workspace
+        .base_sha
+        .clone()
+        .context("the worker's checkout never became ready")?;
+    let now = engine.clock.now();
+    if !store
+        .acquire_workspace(workspace.id, caller.id, now)
+        .await?
+    {
+        bail!(
+            "another session is working in worker #{}'s checkout; publish once it has finished",
+            worker.id
+        );
+    }
+    // The manager holds the checkout only while it publishes.
+    let published =
+        publish_held(engine, caller, req, &worker, &workspace, &branch, &base_sha).await;
+    store.release_workspace(workspace.id, caller.id).await?;
+    published
+}
+
+/// Publishes while holding the worker's checkout.
+async fn publish_held(
+    engine: &Engine,
+    caller: &Session,
+    req: &PublishRequest,
+    worker: &Session,
+    workspace: &crate::model::Workspace,
+    branch: &str,
+    base_sha: &str,
+) -> Result<String> {
+    let store = &engine.store;
+    let branch = branch.to_owned();
+    let objective = store
+        .objective(caller.objective_id)
+        .await?
+        .context("your objective is gone")?;
+    let existing = store.pull_by_branch(&objective.repository, &branch).await?;
+    match existing.as_ref().map(|p| p.state.as_str()) {
+        Some("merged") => bail!(
+            "pull request #{} from this branch was merged; pushing more to it is refused. \
+             Spawn a new worker for further changes.",
+            existing.as_ref().map_or(0, |p| p.number)
+        ),
+        Some("closed") => bail!(
+            "pull request #{} from this branch was closed without being merged. Decide what \
+             to do: ask the user, or have a new worker redo the work and publish that.",
+            existing.as_ref().map_or(0, |p| p.number)
+        ),
+        _ => {}
+    }
+    let path = std::path::Path::new(&workspace.path);
+    let summary = worker
+        .result
+        .as_deref()
+        .map(|r| one_line(r, 500))
+        .unwrap_or_default();
+    let message = format!("{}\n\n{summary}", req.title).trim_end().to_owned();
+    engine.workspaces.commit_all(path, &message).await?;
+    if engine.workspaces.commits_since(path, base_sha).await? == 0 {
+        bail!(
+            "worker #{} made no changes; there is nothing to publish",
+            worker.id
+        );
+    }
+    let auth = turns::installation_token(engine, &objective).await?;
+    let force_over = match &req.force_reason {
+        Some(reason) => {
+            let upstream = engine
+                .workspaces
+                .remote_head(&objective.repository, &branch, auth.as_ref())
+                .await?;
+            if upstream.is_some() {
+                tracing::warn!(branch, reason, "force-pushing a published branch");
+                record_force(engine, &objective, &branch, reason).await?;
+            }
+            upstream
+        }
+        None => None,
+    };
+    engine
+        .workspaces
+        .push(
+            path,
+            &objective.repository,
+            &branch,
+            auth.as_ref(),
+            force_over.as_deref(),
+        )
+        .await?;
+    let head = engine.workspaces.head(path).await?;
+    let link = if req.closes_issue {
+        "Closes"
+    } else {
+        "Part of"
+    };
+    let body = format!(
+        "{}\n\n{link} #{}\n\n<!-- foreman:workspace:{} -->",
+        req.body.trim_end(),
+        objective.issue_number,
+        workspace.id
+    );
+    let (number, url, adopted) = open_or_update(
+        engine,
+        &objective,
+        &branch,
+        &workspace.base_ref,
+        existing.as_ref(),
+        req,
+        &body,
+    )
+    .await?;
+    store
+        .upsert_pull(
+            &NewPull {
+                objective_id: objective.id,
+                workspace_id: Some(workspace.id),
+                session_id: Some(worker.id),
+                repository: &objective.repository,
+                number,
+                branch: &branch,
+                base_ref: &workspace.base_ref,
+                head_sha: &head,
+                state: "open",
+                title: &req.title,
+                url: &url,
+                closes_issue: req.closes_issue,
+            },
+            engine.clock.now(),
+        )
+        .await?;
+    let verb = match (existing.is_some(), adopted) {
+        (true, _) => "updated",
+        (false, true) => "adopted",
+        (false, false) => "opened",
+    };
+    tracing::info!(number, branch, head, verb, "pull request published");
+    Ok(format!(
+        "Pull request #{number} {verb}: {url} (head {head})."
+    ))
+}
+
+/// Opens the pull request, updates the one already published from the branch, or adopts
+/// one opened some other way. Returns its number, URL, and whether it was adopted.
+async fn open_or_update(
+    engine: &Engine,
+    objective: &crate::model::Objective,
+    branch: &str,
+    base: &str,
+    existing: Option<&crate::model::PullRequest>,
+    req: &PublishRequest,
+    body: &str,
+) -> Result<(u64, String, bool)> {
+    let app = engine
+        .github()
+        .context("publishing needs the GitHub App (GITHUB_APP_ID and its key)")?;
+    let installation = objective
+        .installation_id
+        .context("the objective's repository has no GitHub App installation")?;
+    let client = app.installation_client(installation).await?;
+    let (owner, repo) = objective
+        .repository
+        .split_once('/')
+        .context("repository is not owner/name")?;
+    let pulls = client.pulls(owner, repo);
+    if let Some(pull) = existing {
+        pulls
+            .update(pull.number)
+            .title(&req.title)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| {
+                anyhow!(
+                    "cannot update pull request #{}: {}",
+                    pull.number,
+                    describe(&e)
+                )
+            })?;
+        return Ok((pull.number, pull.url.clone(), false));
+    }
+    match pulls
+        .create(&req.title, branch, base)
+        .body(body)
+        .send()
+        .await
+    {
+        Ok(pr) => Ok((
+            pr.number,
+            pr.html_url.map(|u| u.to_string()).unwrap_or_default(),
+            false,
+        )),
+        Err(e) if describe(&e).starts_with("422") => {
+            // Someone (the agent, through other means) opened one from this branch already.
+            let open = pulls
+                .list()
+                .state(octocrab::params::State::Open)
+                .head(format!("{owner}:{branch}"))
+                .send()
+                .await
+                .map_err(|e| anyhow!("cannot list pull requests: {}", describe(&e)))?;
+            let pr = open
+                .items
+                .into_iter()
+                .next()
+                .ok_or_else(|| anyhow!("cannot open the pull request: {}", describe(&e)))?;
+            Ok((
+                pr.number,
+                pr.html_url.map(|u| u.to_string()).unwrap_or_default(),
+                true,
+            ))
+        }
+        Err(e) => Err(anyhow!("cannot open the pull request: {}", describe(&e))),
+    }
+}
+
+async fn record_force(
+    engine: &Engine,
+    objective: &crate::model::Objective,
+    branch: &str,
+    reason: &str,
+) -> Result<()> {
+    let mut tx = engine.store.begin().await?;
+    tx.audit(&crate::store::AuditEntry {
+        at: engine.clock.now(),
+        delivery_id: None,
+        installation_id: objective.installation_id,
+        repository_id: None,
+        kind: "branch.force_push".to_owned(),
+        detail: format!(
+            "objective {}: force-pushed {branch}: {reason}",
+            objective.id
+        ),
+    })
+    .await?;
+    tx.commit().await
+}

@@ -1,0 +1,436 @@
+//! Git checkouts for sessions, from a mirror cache.
+//!
+//! Per repository there is one bare **mirror** (the object store) and, per base branch, one
+//! **seed**: a checkout of that branch kept up to date. A new workspace is a copy of the seed
+//! — its working tree and its small `.git` whose objects are borrowed from the mirror
+//! (`git clone --shared`) — put on its own branch. Copying an already checked-out tree is far
+//! cheaper than checking one out (which rebuilds every file from compressed deltas), so the
+//! Nth checkout of a repository costs a fetch of its base branch and a file copy (measured
+//! against worktrees and `clone --shared` plus checkout in `benches/checkout.rs`).
+//!
+//! Every workspace starts from a fresh fetch of its base branch. Credentials reach git only
+//! through [`git::Git`]'s environment; the workspace's `origin` is the plain upstream URL, so
+//! agents working in it hold no credential at all.
+
+pub mod copy;
+pub mod git;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context, Result, bail};
+use secrecy::SecretString;
+
+use git::{Call, Git};
+
+/// The target name of the foreman host itself (remote targets come later).
+pub const LOCAL_TARGET: &str = "local";
+
+/// How workspaces are made.
+#[derive(Debug, Clone)]
+pub struct WorkspaceSettings {
+    pub git: Git,
+    /// Base of clone URLs: `https://github.com`, a GitHub Enterprise host, or `file:///…`.
+    pub git_url: String,
+    /// Identity commits are made as.
+    pub author_name: String,
+    pub author_email: String,
+    /// Directory holding mirrors and checkouts.
+    pub root: PathBuf,
+}
+
+impl WorkspaceSettings {
+    /// The settings of the command line.
+    pub fn from_args(args: &crate::config::GitArgs, root: PathBuf) -> WorkspaceSettings {
+        WorkspaceSettings {
+            git: Git {
+                program: args.git.clone(),
+            },
+            git_url: args.git_url.clone(),
+            author_name: args.author_name.clone(),
+            author_email: args.author_email.clone(),
+            root,
+        }
+    }
+
+    /// GitHub.com with the `git` on the search path.
+    pub fn github(root: PathBuf) -> WorkspaceSettings {
+        WorkspaceSettings {
+            git: Git {
+                program: "git".to_owned(),
+            },
+            git_url: "https://github.com".to_owned(),
+            author_name: "foreman[bot]".to_owned(),
+            author_email: "foreman[bot]@users.noreply.github.com".to_owned(),
+            root,
+        }
+    }
+}
+
+/// What to prepare.
+#[derive(Debug, Clone)]
+pub struct Prepare<'a> {
+    /// `owner/name`.
+    pub repository: &'a str,
+    /// The branch to start from; the repository's default branch when `None`.
+    pub base: Option<&'a str>,
+    /// Where the checkout goes (must not exist yet).
+    pub path: &'a Path,
+    /// The branch to create for the work; `None` leaves a read-only, detached checkout.
+    pub branch: Option<&'a str>,
+    pub auth: Option<&'a SecretString>,
+}
+
+/// What was prepared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prepared {
+    pub base_ref: String,
+    pub base_sha: String,
+}
+
+/// The mirror cache and the checkouts made from it.
+pub struct Workspaces {
+    pub settings: WorkspaceSettings,
+    /// One preparation at a time per mirror (fetches and seed updates must not interleave).
+    locks: Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Workspaces {
+    pub fn new(settings: WorkspaceSettings) -> Workspaces {
+        Workspaces {
+            settings,
+            locks: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The repository's URL, without credentials.
+    pub fn upstream_url(&self, repository: &str) -> String {
+        format!(
+            "{}/{repository}.git",
+            self.settings.git_url.trim_end_matches('/')
+        )
+    }
+
+    fn mirror_path(&self, repository: &str) -> PathBuf {
+        self.settings
+            .root
+            .join("mirrors")
+            .join(format!("{repository}.git"))
+    }
+
+    fn seed_path(&self, repository: &str, base: &str) -> PathBuf {
+        let base: String = base
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        self.settings
+            .root
+            .join("mirrors")
+            .join(format!("{repository}.seeds"))
+            .join(base)
+    }
+
+    fn lock(&self, mirror: &Path) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+        locks.entry(mirror.to_owned()).or_default().clone()
+    }
+
+    fn author(&self) -> (&str, &str) {
+        (&self.settings.author_name, &self.settings.author_email)
+    }
+
+    /// Prepares a checkout: fetches the base branch fresh, brings the seed to it, copies the
+    /// seed, and puts the copy on its own branch. On failure nothing is left at `path`.
+    pub async fn prepare(&self, p: &Prepare<'_>) -> Result<Prepared> {
+        if !valid_repository(p.repository) {
+            bail!("`{}` is not a repository name (owner/name)", p.repository);
+        }
+        let result = self.try_prepare(p).await;
+        if result.is_err() {
+            let _ = tokio::fs::remove_dir_all(p.path).await;
+        }
+        result
+    }
+
+    async fn try_prepare(&self, p: &Prepare<'_>) -> Result<Prepared> {
+        let git = &self.settings.git;
+        let url = self.upstream_url(p.repository);
+        let mirror = self.mirror_path(p.repository);
+        let lock = self.lock(&mirror);
+        let _guard = lock.lock().await;
+        let network = Call {
+            auth: p.auth,
+            network: true,
+            author: None,
+        };
+        if !mirror.join("HEAD").exists() {
+            let parent = mirror.parent().context("mirror path has no parent")?;
+            tokio::fs::create_dir_all(parent).await?;
+            let _ = tokio::fs::remove_dir_all(&mirror).await;
+            let target = mirror.display().to_string();
+            git.run(
+                parent,
+                &["clone", "--bare", "--quiet", &url, &target],
+                network,
+            )
+            .await
+            .with_context(|| format!("cannot clone {} from {url}", p.repository))?;
+            // Checkouts borrow the mirror's objects: it must never drop one they may use.
+            for (key, value) in [("gc.pruneExpire", "never"), ("gc.auto", "0")] {
+                git.run(&mirror, &["config", key, value], Call::default())
+                    .await?;
+            }
+        }
+        let base = match p.base {
+            Some(base) => base.to_owned(),
+            None => default_branch(git, &mirror).await?,
+        };
+        let refspec = format!("+refs/heads/{base}:refs/heads/{base}");
+        git.run(
+            &mirror,
+            &["fetch", "--quiet", "--no-tags", &url, &refspec],
+            network,
+        )
+        .await
+        .with_context(|| format!("cannot fetch the base branch `{base}` of {}", p.repository))?;
+        let sha = git
+            .run(
+                &mirror,
+                &["rev-parse", &format!("refs/heads/{base}^{{commit}}")],
+                Call::default(),
+            )
+            .await?;
+        let seed = self.seed_path(p.repository, &base);
+        self.update_seed(&mirror, &seed, &sha).await?;
+        let (from, to) = (seed.clone(), p.path.to_owned());
+        tokio::task::spawn_blocking(move || copy::copy_tree(&from, &to))
+            .await
+            .context("copy task failed")??;
+        drop(_guard);
+        tokio::fs::write(p.path.join(".git/config"), self.checkout_config(&url)).await?;
+        let local = Call::default();
+        if let Some(branch) = p.branch {
+            git.run(
+                p.path,
+                &["update-ref", &format!("refs/heads/{branch}"), &sha],
+                local,
+            )
+            .await?;
+            git.run(
+                p.path,
+                &["symbolic-ref", "HEAD", &format!("refs/heads/{branch}")],
+                local,
+            )
+            .await?;
+        }
+        Ok(Prepared {
+            base_ref: base,
+            base_sha: sha,
+        })
+    }
+
+    /// Brings the seed checkout of a base branch to `sha` (making it on first use).
+    async fn update_seed(&self, mirror: &Path, seed: &Path, sha: &str) -> Result<()> {
+        let git = &self.settings.git;
+        let local = Call::default();
+        if !seed.join(".git").exists() {
+            let parent = seed.parent().context("seed path has no parent")?;
+            tokio::fs::create_dir_all(parent).await?;
+            let _ = tokio::fs::remove_dir_all(seed).await;
+            let (from, to) = (mirror.display().to_string(), seed.display().to_string());
+            git.run(
+                parent,
+                &["clone", "--quiet", "--shared", "--no-checkout", &from, &to],
+                local,
+            )
+            .await
+            .context("cannot create the checkout seed")?;
+        }
+        git.run(
+            seed,
+            &["checkout", "--quiet", "--force", "--detach", sha],
+            local,
+        )
+        .await
+        .context("cannot update the checkout seed")?;
+        Ok(())
+    }
+
+    /// A checkout's `.git/config`: its origin is the upstream without credentials, commits
+    /// are the bot's, and git trusts the copied index (only sizes and whole-second times are
+    /// compared, since a copy has new inodes and change times).
+    fn checkout_config(&self, url: &str) -> String {
+        let (name, email) = self.author();
+        format!(
+            "[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = false\n\
+             \tlogallrefupdates = true\n\ttrustctime = false\n\tcheckStat = minimal\n\
+             [remote \"origin\"]\n\turl = {url}\n\tfetch = +refs/heads/*:refs/remotes/origin/*\n\
+             [user]\n\tname = {name}\n\temail = {email}\n"
+        )
+    }
+
+    /// Commits everything in the checkout with `message`. False when there was nothing to
+    /// commit.
+    pub async fn commit_all(&self, path: &Path, message: &str) -> Result<bool> {
+        let git = &self.settings.git;
+        let call = Call {
+            author: Some(self.author()),
+            ..Call::default()
+        };
+        let status = git.run(path, &["status", "--porcelain"], call).await?;
+        if status.is_empty() {
+            return Ok(false);
+        }
+        git.run(path, &["add", "--all"], call).await?;
+        git.run(
+            path,
+            &["commit", "--quiet", "--no-verify", "-m", message],
+            call,
+        )
+        .await?;
+        Ok(true)
+    }
+
+    /// The checkout's current commit.
+    pub async fn head(&self, path: &Path) -> Result<String> {
+        self.settings
+            .git
+            .run(path, &["rev-parse", "HEAD"], Call::default())
+            .await
+    }
+
+    /// How many commits the checkout has beyond `base_sha`.
+    pub async fn commits_since(&self, path: &Path, base_sha: &str) -> Result<u64> {
+        let n = self
+            .settings
+            .git
+            .run(
+                path,
+                &["rev-list", "--count", &format!("{base_sha}..HEAD")],
+                Call::default(),
+            )
+            .await?;
+        n.parse()
+            .with_context(|| format!("unexpected rev-list output `{n}`"))
+    }
+
+    /// Where `branch` is upstream now (`None` if it does not exist).
+    pub async fn remote_head(
+        &self,
+        repository: &str,
+        branch: &str,
+        auth: Option<&SecretString>,
+    ) -> Result<Option<String>> {
+        let url = self.upstream_url(repository);
+        let call = Call {
+            auth,
+            network: true,
+            author: None,
+        };
+        let listing = self
+            .settings
+            .git
+            .run(
+                Path::new("/"),
+                &["ls-remote", &url, &format!("refs/heads/{branch}")],
+                call,
+            )
+            .await?;
+        Ok(listing.split_whitespace().next().map(str::to_owned))
+    }
+
+    /// Pushes the checkout's HEAD to `branch` upstream. Without `force_over` a branch that
+    /// moved on upstream is refused; with it, the branch is overwritten only if it is still at
+    /// that commit (a lease, so nothing pushed meanwhile is lost unseen).
+    pub async fn push(
+        &self,
+        path: &Path,
+        repository: &str,
+        branch: &str,
+        auth: Option<&SecretString>,
+        force_over: Option<&str>,
+    ) -> Result<()> {
+        let url = self.upstream_url(repository);
+        let refspec = format!("HEAD:refs/heads/{branch}");
+        let lease = force_over.map(|sha| format!("--force-with-lease=refs/heads/{branch}:{sha}"));
+        let mut args = vec!["push", "--quiet", "--no-verify"];
+        if let Some(lease) = &lease {
+            args.push(lease);
+        }
+        args.extend([url.as_str(), refspec.as_str()]);
+        let call = Call {
+            auth,
+            network: true,
+            author: None,
+        };
+        match self.settings.git.run(path, &args, call).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_non_fast_forward(&e) => bail!(
+                "the push to `{branch}` was rejected because the branch moved on upstream \
+                 (non-fast-forward); publish with a force reason to overwrite it"
+            ),
+            Err(e) => Err(e.context(format!("cannot push `{branch}` to {repository}"))),
+        }
+    }
+}
+
+fn is_non_fast_forward(e: &anyhow::Error) -> bool {
+    let text = format!("{e:#}");
+    text.contains("non-fast-forward") || text.contains("fetch first") || text.contains("stale info")
+}
+
+/// The branch the mirror's HEAD names (the repository's default branch when it was cloned).
+async fn default_branch(git: &Git, mirror: &Path) -> Result<String> {
+    let head = git
+        .run(
+            mirror,
+            &["symbolic-ref", "--quiet", "HEAD"],
+            Call::default(),
+        )
+        .await
+        .context("cannot tell the repository's default branch")?;
+    Ok(head.trim_start_matches("refs/heads/").to_owned())
+}
+
+/// `owner/name` with characters GitHub allows, and no path tricks.
+fn valid_repository(name: &str) -> bool {
+    let Some((owner, repo)) = name.split_once('/') else {
+        return false;
+    };
+    let part_ok = |s: &str| {
+        !s.is_empty()
+            && s != "."
+            && s != ".."
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    };
+    part_ok(owner) && part_ok(repo)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repository_names_cannot_escape_the_cache() {
+        assert!(valid_repository("octo/widgets"));
+        assert!(valid_repository("my-org/repo.rs"));
+        for bad in [
+            "octo",
+            "../etc/passwd",
+            "octo/..",
+            "a/b/c",
+            "octo/wid gets",
+            "/x",
+        ] {
+            assert!(!valid_repository(bad), "{bad}");
+        }
+    }
+}
