@@ -197,6 +197,12 @@ fn check_config(args: &ServeArgs) -> Result<()> {
         agents.max_workers,
         humantime::format_duration(agents.turn_timeout)
     );
+    println!(
+        "workspace gc    every {}, keeps {} free on the work root, mirror gc every {}",
+        humantime::format_duration(args.gc.interval),
+        crate::engine::gc::human_bytes(args.gc.min_free_disk),
+        humantime::format_duration(args.gc.mirror_gc_every)
+    );
     let missing = args.github.missing();
     if !missing.is_empty() {
         println!("missing         {}", missing.join(", "));

@@ -299,6 +299,32 @@ pub struct GitArgs {
     pub author_email: String,
 }
 
+/// Workspace GC: how often it looks for checkouts to reclaim, and how much free space the
+/// work root must keep.
+#[derive(Args, Debug, Clone)]
+pub struct GcArgs {
+    /// Time between GC passes (one also runs at startup, and at once under disk pressure).
+    #[arg(long = "gc-interval", env = "FOREMAN_GC_INTERVAL", default_value = "5m", value_parser = parse_duration)]
+    pub interval: Duration,
+    /// Free space the work root must keep (`2GiB`, `500MiB`, bytes; `0` turns the check off):
+    /// under it a GC pass runs at once and new checkouts wait.
+    #[arg(long = "min-free-disk", env = "FOREMAN_MIN_FREE_DISK", default_value = "2GiB", value_parser = parse_bytes)]
+    pub min_free_disk: u64,
+    /// Least time between two `git gc` runs of one mirror.
+    #[arg(long = "gc-mirror-every", env = "FOREMAN_GC_MIRROR_EVERY", default_value = "6h", value_parser = parse_duration)]
+    pub mirror_gc_every: Duration,
+}
+
+impl Default for GcArgs {
+    fn default() -> Self {
+        GcArgs {
+            interval: Duration::from_secs(5 * 60),
+            min_free_disk: 2 << 30,
+            mirror_gc_every: Duration::from_secs(6 * 60 * 60),
+        }
+    }
+}
+
 /// How one role's sessions run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentProfile {
@@ -306,6 +332,19 @@ pub struct AgentProfile {
     pub program: String,
     pub model: Option<String>,
     pub args: Vec<String>,
+}
+
+impl AgentProfile {
+    /// This profile with a repository's choice of model and arguments.
+    pub fn with(mut self, choice: &crate::model::repo_config::AgentChoice) -> AgentProfile {
+        if let Some(model) = &choice.model {
+            self.model = Some(model.clone());
+        }
+        if !choice.args.is_empty() {
+            self.args = choice.args.clone();
+        }
+        self
+    }
 }
 
 /// Options of the long-running service.
@@ -319,6 +358,8 @@ pub struct ServeArgs {
     pub agents: AgentArgs,
     #[command(flatten)]
     pub git: GitArgs,
+    #[command(flatten)]
+    pub gc: GcArgs,
     /// Address to listen on. Defaults to 127.0.0.1:3000; `PORT` alone sets the port.
     #[arg(long = "listen", env = "FOREMAN_LISTEN")]
     pub listen: Option<SocketAddr>,
@@ -467,6 +508,27 @@ fn parse_secret(value: &str) -> Result<SecretString, String> {
     Ok(SecretString::from(value.to_owned()))
 }
 
+/// Parses a size such as `2GiB`, `500MiB`, `1.5G`, `64k` or a number of bytes (units are
+/// powers of 1024, with or without the `i`).
+pub fn parse_bytes(value: &str) -> Result<u64, String> {
+    let bad = || format!("`{value}` is not a size like 2GiB, 500MiB or 1048576");
+    let text = value.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        _ => return Err(bad()),
+    };
+    let number: f64 = number.parse().map_err(|_| bad())?;
+    Ok((number * (1u64 << shift) as f64) as u64)
+}
+
 /// Parses a duration such as `90s`, `5m`, `1h 30m` or `250ms`.
 pub fn parse_duration(value: &str) -> Result<Duration, String> {
     humantime::parse_duration(value)
@@ -504,6 +566,17 @@ mod tests {
         let secrets = split_secrets(" one, two ,,three ");
         let exposed: Vec<&str> = secrets.iter().map(|s| s.expose_secret()).collect();
         assert_eq!(exposed, ["one", "two", "three"]);
+    }
+
+    #[test]
+    fn sizes_parse_with_units() {
+        assert_eq!(parse_bytes("2GiB").unwrap(), 2 << 30);
+        assert_eq!(parse_bytes("500MiB").unwrap(), 500 << 20);
+        assert_eq!(parse_bytes("1.5g").unwrap(), 3 << 29);
+        assert_eq!(parse_bytes("4096").unwrap(), 4096);
+        assert_eq!(parse_bytes("0").unwrap(), 0);
+        assert!(parse_bytes("lots").unwrap_err().contains("not a size"));
+        assert!(parse_bytes("2 parsecs").is_err());
     }
 
     #[test]

@@ -15,5 +15,6 @@ pub mod metrics;
 pub mod model;
 pub mod server;
 pub mod service;
+pub mod snapshot;
 pub mod store;
 pub mod workspace;

@@ -64,11 +64,50 @@ pub struct Metrics {
     pub processing_latency: Histogram,
     /// Tick passes run while holding the lease.
     pub ticks: AtomicU64,
+    /// Workspace GC passes run.
+    pub gc_passes: AtomicU64,
+    /// Checkouts GC removed.
+    pub gc_workspaces_reclaimed: AtomicU64,
+    /// Workspaces GC archived without removal (checkout or target gone).
+    pub gc_workspaces_vanished: AtomicU64,
+    /// Bytes the removed checkouts took.
+    pub gc_bytes_freed: AtomicU64,
+    /// Removals that failed (each is tried again by the next pass).
+    pub gc_removal_failures: AtomicU64,
+    /// New checkouts refused because the work root was short of space.
+    pub checkouts_refused: AtomicU64,
+    /// Free space on the work root, when measured.
+    pub work_root_free_bytes: Gauge,
+}
+
+/// A value that goes up and down; unknown until first set.
+#[derive(Debug)]
+pub struct Gauge(AtomicU64);
+
+impl Default for Gauge {
+    fn default() -> Self {
+        Gauge(AtomicU64::new(u64::MAX))
+    }
+}
+
+impl Gauge {
+    pub fn set(&self, value: u64) {
+        self.0.store(value.min(u64::MAX - 1), Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> Option<u64> {
+        Some(self.0.load(Ordering::Relaxed)).filter(|v| *v != u64::MAX)
+    }
 }
 
 /// Adds one to a counter.
 pub fn inc(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Adds `n` to a counter.
+pub fn add(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Ordering::Relaxed);
 }
 
 impl Metrics {
@@ -111,6 +150,36 @@ impl Metrics {
                 "Tick passes run by this instance.",
                 &self.ticks,
             ),
+            (
+                "foreman_gc_passes_total",
+                "Workspace GC passes run.",
+                &self.gc_passes,
+            ),
+            (
+                "foreman_gc_workspaces_reclaimed_total",
+                "Checkouts removed by workspace GC.",
+                &self.gc_workspaces_reclaimed,
+            ),
+            (
+                "foreman_gc_workspaces_vanished_total",
+                "Workspaces archived without removal because their checkout or target was gone.",
+                &self.gc_workspaces_vanished,
+            ),
+            (
+                "foreman_gc_bytes_freed_total",
+                "Bytes on disk freed by removing checkouts.",
+                &self.gc_bytes_freed,
+            ),
+            (
+                "foreman_gc_removal_failures_total",
+                "Checkout removals that failed (retried by the next pass).",
+                &self.gc_removal_failures,
+            ),
+            (
+                "foreman_checkouts_refused_total",
+                "New checkouts refused because the work root was short of space.",
+                &self.checkouts_refused,
+            ),
         ];
         for (name, help, value) in counters {
             let v = value.load(Ordering::Relaxed);
@@ -124,6 +193,13 @@ impl Metrics {
             "foreman_delivery_processing_seconds",
             "Time from receiving a delivery to having handled it.",
         );
+        if let Some(free) = self.work_root_free_bytes.get() {
+            let _ = writeln!(
+                out,
+                "# HELP foreman_work_root_free_bytes Free space on the file system of the work root.\n\
+                 # TYPE foreman_work_root_free_bytes gauge\nforeman_work_root_free_bytes {free}"
+            );
+        }
         if let Some(depth) = inbox_depth {
             let _ = writeln!(
                 out,
@@ -152,5 +228,17 @@ mod tests {
         assert!(text.contains("foreman_delivery_processing_seconds_bucket{le=\"+Inf\"} 2"));
         assert!(text.contains("foreman_deliveries_received_total 1"));
         assert!(text.contains("foreman_inbox_depth 4"));
+    }
+
+    #[test]
+    fn free_space_is_shown_once_measured() {
+        let m = Metrics::default();
+        assert!(!m.render(None).contains("foreman_work_root_free_bytes"));
+        m.work_root_free_bytes.set(1234);
+        add(&m.gc_bytes_freed, 10);
+        add(&m.gc_bytes_freed, 5);
+        let text = m.render(None);
+        assert!(text.contains("foreman_work_root_free_bytes 1234"), "{text}");
+        assert!(text.contains("foreman_gc_bytes_freed_total 15"), "{text}");
     }
 }

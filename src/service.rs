@@ -12,8 +12,10 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{ServeArgs, redact_url};
+use crate::engine::gc::{GcSettings, GcTask};
 use crate::engine::outbox::Outbox;
 use crate::engine::scheduler::Scheduler;
+use crate::engine::status::StatusComments;
 use crate::engine::tick::{InboxRetention, TickSettings, TickTask};
 use crate::engine::{AgentSettings, Engine, inbox, tick};
 use crate::github::app::GitHubApp;
@@ -74,6 +76,7 @@ pub async fn start(args: &ServeArgs, clock: Arc<dyn Clock>) -> Result<Running> {
         .map(|c| GitHubApp::new(&c, &args.github.api_url, clock).map(Arc::new))
         .transpose()?;
     engine.set_identity(app, args.github.webhook_secrets());
+    engine.gc.configure(GcSettings::from_args(&args.gc));
     let missing = args.github.missing();
     if missing.is_empty() {
         tracing::info!(api = %args.github.api_url, "GitHub App configured");
@@ -115,8 +118,13 @@ pub async fn start(args: &ServeArgs, clock: Arc<dyn Clock>) -> Result<Running> {
             engine: engine.clone(),
         }),
         Box::new(Outbox),
+        Box::new(StatusComments::default()),
         Box::new(InboxRetention {
             keep: INBOX_RETENTION,
+        }),
+        // Starts passes in a task of their own: a slow removal never holds the loop up.
+        Box::new(GcTask {
+            engine: engine.clone(),
         }),
     ];
     let loops = vec![

@@ -12,6 +12,7 @@ const WORKER: &str = include_str!("../../prompts/worker.md");
 const MANAGER_MESSAGE: &str = include_str!("../../prompts/manager_message.md");
 const WORKER_MESSAGE: &str = include_str!("../../prompts/worker_message.md");
 const INTERRUPTED: &str = include_str!("../../prompts/interrupted.md");
+const PREVIOUS_ATTEMPT: &str = include_str!("../../prompts/previous_attempt.md");
 
 /// The first turn of a session.
 pub fn first_turn(session: &Session, objective: &Objective) -> Result<String> {
@@ -53,6 +54,50 @@ pub fn message_turn(role: Role, messages: &[String]) -> Result<String> {
         Role::Worker | Role::Followup => WORKER_MESSAGE,
     };
     fill(template, &[("messages", &messages.join("\n\n---\n\n"))])
+}
+
+/// What a new manager is told about the objective on the same issue before it.
+pub fn previous_attempt(previous: &Objective, sessions: &[Session]) -> Result<String> {
+    let workers: Vec<String> = sessions
+        .iter()
+        .filter(|s| s.role != Role::Manager)
+        .map(|s| {
+            let result = s
+                .result
+                .as_deref()
+                .or(s.status_reason.as_deref())
+                .map(|r| format!(": {}", crate::model::text::one_line(r, 300)))
+                .unwrap_or_default();
+            format!("- #{} {} ({}){result}", s.id, s.title, s.status.as_str())
+        })
+        .collect();
+    let reason = previous
+        .status_reason
+        .as_deref()
+        .map(|r| format!(": {r}"))
+        .unwrap_or_default();
+    fill(
+        PREVIOUS_ATTEMPT,
+        &[
+            ("status", previous.status.as_str()),
+            ("reason", &reason),
+            (
+                "summary",
+                previous
+                    .summary
+                    .as_deref()
+                    .unwrap_or("(no summary was given)"),
+            ),
+            (
+                "workers",
+                &if workers.is_empty() {
+                    "(none)".to_owned()
+                } else {
+                    workers.join("\n")
+                },
+            ),
+        ],
+    )
 }
 
 /// The turn that resumes a session whose previous turn was cut short by a restart.

@@ -92,6 +92,12 @@ pub async fn handle(
         Event::InstallationRepositories(e) => {
             installation_repositories(engine, work, e, audit).await
         }
+        Event::Issues(e) if active(work.store(), other_installation(event)).await? => {
+            super::issues::issues_event(engine, work, &delivery.delivery_id.0, e).await
+        }
+        Event::IssueComment(e) if active(work.store(), other_installation(event)).await? => {
+            super::issues::comment_event(engine, work, &delivery.delivery_id.0, e).await
+        }
         Event::PullRequest(e) if active(work.store(), other_installation(event)).await? => {
             pull_request(engine, work, e, audit).await
         }

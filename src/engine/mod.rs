@@ -2,12 +2,17 @@
 //! event handlers; the tick loop runs periodic work. Everything here reads from and writes to
 //! the store; the HTTP layer only feeds it.
 
+pub mod gc;
 pub mod handlers;
 pub mod inbox;
+pub mod issues;
 pub mod objectives;
 pub mod outbox;
 pub mod publish;
+pub mod replies;
+pub mod repos;
 pub mod scheduler;
+pub mod status;
 pub mod tick;
 pub mod turns;
 
@@ -165,6 +170,10 @@ pub struct Engine {
     pub metrics: Metrics,
     pub agents: AgentSettings,
     pub workspaces: Workspaces,
+    /// Workspace GC: its settings, its pass lock, the targets checkouts live on.
+    pub gc: gc::Gc,
+    /// Repository configs and permissions, cached.
+    pub repos: repos::Repos,
     /// This instance's name on leases, claims and the sessions it runs.
     pub runner: String,
     /// How the outbox posts to GitHub.
@@ -222,7 +231,9 @@ impl Engine {
             clock,
             metrics: Metrics::default(),
             agents,
+            gc: gc::Gc::new(&runner),
             workspaces,
+            repos: repos::Repos::default(),
             runner,
             posting,
             mcp_url: OnceLock::new(),

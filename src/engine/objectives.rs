@@ -6,34 +6,63 @@ use anyhow::{Result, bail};
 
 use super::{Engine, turns};
 use crate::model::{
-    ObjectiveId, ObjectiveStatus, QuestionId, Role, Session, SessionId, SessionStatus,
+    Objective, ObjectiveId, ObjectiveStatus, QuestionId, Role, Session, SessionId, SessionStatus,
 };
-use crate::store::{NewComment, NewObjective, NewSession};
+use crate::store::{NewObjective, NewSession, OutboxKind, OutboxWrite, Tx};
 
-/// Starts an objective and queues its manager. Returns the objective and manager ids.
-pub async fn start(engine: &Engine, objective: &NewObjective) -> Result<(ObjectiveId, SessionId)> {
-    let now = engine.clock.now();
+/// Starts an objective and queues its manager. Returns the objective and manager ids, or
+/// `None` when the objective already exists (its trigger started one, or the issue has a live
+/// one).
+pub async fn start(
+    engine: &Engine,
+    objective: &NewObjective,
+) -> Result<Option<(ObjectiveId, SessionId)>> {
     let mut tx = engine.store.begin().await?;
-    let id = tx.insert_objective(objective, now).await?;
-    let manager = tx
-        .insert_session(
-            &NewSession {
-                objective_id: id,
-                role: Role::Manager,
-                agent: engine.agents.manager.kind,
-                title: "manager".to_owned(),
-                instructions: String::new(),
-                spawned_by: None,
-                depends_on: Vec::new(),
-            },
+    let started = start_in(engine, &mut tx, objective).await?;
+    tx.commit().await?;
+    if started.is_some() {
+        engine.tick_bell.notify_one();
+    }
+    Ok(started)
+}
+
+/// [`start`], inside a transaction of the caller's (a delivery's handler). For an issue
+/// reached through an installation it also queues the status comment and the 👀 reaction.
+pub async fn start_in(
+    engine: &Engine,
+    tx: &mut Tx,
+    objective: &NewObjective,
+) -> Result<Option<(ObjectiveId, SessionId)>> {
+    let now = engine.clock.now();
+    let Some(id) = tx.insert_objective(objective, now).await? else {
+        return Ok(None);
+    };
+    let manager = new_manager_in(engine, tx, id, &objective.config, now).await?;
+    if let Some(installation_id) = objective.installation_id {
+        let target = |kind, body: &str, marker: String| OutboxWrite {
+            objective_id: Some(id),
+            installation_id,
+            repository: &objective.repository,
+            issue_number: objective.issue_number,
+            kind,
+            body: body.to_owned(),
+            marker,
+            target_id: None,
+        };
+        let first = super::status::initial_comment(id);
+        tx.enqueue(
+            &target(OutboxKind::StatusComment, &first, format!("status-{id}")),
             now,
         )
         .await?;
-    tx.set_manager(id, manager).await?;
-    tx.commit().await?;
+        tx.enqueue(
+            &target(OutboxKind::Reaction, "eyes", format!("eyes-{id}")),
+            now,
+        )
+        .await?;
+    }
     tracing::info!(objective = %id, repository = %objective.repository, issue = objective.issue_number, "objective started");
-    engine.tick_bell.notify_one();
-    Ok((id, manager))
+    Ok(Some((id, manager)))
 }
 
 /// A worker of the caller's objective, or an error naming why not.
@@ -191,14 +220,16 @@ pub async fn comment_issue(engine: &Engine, caller: &Session, body: &str) -> Res
     let marker = super::outbox::new_marker();
     let body = format!("{body}\n\n{}", super::outbox::marker_comment(&marker));
     let mut tx = engine.store.begin().await?;
-    tx.enqueue_comment(
-        &NewComment {
+    tx.enqueue(
+        &OutboxWrite {
             objective_id: Some(objective.id),
             installation_id,
             repository: &objective.repository,
             issue_number: objective.issue_number,
-            body: &body,
-            marker: &marker,
+            kind: OutboxKind::Comment,
+            body,
+            marker,
+            target_id: None,
         },
         engine.clock.now(),
     )
@@ -222,24 +253,131 @@ pub async fn mark_done(engine: &Engine, caller: &Session, summary: &str) -> Resu
             live.join(", ")
         );
     }
-    let now = engine.clock.now();
+    let Some(objective) = engine.store.objective(caller.objective_id).await? else {
+        bail!("your objective is gone");
+    };
     let mut tx = engine.store.begin().await?;
-    tx.set_objective_summary(caller.objective_id, summary)
-        .await?;
-    if !tx
-        .set_objective_status(
-            caller.objective_id,
-            ObjectiveStatus::Done,
-            Some("marked done by its manager"),
-            now,
-        )
-        .await?
-    {
+    tx.set_objective_summary(objective.id, summary).await?;
+    let reason = "marked done by its manager";
+    if !end_in(engine, &mut tx, &objective, ObjectiveStatus::Done, reason).await? {
         bail!("the objective has already ended");
     }
-    tx.cancel_questions(caller.objective_id, now).await?;
     tx.commit().await?;
-    tracing::info!(objective = %caller.objective_id, "objective done");
+    tracing::info!(objective = %objective.id, "objective done");
     engine.tick_bell.notify_one();
     Ok(())
+}
+
+/// Ends an objective inside the caller's transaction: its state, its open questions closed,
+/// and the reaction that tells the issue (🚀 done, 😕 otherwise). The scheduler then cancels
+/// whatever of it still runs. False when it had already ended.
+pub async fn end_in(
+    engine: &Engine,
+    tx: &mut Tx,
+    objective: &Objective,
+    status: ObjectiveStatus,
+    reason: &str,
+) -> Result<bool> {
+    let now = engine.clock.now();
+    if !tx
+        .set_objective_status(objective.id, status, Some(reason), now)
+        .await?
+    {
+        return Ok(false);
+    }
+    tx.cancel_questions(objective.id, now).await?;
+    if let Some(installation_id) = objective.installation_id {
+        let reaction = if status == ObjectiveStatus::Done {
+            "rocket"
+        } else {
+            "confused"
+        };
+        tx.enqueue(
+            &OutboxWrite {
+                objective_id: Some(objective.id),
+                installation_id,
+                repository: &objective.repository,
+                issue_number: objective.issue_number,
+                kind: OutboxKind::Reaction,
+                body: reaction.to_owned(),
+                marker: format!("end-{}", objective.id),
+                target_id: None,
+            },
+            now,
+        )
+        .await?;
+    }
+    tracing::info!(objective = %objective.id, status = status.as_str(), reason, "objective ended");
+    Ok(true)
+}
+
+/// Gives an objective whose manager has ended a new manager, which starts with `note` as
+/// news. The objective's manager pointer moves to it.
+pub async fn respawn_manager_in(
+    engine: &Engine,
+    tx: &mut Tx,
+    objective: &Objective,
+    note: &str,
+) -> Result<SessionId> {
+    let now = engine.clock.now();
+    let manager = new_manager_in(engine, tx, objective.id, &objective.config, now).await?;
+    tx.push_message(manager, note, now).await?;
+    tracing::info!(objective = %objective.id, manager = %manager, "manager respawned");
+    Ok(manager)
+}
+
+/// `/foreman resume`: lifts a budget stop (the budget grows by another allotment), closes
+/// the questions it raised, and tells the manager to continue.
+pub async fn resume_in(
+    engine: &Engine,
+    tx: &mut Tx,
+    objective: &Objective,
+    by: &str,
+) -> Result<()> {
+    let now = engine.clock.now();
+    if objective.budget_blocked.is_some() {
+        tx.raise_budget(objective.id, &engine.agents.budget).await?;
+    }
+    let answer = format!("resumed by @{by}");
+    tx.answer_open_questions(objective.id, &["budget", "escalation"], &answer, by, now)
+        .await?;
+    if !tx.has_open_questions(objective.id).await? {
+        tx.set_objective_status(objective.id, ObjectiveStatus::Active, None, now)
+            .await?;
+    }
+    if let Some(manager) = objective.manager {
+        let note = format!(
+            "@{by} asked you to continue (`/foreman resume`). Pick the work up where it stands."
+        );
+        tx.push_message(manager, &note, now).await?;
+    }
+    tracing::info!(objective = %objective.id, by, "objective resumed");
+    Ok(())
+}
+
+/// Queues a new manager session for an objective and points the objective at it; its agent
+/// is the repository's choice, or the server's.
+async fn new_manager_in(
+    engine: &Engine,
+    tx: &mut Tx,
+    objective: ObjectiveId,
+    config: &crate::model::repo_config::RepoConfig,
+    now: crate::model::Timestamp,
+) -> Result<SessionId> {
+    let manager = tx
+        .insert_session(
+            &NewSession {
+                objective_id: objective,
+                role: Role::Manager,
+                agent: config.manager.agent.unwrap_or(engine.agents.manager.kind),
+                title: "manager".to_owned(),
+                instructions: String::new(),
+                spawned_by: None,
+                depends_on: Vec::new(),
+            },
+            now,
+        )
+        .await?;
+    tx.set_manager(objective, manager).await?;
+    Ok(manager)
 }

@@ -1,6 +1,7 @@
-//! Posting what the outbox holds. A comment is recorded (with a hidden marker) before it is
+//! Making what the outbox holds. A comment is recorded (with a hidden marker) before it is
 //! posted; a retry after an unknown outcome — a timeout, a lost response — first looks for
-//! the marker on the issue, so the comment is never posted twice.
+//! the marker on the issue, so the comment is never posted twice. Posts are spaced out, and a
+//! rate limit pauses everything of that installation until GitHub says to go on.
 
 use std::time::Duration;
 
@@ -8,16 +9,16 @@ use anyhow::{Context, Result};
 
 use super::Engine;
 use super::tick::{BoxFuture, TickTask};
-use crate::github::app::describe;
+use crate::github::rest::{self, RestError};
 use crate::model::Timestamp;
-use crate::store::OutboxItem;
+use crate::store::{OutboxItem, OutboxKind};
 
 /// Longest wait between two attempts.
 const RETRY_MAX: Duration = Duration::from_secs(10 * 60);
-/// Items posted per pass.
+/// Attempts before an item is given up on (a day and more of retries).
+const MAX_ATTEMPTS: u32 = 200;
+/// Items made per pass.
 const BATCH: u32 = 20;
-/// Comments fetched per page when looking for a marker.
-const PAGE: u8 = 100;
 
 /// A new unique marker.
 pub fn new_marker() -> String {
@@ -31,7 +32,7 @@ pub fn marker_comment(marker: &str) -> String {
     format!("<!-- foreman:{marker} -->")
 }
 
-/// The tick task that posts due outbox items.
+/// The tick task that makes due outbox items.
 pub struct Outbox;
 
 impl TickTask for Outbox {
@@ -42,82 +43,115 @@ impl TickTask for Outbox {
     fn run<'a>(&'a self, engine: &'a Engine) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             for item in engine.store.due_outbox(engine.clock.now(), BATCH).await? {
-                if let Err(e) = post(engine, &item).await {
-                    let retry_at = retry_at(engine, item.attempts + 1);
-                    let error = format!("{e:#}");
-                    tracing::warn!(outbox = item.id, error, "posting failed; will retry");
-                    engine
-                        .store
-                        .outbox_failed(item.id, &error, Some(retry_at))
-                        .await?;
+                match make(engine, &item).await {
+                    Ok(()) => {}
+                    Err(e) => failed(engine, &item, e).await?,
                 }
-                tokio::time::sleep(engine.posting.spacing).await;
+                if item.kind != OutboxKind::Reaction {
+                    tokio::time::sleep(engine.posting.spacing).await;
+                }
             }
             Ok(())
         })
     }
 }
 
-fn retry_at(engine: &Engine, attempts: u32) -> Timestamp {
+async fn failed(engine: &Engine, item: &OutboxItem, error: anyhow::Error) -> Result<()> {
+    let now = engine.clock.now();
+    let text = format!("{error:#}");
+    if let Some(RestError::RateLimited { retry_after, .. }) = error.downcast_ref::<RestError>() {
+        let until = now.plus(*retry_after);
+        tracing::warn!(
+            outbox = item.id,
+            retry_after = retry_after.as_secs(),
+            "rate limited; pausing this installation's posts"
+        );
+        engine
+            .store
+            .outbox_pause(item.installation_id, until)
+            .await?;
+        return engine
+            .store
+            .outbox_failed(item.id, &text, Some(until))
+            .await;
+    }
+    let attempts = item.attempts + 1;
+    if attempts >= MAX_ATTEMPTS {
+        tracing::error!(
+            outbox = item.id,
+            error = text,
+            "giving up on a GitHub effect"
+        );
+        return engine.store.outbox_failed(item.id, &text, None).await;
+    }
+    tracing::warn!(
+        outbox = item.id,
+        error = text,
+        "GitHub effect failed; will retry"
+    );
+    engine
+        .store
+        .outbox_failed(item.id, &text, Some(retry_at(engine, now, attempts)))
+        .await
+}
+
+fn retry_at(engine: &Engine, now: Timestamp, attempts: u32) -> Timestamp {
     let delay = engine
         .posting
         .retry_base
         .saturating_mul(1 << attempts.saturating_sub(1).min(16))
         .min(RETRY_MAX);
-    engine.clock.now().plus(delay)
+    now.plus(delay)
 }
 
-async fn post(engine: &Engine, item: &OutboxItem) -> Result<()> {
+async fn make(engine: &Engine, item: &OutboxItem) -> Result<()> {
     let app = engine
         .github()
         .context("the GitHub App is not configured (GITHUB_APP_ID and key)")?;
     let client = app.installation_client(item.installation_id).await?;
-    let (owner, repo) = item
-        .repository
-        .split_once('/')
-        .with_context(|| format!("`{}` is not owner/name", item.repository))?;
-    let issues = client.issues(owner, repo);
-    if item.attempts > 0 {
-        // An earlier attempt may have posted it without our hearing back.
-        let marker = marker_comment(&item.marker);
-        let mut page = issues
-            .list_comments(item.issue_number)
-            .per_page(PAGE)
-            .send()
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot list comments: {}", describe(&e)))?;
-        loop {
-            if let Some(found) = page
-                .items
-                .iter()
-                .find(|c| c.body.as_deref().is_some_and(|b| b.contains(&marker)))
-            {
-                tracing::info!(
-                    outbox = item.id,
-                    comment = found.id.0,
-                    "found the comment an earlier attempt posted"
-                );
-                return engine
-                    .store
-                    .outbox_done(item.id, found.id.0 as i64, engine.clock.now())
-                    .await;
-            }
-            match client
-                .get_page::<octocrab::models::issues::Comment>(&page.next)
-                .await
-                .map_err(|e| anyhow::anyhow!("cannot list comments: {}", describe(&e)))?
-            {
-                Some(next) => page = next,
-                None => break,
-            }
+    let (repo, issue) = (&item.repository, item.issue_number);
+    let github_id = match item.kind {
+        OutboxKind::Reaction => {
+            rest::react(&client, repo, issue, None, &item.body).await?;
+            None
         }
-    }
-    let comment = issues
-        .create_comment(item.issue_number, &item.body)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot post the comment: {}", describe(&e)))?;
+        OutboxKind::CommentReaction => {
+            let comment = item
+                .target_id
+                .context("a comment reaction without its comment")?;
+            rest::react(&client, repo, issue, Some(comment), &item.body).await?;
+            None
+        }
+        OutboxKind::Comment | OutboxKind::StatusComment => {
+            let marker = marker_comment(&item.marker);
+            // An earlier attempt may have posted it without our hearing back.
+            let earlier = if item.attempts > 0 {
+                rest::find_comment(&client, repo, issue, &marker).await?
+            } else {
+                None
+            };
+            let id = match earlier {
+                Some(id) => {
+                    tracing::info!(
+                        outbox = item.id,
+                        comment = id,
+                        "found the comment an earlier attempt posted"
+                    );
+                    id
+                }
+                None => rest::create_comment(&client, repo, issue, &item.body).await?,
+            };
+            if item.kind == OutboxKind::StatusComment
+                && let Some(objective) = item.objective_id
+            {
+                engine.store.set_status_comment(objective, id).await?;
+                engine.tick_bell.notify_one();
+            }
+            Some(id)
+        }
+    };
     engine
         .store
-        .outbox_done(item.id, comment.id.0 as i64, engine.clock.now())
+        .outbox_done(item.id, github_id, engine.clock.now())
         .await
 }

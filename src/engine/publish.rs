@@ -45,6 +45,13 @@ pub async fn publish(engine: &Engine, caller: &Session, req: &PublishRequest) ->
         None => None,
     }
     .with_context(|| format!("worker #{} has no checkout to publish", worker.id))?;
+    if workspace.status == crate::model::WorkspaceStatus::Archived {
+        bail!(
+            "worker #{}'s checkout was reclaimed: its work was in pull requests that ended, or \
+             it held nothing to publish. Spawn a new worker for further changes.",
+            worker.id
+        );
+    }
     let Some(branch) = workspace.branch.clone() else {
         bail!(
             "worker #{}'s checkout is read-only; there is nothing to publish",
@@ -60,6 +67,16 @@ pub async fn publish(engine: &Engine, caller: &Session, req: &PublishRequest) ->
         .acquire_workspace(workspace.id, caller.id, now)
         .await?
     {
+        if store
+            .workspace(workspace.id)
+            .await?
+            .is_some_and(|w| w.status != crate::model::WorkspaceStatus::Ready)
+        {
+            bail!(
+                "worker #{}'s checkout is being reclaimed: it holds nothing left to publish",
+                worker.id
+            );
+        }
         bail!(
             "another session is working in worker #{}'s checkout; publish once it has finished",
             worker.id

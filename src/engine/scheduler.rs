@@ -18,7 +18,8 @@ use super::turns::{self, TurnKind};
 use super::{Engine, objectives};
 use crate::agent::runtime;
 use crate::model::{
-    Objective, ObjectiveId, Role, Session, SessionId, SessionStatus, Timestamp, Usage,
+    Objective, ObjectiveId, ObjectiveStatus, Role, Session, SessionId, SessionStatus, Timestamp,
+    Usage,
 };
 
 /// A session whose runner has not been heard from for this long is considered lost.
@@ -139,8 +140,14 @@ pub fn decide(s: &Snapshot<'_>) -> Vec<Action> {
             continue;
         }
         if session.role != Role::Manager {
+            let cap = s
+                .objectives
+                .iter()
+                .find(|o| o.id == session.objective_id)
+                .and_then(|o| o.config.workers.max_parallel)
+                .unwrap_or(s.max_workers);
             let count = workers_running.entry(session.objective_id).or_default();
-            if *count >= s.max_workers {
+            if *count >= cap {
                 continue;
             }
             *count += 1;
@@ -173,6 +180,7 @@ impl TickTask for Scheduler {
     fn run<'a>(&'a self, _engine: &'a Engine) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             recover_lost(&self.engine).await?;
+            stop_orphans(&self.engine).await?;
             schedule(&self.engine).await
         })
     }
@@ -211,6 +219,7 @@ pub async fn schedule(engine: &Arc<Engine>) -> Result<()> {
         max_workers: engine.agents.max_workers,
     });
     for action in actions {
+        tracing::debug!(?action, "scheduler");
         if let Err(e) = apply(engine, &sessions, &action).await {
             tracing::warn!(?action, error = %format!("{e:#}"), "scheduler action failed");
         }
@@ -265,6 +274,20 @@ async fn start_or_fail(
                 engine.clock.now(),
             )
             .await?;
+    }
+    Ok(())
+}
+
+/// Cancels what still runs of objectives that have ended (stopped, failed, or done with a
+/// session left over). A manager finishing the turn in which it marked its objective done is
+/// left to finish.
+pub async fn stop_orphans(engine: &Arc<Engine>) -> Result<()> {
+    for (session, objective_status) in engine.store.orphaned_sessions().await? {
+        if objective_status == ObjectiveStatus::Done && session.status.is_active_turn() {
+            continue;
+        }
+        let reason = format!("its objective is {}", objective_status.as_str());
+        turns::cancel(engine, session.id, &reason).await?;
     }
     Ok(())
 }

@@ -14,6 +14,9 @@ use tokio_util::sync::CancellationToken;
 use super::Engine;
 use crate::metrics::inc;
 
+/// A tick task taking longer than this holds every other one up, which is worth a warning.
+const SLOW_TASK: Duration = Duration::from_secs(5);
+
 /// The lease's name in the store.
 pub const TICK_LEASE: &str = "tick";
 
@@ -83,9 +86,18 @@ pub async fn run(
                 if last.is_some_and(|at| at.elapsed() < task.every()) {
                     continue;
                 }
-                *last = Some(Instant::now());
+                let started = Instant::now();
+                *last = Some(started);
+                tracing::trace!(task = task.name(), "tick task");
                 if let Err(e) = task.run(&engine).await {
                     tracing::warn!(task = task.name(), error = %format!("{e:#}"), "tick task failed");
+                }
+                if started.elapsed() > SLOW_TASK {
+                    tracing::warn!(
+                        task = task.name(),
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "slow tick task: periodic work was held up"
+                    );
                 }
             }
         }

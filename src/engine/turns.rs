@@ -77,6 +77,7 @@ pub async fn start(
     {
         let mut turns = engine.turns();
         if turns.contains_key(&session.id) {
+            tracing::debug!(session = %session.id, "a turn of this session is already being started");
             return Ok(false);
         }
         turns.insert(
@@ -129,7 +130,9 @@ async fn launch(
     cancel: &CancellationToken,
 ) -> Result<()> {
     let Some(workdir) = workdir_for(engine, session).await? else {
-        // Its workspace is busy (another session writes to it): wait for the next pass.
+        // Its workspace is busy (another session writes to it, or GC is deciding about it), or
+        // there is no disk space for a new one: wait for the next pass.
+        tracing::debug!(session = %session.id, "the turn waits for its checkout");
         let now = engine.clock.now();
         engine
             .store
@@ -158,9 +161,7 @@ async fn launch(
         return Ok(()); // someone else moved the session meanwhile
     };
     let prompt = match (kind, messages.is_empty()) {
-        (TurnKind::First, _) => {
-            prompts::first_turn(session, &objective_of(engine, session).await?)?
-        }
+        (TurnKind::First, _) => first_prompt(engine, session, &messages).await?,
         (TurnKind::Interrupted, true) => prompts::interrupted_turn(),
         (TurnKind::Interrupted, false) => format!(
             "{}\n\n{}",
@@ -181,8 +182,33 @@ async fn launch(
     Ok(())
 }
 
+/// A session's first prompt: its role's, plus — for a manager following an earlier attempt —
+/// what that attempt did, plus any news that arrived before it started.
+async fn first_prompt(engine: &Engine, session: &Session, messages: &[String]) -> Result<String> {
+    let objective = objective_of(engine, session).await?;
+    let mut prompt = prompts::first_turn(session, &objective)?;
+    if session.role == Role::Manager
+        && let Some(previous) = objective.previous
+        && let Some(previous) = engine.store.objective(previous).await?
+    {
+        let sessions = engine.store.sessions_of(previous.id).await?;
+        prompt = format!(
+            "{prompt}\n\n{}",
+            prompts::previous_attempt(&previous, &sessions)?
+        );
+    }
+    if !messages.is_empty() {
+        prompt = format!(
+            "{prompt}\n\n{}",
+            prompts::message_turn(session.role, messages)?
+        );
+    }
+    Ok(prompt)
+}
+
 /// Where the session works: the checkout it already has, one it inherits from the worker it
-/// depends on, or a new one. `None` when the checkout to inherit is busy.
+/// depends on, or a new one. `None` when the checkout to inherit is busy, or when there is
+/// no disk space for a new one: the session waits.
 async fn workdir_for(engine: &Engine, session: &Session) -> Result<Option<PathBuf>> {
     let store = &engine.store;
     if let Some(id) = session.workspace_id
@@ -204,12 +230,23 @@ async fn workdir_for(engine: &Engine, session: &Session) -> Result<Option<PathBu
         if workspace.branch.is_none() {
             continue;
         }
+        if matches!(
+            workspace.status,
+            crate::model::WorkspaceStatus::Archived | crate::model::WorkspaceStatus::Failed
+        ) {
+            // GC reclaimed it (nothing in it was needed any more), or it never became ready.
+            continue;
+        }
         if !store.acquire_workspace(ws, session.id, now).await? {
+            // Another session writes to it, or GC is deciding about it: wait.
             return Ok(None);
         }
         store.attach_workspace(session.id, ws).await?;
         tracing::info!(workspace = %ws, "continuing in its dependency's checkout");
         return Ok(Some(PathBuf::from(workspace.path)));
+    }
+    if !super::gc::checkout_allowed(engine, session).await? {
+        return Ok(None); // short of disk space: wait (the session says why)
     }
     new_workspace(engine, session).await.map(Some)
 }
@@ -258,7 +295,7 @@ async fn new_workspace(engine: &Engine, session: &Session) -> Result<PathBuf> {
         .workspaces
         .prepare(&crate::workspace::Prepare {
             repository: &objective.repository,
-            base: None,
+            base: objective.config.base_branch.as_deref(),
             path: &path,
             branch: branch.as_deref(),
             auth: auth.as_ref(),
@@ -392,7 +429,16 @@ async fn run(
     token: SecretString,
     cancel: &CancellationToken,
 ) -> Outcome {
-    let profile = match engine.agents.profile(session.role, session.agent) {
+    let profile = match objective_of(engine, session).await.and_then(|objective| {
+        let choice = match session.role {
+            Role::Manager => objective.config.manager.clone(),
+            Role::Worker | Role::Followup => objective.config.workers.agent(),
+        };
+        engine
+            .agents
+            .profile(session.role, session.agent)
+            .map(|p| p.with(&choice))
+    }) {
         Ok(profile) => profile,
         Err(e) => return Outcome::Failed(format!("cannot start the agent: {e:#}")),
     };

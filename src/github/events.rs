@@ -401,6 +401,8 @@ pub struct Issue {
     pub pull_request: Option<PullRequestMarker>,
     /// The author's relation to the repository: `OWNER`, `MEMBER`, `NONE`, ...
     pub author_association: Option<String>,
+    /// When the issue last changed (labels included).
+    pub updated_at: Option<String>,
 }
 
 impl Issue {

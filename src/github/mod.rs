@@ -3,4 +3,5 @@
 
 pub mod app;
 pub mod events;
+pub mod rest;
 pub mod signature;

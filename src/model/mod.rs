@@ -2,7 +2,9 @@
 //! program speaks, and the rules about how things may change.
 
 pub mod delivery;
+pub mod gc;
 pub mod ids;
+pub mod repo_config;
 pub mod session;
 pub mod text;
 pub mod time;

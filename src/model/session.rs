@@ -315,6 +315,14 @@ pub struct Objective {
     /// Set while a reached budget holds new work back (what was reached).
     pub budget_blocked: Option<String>,
     pub created_at: super::Timestamp,
+    /// The repository configuration the objective runs with.
+    pub config: super::repo_config::RepoConfig,
+    /// The objective on the same issue that came before this one.
+    pub previous: Option<super::ObjectiveId>,
+    /// foreman's status comment on the issue, once posted.
+    pub status_comment_id: Option<i64>,
+    /// When it ended, if it has.
+    pub ended_at: Option<super::Timestamp>,
 }
 
 /// A session as stored.
@@ -406,6 +414,10 @@ pub(crate) mod fixtures {
             },
             budget_blocked: None,
             created_at: Timestamp(0),
+            config: Default::default(),
+            previous: None,
+            status_comment_id: None,
+            ended_at: None,
         }
     }
 

@@ -11,6 +11,8 @@ pub enum WorkspaceStatus {
     Ready,
     /// Could not be prepared (the error says why).
     Failed,
+    /// GC is reclaiming it: no session may start using it (see `crate::model::gc`).
+    Reclaiming,
     /// Its checkout has been removed.
     Archived,
 }
@@ -21,6 +23,7 @@ impl WorkspaceStatus {
             WorkspaceStatus::Preparing => "preparing",
             WorkspaceStatus::Ready => "ready",
             WorkspaceStatus::Failed => "failed",
+            WorkspaceStatus::Reclaiming => "reclaiming",
             WorkspaceStatus::Archived => "archived",
         }
     }
@@ -30,6 +33,7 @@ impl WorkspaceStatus {
             "preparing" => WorkspaceStatus::Preparing,
             "ready" => WorkspaceStatus::Ready,
             "failed" => WorkspaceStatus::Failed,
+            "reclaiming" => WorkspaceStatus::Reclaiming,
             "archived" => WorkspaceStatus::Archived,
             _ => return None,
         })
@@ -119,6 +123,7 @@ mod tests {
             WorkspaceStatus::Preparing,
             WorkspaceStatus::Ready,
             WorkspaceStatus::Failed,
+            WorkspaceStatus::Reclaiming,
             WorkspaceStatus::Archived,
         ] {
             assert_eq!(WorkspaceStatus::parse(s.as_str()), Some(s));

@@ -34,6 +34,16 @@ const MIGRATIONS: &[Migration] = &[
         name: "workspaces",
         sql: include_str!("../../migrations/0003_workspaces.sql"),
     },
+    Migration {
+        version: 4,
+        name: "issues",
+        sql: include_str!("../../migrations/0004_issues.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "gc",
+        sql: include_str!("../../migrations/0005_gc.sql"),
+    },
 ];
 
 /// PostgreSQL advisory lock key that serialises migrations across instances.

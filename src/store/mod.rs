@@ -20,6 +20,7 @@
 //! transaction (group commit), so a burst of deliveries costs few fsyncs.
 
 mod audit;
+mod gc;
 mod inbox;
 mod installations;
 mod leases;
@@ -41,10 +42,11 @@ use sqlx::{Any, AnyPool, ConnectOptions, Connection, Row};
 use tokio::sync::{Mutex, OwnedMutexGuard, mpsc};
 
 pub use audit::AuditEntry;
+pub use gc::WorkspaceGcInfo;
 pub use inbox::{DeliveryFilter, Inserted};
 pub use installations::{Installation, InstallationState};
 pub use objectives::NewObjective;
-pub use outbox::{NewComment, OutboxItem};
+pub use outbox::{OutboxItem, OutboxKind, OutboxWrite};
 pub use questions::Question;
 pub use sessions::{NewSession, Progress, TranscriptLine, TurnStart};
 pub use workspaces::{NewPull, NewWorkspace};

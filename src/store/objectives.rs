@@ -6,6 +6,7 @@ use anyhow::{Context, Result};
 use sqlx::any::AnyRow;
 
 use super::{Store, Tx, col, count};
+use crate::model::repo_config::RepoConfig;
 use crate::model::session::sql_list;
 use crate::model::{
     Budget, InstallationId, Objective, ObjectiveId, ObjectiveStatus, SessionId, Timestamp, Usage,
@@ -24,12 +25,19 @@ pub struct NewObjective {
     pub author: String,
     pub author_permission: String,
     pub budget: Budget,
+    /// The repository configuration it runs with.
+    pub config: RepoConfig,
+    /// A key for the event that started it: one event starts at most one objective.
+    pub trigger_key: Option<String>,
+    /// The objective on the same issue before this one.
+    pub previous: Option<ObjectiveId>,
 }
 
 const COLUMNS: &str = "id, installation_id, repository, issue_number, title, body, author, \
      author_permission, status, \
      status_reason, manager_session_id, summary, budget_sessions, budget_turns, budget_wall_ms, \
-     budget_cost_micros, budget_blocked, created_at";
+     budget_cost_micros, budget_blocked, created_at, config, previous_objective_id, \
+     status_comment_id, ended_at";
 
 impl Store {
     /// One objective.
@@ -57,6 +65,102 @@ impl Store {
         rows.iter().map(objective).collect()
     }
 
+    /// The issue's live (active or waiting) objective.
+    pub async fn live_objective(&self, repository: &str, issue: u64) -> Result<Option<Objective>> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM objectives WHERE repository = $1 AND issue_number = $2
+               AND status IN ('active', 'waiting')"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(repository)
+            .bind(issue as i64)
+            .fetch_optional(&self.db.pool)
+            .await
+            .context("cannot look up the issue's objective")?;
+        row.as_ref().map(objective).transpose()
+    }
+
+    /// The newest objective of an issue, live or not.
+    pub async fn latest_objective(
+        &self,
+        repository: &str,
+        issue: u64,
+    ) -> Result<Option<Objective>> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM objectives WHERE repository = $1 AND issue_number = $2
+             ORDER BY id DESC LIMIT 1"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(repository)
+            .bind(issue as i64)
+            .fetch_optional(&self.db.pool)
+            .await
+            .context("cannot look up the issue's objective")?;
+        row.as_ref().map(objective).transpose()
+    }
+
+    /// Objectives whose status comment needs rendering: posted, and live or not yet shown
+    /// in their final state.
+    pub async fn objectives_to_render(&self) -> Result<Vec<(Objective, Option<String>)>> {
+        let sql = format!(
+            "SELECT {COLUMNS}, status_rendered FROM objectives
+             WHERE status_comment_id IS NOT NULL AND status_final = 0 ORDER BY id"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&self.db.pool)
+            .await
+            .context("cannot list status comments")?;
+        rows.iter()
+            .map(|r| Ok((objective(r)?, col(r, "status_rendered")?)))
+            .collect()
+    }
+
+    /// When the status comment was last edited.
+    pub async fn status_edited_at(&self, id: ObjectiveId) -> Result<Option<Timestamp>> {
+        let at: Option<Option<i64>> =
+            sqlx::query_scalar("SELECT status_edited_at FROM objectives WHERE id = $1")
+                .bind(id.0)
+                .fetch_optional(&self.db.pool)
+                .await
+                .context("cannot read the status comment's time")?;
+        Ok(at.flatten().map(Timestamp))
+    }
+
+    /// Records the status comment's id.
+    pub async fn set_status_comment(&self, id: ObjectiveId, comment: i64) -> Result<()> {
+        let _gate = self.db.write_gate().await;
+        sqlx::query("UPDATE objectives SET status_comment_id = $1 WHERE id = $2")
+            .bind(comment)
+            .bind(id.0)
+            .execute(&self.db.pool)
+            .await
+            .context("cannot record the status comment")?;
+        Ok(())
+    }
+
+    /// Records what the status comment now shows; `last` when it shows the objective's end.
+    pub async fn status_rendered(
+        &self,
+        id: ObjectiveId,
+        rendered: &str,
+        last: bool,
+        now: Timestamp,
+    ) -> Result<()> {
+        let _gate = self.db.write_gate().await;
+        sqlx::query(
+            "UPDATE objectives SET status_rendered = $1, status_edited_at = $2, status_final = $3
+             WHERE id = $4",
+        )
+        .bind(rendered)
+        .bind(now.0)
+        .bind(i64::from(last))
+        .bind(id.0)
+        .execute(&self.db.pool)
+        .await
+        .context("cannot record the status comment")?;
+        Ok(())
+    }
+
     /// What an objective has used: sessions started, turns, cost, time since it began.
     pub async fn objective_usage(&self, id: ObjectiveId, now: Timestamp) -> Result<Usage> {
         let row = sqlx::query(
@@ -82,17 +186,22 @@ impl Store {
 }
 
 impl Tx {
-    /// Records a new objective, active from now.
+    /// Records a new objective, active from now. `None` when its trigger already started one,
+    /// or the issue already has a live objective.
     pub async fn insert_objective(
         &mut self,
         o: &NewObjective,
         now: Timestamp,
-    ) -> Result<ObjectiveId> {
-        let id: i64 = sqlx::query_scalar(
+    ) -> Result<Option<ObjectiveId>> {
+        let config = serde_json::to_string(&o.config).context("cannot store the config")?;
+        let id: Option<i64> = sqlx::query_scalar(
             "INSERT INTO objectives (installation_id, repository_id, repository, issue_number,
                 title, body, author, author_permission, status, budget_sessions, budget_turns,
-                budget_wall_ms, budget_cost_micros, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'active', $9, $10, $11, $12, $13, $13)
+                budget_wall_ms, budget_cost_micros, created_at, updated_at, config, trigger_key,
+                previous_objective_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'active', $9, $10, $11, $12, $13, $13, $14,
+                $15, $16)
+             ON CONFLICT DO NOTHING
              RETURNING id",
         )
         .bind(o.installation_id.map(|i| i.0))
@@ -108,10 +217,13 @@ impl Tx {
         .bind(millis(o.budget.wall))
         .bind(o.budget.cost_micros.map(|c| c as i64))
         .bind(now.0)
-        .fetch_one(self.conn())
+        .bind(config)
+        .bind(&o.trigger_key)
+        .bind(o.previous.map(|p| p.0))
+        .fetch_optional(self.conn())
         .await
         .context("cannot store objective")?;
-        Ok(ObjectiveId(id))
+        Ok(id.map(ObjectiveId))
     }
 
     /// Points the objective at its current manager session.
@@ -164,6 +276,39 @@ impl Tx {
         Ok(())
     }
 
+    /// Makes the status comment render and be edited at the next pass, whatever it shows.
+    pub async fn force_status_refresh(&mut self, id: ObjectiveId) -> Result<()> {
+        sqlx::query(
+            "UPDATE objectives SET status_rendered = NULL, status_edited_at = NULL WHERE id = $1",
+        )
+        .bind(id.0)
+        .execute(self.conn())
+        .await
+        .context("cannot refresh the status comment")?;
+        Ok(())
+    }
+
+    /// Adds `extra` to the objective's budget and lifts a budget stop.
+    pub async fn raise_budget(&mut self, id: ObjectiveId, extra: &Budget) -> Result<()> {
+        sqlx::query(
+            "UPDATE objectives SET budget_blocked = NULL,
+                 budget_sessions = budget_sessions + $1, budget_turns = budget_turns + $2,
+                 budget_wall_ms = budget_wall_ms + $3,
+                 budget_cost_micros = CASE WHEN budget_cost_micros IS NULL THEN NULL
+                                           ELSE budget_cost_micros + $4 END
+             WHERE id = $5",
+        )
+        .bind(i64::from(extra.sessions))
+        .bind(i64::from(extra.turns))
+        .bind(millis(extra.wall))
+        .bind(extra.cost_micros.unwrap_or(0) as i64)
+        .bind(id.0)
+        .execute(self.conn())
+        .await
+        .context("cannot raise the budget")?;
+        Ok(())
+    }
+
     /// Marks that a budget holds the objective's new work back. True only for the first
     /// caller, so the human is asked once.
     pub async fn block_on_budget(&mut self, id: ObjectiveId, what: &str) -> Result<bool> {
@@ -210,5 +355,12 @@ fn objective(row: &AnyRow) -> Result<Objective> {
         },
         budget_blocked: col(row, "budget_blocked")?,
         created_at: Timestamp(col(row, "created_at")?),
+        config: match col::<Option<String>>(row, "config")? {
+            Some(json) => serde_json::from_str(&json).context("unreadable stored config")?,
+            None => RepoConfig::default(),
+        },
+        previous: col::<Option<i64>>(row, "previous_objective_id")?.map(ObjectiveId),
+        status_comment_id: col(row, "status_comment_id")?,
+        ended_at: col::<Option<i64>>(row, "ended_at")?.map(Timestamp),
     })
 }

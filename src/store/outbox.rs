@@ -1,5 +1,6 @@
-//! The outbox: effects on GitHub (comments) recorded before they are made. Each carries a
-//! unique hidden marker, so a retry after an unknown outcome can find the comment it made
+//! The outbox: effects on GitHub (comments, reactions) recorded before they are made. Each
+//! carries a unique marker — in a comment, hidden in its body — so that queueing it twice
+//! records it once, and a retry after an unknown outcome can find the comment it made
 //! instead of posting a second one.
 
 use anyhow::{Context, Result};
@@ -8,7 +9,41 @@ use sqlx::any::AnyRow;
 use super::{Store, Tx, col, count};
 use crate::model::{InstallationId, ObjectiveId, Timestamp};
 
-/// A comment waiting to be posted.
+/// What an outbox item does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutboxKind {
+    /// Posts a comment on the issue.
+    Comment,
+    /// Posts the objective's status comment (later edits go to it).
+    StatusComment,
+    /// Reacts to the issue (`body` is the reaction).
+    Reaction,
+    /// Reacts to a comment (`target_id`; `body` is the reaction).
+    CommentReaction,
+}
+
+impl OutboxKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutboxKind::Comment => "issue_comment",
+            OutboxKind::StatusComment => "status_comment",
+            OutboxKind::Reaction => "reaction",
+            OutboxKind::CommentReaction => "comment_reaction",
+        }
+    }
+
+    fn parse(s: &str) -> Result<OutboxKind> {
+        Ok(match s {
+            "issue_comment" => OutboxKind::Comment,
+            "status_comment" => OutboxKind::StatusComment,
+            "reaction" => OutboxKind::Reaction,
+            "comment_reaction" => OutboxKind::CommentReaction,
+            other => anyhow::bail!("unknown outbox kind `{other}`"),
+        })
+    }
+}
+
+/// A queued effect.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxItem {
     pub id: i64,
@@ -16,30 +51,35 @@ pub struct OutboxItem {
     pub installation_id: InstallationId,
     pub repository: String,
     pub issue_number: u64,
+    pub kind: OutboxKind,
     pub body: String,
     pub marker: String,
+    pub target_id: Option<i64>,
     pub attempts: u32,
     pub status: String,
     pub github_id: Option<i64>,
     pub last_error: Option<String>,
 }
 
-/// A comment to post.
+/// An effect to queue.
 #[derive(Debug, Clone)]
-pub struct NewComment<'a> {
+pub struct OutboxWrite<'a> {
     pub objective_id: Option<ObjectiveId>,
     pub installation_id: InstallationId,
     pub repository: &'a str,
     pub issue_number: u64,
-    pub body: &'a str,
-    pub marker: &'a str,
+    pub kind: OutboxKind,
+    pub body: String,
+    /// Unique per effect: the same marker is queued once.
+    pub marker: String,
+    pub target_id: Option<i64>,
 }
 
-const COLUMNS: &str = "id, objective_id, installation_id, repository, issue_number, body, marker, \
-     attempts, status, github_id, last_error";
+const COLUMNS: &str = "id, objective_id, installation_id, repository, issue_number, kind, body, \
+     marker, target_id, attempts, status, github_id, last_error";
 
 impl Store {
-    /// Comments due to be posted (or retried), oldest first.
+    /// Effects due to be made (or retried), oldest first.
     pub async fn due_outbox(&self, now: Timestamp, limit: u32) -> Result<Vec<OutboxItem>> {
         let sql = format!(
             "SELECT {COLUMNS} FROM outbox WHERE status = 'pending' AND next_attempt_at <= $1
@@ -65,8 +105,8 @@ impl Store {
         rows.iter().map(item).collect()
     }
 
-    /// Records that an item was posted as GitHub object `github_id`.
-    pub async fn outbox_done(&self, id: i64, github_id: i64, now: Timestamp) -> Result<()> {
+    /// Records that an item was made, as GitHub object `github_id` (if it has one).
+    pub async fn outbox_done(&self, id: i64, github_id: Option<i64>, now: Timestamp) -> Result<()> {
         let _gate = self.db.write_gate().await;
         sqlx::query(
             "UPDATE outbox SET status = 'done', github_id = $1, done_at = $2, attempts = attempts + 1
@@ -103,40 +143,60 @@ impl Store {
         .context("cannot record outbox failure")?;
         Ok(())
     }
+
+    /// Holds back every pending item of an installation until `until` (a rate limit).
+    pub async fn outbox_pause(&self, installation: InstallationId, until: Timestamp) -> Result<()> {
+        let _gate = self.db.write_gate().await;
+        sqlx::query(
+            "UPDATE outbox SET next_attempt_at = $1
+             WHERE installation_id = $2 AND status = 'pending' AND next_attempt_at < $1",
+        )
+        .bind(until.0)
+        .bind(installation.0)
+        .execute(&self.db.pool)
+        .await
+        .context("cannot pause the outbox")?;
+        Ok(())
+    }
 }
 
 impl Tx {
-    /// Records a comment to post. A marker seen before is not queued twice.
-    pub async fn enqueue_comment(&mut self, c: &NewComment<'_>, now: Timestamp) -> Result<()> {
+    /// Queues an effect. A marker seen before is not queued twice.
+    pub async fn enqueue(&mut self, w: &OutboxWrite<'_>, now: Timestamp) -> Result<()> {
         sqlx::query(
             "INSERT INTO outbox (objective_id, installation_id, repository, issue_number, kind,
-                body, marker, status, next_attempt_at, created_at)
-             VALUES ($1, $2, $3, $4, 'issue_comment', $5, $6, 'pending', $7, $7)
+                body, marker, target_id, status, next_attempt_at, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9, $9)
              ON CONFLICT (marker) DO NOTHING",
         )
-        .bind(c.objective_id.map(|o| o.0))
-        .bind(c.installation_id.0)
-        .bind(c.repository)
-        .bind(c.issue_number as i64)
-        .bind(c.body)
-        .bind(c.marker)
+        .bind(w.objective_id.map(|o| o.0))
+        .bind(w.installation_id.0)
+        .bind(w.repository)
+        .bind(w.issue_number as i64)
+        .bind(w.kind.as_str())
+        .bind(&w.body)
+        .bind(&w.marker)
+        .bind(w.target_id)
         .bind(now.0)
         .execute(self.conn())
         .await
-        .context("cannot queue comment")?;
+        .context("cannot queue a GitHub effect")?;
         Ok(())
     }
 }
 
 fn item(row: &AnyRow) -> Result<OutboxItem> {
+    let kind: String = col(row, "kind")?;
     Ok(OutboxItem {
         id: col(row, "id")?,
         objective_id: col::<Option<i64>>(row, "objective_id")?.map(ObjectiveId),
         installation_id: InstallationId(col(row, "installation_id")?),
         repository: col(row, "repository")?,
         issue_number: u64::try_from(col::<i64>(row, "issue_number")?).unwrap_or(0),
+        kind: OutboxKind::parse(&kind)?,
         body: col(row, "body")?,
         marker: col(row, "marker")?,
+        target_id: col(row, "target_id")?,
         attempts: count(col(row, "attempts")?),
         status: col(row, "status")?,
         github_id: col(row, "github_id")?,

@@ -101,6 +101,48 @@ impl Tx {
         Ok(updated.rows_affected() == 1)
     }
 
+    /// Answers every open question of these kinds on an objective (a human resolved them
+    /// another way). Returns how many.
+    pub async fn answer_open_questions(
+        &mut self,
+        objective: ObjectiveId,
+        kinds: &[&str],
+        answer: &str,
+        answered_by: &str,
+        now: Timestamp,
+    ) -> Result<u64> {
+        let mut n = 0;
+        for kind in kinds {
+            let updated = sqlx::query(
+                "UPDATE questions SET status = 'answered', answer = $1, answered_by = $2,
+                     answered_at = $3
+                 WHERE objective_id = $4 AND kind = $5 AND status = 'open'",
+            )
+            .bind(answer)
+            .bind(answered_by)
+            .bind(now.0)
+            .bind(objective.0)
+            .bind(*kind)
+            .execute(self.conn())
+            .await
+            .context("cannot answer questions")?;
+            n += updated.rows_affected();
+        }
+        Ok(n)
+    }
+
+    /// Whether an objective has any open question.
+    pub async fn has_open_questions(&mut self, objective: ObjectiveId) -> Result<bool> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM questions WHERE objective_id = $1 AND status = 'open'",
+        )
+        .bind(objective.0)
+        .fetch_one(self.conn())
+        .await
+        .context("cannot count open questions")?;
+        Ok(n > 0)
+    }
+
     /// Closes every open question of an objective (it ended).
     pub async fn cancel_questions(
         &mut self,

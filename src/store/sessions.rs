@@ -117,6 +117,31 @@ impl Store {
         self.with_dependencies(rows).await
     }
 
+    /// Sessions not finished whose objective has, with the objective's state.
+    pub async fn orphaned_sessions(&self) -> Result<Vec<(Session, ObjectiveStatus)>> {
+        let sql = format!(
+            "SELECT {COLUMNS}, (SELECT o.status FROM objectives o WHERE o.id = objective_id)
+                 AS objective_status
+             FROM sessions
+             WHERE status NOT IN ('succeeded', 'failed', 'cancelled')
+               AND objective_id IN (SELECT id FROM objectives
+                                    WHERE status IN ('done', 'failed', 'cancelled'))
+             ORDER BY id"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&self.db.pool)
+            .await
+            .context("cannot list orphaned sessions")?;
+        rows.iter()
+            .map(|r| {
+                let status: String = col(r, "objective_status")?;
+                let status = ObjectiveStatus::parse(&status)
+                    .with_context(|| format!("unknown objective status `{status}`"))?;
+                Ok((session(r)?, status))
+            })
+            .collect()
+    }
+
     /// Sessions in a turn-active state (starting or running), whatever their objective.
     pub async fn sessions_in_turn(&self) -> Result<Vec<Session>> {
         let sql = format!(

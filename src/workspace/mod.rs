@@ -381,6 +381,163 @@ impl Workspaces {
     }
 }
 
+/// What to inspect in a checkout before it is removed.
+#[derive(Debug, Clone)]
+pub struct Inspect<'a> {
+    pub path: &'a Path,
+    /// The commit it started from.
+    pub base_sha: Option<&'a str>,
+    /// Commits known to be upstream (its pull requests' heads).
+    pub known: &'a [String],
+    /// Where to ask where branches are now, when the known commits do not reach all of the
+    /// checkout's (`None`: do not ask; what they do not reach counts as unpushed).
+    pub upstream: Option<Upstream<'a>>,
+}
+
+/// A repository and branches of it to look up upstream.
+#[derive(Debug, Clone)]
+pub struct Upstream<'a> {
+    pub repository: &'a str,
+    pub branches: Vec<&'a str>,
+    pub auth: Option<&'a SecretString>,
+}
+
+impl Workspaces {
+    /// What the checkout holds that is not upstream: uncommitted changes (untracked files
+    /// included), commits beyond its base, and commits no upstream ref reaches. Every ref of
+    /// the checkout counts (branches, tags, the stash, a detached HEAD), not only HEAD.
+    pub async fn inspect(&self, what: &Inspect<'_>) -> Result<crate::model::gc::Inspection> {
+        let status = self
+            .settings
+            .git
+            .run(what.path, &["status", "--porcelain"], Call::default())
+            .await
+            .context("cannot read the checkout's status")?;
+        let mut known: Vec<String> = what.base_sha.iter().map(|s| s.to_string()).collect();
+        let ahead_of_base = self.commits_not_in(what.path, &known).await?;
+        known.extend(what.known.iter().cloned());
+        let mut unpushed = if ahead_of_base == 0 {
+            0
+        } else {
+            self.commits_not_in(what.path, &known).await?
+        };
+        if unpushed > 0
+            && let Some(upstream) = &what.upstream
+            && !upstream.branches.is_empty()
+        {
+            known.extend(self.upstream_heads(upstream).await?);
+            unpushed = self.commits_not_in(what.path, &known).await?;
+        }
+        Ok(crate::model::gc::Inspection {
+            dirty: !status.is_empty(),
+            ahead_of_base,
+            unpushed,
+        })
+    }
+
+    /// How many commits the checkout's refs reach that neither its remote-tracking refs nor
+    /// any of `known` do (commits `known` names that the checkout lacks are ignored).
+    async fn commits_not_in(&self, path: &Path, known: &[String]) -> Result<u64> {
+        let mut args = vec![
+            "rev-list",
+            "--count",
+            "--ignore-missing",
+            "--all",
+            "HEAD",
+            "--not",
+            "--remotes",
+        ];
+        args.extend(known.iter().map(String::as_str));
+        let n = self.settings.git.run(path, &args, Call::default()).await?;
+        n.parse()
+            .with_context(|| format!("unexpected rev-list output `{n}`"))
+    }
+
+    /// Where the branches are upstream now (those that exist).
+    async fn upstream_heads(&self, upstream: &Upstream<'_>) -> Result<Vec<String>> {
+        let url = self.upstream_url(upstream.repository);
+        let refs: Vec<String> = upstream
+            .branches
+            .iter()
+            .map(|b| format!("refs/heads/{b}"))
+            .collect();
+        let mut args = vec!["ls-remote", url.as_str()];
+        args.extend(refs.iter().map(String::as_str));
+        let call = Call {
+            auth: upstream.auth,
+            network: true,
+            author: None,
+        };
+        let listing = self
+            .settings
+            .git
+            .run(Path::new("/"), &args, call)
+            .await
+            .with_context(|| {
+                format!("cannot ask {} where its branches are", upstream.repository)
+            })?;
+        Ok(listing
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .filter(|sha| sha.len() >= 40 && sha.chars().all(|c| c.is_ascii_hexdigit()))
+            .map(str::to_owned)
+            .collect())
+    }
+
+    /// The repositories (`owner/name`) with a mirror in the cache.
+    pub fn mirrors(&self) -> Vec<String> {
+        let root = self.settings.root.join("mirrors");
+        let mut found = Vec::new();
+        let Ok(owners) = std::fs::read_dir(&root) else {
+            return found;
+        };
+        for owner in owners.flatten() {
+            let Ok(repos) = std::fs::read_dir(owner.path()) else {
+                continue;
+            };
+            for repo in repos.flatten() {
+                let name = repo.file_name().to_string_lossy().into_owned();
+                if let Some(name) = name.strip_suffix(".git")
+                    && repo.path().join("HEAD").is_file()
+                {
+                    found.push(format!("{}/{name}", owner.file_name().to_string_lossy()));
+                }
+            }
+        }
+        found.sort();
+        found
+    }
+
+    /// Looks after a mirror: drops stale worktree metadata and, with `gc`, repacks it. Its
+    /// settings are asserted again first: checkouts borrow its objects, so it must never
+    /// prune one (`gc.pruneExpire=never`), and only this runs its gc (`gc.auto=0`). Holds the
+    /// mirror's lock, so no checkout is prepared from it meanwhile.
+    pub async fn maintain_mirror(&self, repository: &str, gc: bool) -> Result<()> {
+        if !valid_repository(repository) {
+            bail!("`{repository}` is not a repository name (owner/name)");
+        }
+        let git = &self.settings.git;
+        let mirror = self.mirror_path(repository);
+        let lock = self.lock(&mirror);
+        let _guard = lock.lock().await;
+        for (key, value) in [("gc.pruneExpire", "never"), ("gc.auto", "0")] {
+            git.run(&mirror, &["config", key, value], Call::default())
+                .await?;
+        }
+        git.run(&mirror, &["worktree", "prune"], Call::default())
+            .await?;
+        if gc {
+            // A large repository takes a while: allow it as long as a fetch.
+            let long = Call {
+                network: true,
+                ..Call::default()
+            };
+            git.run(&mirror, &["gc", "--quiet"], long).await?;
+        }
+        Ok(())
+    }
+}
+
 fn is_non_fast_forward(e: &anyhow::Error) -> bool {
     let text = format!("{e:#}");
     text.contains("non-fast-forward") || text.contains("fetch first") || text.contains("stale info")

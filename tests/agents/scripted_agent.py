@@ -7,9 +7,9 @@ environment (FOREMAN_MCP_URL, FOREMAN_MCP_TOKEN, FOREMAN_ROLE, FOREMAN_PROMPT_FI
 performs one turn:
 
   plan = {
-    "manager": [turn, turn, ...],          # the manager's turns: each turn takes the first
-                                           # one not used yet whose "when" text (if any)
-                                           # appears in its prompt
+    "manager": [turn, turn, ...],          # the manager's turns: each turn runs every unused
+                                           # one whose "when" text is in its prompt, else the
+                                           # first unused one without a "when"
     "workers": {"<title>": turn, ...},     # a worker's (single) turn, by its title
     "default_worker": turn                 # for workers without their own entry
   }
@@ -104,13 +104,21 @@ def main():
     json.dump(state, open(state_path, "w"))
 
     if role == "manager":
+        # Every unused turn whose "when" text is in the prompt runs (news can arrive
+        # together); failing those, the first unused turn without a "when".
         used = state.setdefault("used", [])
+        turns = plan.get("manager", [])
+        chosen = [i for i, t in enumerate(turns) if i not in used and t.get("when") and t["when"] in prompt]
+        if not chosen:
+            chosen = [i for i, t in enumerate(turns) if i not in used and not t.get("when")][:1]
         turn = {}
-        for index, candidate in enumerate(plan.get("manager", [])):
-            if index not in used and candidate.get("when", "") in prompt:
-                used.append(index)
-                turn = candidate
-                break
+        for index in chosen:
+            used.append(index)
+            for key, value in turns[index].items():
+                if key == "calls":
+                    turn.setdefault("calls", []).extend(value)
+                elif key != "when":
+                    turn[key] = value
         json.dump(state, open(state_path, "w"))
     else:
         title = re.search(r"Your task: (.*)", prompt)

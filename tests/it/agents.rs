@@ -27,6 +27,9 @@ pub fn new_objective(issue: u64) -> NewObjective {
             wall: Duration::from_secs(3600),
             cost_micros: None,
         },
+        config: Default::default(),
+        trigger_key: None,
+        previous: None,
     }
 }
 
@@ -98,7 +101,10 @@ async fn a_manager_runs_two_dependent_workers_to_done(db: TestDb) {
     );
     let server = TestServer::start(&serve_args(&db)).await;
     let engine = &server.running.engine;
-    let (objective, manager) = objectives::start(engine, &new_objective(7)).await.unwrap();
+    let (objective, manager) = objectives::start(engine, &new_objective(7))
+        .await
+        .unwrap()
+        .unwrap();
     let store = server.store();
     eventually("the objective to be done", || async {
         let o = store.objective(objective).await.unwrap().unwrap();
@@ -202,7 +208,10 @@ async fn roles_and_objectives_bound_what_a_token_can_do(db: TestDb) {
     );
     let server = TestServer::start(&serve_args(&db)).await;
     let engine = &server.running.engine;
-    let (objective, manager) = objectives::start(engine, &new_objective(8)).await.unwrap();
+    let (objective, manager) = objectives::start(engine, &new_objective(8))
+        .await
+        .unwrap()
+        .unwrap();
     let store = server.store();
     let worker = reaches(store, objective, "Sneaky", SessionStatus::Succeeded).await;
     assert_eq!(worker.result.as_deref(), Some("stayed in my lane"));
@@ -230,7 +239,10 @@ async fn roles_and_objectives_bound_what_a_token_can_do(db: TestDb) {
     assert_eq!(worker_tools, ["tools: ask_user,report_result,note"]);
 
     // The manager's reference to a session of another objective is refused.
-    let (other, _) = objectives::start(engine, &new_objective(9)).await.unwrap();
+    let (other, _) = objectives::start(engine, &new_objective(9))
+        .await
+        .unwrap()
+        .unwrap();
     let manager_calls = eventually("the manager's calls", || async {
         let c = calls(&db, manager);
         (c.len() >= 4).then_some(c)
@@ -309,7 +321,10 @@ async fn cancel_kills_the_whole_process_group(db: TestDb) {
     );
     let server = TestServer::start(&serve_args(&db)).await;
     let engine = &server.running.engine;
-    let (objective, _) = objectives::start(engine, &new_objective(10)).await.unwrap();
+    let (objective, _) = objectives::start(engine, &new_objective(10))
+        .await
+        .unwrap()
+        .unwrap();
     let store = server.store();
     let worker = reaches(store, objective, "Forever", SessionStatus::Running).await;
     let sleeper: i32 = eventually("the grandchild to start", || async {
@@ -370,7 +385,10 @@ async fn failures_timeouts_and_dependencies(db: TestDb) {
     args.agents.turn_timeout = Duration::from_secs(2);
     let server = TestServer::start(&args).await;
     let engine = &server.running.engine;
-    let (objective, manager) = objectives::start(engine, &new_objective(11)).await.unwrap();
+    let (objective, manager) = objectives::start(engine, &new_objective(11))
+        .await
+        .unwrap()
+        .unwrap();
     let store = server.store();
     let crash = reaches(store, objective, "Crash", SessionStatus::Failed).await;
     assert!(
@@ -427,7 +445,10 @@ async fn a_reached_budget_stops_new_work_and_asks_once(db: TestDb) {
     let engine = &server.running.engine;
     let mut objective = new_objective(12);
     objective.budget.sessions = 2;
-    let (objective, manager) = objectives::start(engine, &objective).await.unwrap();
+    let (objective, manager) = objectives::start(engine, &objective)
+        .await
+        .unwrap()
+        .unwrap();
     let store = server.store();
     let calls = eventually("the manager's calls", || async {
         let c = calls(&db, manager);
@@ -466,7 +487,10 @@ async fn a_question_from_a_worker_leaves_it_waiting(db: TestDb) {
     );
     let server = TestServer::start(&serve_args(&db)).await;
     let engine = &server.running.engine;
-    let (objective, _) = objectives::start(engine, &new_objective(13)).await.unwrap();
+    let (objective, _) = objectives::start(engine, &new_objective(13))
+        .await
+        .unwrap()
+        .unwrap();
     let store = server.store();
     let worker = reaches(store, objective, "Unsure", SessionStatus::Waiting).await;
     assert_eq!(
@@ -542,6 +566,7 @@ async fn a_restart_resumes_interrupted_sessions(db: TestDb) {
     );
     let (objective, _) = objectives::start(&engine, &new_objective(14))
         .await
+        .unwrap()
         .unwrap();
     let worker = reaches(&store, objective, "Long", SessionStatus::Running).await;
     eventually("the worker's first turn to start", || async {
@@ -577,30 +602,67 @@ async fn comments_are_posted_once_even_when_a_response_is_lost(db: TestDb) {
     let issue = fake.create_issue("octo/widgets", "alice", "Widgets", "They break.");
     write_plan(
         &db,
-        &json!({"manager": [{"calls": [
-            {"tool": "comment_issue", "args": {"body": "Looking into it."}},
-            {"tool": "comment_issue", "args": {"body": "Second thoughts."}}
-        ]}]}),
+        &json!({"manager": [
+            {"calls": []},
+            {"when": "Go on", "calls": [
+                {"tool": "comment_issue", "args": {"body": "Looking into it."}},
+                {"tool": "comment_issue", "args": {"body": "Second thoughts."}}
+            ]}
+        ]}),
     );
-    let path = format!("/repos/octo/widgets/issues/{issue}/comments");
-    // The first post is applied but its response lost; the next one fails twice outright.
-    fake.drop_response_next("POST", &path);
-    fake.fail_next("POST", &path, 500, 2);
     let mut args = serve_args(&db);
     crate::support::use_fake_github(&mut args, &fake);
     let server = TestServer::start(&args).await;
     let mut objective = new_objective(issue);
     objective.installation_id = Some(foreman::model::InstallationId(installation));
-    let (objective, _) = objectives::start(&server.running.engine, &objective)
+    let (objective, manager) = objectives::start(&server.running.engine, &objective)
         .await
+        .unwrap()
         .unwrap();
     let store = server.store();
-    let items = eventually("both comments to be posted", || async {
+    eventually(
+        "the status comment posted and the manager's first turn over",
+        || async {
+            let posted = store
+                .objective(objective)
+                .await
+                .unwrap()
+                .unwrap()
+                .status_comment_id;
+            let idle = store.session(manager).await.unwrap().unwrap().status == SessionStatus::Idle;
+            posted.filter(|_| idle)
+        },
+    )
+    .await;
+    // The first post is applied but its response lost; the next one fails twice outright.
+    let path = format!("/repos/octo/widgets/issues/{issue}/comments");
+    fake.drop_response_next("POST", &path);
+    fake.fail_next("POST", &path, 500, 2);
+    let posts_before = fake.count("POST", &path);
+    let engine = &server.running.engine;
+    let mut tx = store.begin().await.unwrap();
+    tx.push_message(manager, "Go on.", engine.clock.now())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    engine.tick_bell.notify_one();
+    let comment_items = || async {
         let items = store.outbox_of(objective).await.unwrap();
+        items
+            .into_iter()
+            .filter(|i| i.kind == foreman::store::OutboxKind::Comment)
+            .collect::<Vec<_>>()
+    };
+    let items = eventually("both comments to be posted", || async {
+        let items = comment_items().await;
         (items.len() == 2 && items.iter().all(|i| i.status == "done")).then_some(items)
     })
     .await;
-    let comments = fake.comments("octo/widgets", issue);
+    let comments: Vec<_> = fake
+        .comments("octo/widgets", issue)
+        .into_iter()
+        .filter(|c| !c.body.contains("foreman:status-"))
+        .collect();
     let bodies: Vec<&str> = comments.iter().map(|c| c.body.as_str()).collect();
     assert_eq!(comments.len(), 2, "{bodies:?}");
     assert!(bodies[0].starts_with("Looking into it.") && bodies[1].starts_with("Second thoughts."));
@@ -615,7 +677,7 @@ async fn comments_are_posted_once_even_when_a_response_is_lost(db: TestDb) {
     }
     assert_eq!((items[0].attempts, items[1].attempts), (2, 3), "{items:?}");
     assert_eq!(
-        fake.count("POST", &path),
+        fake.count("POST", &path) - posts_before,
         4,
         "one lost, two refused, one posted"
     );

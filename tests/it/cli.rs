@@ -89,6 +89,10 @@ async fn the_default_listen_address_and_port() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("listen          127.0.0.1:3000"), "{text}");
     assert!(text.contains("sqlite://foreman.db"), "{text}");
+    assert!(
+        text.contains("workspace gc    every 5m, keeps 2.0 GiB free on the work root"),
+        "{text}"
+    );
     let out = foreman(dir.path(), &["check-config"], &[("PORT", "8080")]).await;
     assert!(String::from_utf8_lossy(&out.stdout).contains("127.0.0.1:8080"));
     let out = foreman(
@@ -108,6 +112,7 @@ async fn configuration_errors_are_one_line_and_exit_non_zero() {
         (vec![("FOREMAN_LISTEN", "not-an-address")], "not-an-address"),
         (vec![("GITHUB_APP_ID", "twelve")], "twelve"),
         (vec![("FOREMAN_TICK_INTERVAL", "soon")], "not a duration"),
+        (vec![("FOREMAN_MIN_FREE_DISK", "lots")], "not a size"),
         (
             vec![("DATABASE_URL", "mysql://db/foreman")],
             "sqlite:// or postgres://",

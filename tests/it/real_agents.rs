@@ -904,6 +904,7 @@ async fn an_objective_through_foreman(
     let (objective, manager_id) =
         foreman::engine::objectives::start(&engine, &crate::agents::new_objective(21))
             .await
+            .unwrap()
             .unwrap();
     let done = tokio::time::timeout(Duration::from_secs(120), async {
         loop {

@@ -32,6 +32,7 @@ async fn setup(db: &TestDb, plan: serde_json::Value) -> (TestServer, FakeGitHub,
     objective.installation_id = Some(InstallationId(installation));
     let (objective, _) = objectives::start(&server.running.engine, &objective)
         .await
+        .unwrap()
         .unwrap();
     (server, fake, objective)
 }
@@ -682,7 +683,10 @@ async fn the_installation_token_reaches_git_and_nowhere_else(db: TestDb) {
     );
     let mut objective = new_objective(issue);
     objective.installation_id = Some(InstallationId(installation));
-    let (objective, _) = objectives::start(&engine, &objective).await.unwrap();
+    let (objective, _) = objectives::start(&engine, &objective)
+        .await
+        .unwrap()
+        .unwrap();
     eventually("the pull request", || async {
         store.pulls_of(objective).await.unwrap().into_iter().next()
     })

@@ -185,6 +185,7 @@ pub fn serve_args(db: &TestDb) -> ServeArgs {
             comment_retry_base: Duration::from_millis(50),
         },
         agents: scripted_agents(db),
+        gc: foreman::config::GcArgs::default(),
         git: GitArgs {
             git: "git".to_owned(),
             git_url: format!("file://{}", origins(db).display()),

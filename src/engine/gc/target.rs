@@ -1,0 +1,144 @@
+//! Where checkouts live and how they go: a [`Target`] is a machine holding checkouts. Today
+//! that is the foreman host itself ([`LocalTarget`]); remote targets come later. Tests wrap the
+//! local one to make a removal fail or pause at a chosen moment.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+use crate::engine::tick::BoxFuture;
+use crate::model::gc::Inspection;
+use crate::workspace::{Inspect, Workspaces};
+
+/// A machine holding checkouts.
+pub trait Target: Send + Sync {
+    /// Whether `path` still exists there. An error means the target cannot tell.
+    fn exists<'a>(&'a self, path: &'a Path) -> BoxFuture<'a, Result<bool>>;
+    /// What the checkout holds that is not upstream.
+    fn inspect<'a>(
+        &'a self,
+        workspaces: &'a Workspaces,
+        what: &'a Inspect<'a>,
+    ) -> BoxFuture<'a, Result<Inspection>>;
+    /// Removes the checkout, everything in it (`rm -rf`); returns the bytes it took on disk.
+    fn remove<'a>(&'a self, path: &'a Path) -> BoxFuture<'a, Result<u64>>;
+}
+
+/// The foreman host itself.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LocalTarget;
+
+impl Target for LocalTarget {
+    fn exists<'a>(&'a self, path: &'a Path) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            match tokio::fs::symlink_metadata(path).await {
+                Ok(_) => Ok(true),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+                Err(e) => Err(e).with_context(|| format!("cannot look at {}", path.display())),
+            }
+        })
+    }
+
+    fn inspect<'a>(
+        &'a self,
+        workspaces: &'a Workspaces,
+        what: &'a Inspect<'a>,
+    ) -> BoxFuture<'a, Result<Inspection>> {
+        Box::pin(workspaces.inspect(what))
+    }
+
+    fn remove<'a>(&'a self, path: &'a Path) -> BoxFuture<'a, Result<u64>> {
+        let path: PathBuf = path.to_owned();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                let bytes = disk_usage(&path);
+                std::fs::remove_dir_all(&path)
+                    .with_context(|| format!("cannot remove {}", path.display()))?;
+                Ok(bytes)
+            })
+            .await
+            .context("removal task failed")?
+        })
+    }
+}
+
+/// Bytes the tree at `path` takes on disk (allocated blocks; symbolic links not followed).
+pub fn disk_usage(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0;
+    let mut stack = vec![path.to_owned()];
+    while let Some(dir) = stack.pop() {
+        let Ok(meta) = std::fs::symlink_metadata(&dir) else {
+            continue;
+        };
+        total += meta.blocks() * 512;
+        if !meta.is_dir() {
+            continue;
+        }
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if kind.is_dir() {
+                stack.push(entry.path());
+            } else if let Ok(meta) = entry.metadata() {
+                total += meta.blocks() * 512;
+            }
+        }
+    }
+    total
+}
+
+/// Bytes free for an unprivileged user on the file system holding `path` (or, while `path`
+/// does not exist yet, its nearest existing parent).
+pub fn free_space(path: &Path) -> io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let absolute = std::path::absolute(path)?;
+    let existing = absolute
+        .ancestors()
+        .find(|p| p.exists())
+        .unwrap_or(Path::new("/"));
+    let c_path = std::ffi::CString::new(existing.as_os_str().as_bytes())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: `statvfs` writes into the struct we own and reads the NUL-terminated path,
+    // which outlives the call; a zeroed `statvfs` is a valid value of that plain C struct.
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    #[allow(clippy::unnecessary_cast)] // the field types differ between platforms
+    Ok((stat.f_bavail as u64).saturating_mul(stat.f_frsize as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_space_is_measured_even_before_the_work_root_exists() {
+        let dir = tempfile::tempdir().unwrap();
+        let free = free_space(&dir.path().join("not/yet")).unwrap();
+        assert!(free > 0);
+    }
+
+    #[tokio::test]
+    async fn removal_reports_what_the_tree_took_and_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = dir.path().join("tree");
+        std::fs::create_dir_all(tree.join("a/b")).unwrap();
+        std::fs::write(tree.join("a/b/big"), vec![7u8; 64 * 1024]).unwrap();
+        std::os::unix::fs::symlink("/etc", tree.join("outside")).unwrap();
+        let target = LocalTarget;
+        assert!(target.exists(&tree).await.unwrap());
+        let bytes = target.remove(&tree).await.unwrap();
+        assert!(bytes >= 64 * 1024, "{bytes}");
+        assert!(!target.exists(&tree).await.unwrap());
+        assert!(Path::new("/etc").exists(), "links are not followed");
+        assert!(target.remove(&tree).await.is_err());
+    }
+}

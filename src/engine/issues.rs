@@ -1,0 +1,614 @@
+//! The conversation on an issue: the trigger label starts an objective, removing it (or
+//! closing the issue) stops it, `/foreman` commands steer it, and other comments from people
+//! allowed to steer reach the manager as news.
+//!
+//! Webhooks can arrive twice, late, or out of order, so the decisions here rest on the issue
+//! as it stands now (read from GitHub) rather than on what an event said it was, and the
+//! label event that starts an objective is remembered so it can start only one.
+
+use anyhow::{Context, Result};
+use octocrab::Octocrab;
+
+use super::handlers::{Outcome, Work};
+use super::{Engine, objectives, replies};
+use crate::github::events::Issue;
+use crate::github::events::{
+    IssueCommentAction, IssueCommentEvent, IssuesAction, IssuesEvent, User,
+};
+use crate::github::rest;
+use crate::model::repo_config::{Permission, RepoConfig};
+use crate::model::text::{Author, fence};
+use crate::model::{Budget, InstallationId, Objective, ObjectiveStatus};
+use crate::store::{NewObjective, OutboxKind, OutboxWrite};
+
+/// A `/foreman` command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Status,
+    Stop,
+    Resume,
+    Retry,
+    Help,
+    /// Something foreman does not know.
+    Unknown(String),
+}
+
+/// The command a comment gives, if its first line is one.
+pub fn parse_command(body: &str) -> Option<Command> {
+    let first = body.lines().map(str::trim).find(|l| !l.is_empty())?;
+    let rest = first.strip_prefix("/foreman")?;
+    if !rest.is_empty() && !rest.starts_with(char::is_whitespace) {
+        return None; // "/foremanx" is not a command
+    }
+    let word = rest
+        .split_whitespace()
+        .next()
+        .unwrap_or("help")
+        .to_ascii_lowercase();
+    Some(match word.as_str() {
+        "status" => Command::Status,
+        "stop" | "cancel" => Command::Stop,
+        "resume" | "continue" => Command::Resume,
+        "retry" | "restart" => Command::Retry,
+        "help" => Command::Help,
+        _ => Command::Unknown(word),
+    })
+}
+
+/// The facts every issue handler needs.
+struct IssueContext<'a> {
+    engine: &'a Engine,
+    client: Octocrab,
+    installation: InstallationId,
+    repository: &'a str,
+    issue: u64,
+}
+
+impl IssueContext<'_> {
+    /// Queues a reply on the issue, once per `key` (a delivery id makes it once per event).
+    async fn reply(&self, work: &mut Work<'_>, key: &str, body: String) -> Result<()> {
+        let marker = format!("reply-{key}");
+        let body = format!("{body}\n\n{}", super::outbox::marker_comment(&marker));
+        let now = self.engine.clock.now();
+        work.tx()
+            .await?
+            .enqueue(
+                &OutboxWrite {
+                    objective_id: None,
+                    installation_id: self.installation,
+                    repository: self.repository,
+                    issue_number: self.issue,
+                    kind: OutboxKind::Comment,
+                    body,
+                    marker,
+                    target_id: None,
+                },
+                now,
+            )
+            .await
+    }
+
+    /// Acknowledges a comment with a reaction.
+    async fn react(&self, work: &mut Work<'_>, comment: i64, content: &str) -> Result<()> {
+        let now = self.engine.clock.now();
+        work.tx()
+            .await?
+            .enqueue(
+                &OutboxWrite {
+                    objective_id: None,
+                    installation_id: self.installation,
+                    repository: self.repository,
+                    issue_number: self.issue,
+                    kind: OutboxKind::CommentReaction,
+                    body: content.to_owned(),
+                    marker: format!("react-{comment}-{content}"),
+                    target_id: Some(comment),
+                },
+                now,
+            )
+            .await
+    }
+
+    async fn permission(&self, login: &str) -> Result<Permission> {
+        let now = self.engine.clock.now();
+        self.engine
+            .repos
+            .permission(&self.client, self.repository, login, now)
+            .await
+    }
+
+    async fn config(
+        &self,
+        default_branch: Option<&str>,
+    ) -> Result<Result<RepoConfig, crate::model::repo_config::ConfigError>> {
+        let now = self.engine.clock.now();
+        self.engine
+            .repos
+            .config(&self.client, self.repository, default_branch, now)
+            .await
+    }
+}
+
+async fn context<'a>(
+    engine: &'a Engine,
+    installation: Option<i64>,
+    repository: &'a str,
+    issue: i64,
+) -> Result<Option<IssueContext<'a>>> {
+    let (Some(installation), Some(app)) = (installation, engine.github()) else {
+        return Ok(None);
+    };
+    let installation = InstallationId(installation);
+    let client = app.installation_client(installation).await?;
+    Ok(Some(IssueContext {
+        engine,
+        client,
+        installation,
+        repository,
+        issue: u64::try_from(issue).context("negative issue number")?,
+    }))
+}
+
+/// Whether a GitHub account is a bot (foreman itself included).
+fn is_bot(user: Option<&User>) -> bool {
+    user.is_none_or(|u| u.is_bot())
+}
+
+/// `issues` events: the label, closing and reopening.
+pub async fn issues_event(
+    engine: &Engine,
+    work: &mut Work<'_>,
+    delivery: &str,
+    e: &IssuesEvent,
+) -> Result<Outcome> {
+    let repository = &e.repository.full_name;
+    let Some(cx) = context(
+        engine,
+        e.installation.map(|i| i.id),
+        repository,
+        e.issue.number,
+    )
+    .await?
+    else {
+        return Ok(Outcome::Skipped(
+            "no GitHub App installation to act through".to_owned(),
+        ));
+    };
+    let config = match cx.config(e.repository.default_branch.as_deref()).await? {
+        Ok(config) => config,
+        Err(error) => {
+            // Say so only where someone just asked for foreman.
+            let label = e.label.as_ref().map(|l| l.name.as_str());
+            if e.action.kind() == IssuesAction::Labeled
+                && label == Some(crate::model::repo_config::DEFAULT_TRIGGER_LABEL)
+            {
+                cx.reply(work, delivery, replies::bad_config(&error))
+                    .await?;
+                return Ok(Outcome::Processed);
+            }
+            return Ok(Outcome::Skipped(format!(
+                "the repository config is invalid: {error}"
+            )));
+        }
+    };
+    let label = &config.trigger_label;
+    let is_trigger = e
+        .label
+        .as_ref()
+        .is_some_and(|l| l.name.eq_ignore_ascii_case(label));
+    match e.action.kind() {
+        IssuesAction::Labeled if is_trigger => {
+            if is_bot(e.sender.as_ref()) {
+                return Ok(Outcome::Skipped("bots never start foreman".to_owned()));
+            }
+            if e.issue.is_pull_request() {
+                cx.reply(work, delivery, replies::not_an_issue(label))
+                    .await?;
+                return Ok(Outcome::Processed);
+            }
+            let sender = e
+                .sender
+                .as_ref()
+                .map(|u| u.login.as_str())
+                .unwrap_or_default();
+            let permission = cx.permission(sender).await?;
+            if !super::repos::allowed(permission, config.permissions.trigger, sender, &config) {
+                cx.reply(
+                    work,
+                    delivery,
+                    replies::may_not_trigger(sender, label, &config.permissions),
+                )
+                .await?;
+                return Ok(Outcome::Processed);
+            }
+            if work
+                .store()
+                .live_objective(repository, cx.issue)
+                .await?
+                .is_some()
+            {
+                return Ok(Outcome::Skipped(
+                    "the issue already has a live objective".to_owned(),
+                ));
+            }
+            let trigger_key = e
+                .issue
+                .updated_at
+                .as_ref()
+                .map(|at| format!("{repository}#{}:{label}:{at}", cx.issue));
+            start(
+                &cx,
+                work,
+                &e.issue,
+                e.repository.id,
+                config,
+                trigger_key,
+                true,
+            )
+            .await
+        }
+        IssuesAction::Reopened => {
+            let now = rest::issue(&cx.client, repository, cx.issue).await?;
+            let labelled = now.labels.iter().any(|l| l.eq_ignore_ascii_case(label));
+            if !labelled || e.issue.is_pull_request() || is_bot(e.sender.as_ref()) {
+                return Ok(Outcome::Skipped(
+                    "reopened without the trigger label".to_owned(),
+                ));
+            }
+            let sender = e
+                .sender
+                .as_ref()
+                .map(|u| u.login.as_str())
+                .unwrap_or_default();
+            let permission = cx.permission(sender).await?;
+            if !super::repos::allowed(permission, config.permissions.trigger, sender, &config) {
+                return Ok(Outcome::Skipped(format!("@{sender} may not start foreman")));
+            }
+            if work
+                .store()
+                .live_objective(repository, cx.issue)
+                .await?
+                .is_some()
+            {
+                return Ok(Outcome::Skipped(
+                    "the issue already has a live objective".to_owned(),
+                ));
+            }
+            let key = format!("{repository}#{}:reopened:{}", cx.issue, delivery);
+            start(
+                &cx,
+                work,
+                &e.issue,
+                e.repository.id,
+                config,
+                Some(key),
+                true,
+            )
+            .await
+        }
+        IssuesAction::Unlabeled if is_trigger => {
+            let now = rest::issue(&cx.client, repository, cx.issue).await?;
+            if now.labels.iter().any(|l| l.eq_ignore_ascii_case(label)) {
+                return Ok(Outcome::Skipped(
+                    "the label is back on the issue".to_owned(),
+                ));
+            }
+            let sender = e
+                .sender
+                .as_ref()
+                .map(|u| u.login.as_str())
+                .unwrap_or_default();
+            stop(
+                &cx,
+                work,
+                &format!("the `{label}` label was removed by @{sender}"),
+            )
+            .await
+        }
+        IssuesAction::Closed => {
+            let now = rest::issue(&cx.client, repository, cx.issue).await?;
+            if now.open {
+                return Ok(Outcome::Skipped("the issue is open again".to_owned()));
+            }
+            stop(&cx, work, "the issue was closed").await
+        }
+        _ => Ok(Outcome::Skipped(format!(
+            "issues `{}` needs nothing from foreman",
+            e.action.as_str()
+        ))),
+    }
+}
+
+/// Starts an objective for the issue, unless this trigger already started one (or, in the
+/// database's eyes, the issue has a live one). With `needs_label`, only while the issue (as
+/// it is now) is open and has the label.
+#[allow(clippy::too_many_arguments)]
+async fn start(
+    cx: &IssueContext<'_>,
+    work: &mut Work<'_>,
+    issue: &Issue,
+    repository_id: i64,
+    config: RepoConfig,
+    trigger_key: Option<String>,
+    needs_label: bool,
+) -> Result<Outcome> {
+    let store = work.store();
+    let current = rest::issue(&cx.client, cx.repository, cx.issue).await?;
+    let label = &config.trigger_label;
+    let labelled = current.labels.iter().any(|l| l.eq_ignore_ascii_case(label));
+    if !current.open || (needs_label && !labelled) {
+        return Ok(Outcome::Skipped(
+            "the issue is closed or the label is gone".to_owned(),
+        ));
+    }
+    let author = issue
+        .user
+        .as_ref()
+        .map(|u| u.login.clone())
+        .unwrap_or_default();
+    let author_permission = cx.permission(&author).await?;
+    let previous = store
+        .latest_objective(cx.repository, cx.issue)
+        .await?
+        .map(|o| o.id);
+    let objective = NewObjective {
+        installation_id: Some(cx.installation),
+        repository_id: Some(repository_id),
+        repository: cx.repository.to_owned(),
+        issue_number: cx.issue,
+        title: issue.title.clone(),
+        body: issue.body.clone(),
+        author,
+        author_permission: author_permission.as_str().to_owned(),
+        budget: budget(&cx.engine.agents.budget, &config),
+        config,
+        trigger_key,
+        previous,
+    };
+    let tx = work.tx().await?;
+    match objectives::start_in(cx.engine, tx, &objective).await? {
+        Some((id, _)) => {
+            cx.engine.tick_bell.notify_one();
+            tracing::info!(objective = %id, "objective started from the issue");
+            Ok(Outcome::Processed)
+        }
+        None => Ok(Outcome::Skipped(
+            "this trigger already started an objective".to_owned(),
+        )),
+    }
+}
+
+/// The server's budget with the repository's overrides.
+fn budget(default: &Budget, config: &RepoConfig) -> Budget {
+    let b = &config.budget;
+    Budget {
+        sessions: b.sessions.unwrap_or(default.sessions),
+        turns: b.turns.unwrap_or(default.turns),
+        wall: b.time.unwrap_or(default.wall),
+        cost_micros: b
+            .cost
+            .map(|usd| (usd * 1e6).round() as u64)
+            .or(default.cost_micros),
+    }
+}
+
+/// Stops the issue's live objective, if there is one.
+async fn stop(cx: &IssueContext<'_>, work: &mut Work<'_>, reason: &str) -> Result<Outcome> {
+    let Some(objective) = work.store().live_objective(cx.repository, cx.issue).await? else {
+        return Ok(Outcome::Skipped("no live objective to stop".to_owned()));
+    };
+    let tx = work.tx().await?;
+    objectives::end_in(
+        cx.engine,
+        tx,
+        &objective,
+        ObjectiveStatus::Cancelled,
+        reason,
+    )
+    .await?;
+    cx.engine.tick_bell.notify_one();
+    Ok(Outcome::Processed)
+}
+
+/// `issue_comment` events: commands and steering.
+pub async fn comment_event(
+    engine: &Engine,
+    work: &mut Work<'_>,
+    delivery: &str,
+    e: &IssueCommentEvent,
+) -> Result<Outcome> {
+    if e.action.kind() != IssueCommentAction::Created {
+        return Ok(Outcome::Skipped(format!(
+            "comment `{}` needs nothing from foreman",
+            e.action.as_str()
+        )));
+    }
+    if is_bot(e.sender.as_ref()) || is_bot(e.comment.user.as_ref()) {
+        return Ok(Outcome::Skipped(
+            "comments by bots (foreman included) are not read".to_owned(),
+        ));
+    }
+    if e.is_pull_request() {
+        return Ok(Outcome::Skipped("a comment on a pull request".to_owned()));
+    }
+    let repository = &e.repository.full_name;
+    let Some(cx) = context(
+        engine,
+        e.installation.map(|i| i.id),
+        repository,
+        e.issue.number,
+    )
+    .await?
+    else {
+        return Ok(Outcome::Skipped(
+            "no GitHub App installation to act through".to_owned(),
+        ));
+    };
+    let login = e
+        .comment
+        .user
+        .as_ref()
+        .map(|u| u.login.clone())
+        .unwrap_or_default();
+    let command = parse_command(&e.comment.body);
+    let live = work.store().live_objective(repository, cx.issue).await?;
+    if command.is_none() && live.is_none() {
+        return Ok(Outcome::Skipped("no foreman work on this issue".to_owned()));
+    }
+    let config = match &live {
+        Some(objective) => objective.config.clone(),
+        None => match cx.config(e.repository.default_branch.as_deref()).await? {
+            Ok(config) => config,
+            Err(error) => {
+                cx.reply(work, delivery, replies::bad_config(&error))
+                    .await?;
+                return Ok(Outcome::Processed);
+            }
+        },
+    };
+    let permission = cx.permission(&login).await?;
+    let may = super::repos::allowed(permission, config.permissions.command, &login, &config);
+    match command {
+        Some(_) if !may => {
+            cx.reply(
+                work,
+                delivery,
+                replies::may_not_command(&login, &config.permissions),
+            )
+            .await?;
+            Ok(Outcome::Processed)
+        }
+        Some(command) => run_command(&cx, work, delivery, e, command, live, config, &login).await,
+        None if !may => Ok(Outcome::Skipped(format!("@{login} may not steer foreman"))),
+        None => {
+            let objective = live.context("checked above")?;
+            steer(&cx, work, e, &objective, &login, permission).await
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_command(
+    cx: &IssueContext<'_>,
+    work: &mut Work<'_>,
+    delivery: &str,
+    e: &IssueCommentEvent,
+    command: Command,
+    live: Option<Objective>,
+    config: RepoConfig,
+    login: &str,
+) -> Result<Outcome> {
+    let comment = e.comment.id;
+    match (command, live) {
+        (Command::Help, _) => cx.reply(work, delivery, replies::help(None)).await?,
+        (Command::Unknown(word), _) => cx.reply(work, delivery, replies::help(Some(&word))).await?,
+        (Command::Status, Some(objective)) => {
+            work.tx().await?.force_status_refresh(objective.id).await?;
+            cx.react(work, comment, "+1").await?;
+        }
+        (Command::Stop, Some(_)) => {
+            stop(cx, work, &format!("stopped by @{login} with /foreman stop")).await?;
+            cx.react(work, comment, "+1").await?;
+        }
+        (Command::Resume, Some(objective)) => {
+            objectives::resume_in(cx.engine, work.tx().await?, &objective, login).await?;
+            cx.react(work, comment, "+1").await?;
+        }
+        (Command::Retry, live) => {
+            if live.is_some() {
+                stop(
+                    cx,
+                    work,
+                    &format!("restarted by @{login} with /foreman retry"),
+                )
+                .await?;
+            }
+            let key = format!("{}#{}:retry:{delivery}", cx.repository, cx.issue);
+            match start(
+                cx,
+                work,
+                &e.issue,
+                e.repository.id,
+                config,
+                Some(key),
+                false,
+            )
+            .await?
+            {
+                Outcome::Processed => cx.react(work, comment, "+1").await?,
+                Outcome::Skipped(_) => {
+                    cx.reply(work, delivery, replies::nothing_running("retry"))
+                        .await?
+                }
+            }
+        }
+        (command, None) => {
+            let word = format!("{command:?}").to_ascii_lowercase();
+            cx.reply(work, delivery, replies::nothing_running(&word))
+                .await?;
+        }
+    }
+    cx.engine.tick_bell.notify_one();
+    Ok(Outcome::Processed)
+}
+
+/// A comment from someone allowed to steer: news for the manager, fenced as what a person
+/// wrote. A live manager reads it next turn; a manager that has ended is replaced by one
+/// that starts with it.
+async fn steer(
+    cx: &IssueContext<'_>,
+    work: &mut Work<'_>,
+    e: &IssueCommentEvent,
+    objective: &Objective,
+    login: &str,
+    permission: Permission,
+) -> Result<Outcome> {
+    let author = Author {
+        login,
+        permission: permission.as_str(),
+    };
+    let note = format!(
+        "A comment on the issue:\n\n{}",
+        fence("comment", author, &e.comment.body)
+    );
+    let manager = match objective.manager {
+        Some(id) => work.store().session(id).await?,
+        None => None,
+    };
+    let now = cx.engine.clock.now();
+    let tx = work.tx().await?;
+    match manager {
+        Some(m) if !m.status.is_terminal() => {
+            tx.push_message(m.id, &note, now).await?;
+        }
+        _ => {
+            objectives::respawn_manager_in(cx.engine, tx, objective, &note).await?;
+        }
+    }
+    cx.engine.tick_bell.notify_one();
+    Ok(Outcome::Processed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_are_the_first_line_of_a_comment() {
+        assert_eq!(parse_command("/foreman stop"), Some(Command::Stop));
+        assert_eq!(
+            parse_command("\n  /foreman   Status please\nmore"),
+            Some(Command::Status)
+        );
+        assert_eq!(parse_command("/foreman"), Some(Command::Help));
+        assert_eq!(
+            parse_command("/foreman dance"),
+            Some(Command::Unknown("dance".into()))
+        );
+        assert_eq!(parse_command("/foremanx stop"), None);
+        assert_eq!(parse_command("please /foreman stop"), None);
+        assert_eq!(parse_command("Looks good to me"), None);
+        assert_eq!(parse_command("/foreman retry"), Some(Command::Retry));
+        assert_eq!(parse_command("/foreman resume"), Some(Command::Resume));
+    }
+}

@@ -1,0 +1,433 @@
+//! The living status comment: one comment per objective, posted when it starts and edited in
+//! place as things change. [`render`] is a pure function of what the store holds; the
+//! [`StatusComments`] tick task edits the comment when the rendering changed, at most once per
+//! [`MIN_EDIT_INTERVAL`] per objective (a burst of changes makes one edit), and once more when
+//! the objective ends.
+
+use std::collections::HashMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use super::Engine;
+use super::outbox::marker_comment;
+use super::tick::{BoxFuture, TickTask};
+use crate::github::rest::{self, RestError};
+use crate::model::text::one_line;
+use crate::model::{
+    InstallationId, Objective, ObjectiveId, ObjectiveStatus, PullRequest, Role, Session,
+    SessionStatus, Timestamp,
+};
+use crate::store::Question;
+
+/// Least time between two edits of one status comment.
+pub const MIN_EDIT_INTERVAL: Duration = Duration::from_secs(10);
+/// Longest one-line result shown for a worker.
+const RESULT_WIDTH: usize = 120;
+
+/// The first version of the status comment, posted when the objective starts.
+pub fn initial_comment(objective: ObjectiveId) -> String {
+    format!(
+        "**foreman** is starting work on this issue: a manager agent is reading it now. This \
+         comment will show its progress.\n\n{}",
+        marker_comment(&status_marker(objective))
+    )
+}
+
+/// The marker of an objective's status comment.
+pub fn status_marker(objective: ObjectiveId) -> String {
+    format!("status-{objective}")
+}
+
+/// Everything the status comment shows.
+pub struct StatusView<'a> {
+    pub objective: &'a Objective,
+    pub sessions: &'a [Session],
+    pub pulls: &'a [PullRequest],
+    pub questions: &'a [Question],
+}
+
+/// The status comment's Markdown.
+pub fn render(view: &StatusView<'_>, now: Timestamp) -> String {
+    let o = view.objective;
+    let mut out = String::new();
+    let turns: u32 = view.sessions.iter().map(|s| s.turns).sum();
+    let cost: u64 = view.sessions.iter().map(|s| s.cost_micros).sum();
+    let elapsed = o.ended_at.unwrap_or(now).since(o.created_at);
+    let headline = match o.status {
+        ObjectiveStatus::Active => "🟢 **foreman** is working on this issue.".to_owned(),
+        ObjectiveStatus::Waiting => "🟡 **foreman** is waiting for an answer from you.".to_owned(),
+        ObjectiveStatus::Done => "✅ **foreman** has finished this issue.".to_owned(),
+        ObjectiveStatus::Failed => format!(
+            "❌ **foreman** could not finish this issue{}.",
+            reason(o.status_reason.as_deref())
+        ),
+        ObjectiveStatus::Cancelled => format!(
+            "🛑 **foreman** stopped working on this issue{}.",
+            reason(o.status_reason.as_deref())
+        ),
+    };
+    let _ = writeln!(out, "{headline}\n");
+    let mut facts = vec![
+        format!(
+            "{} {}",
+            if o.status.is_terminal() {
+                "ran for"
+            } else {
+                "running for"
+            },
+            minutes(elapsed)
+        ),
+        format!("{turns} turn{}", plural(turns as usize)),
+    ];
+    if cost > 0 {
+        facts.push(format!("${:.2}", cost as f64 / 1e6));
+    }
+    let _ = writeln!(out, "<sub>{}</sub>\n", facts.join(" · "));
+    if let Some(summary) = o
+        .summary
+        .as_deref()
+        .filter(|_| o.status == ObjectiveStatus::Done)
+    {
+        let _ = writeln!(out, "**Summary:** {}\n", one_line(summary, 500));
+    }
+    if let Some(reached) = &o.budget_blocked {
+        let _ = writeln!(
+            out,
+            "⏸️ New work is on hold: the budget is reached ({reached}).\n"
+        );
+    }
+    if let Some(manager) = view.sessions.iter().rev().find(|s| s.role == Role::Manager)
+        && !o.status.is_terminal()
+    {
+        let doing = manager
+            .activity
+            .as_deref()
+            .map(|a| format!(" — {}", one_line(a, RESULT_WIDTH)))
+            .unwrap_or_default();
+        let _ = writeln!(out, "**Manager:** {}{doing}\n", status_word(manager.status));
+    }
+    let workers: Vec<&Session> = view
+        .sessions
+        .iter()
+        .filter(|s| s.role != Role::Manager)
+        .collect();
+    if !workers.is_empty() {
+        let _ = writeln!(
+            out,
+            "| Worker | Task | Status | Result |\n|---|---|---|---|"
+        );
+        for w in workers {
+            let result = w
+                .result
+                .as_deref()
+                .or(w.status_reason.as_deref())
+                .or(w.summary.as_deref())
+                .or(w.activity.as_deref())
+                .map(|r| cell(&one_line(r, RESULT_WIDTH)))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "| #{} | {} | {} | {result} |",
+                w.id,
+                cell(&one_line(&w.title, 80)),
+                status_word(w.status)
+            );
+        }
+        out.push('\n');
+    }
+    if !view.pulls.is_empty() {
+        let _ = writeln!(out, "**Pull requests**");
+        for p in view.pulls {
+            let checks = match p.checks.as_str() {
+                "passing" => " · checks passing ✅",
+                "failing" => " · checks failing ❌",
+                "pending" if p.state == "open" => " · checks pending ⏳",
+                _ => "",
+            };
+            let _ = writeln!(
+                out,
+                "- #{} {} — {}{checks}",
+                p.number,
+                one_line(&p.title, 80),
+                p.state
+            );
+        }
+        out.push('\n');
+    }
+    let open: Vec<&Question> = view
+        .questions
+        .iter()
+        .filter(|q| q.status == "open")
+        .collect();
+    if !open.is_empty() && !o.status.is_terminal() {
+        let _ = writeln!(out, "**Waiting for you** — reply on this issue to answer:");
+        for q in open {
+            let _ = writeln!(out, "- {}", one_line(&q.text, 200));
+        }
+        out.push('\n');
+    }
+    if !o.status.is_terminal() {
+        let _ = writeln!(
+            out,
+            "<sub>Commands: `/foreman status` · `/foreman stop` · `/foreman resume` · \
+             `/foreman retry` · `/foreman help`</sub>\n"
+        );
+    }
+    out.push_str(&marker_comment(&status_marker(o.id)));
+    out
+}
+
+fn reason(reason: Option<&str>) -> String {
+    reason
+        .map(|r| format!(": {}", one_line(r, 200)))
+        .unwrap_or_default()
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+fn minutes(d: Duration) -> String {
+    let m = d.as_secs() / 60;
+    match m {
+        0 => "under a minute".to_owned(),
+        1..=59 => format!("{m} min"),
+        _ => format!("{}h {:02}m", m / 60, m % 60),
+    }
+}
+
+/// A table cell: no pipes or line breaks.
+fn cell(text: &str) -> String {
+    text.replace('|', "\\|").replace(['\n', '\r'], " ")
+}
+
+fn status_word(status: SessionStatus) -> &'static str {
+    match status {
+        SessionStatus::Queued => "⏳ queued",
+        SessionStatus::Starting => "🔧 starting",
+        SessionStatus::Running => "⚙️ working",
+        SessionStatus::Idle => "💤 idle",
+        SessionStatus::Waiting => "🟡 waiting for an answer",
+        SessionStatus::Succeeded => "✅ done",
+        SessionStatus::Failed => "❌ failed",
+        SessionStatus::Cancelled => "🛑 cancelled",
+    }
+}
+
+/// Edits status comments whose rendering changed.
+#[derive(Default)]
+pub struct StatusComments {
+    /// Installations whose writes are paused by a rate limit, until when.
+    paused: Mutex<HashMap<InstallationId, Timestamp>>,
+}
+
+impl TickTask for StatusComments {
+    fn name(&self) -> &'static str {
+        "status-comments"
+    }
+
+    fn run<'a>(&'a self, engine: &'a Engine) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            for (objective, shown) in engine.store.objectives_to_render().await? {
+                if let Err(e) = self.refresh(engine, &objective, shown.as_deref()).await {
+                    tracing::warn!(objective = %objective.id, error = %format!("{e:#}"), "cannot update the status comment");
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+impl StatusComments {
+    async fn refresh(
+        &self,
+        engine: &Engine,
+        objective: &Objective,
+        shown: Option<&str>,
+    ) -> Result<()> {
+        let now = engine.clock.now();
+        let (Some(comment), Some(installation)) =
+            (objective.status_comment_id, objective.installation_id)
+        else {
+            return Ok(());
+        };
+        if self
+            .paused()
+            .get(&installation)
+            .is_some_and(|until| *until > now)
+        {
+            return Ok(());
+        }
+        let store = &engine.store;
+        let sessions = store.sessions_of(objective.id).await?;
+        let pulls = store.pulls_of(objective.id).await?;
+        let questions = store.questions_of(objective.id).await?;
+        let view = StatusView {
+            objective,
+            sessions: &sessions,
+            pulls: &pulls,
+            questions: &questions,
+        };
+        let rendered = render(&view, now);
+        let last = objective.status.is_terminal();
+        // Only the elapsed time changed: not worth an edit.
+        if shown.is_some_and(|s| without_time(s) == without_time(&rendered)) && !last {
+            return Ok(());
+        }
+        let edited_recently = store
+            .status_edited_at(objective.id)
+            .await?
+            .is_some_and(|at| now.since(at) < MIN_EDIT_INTERVAL);
+        if edited_recently && !last {
+            return Ok(());
+        }
+        let app = engine
+            .github()
+            .context("the GitHub App is not configured")?;
+        let client = app.installation_client(installation).await?;
+        match rest::edit_comment(&client, &objective.repository, comment, &rendered).await {
+            Ok(()) => {
+                store
+                    .status_rendered(objective.id, &rendered, last, now)
+                    .await
+            }
+            Err(RestError::RateLimited { retry_after, .. }) => {
+                self.paused().insert(installation, now.plus(retry_after));
+                Ok(())
+            }
+            Err(RestError::Status { status: 404, .. }) => {
+                // Someone deleted it: stop editing rather than failing every pass.
+                tracing::warn!(objective = %objective.id, "the status comment is gone");
+                store
+                    .status_rendered(objective.id, &rendered, true, now)
+                    .await
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn paused(&self) -> std::sync::MutexGuard<'_, HashMap<InstallationId, Timestamp>> {
+        self.paused.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The rendering without the line that carries the elapsed time.
+fn without_time(rendered: &str) -> String {
+    rendered
+        .lines()
+        .filter(|l| !l.starts_with("<sub>"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::session::fixtures;
+    use crate::model::{QuestionId, SessionId};
+
+    fn question(text: &str, status: &str) -> Question {
+        Question {
+            id: QuestionId(4),
+            objective_id: ObjectiveId(1),
+            session_id: None,
+            kind: "agent".into(),
+            text: text.into(),
+            context: None,
+            status: status.into(),
+            answer: None,
+            created_at: Timestamp(0),
+        }
+    }
+
+    fn pull() -> PullRequest {
+        PullRequest {
+            id: 1,
+            objective_id: ObjectiveId(1),
+            workspace_id: None,
+            session_id: Some(SessionId(3)),
+            repository: "octo/widgets".into(),
+            number: 12,
+            branch: "foreman/42-fix-s3".into(),
+            base_ref: "main".into(),
+            head_sha: "abc".into(),
+            state: "open".into(),
+            checks: "passing".into(),
+            title: "Fix the parser".into(),
+            url: "https://github.com/octo/widgets/pull/12".into(),
+            closes_issue: true,
+            updated_at: Timestamp(0),
+        }
+    }
+
+    #[test]
+    fn an_active_objective() {
+        let objective = fixtures::objective(1);
+        let mut manager = fixtures::session(2, 1, Role::Manager, SessionStatus::Idle);
+        manager.activity = Some("calling mcp__foreman__spawn_worker".into());
+        manager.turns = 3;
+        manager.cost_micros = 420_000;
+        let mut done = fixtures::session(3, 1, Role::Worker, SessionStatus::Succeeded);
+        done.title = "Fix the parser | lexer".into();
+        done.result = Some("Parser handles nested braces now.\nDetails follow.".into());
+        done.turns = 1;
+        let running = fixtures::session(4, 1, Role::Worker, SessionStatus::Running);
+        let sessions = [manager, done, running];
+        let pulls = [pull()];
+        let questions = [
+            question("Which colour should the widget be?", "open"),
+            question("Old?", "answered"),
+        ];
+        let view = StatusView {
+            objective: &objective,
+            sessions: &sessions,
+            pulls: &pulls,
+            questions: &questions,
+        };
+        let text = render(&view, Timestamp(0).plus(Duration::from_secs(12 * 60 + 5)));
+        crate::snapshot::assert_snapshot("status_active", &text);
+    }
+
+    #[test]
+    fn finished_and_stopped_objectives() {
+        let mut done = fixtures::objective(1);
+        done.status = ObjectiveStatus::Done;
+        done.summary = Some("Fixed the parser and added tests.".into());
+        done.ended_at = Some(Timestamp(0).plus(Duration::from_secs(3 * 3600 + 7 * 60)));
+        let sessions = [fixtures::session(
+            2,
+            1,
+            Role::Manager,
+            SessionStatus::Succeeded,
+        )];
+        let mut merged = pull();
+        merged.state = "merged".into();
+        let view = StatusView {
+            objective: &done,
+            sessions: &sessions,
+            pulls: &[merged],
+            questions: &[],
+        };
+        crate::snapshot::assert_snapshot("status_done", &render(&view, Timestamp(99_999_999)));
+
+        let mut stopped = fixtures::objective(1);
+        stopped.status = ObjectiveStatus::Cancelled;
+        stopped.status_reason = Some("stopped by @alice with /foreman stop".into());
+        stopped.ended_at = Some(Timestamp(30_000));
+        let view = StatusView {
+            objective: &stopped,
+            sessions: &[],
+            pulls: &[],
+            questions: &[question("Unanswered?", "cancelled")],
+        };
+        crate::snapshot::assert_snapshot("status_stopped", &render(&view, Timestamp(99_999_999)));
+    }
+
+    #[test]
+    fn the_initial_comment_carries_the_marker() {
+        assert!(initial_comment(ObjectiveId(7)).ends_with("<!-- foreman:status-7 -->"));
+    }
+}

@@ -1,0 +1,362 @@
+//! A repository's `.github/foreman.yml`: what label starts foreman, which agents run, who may
+//! start, command and answer, budgets. Read from the default branch only; absent keys take
+//! the server's defaults; a mistake is reported with the key and line it is on.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::agent::AgentKind;
+
+/// The file's path in a repository.
+pub const CONFIG_PATH: &str = ".github/foreman.yml";
+/// The label that starts foreman when the file does not name another.
+pub const DEFAULT_TRIGGER_LABEL: &str = "foreman";
+
+/// A repository role, weakest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Permission {
+    None,
+    Read,
+    Triage,
+    Write,
+    Maintain,
+    Admin,
+}
+
+impl Permission {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Permission::None => "none",
+            Permission::Read => "read",
+            Permission::Triage => "triage",
+            Permission::Write => "write",
+            Permission::Maintain => "maintain",
+            Permission::Admin => "admin",
+        }
+    }
+
+    /// GitHub's words for roles, old and new.
+    pub fn parse(s: &str) -> Option<Permission> {
+        Some(match s {
+            "none" => Permission::None,
+            "read" | "pull" => Permission::Read,
+            "triage" => Permission::Triage,
+            "write" | "push" => Permission::Write,
+            "maintain" => Permission::Maintain,
+            "admin" => Permission::Admin,
+            _ => return None,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for Permission {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Permission::parse(&s).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "`{s}` is not a permission (use read, triage, write, maintain or admin)"
+            ))
+        })
+    }
+}
+
+/// Which agent CLI a role uses in this repository, and how.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentChoice {
+    /// `claude` or `codex` (a `command` agent is the server's to configure, not a repository's).
+    #[serde(default, deserialize_with = "cli_kind")]
+    pub agent: Option<AgentKind>,
+    pub model: Option<String>,
+    #[serde(default)]
+    pub args: Vec<String>,
+}
+
+/// Workers' agent and how many run at once.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerChoice {
+    #[serde(default, deserialize_with = "cli_kind")]
+    pub agent: Option<AgentKind>,
+    pub model: Option<String>,
+    #[serde(default)]
+    pub args: Vec<String>,
+    pub max_parallel: Option<usize>,
+}
+
+impl WorkerChoice {
+    /// The agent part, as a manager's is given.
+    pub fn agent(&self) -> AgentChoice {
+        AgentChoice {
+            agent: self.agent,
+            model: self.model.clone(),
+            args: self.args.clone(),
+        }
+    }
+}
+
+/// Budget limits that replace the server's defaults.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetChoice {
+    pub sessions: Option<u32>,
+    pub turns: Option<u32>,
+    #[serde(
+        default,
+        deserialize_with = "duration",
+        serialize_with = "duration_out"
+    )]
+    pub time: Option<Duration>,
+    /// US dollars.
+    pub cost: Option<f64>,
+}
+
+/// Who may do what.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Permissions {
+    /// Least permission to start foreman with the label.
+    #[serde(default = "write")]
+    pub trigger: Permission,
+    /// Least permission to use `/foreman` commands and steer with comments.
+    #[serde(default = "write")]
+    pub command: Permission,
+    /// Least permission to answer foreman's questions.
+    #[serde(default = "write")]
+    pub answer: Permission,
+    /// People allowed all of the above whatever their permission.
+    #[serde(default)]
+    pub users: Vec<String>,
+    /// Whether the issue's author may answer questions on it.
+    #[serde(default)]
+    pub issue_author_may_answer: bool,
+}
+
+impl Default for Permissions {
+    fn default() -> Self {
+        Permissions {
+            trigger: Permission::Write,
+            command: Permission::Write,
+            answer: Permission::Write,
+            users: Vec::new(),
+            issue_author_may_answer: false,
+        }
+    }
+}
+
+fn write() -> Permission {
+    Permission::Write
+}
+
+/// The whole file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepoConfig {
+    #[serde(default = "default_label")]
+    pub trigger_label: String,
+    #[serde(default)]
+    pub manager: AgentChoice,
+    #[serde(default)]
+    pub workers: WorkerChoice,
+    #[serde(default)]
+    pub budget: BudgetChoice,
+    #[serde(default)]
+    pub permissions: Permissions,
+    /// The branch work starts from (default: the repository's default branch).
+    pub base_branch: Option<String>,
+    /// Whether a human must approve the manager's plan before workers start.
+    #[serde(default)]
+    pub plan_approval: bool,
+}
+
+impl Default for RepoConfig {
+    fn default() -> Self {
+        RepoConfig {
+            trigger_label: default_label(),
+            manager: AgentChoice::default(),
+            workers: WorkerChoice::default(),
+            budget: BudgetChoice::default(),
+            permissions: Permissions::default(),
+            base_branch: None,
+            plan_approval: false,
+        }
+    }
+}
+
+fn default_label() -> String {
+    DEFAULT_TRIGGER_LABEL.to_owned()
+}
+
+/// What is wrong with a config file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{CONFIG_PATH}{}: {message}", line.map(|l| format!(" line {l}")).unwrap_or_default())]
+pub struct ConfigError {
+    pub message: String,
+    /// 1-based line of the mistake, when known.
+    pub line: Option<usize>,
+}
+
+impl RepoConfig {
+    /// Parses the file; an empty file is the defaults.
+    pub fn parse(text: &str) -> Result<RepoConfig, ConfigError> {
+        if text.trim().is_empty() {
+            return Ok(RepoConfig::default());
+        }
+        let config: RepoConfig = serde_yaml::from_str(text).map_err(|e| {
+            let message = e.to_string();
+            // serde_yaml appends " at line L column C"; the line is reported on its own.
+            let message = match message.find(" at line ") {
+                Some(at) => message[..at].to_owned(),
+                None => message,
+            };
+            ConfigError {
+                message,
+                line: e.location().map(|l| l.line()),
+            }
+        })?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        let fail = |message: String| {
+            Err(ConfigError {
+                message,
+                line: None,
+            })
+        };
+        if self.trigger_label.trim().is_empty() {
+            return fail("trigger_label: must not be empty".to_owned());
+        }
+        if self.workers.max_parallel == Some(0) {
+            return fail("workers.max_parallel: must be at least 1".to_owned());
+        }
+        if self.budget.cost.is_some_and(|c| c.is_nan() || c <= 0.0) {
+            return fail("budget.cost: must be a positive number of dollars".to_owned());
+        }
+        if let Some(branch) = &self.base_branch
+            && (branch.is_empty()
+                || branch.contains(['\n', ' ', '~', '^', ':', '\\'])
+                || branch.contains(".."))
+        {
+            return fail(format!("base_branch: `{branch}` is not a branch name"));
+        }
+        Ok(())
+    }
+}
+
+fn cli_kind<'de, D: Deserializer<'de>>(d: D) -> Result<Option<AgentKind>, D::Error> {
+    match Option::<String>::deserialize(d)?.as_deref() {
+        None => Ok(None),
+        Some("claude") => Ok(Some(AgentKind::Claude)),
+        Some("codex") => Ok(Some(AgentKind::Codex)),
+        Some(other) => Err(serde::de::Error::custom(format!(
+            "`{other}` is not an agent this file can choose (use claude or codex)"
+        ))),
+    }
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let Some(s) = Option::<String>::deserialize(d)? else {
+        return Ok(None);
+    };
+    humantime::parse_duration(&s)
+        .map(Some)
+        .map_err(|_| serde::de::Error::custom(format!("`{s}` is not a duration like 90m or 24h")))
+}
+
+fn duration_out<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_some(&humantime::format_duration(*d).to_string()),
+        None => s.serialize_none(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_absent_or_empty_file_is_the_defaults() {
+        assert_eq!(RepoConfig::parse("").unwrap(), RepoConfig::default());
+        assert_eq!(
+            RepoConfig::parse("# nothing\n").unwrap(),
+            RepoConfig::default()
+        );
+        assert_eq!(RepoConfig::default().trigger_label, "foreman");
+        assert_eq!(RepoConfig::default().permissions.trigger, Permission::Write);
+    }
+
+    #[test]
+    fn every_key_reads() {
+        let text = "\
+trigger_label: ai
+manager:
+  agent: codex
+  model: gpt-5
+workers:
+  agent: claude
+  args: [--verbose]
+  max_parallel: 2
+budget:
+  sessions: 5
+  turns: 50
+  time: 2h
+  cost: 12.5
+permissions:
+  trigger: maintain
+  command: write
+  answer: triage
+  users: [dana]
+  issue_author_may_answer: true
+base_branch: develop
+plan_approval: true
+";
+        let c = RepoConfig::parse(text).unwrap();
+        assert_eq!(c.trigger_label, "ai");
+        assert_eq!(c.manager.agent, Some(AgentKind::Codex));
+        assert_eq!(c.workers.agent().args, ["--verbose"]);
+        assert_eq!(c.workers.max_parallel, Some(2));
+        assert_eq!(c.budget.time, Some(Duration::from_secs(7200)));
+        assert_eq!(c.permissions.answer, Permission::Triage);
+        assert!(c.permissions.issue_author_may_answer && c.plan_approval);
+        assert_eq!(c.base_branch.as_deref(), Some("develop"));
+        // It survives the round trip through the objective's stored copy, defaults too.
+        for config in [c, RepoConfig::default()] {
+            let stored = serde_json::to_string(&config).unwrap();
+            assert_eq!(serde_json::from_str::<RepoConfig>(&stored).unwrap(), config);
+        }
+    }
+
+    #[test]
+    fn mistakes_name_the_key_and_line() {
+        let e = RepoConfig::parse("trigger_label: x\nbudgit:\n  turns: 3\n").unwrap_err();
+        assert_eq!(e.line, Some(2));
+        assert!(e.message.contains("unknown field `budgit`"), "{e}");
+        assert_eq!(
+            e.to_string().split(':').next().unwrap(),
+            ".github/foreman.yml line 2"
+        );
+        let e = RepoConfig::parse("permissions:\n  trigger: writer\n").unwrap_err();
+        assert!(e.message.contains("`writer` is not a permission"), "{e}");
+        assert_eq!(e.line, Some(2));
+        let e = RepoConfig::parse("manager:\n  agent: command\n").unwrap_err();
+        assert!(
+            e.message.contains("not an agent this file can choose"),
+            "{e}"
+        );
+        let e = RepoConfig::parse("budget:\n  time: forever\n").unwrap_err();
+        assert!(e.message.contains("not a duration"), "{e}");
+        let e = RepoConfig::parse("workers:\n  agent: claude\n  colour: red\n").unwrap_err();
+        assert!(
+            e.message.contains("unknown field `colour`") && e.line == Some(3),
+            "{e}"
+        );
+        let e = RepoConfig::parse("workers:\n  max_parallel: 0\n").unwrap_err();
+        assert!(e.message.contains("workers.max_parallel"), "{e}");
+        assert!(RepoConfig::parse("[not, a, map]").is_err());
+        assert!(RepoConfig::parse("base_branch: '../x'").is_err());
+    }
+}
