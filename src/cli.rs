@@ -48,6 +48,9 @@ enum Command {
     Migrate(DatabaseArgs),
     /// Check the configuration and print it (secrets hidden); exit non-zero if it is invalid.
     CheckConfig(Box<ServeArgs>),
+    /// Check that this configuration works: database, GitHub App, webhook secret, git, agent
+    /// CLIs and work root, one line each; exit non-zero if a required check fails.
+    Doctor(Box<ServeArgs>),
     /// Inspect and replay stored webhook deliveries.
     #[command(subcommand)]
     Deliveries(DeliveriesCommand),
@@ -147,13 +150,21 @@ async fn run(command: Command) -> Result<()> {
             Ok(())
         }
         Command::CheckConfig(args) => check_config(&args),
+        Command::Doctor(args) => {
+            if crate::doctor::run(&args).await {
+                Ok(())
+            } else {
+                bail!("doctor: some checks failed; see the lines above")
+            }
+        }
         Command::Deliveries(command) => deliveries(command).await,
     }
 }
 
 fn check_config(args: &ServeArgs) -> Result<()> {
     crate::store::Backend::of_url(args.database.url.expose_secret())?;
-    let credentials = args.github.app_credentials()?;
+    let identity = crate::setup::credentials::resolve(&args.github, &args.setup)?;
+    let credentials = identity.app.clone();
     url::Url::parse(&args.github.api_url).map_err(|e| {
         anyhow::anyhow!(
             "GITHUB_API_URL `{}` is not a URL ({e})",
@@ -168,14 +179,19 @@ fn check_config(args: &ServeArgs) -> Result<()> {
     println!("github api      {}", args.github.api_url);
     println!(
         "github app      {}",
-        match &credentials {
-            Some(c) => format!("app id {} with a valid private key", c.app_id),
-            None => "not configured".to_owned(),
+        match (&credentials, identity.source) {
+            (Some(c), crate::setup::credentials::Source::File) => format!(
+                "app id {} with a valid private key, from {}",
+                c.app_id,
+                args.setup.app_file.display()
+            ),
+            (Some(c), _) => format!("app id {} with a valid private key", c.app_id),
+            (None, _) => "not configured (the setup page registers one)".to_owned(),
         }
     );
     println!(
         "webhook secrets {} configured",
-        args.github.webhook_secrets().len()
+        identity.webhook_secrets.len()
     );
     let agents = crate::engine::AgentSettings::from_args(&args.agents)?;
     for (role, profile) in [("manager", &agents.manager), ("worker", &agents.worker)] {
@@ -203,7 +219,7 @@ fn check_config(args: &ServeArgs) -> Result<()> {
         crate::engine::gc::human_bytes(args.gc.min_free_disk),
         humantime::format_duration(args.gc.mirror_gc_every)
     );
-    let missing = args.github.missing();
+    let missing = identity.missing();
     if !missing.is_empty() {
         println!("missing         {}", missing.join(", "));
     }

@@ -20,6 +20,10 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:3000";
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://foreman.db";
 /// Default GitHub REST API base URL.
 pub const DEFAULT_GITHUB_API_URL: &str = "https://api.github.com";
+/// Default GitHub web address (App registration and installation pages).
+pub const DEFAULT_GITHUB_WEB_URL: &str = "https://github.com";
+/// Default file the setup flow stores the registered App's credentials in.
+pub const DEFAULT_APP_FILE: &str = "github-app.json";
 
 /// Where the database lives. Shared by every subcommand.
 #[derive(Args, Debug, Clone)]
@@ -65,6 +69,10 @@ pub struct GitHubArgs {
     /// GitHub REST API base URL (GitHub Enterprise Server: `https://HOST/api/v3`).
     #[arg(long = "github-api-url", env = "GITHUB_API_URL", default_value = DEFAULT_GITHUB_API_URL)]
     pub api_url: String,
+    /// GitHub's web address, where Apps are registered and installed (GitHub Enterprise
+    /// Server: `https://HOST`).
+    #[arg(long = "github-web-url", env = "GITHUB_WEB_URL", default_value = DEFAULT_GITHUB_WEB_URL)]
+    pub web_url: String,
     /// Pause between two comments foreman posts (GitHub asks integrations to space
     /// content-creating requests).
     #[arg(long = "comment-spacing", env = "FOREMAN_COMMENT_SPACING", default_value = "1s", value_parser = parse_duration)]
@@ -325,6 +333,56 @@ impl Default for GcArgs {
     }
 }
 
+/// The supervisor: when a stalled manager is poked, how many times a dead one is replaced
+/// before the humans are asked.
+#[derive(Args, Debug, Clone)]
+pub struct SupervisorArgs {
+    /// How long a manager's turn must have been over, with nothing running, before it is
+    /// poked.
+    #[arg(long = "supervisor-idle-after", env = "FOREMAN_SUPERVISOR_IDLE_AFTER", default_value = "90s", value_parser = parse_duration)]
+    pub idle_after: Duration,
+    /// Least time between two supervisor actions on one objective.
+    #[arg(long = "supervisor-cooldown", env = "FOREMAN_SUPERVISOR_COOLDOWN", default_value = "90s", value_parser = parse_duration)]
+    pub cooldown: Duration,
+    /// Manager attempts (that really started) before the humans are asked.
+    #[arg(
+        long = "supervisor-max-attempts",
+        env = "FOREMAN_SUPERVISOR_MAX_ATTEMPTS",
+        default_value_t = 4
+    )]
+    pub max_attempts: u32,
+    /// Manager sessions of any kind before the humans are asked.
+    #[arg(
+        long = "supervisor-max-managers",
+        env = "FOREMAN_SUPERVISOR_MAX_MANAGERS",
+        default_value_t = 16
+    )]
+    pub max_managers: u32,
+}
+
+impl SupervisorArgs {
+    pub fn settings(&self) -> crate::model::supervisor::Settings {
+        crate::model::supervisor::Settings {
+            idle_after: self.idle_after,
+            cooldown: self.cooldown,
+            max_attempts: self.max_attempts.max(1),
+            max_managers: self.max_managers.max(1),
+        }
+    }
+}
+
+impl Default for SupervisorArgs {
+    fn default() -> Self {
+        let s = crate::model::supervisor::Settings::default();
+        SupervisorArgs {
+            idle_after: s.idle_after,
+            cooldown: s.cooldown,
+            max_attempts: s.max_attempts,
+            max_managers: s.max_managers,
+        }
+    }
+}
+
 /// How one role's sessions run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentProfile {
@@ -347,6 +405,21 @@ impl AgentProfile {
     }
 }
 
+/// The setup flow: where foreman is reached from outside, and where the credentials of an
+/// App registered through its setup page are kept.
+#[derive(Args, Debug, Clone)]
+pub struct SetupArgs {
+    /// foreman's public base URL (`https://foreman.example.com`), used in the App manifest
+    /// for the webhook and redirect URLs. Default: from the setup request's
+    /// `X-Forwarded-Proto`/`X-Forwarded-Host` or `Host` headers.
+    #[arg(long = "public-url", env = "FOREMAN_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// File (mode 0600) holding the App's id, private key and webhook secret once the setup
+    /// page registered it; read at startup for whatever the GITHUB_* settings leave out.
+    #[arg(long = "app-file", env = "FOREMAN_APP_FILE", default_value = DEFAULT_APP_FILE)]
+    pub app_file: PathBuf,
+}
+
 /// Options of the long-running service.
 #[derive(Args, Debug, Clone)]
 pub struct ServeArgs {
@@ -360,6 +433,10 @@ pub struct ServeArgs {
     pub git: GitArgs,
     #[command(flatten)]
     pub gc: GcArgs,
+    #[command(flatten)]
+    pub supervisor: SupervisorArgs,
+    #[command(flatten)]
+    pub setup: SetupArgs,
     /// Address to listen on. Defaults to 127.0.0.1:3000; `PORT` alone sets the port.
     #[arg(long = "listen", env = "FOREMAN_LISTEN")]
     pub listen: Option<SocketAddr>,

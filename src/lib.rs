@@ -8,6 +8,7 @@
 pub mod agent;
 pub mod cli;
 pub mod config;
+pub mod doctor;
 pub mod engine;
 pub mod github;
 pub mod mcp;
@@ -15,6 +16,7 @@ pub mod metrics;
 pub mod model;
 pub mod server;
 pub mod service;
+pub mod setup;
 pub mod snapshot;
 pub mod store;
 pub mod workspace;

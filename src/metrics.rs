@@ -64,6 +64,12 @@ pub struct Metrics {
     pub processing_latency: Histogram,
     /// Tick passes run while holding the lease.
     pub ticks: AtomicU64,
+    /// Stalled managers the supervisor gave a turn.
+    pub supervisor_pokes: AtomicU64,
+    /// Managers the supervisor started in place of one that ended.
+    pub supervisor_respawns: AtomicU64,
+    /// Objectives the supervisor handed to the humans.
+    pub supervisor_escalations: AtomicU64,
     /// Workspace GC passes run.
     pub gc_passes: AtomicU64,
     /// Checkouts GC removed.
@@ -149,6 +155,21 @@ impl Metrics {
                 "foreman_ticks_total",
                 "Tick passes run by this instance.",
                 &self.ticks,
+            ),
+            (
+                "foreman_supervisor_pokes_total",
+                "Stalled managers the supervisor gave a turn.",
+                &self.supervisor_pokes,
+            ),
+            (
+                "foreman_supervisor_respawns_total",
+                "Managers the supervisor started in place of one that ended.",
+                &self.supervisor_respawns,
+            ),
+            (
+                "foreman_supervisor_escalations_total",
+                "Objectives the supervisor handed to the humans after its respawn budget.",
+                &self.supervisor_escalations,
             ),
             (
                 "foreman_gc_passes_total",

@@ -14,8 +14,10 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{ServeArgs, redact_url};
 use crate::engine::gc::{GcSettings, GcTask};
 use crate::engine::outbox::Outbox;
+use crate::engine::questions::QuestionComments;
 use crate::engine::scheduler::Scheduler;
 use crate::engine::status::StatusComments;
+use crate::engine::supervisor::Supervisor;
 use crate::engine::tick::{InboxRetention, TickSettings, TickTask};
 use crate::engine::{AgentSettings, Engine, inbox, tick};
 use crate::github::app::GitHubApp;
@@ -30,6 +32,8 @@ const INBOX_RETENTION: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 pub struct Running {
     pub addr: SocketAddr,
     pub engine: Arc<Engine>,
+    /// The setup flow (its token is in the startup log while no App is configured).
+    pub setup: Arc<crate::setup::Setup>,
     stop: CancellationToken,
     server: JoinHandle<std::io::Result<()>>,
     loops: Vec<JoinHandle<()>>,
@@ -47,7 +51,7 @@ pub async fn open_store(url: &secrecy::SecretString) -> Result<Store> {
 
 /// Starts everything `foreman serve` runs and returns once the server is listening.
 pub async fn start(args: &ServeArgs, clock: Arc<dyn Clock>) -> Result<Running> {
-    let credentials = args.github.app_credentials()?;
+    let identity = crate::setup::credentials::resolve(&args.github, &args.setup)?;
     let agents = AgentSettings::from_args(&args.agents)?;
     let store = open_store(&args.database.url).await?;
     let backend = match store.backend() {
@@ -72,14 +76,21 @@ pub async fn start(args: &ServeArgs, clock: Arc<dyn Clock>) -> Result<Running> {
         holder.clone(),
         args.github.posting(),
     ));
-    let app = credentials
-        .map(|c| GitHubApp::new(&c, &args.github.api_url, clock).map(Arc::new))
+    let app = identity
+        .app
+        .as_ref()
+        .map(|c| GitHubApp::new(c, &args.github.api_url, clock.clone()).map(Arc::new))
         .transpose()?;
-    engine.set_identity(app, args.github.webhook_secrets());
+    engine.set_identity(app, identity.webhook_secrets.clone());
     engine.gc.configure(GcSettings::from_args(&args.gc));
-    let missing = args.github.missing();
+    let setup = Arc::new(crate::setup::Setup::new(engine.clone(), args, &identity));
+    let missing = identity.missing();
     if missing.is_empty() {
-        tracing::info!(api = %args.github.api_url, "GitHub App configured");
+        let from = match identity.source {
+            crate::setup::credentials::Source::File => "the credentials file",
+            _ => "the settings",
+        };
+        tracing::info!(api = %args.github.api_url, "GitHub App configured from {from}");
     } else {
         tracing::warn!(
             "GitHub App settings missing: {}. Webhooks are refused (503) until the webhook \
@@ -117,8 +128,12 @@ pub async fn start(args: &ServeArgs, clock: Arc<dyn Clock>) -> Result<Running> {
         Box::new(Scheduler {
             engine: engine.clone(),
         }),
+        Box::new(Supervisor {
+            settings: args.supervisor.settings(),
+        }),
         Box::new(Outbox),
         Box::new(StatusComments::default()),
+        Box::new(QuestionComments),
         Box::new(InboxRetention {
             keep: INBOX_RETENTION,
         }),
@@ -136,7 +151,8 @@ pub async fn start(args: &ServeArgs, clock: Arc<dyn Clock>) -> Result<Running> {
             stop.clone(),
         )),
     ];
-    let router = crate::server::router(engine.clone());
+    let router =
+        crate::server::router(engine.clone()).merge(crate::server::setup::routes(setup.clone()));
     let server_stop = stop.clone();
     let server = tokio::spawn(async move {
         axum::serve(listener, router)
@@ -144,9 +160,16 @@ pub async fn start(args: &ServeArgs, clock: Arc<dyn Clock>) -> Result<Running> {
             .await
     });
     tracing::info!("listening on http://{addr}");
+    if !setup.is_configured() {
+        tracing::warn!(
+            "no GitHub App yet: register one from the setup page, {}",
+            setup.link(addr)
+        );
+    }
     Ok(Running {
         addr,
         engine,
+        setup,
         stop,
         server,
         loops,

@@ -4,8 +4,9 @@
 
 use anyhow::{Result, bail};
 
-use crate::model::text::{Author, fence};
-use crate::model::{Objective, Role, Session};
+use crate::model::text::{Author, clean, fence, one_line};
+use crate::model::{Objective, PullRequest, Role, Session};
+use crate::store::Question;
 
 const MANAGER: &str = include_str!("../../prompts/manager.md");
 const WORKER: &str = include_str!("../../prompts/worker.md");
@@ -13,6 +14,10 @@ const MANAGER_MESSAGE: &str = include_str!("../../prompts/manager_message.md");
 const WORKER_MESSAGE: &str = include_str!("../../prompts/worker_message.md");
 const INTERRUPTED: &str = include_str!("../../prompts/interrupted.md");
 const PREVIOUS_ATTEMPT: &str = include_str!("../../prompts/previous_attempt.md");
+const PLAN_RULE: &str = include_str!("../../prompts/plan_rule.md");
+const SNAPSHOT: &str = include_str!("../../prompts/snapshot.md");
+const POKE: &str = include_str!("../../prompts/poke.md");
+const RESUME: &str = include_str!("../../prompts/resume.md");
 
 /// The first turn of a session.
 pub fn first_turn(session: &Session, objective: &Objective) -> Result<String> {
@@ -31,6 +36,14 @@ pub fn first_turn(session: &Session, objective: &Objective) -> Result<String> {
                     ("repository", repository),
                     ("issue_number", &issue_number),
                     ("issue", &fence("issue", author, &issue)),
+                    (
+                        "plan_rule",
+                        if objective.config.plan_approval {
+                            PLAN_RULE
+                        } else {
+                            ""
+                        },
+                    ),
                 ],
             )
         }
@@ -39,7 +52,7 @@ pub fn first_turn(session: &Session, objective: &Objective) -> Result<String> {
             &[
                 ("repository", repository),
                 ("issue_number", &issue_number),
-                ("issue_title", &crate::model::text::clean(&objective.title)),
+                ("issue_title", &clean(&objective.title)),
                 ("title", &session.title),
                 ("instructions", &session.instructions),
             ],
@@ -58,29 +71,11 @@ pub fn message_turn(role: Role, messages: &[String]) -> Result<String> {
 
 /// What a new manager is told about the objective on the same issue before it.
 pub fn previous_attempt(previous: &Objective, sessions: &[Session]) -> Result<String> {
-    let workers: Vec<String> = sessions
-        .iter()
-        .filter(|s| s.role != Role::Manager)
-        .map(|s| {
-            let result = s
-                .result
-                .as_deref()
-                .or(s.status_reason.as_deref())
-                .map(|r| format!(": {}", crate::model::text::one_line(r, 300)))
-                .unwrap_or_default();
-            format!("- #{} {} ({}){result}", s.id, s.title, s.status.as_str())
-        })
-        .collect();
-    let reason = previous
-        .status_reason
-        .as_deref()
-        .map(|r| format!(": {r}"))
-        .unwrap_or_default();
     fill(
         PREVIOUS_ATTEMPT,
         &[
             ("status", previous.status.as_str()),
-            ("reason", &reason),
+            ("reason", &reason(previous.status_reason.as_deref())),
             (
                 "summary",
                 previous
@@ -88,16 +83,117 @@ pub fn previous_attempt(previous: &Objective, sessions: &[Session]) -> Result<St
                     .as_deref()
                     .unwrap_or("(no summary was given)"),
             ),
-            (
-                "workers",
-                &if workers.is_empty() {
-                    "(none)".to_owned()
-                } else {
-                    workers.join("\n")
-                },
-            ),
+            ("workers", &worker_lines(sessions)),
         ],
     )
+}
+
+/// Everything the objective's managers need to know about where the work stands, so that
+/// one taking over (or one that stalled) can go on without redoing anything.
+pub struct Snapshot<'a> {
+    pub objective: &'a Objective,
+    pub sessions: &'a [Session],
+    pub pulls: &'a [PullRequest],
+    pub questions: &'a [Question],
+}
+
+/// The state of an objective: its workers with their results, its pull requests with their
+/// checks, and the questions asked with their answers.
+pub fn snapshot(s: &Snapshot<'_>) -> Result<String> {
+    let pulls: Vec<String> = s
+        .pulls
+        .iter()
+        .map(|p| {
+            format!(
+                "- #{} {} ({}, checks {}), from branch {}",
+                p.number,
+                one_line(&p.title, 120),
+                p.state,
+                p.checks,
+                p.branch
+            )
+        })
+        .collect();
+    let questions: Vec<String> = s
+        .questions
+        .iter()
+        .map(|q| {
+            let outcome = match (q.status.as_str(), &q.answer) {
+                ("answered", Some(answer)) => format!(
+                    "answered by @{}: {}",
+                    q.answered_by.as_deref().unwrap_or("someone"),
+                    one_line(&clean(answer), 300)
+                ),
+                ("open", _) => "waiting for an answer".to_owned(),
+                (status, _) => status.to_owned(),
+            };
+            format!("- {} ({outcome})", one_line(&q.text, 300))
+        })
+        .collect();
+    fill(
+        SNAPSHOT,
+        &[
+            ("issue_number", &s.objective.issue_number.to_string()),
+            ("title", &clean(&s.objective.title)),
+            ("workers", &worker_lines(s.sessions)),
+            ("pulls", &or_none(pulls)),
+            ("questions", &or_none(questions)),
+        ],
+    )
+}
+
+/// The supervisor's message to a manager whose work has stalled.
+pub fn poke(snapshot: &str) -> Result<String> {
+    fill(POKE, &[("snapshot", snapshot)])
+}
+
+/// What a manager taking over from an earlier one is told, after its role prompt.
+pub fn resume(previous: &Session, snapshot: &str) -> Result<String> {
+    fill(
+        RESUME,
+        &[
+            ("status", previous.status.as_str()),
+            ("reason", &reason(previous.status_reason.as_deref())),
+            ("snapshot", snapshot),
+        ],
+    )
+}
+
+/// One line per worker: id, title, role, status and a one-line result.
+fn worker_lines(sessions: &[Session]) -> String {
+    or_none(
+        sessions
+            .iter()
+            .filter(|s| s.role != Role::Manager)
+            .map(|s| {
+                let result = s
+                    .result
+                    .as_deref()
+                    .or(s.status_reason.as_deref())
+                    .map(|r| format!(": {}", one_line(r, 300)))
+                    .unwrap_or_default();
+                format!(
+                    "- #{} {} ({}, {}){result}",
+                    s.id,
+                    one_line(&s.title, 120),
+                    s.role.as_str(),
+                    s.status.as_str()
+                )
+            })
+            .collect(),
+    )
+}
+
+fn reason(reason: Option<&str>) -> String {
+    reason.map(|r| format!(": {r}")).unwrap_or_default()
+}
+
+fn or_none(lines: Vec<String>) -> String {
+    if lines.is_empty() {
+        "(none)".to_owned()
+    } else {
+        lines.join("\n")
+    }
 }
 
 /// The turn that resumes a session whose previous turn was cut short by a restart.

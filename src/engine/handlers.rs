@@ -74,6 +74,7 @@ pub async fn handle(
     }
     let audit = |kind: &str, detail: String| AuditEntry {
         at: engine.clock.now(),
+        objective_id: None,
         delivery_id: Some(delivery.delivery_id.clone()),
         installation_id: event.installation_id().map(InstallationId),
         repository_id: event.repository().map(|r| RepositoryId(r.id)),

@@ -28,6 +28,8 @@ pub enum Command {
     Stop,
     Resume,
     Retry,
+    /// Approves the manager's plan.
+    Approve,
     Help,
     /// Something foreman does not know.
     Unknown(String),
@@ -50,6 +52,7 @@ pub fn parse_command(body: &str) -> Option<Command> {
         "stop" | "cancel" => Command::Stop,
         "resume" | "continue" => Command::Resume,
         "retry" | "restart" => Command::Retry,
+        "approve" => Command::Approve,
         "help" => Command::Help,
         _ => Command::Unknown(word),
     })
@@ -417,7 +420,11 @@ pub async fn comment_event(
     delivery: &str,
     e: &IssueCommentEvent,
 ) -> Result<Outcome> {
-    if e.action.kind() != IssueCommentAction::Created {
+    let action = e.action.kind();
+    if !matches!(
+        action,
+        IssueCommentAction::Created | IssueCommentAction::Edited
+    ) {
         return Ok(Outcome::Skipped(format!(
             "comment `{}` needs nothing from foreman",
             e.action.as_str()
@@ -450,8 +457,22 @@ pub async fn comment_event(
         .as_ref()
         .map(|u| u.login.clone())
         .unwrap_or_default();
+    if action == IssueCommentAction::Edited {
+        return edited(&cx, work, e, &login).await;
+    }
     let command = parse_command(&e.comment.body);
     let live = work.store().live_objective(repository, cx.issue).await?;
+    if (command.is_some() || live.is_some())
+        && !work
+            .tx()
+            .await?
+            .mark_comment_handled(e.comment.id, engine.clock.now())
+            .await?
+    {
+        return Ok(Outcome::Skipped(
+            "this comment was acted on before".to_owned(),
+        ));
+    }
     if command.is_none() && live.is_none() {
         return Ok(Outcome::Skipped("no foreman work on this issue".to_owned()));
     }
@@ -479,12 +500,70 @@ pub async fn comment_event(
             Ok(Outcome::Processed)
         }
         Some(command) => run_command(&cx, work, delivery, e, command, live, config, &login).await,
-        None if !may => Ok(Outcome::Skipped(format!("@{login} may not steer foreman"))),
         None => {
             let objective = live.context("checked above")?;
+            let issue_author = e
+                .issue
+                .user
+                .as_ref()
+                .is_some_and(|u| u.login.eq_ignore_ascii_case(&login));
+            let may_answer =
+                super::repos::allowed(permission, config.permissions.answer, &login, &config)
+                    || (config.permissions.issue_author_may_answer && issue_author);
+            if may_answer {
+                let author = Author {
+                    login: &login,
+                    permission: permission.as_str(),
+                };
+                let tx = work.tx().await?;
+                let answered = super::questions::answer_in(
+                    cx.engine,
+                    tx,
+                    &objective,
+                    e.comment.id,
+                    &e.comment.body,
+                    author,
+                )
+                .await?;
+                if answered.is_some() {
+                    cx.engine.tick_bell.notify_one();
+                    return Ok(Outcome::Processed);
+                }
+            }
+            if !may {
+                return Ok(Outcome::Skipped(format!("@{login} may not steer foreman")));
+            }
             steer(&cx, work, e, &objective, &login, permission).await
         }
     }
+}
+
+/// An edited comment: if it answered a question whose answer the agent has not read yet,
+/// the answer changes with it.
+async fn edited(
+    cx: &IssueContext<'_>,
+    work: &mut Work<'_>,
+    e: &IssueCommentEvent,
+    login: &str,
+) -> Result<Outcome> {
+    if work
+        .store()
+        .question_answered_by(e.comment.id)
+        .await?
+        .is_none()
+    {
+        return Ok(Outcome::Skipped(
+            "an edited comment that answered nothing".to_owned(),
+        ));
+    }
+    let permission = cx.permission(login).await?;
+    let author = Author {
+        login,
+        permission: permission.as_str(),
+    };
+    let tx = work.tx().await?;
+    super::questions::edit_answer_in(cx.engine, tx, e.comment.id, &e.comment.body, author).await?;
+    Ok(Outcome::Processed)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -512,6 +591,11 @@ async fn run_command(
         }
         (Command::Resume, Some(objective)) => {
             objectives::resume_in(cx.engine, work.tx().await?, &objective, login).await?;
+            cx.react(work, comment, "+1").await?;
+        }
+        (Command::Approve, Some(objective)) => {
+            super::questions::approve_plan_in(cx.engine, work.tx().await?, &objective, login)
+                .await?;
             cx.react(work, comment, "+1").await?;
         }
         (Command::Retry, live) => {
@@ -571,20 +655,8 @@ async fn steer(
         "A comment on the issue:\n\n{}",
         fence("comment", author, &e.comment.body)
     );
-    let manager = match objective.manager {
-        Some(id) => work.store().session(id).await?,
-        None => None,
-    };
-    let now = cx.engine.clock.now();
     let tx = work.tx().await?;
-    match manager {
-        Some(m) if !m.status.is_terminal() => {
-            tx.push_message(m.id, &note, now).await?;
-        }
-        _ => {
-            objectives::respawn_manager_in(cx.engine, tx, objective, &note).await?;
-        }
-    }
+    objectives::tell_manager_in(cx.engine, tx, objective, &note).await?;
     cx.engine.tick_bell.notify_one();
     Ok(Outcome::Processed)
 }

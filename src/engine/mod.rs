@@ -9,10 +9,12 @@ pub mod issues;
 pub mod objectives;
 pub mod outbox;
 pub mod publish;
+pub mod questions;
 pub mod replies;
 pub mod repos;
 pub mod scheduler;
 pub mod status;
+pub mod supervisor;
 pub mod tick;
 pub mod turns;
 

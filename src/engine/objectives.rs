@@ -5,6 +5,7 @@
 use anyhow::{Result, bail};
 
 use super::{Engine, turns};
+use crate::agent::AgentKind;
 use crate::model::{
     Objective, ObjectiveId, ObjectiveStatus, QuestionId, Role, Session, SessionId, SessionStatus,
 };
@@ -37,7 +38,7 @@ pub async fn start_in(
     let Some(id) = tx.insert_objective(objective, now).await? else {
         return Ok(None);
     };
-    let manager = new_manager_in(engine, tx, id, &objective.config, now).await?;
+    let manager = new_manager_in(engine, tx, id, &objective.config, None, now).await?;
     if let Some(installation_id) = objective.installation_id {
         let target = |kind, body: &str, marker: String| OutboxWrite {
             objective_id: Some(id),
@@ -100,6 +101,12 @@ pub async fn spawn_worker(
     let Some(objective) = objective else {
         bail!("your objective has ended; no new workers can start");
     };
+    if objective.config.plan_approval && !objective.plan_approved {
+        bail!(
+            "this repository wants your plan approved before workers start: call \
+             propose_plan(plan) and end your turn"
+        );
+    }
     if let Some(reached) = &objective.budget_blocked {
         bail!(
             "the objective's budget is reached ({reached}); a human has been asked whether to continue"
@@ -172,39 +179,79 @@ pub async fn cancel_worker(engine: &Engine, caller: &Session, worker: SessionId)
 
 /// `ask_user`: records a question for the humans; the objective waits for the answer.
 pub async fn ask_user(engine: &Engine, caller: &Session, question: &str) -> Result<QuestionId> {
-    let now = engine.clock.now();
+    let objective = engine
+        .store
+        .objective(caller.objective_id)
+        .await?
+        .filter(|o| !o.status.is_terminal())
+        .ok_or_else(|| anyhow::anyhow!("your objective has ended"))?;
     let mut tx = engine.store.begin().await?;
-    let id = tx
-        .insert_question(
-            caller.objective_id,
-            Some(caller.id),
-            "agent",
-            question,
-            None,
-            now,
-        )
-        .await?;
-    tx.set_objective_status(caller.objective_id, ObjectiveStatus::Waiting, None, now)
-        .await?;
+    let id = super::questions::ask_in(
+        engine,
+        &mut tx,
+        &objective,
+        Some(caller),
+        super::questions::Kind::Agent,
+        question,
+        None,
+    )
+    .await?;
     tx.commit().await?;
-    tracing::info!(objective = %caller.objective_id, question = %id, "question for a human recorded");
     Ok(id)
+}
+
+/// `propose_plan`: the manager's plan, posted for a human to approve when the repository
+/// asks for that.
+pub async fn propose_plan(engine: &Engine, caller: &Session, plan: &str) -> Result<String> {
+    let objective = engine
+        .store
+        .objective(caller.objective_id)
+        .await?
+        .filter(|o| !o.status.is_terminal())
+        .ok_or_else(|| anyhow::anyhow!("your objective has ended"))?;
+    if !objective.config.plan_approval || objective.plan_approved {
+        return Ok("No approval is needed: go ahead and spawn the workers.".to_owned());
+    }
+    let mut tx = engine.store.begin().await?;
+    let id = super::questions::ask_in(
+        engine,
+        &mut tx,
+        &objective,
+        Some(caller),
+        super::questions::Kind::Plan,
+        plan,
+        None,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(format!(
+        "Your plan is posted for approval (question {id}). End your turn now: you will get a \
+         message when it is approved, or with the requested changes."
+    ))
 }
 
 /// A budget stops new work: recorded once, with a question for a human.
 pub async fn budget_reached(engine: &Engine, objective: ObjectiveId, reached: &str) -> Result<()> {
-    let now = engine.clock.now();
+    let Some(objective) = engine.store.objective(objective).await? else {
+        return Ok(());
+    };
     let mut tx = engine.store.begin().await?;
-    if tx.block_on_budget(objective, reached).await? {
+    if tx.block_on_budget(objective.id, reached).await? {
         let text = format!(
             "This objective reached its budget ({reached}), so no new work is starting. \
              Should it continue, be re-scoped, or stop?"
         );
-        tx.insert_question(objective, None, "budget", &text, Some(reached), now)
-            .await?;
-        tx.set_objective_status(objective, ObjectiveStatus::Waiting, None, now)
-            .await?;
-        tracing::warn!(objective = %objective, reached, "budget reached; a human is asked");
+        super::questions::ask_in(
+            engine,
+            &mut tx,
+            &objective,
+            None,
+            super::questions::Kind::Budget,
+            &text,
+            Some(reached),
+        )
+        .await?;
+        tracing::warn!(objective = %objective.id, reached, "budget reached; a human is asked");
     }
     tx.commit().await
 }
@@ -311,24 +358,67 @@ pub async fn end_in(
     Ok(true)
 }
 
-/// Gives an objective whose manager has ended a new manager, which starts with `note` as
-/// news. The objective's manager pointer moves to it.
+/// Gives an objective whose manager has ended a new manager — with `agent`, or the
+/// repository's choice — which starts with `note` as news, if there is one. Its first turn
+/// also tells it where the work stands (see [`turns`]). The objective's manager pointer moves
+/// to it.
 pub async fn respawn_manager_in(
+    engine: &Engine,
+    tx: &mut Tx,
+    objective: &Objective,
+    agent: Option<AgentKind>,
+    note: Option<&str>,
+) -> Result<SessionId> {
+    let now = engine.clock.now();
+    let manager = new_manager_in(engine, tx, objective.id, &objective.config, agent, now).await?;
+    if let Some(note) = note {
+        tx.push_message(manager, note, now).await?;
+    }
+    tracing::info!(objective = %objective.id, manager = %manager, "manager respawned");
+    Ok(manager)
+}
+
+/// Tells the objective's manager something for its next turn; a manager that has ended is
+/// replaced by one that starts with it.
+pub async fn tell_manager_in(
     engine: &Engine,
     tx: &mut Tx,
     objective: &Objective,
     note: &str,
 ) -> Result<SessionId> {
-    let now = engine.clock.now();
-    let manager = new_manager_in(engine, tx, objective.id, &objective.config, now).await?;
-    tx.push_message(manager, note, now).await?;
-    tracing::info!(objective = %objective.id, manager = %manager, "manager respawned");
-    Ok(manager)
+    let manager = match objective.manager {
+        Some(id) => engine.store.session(id).await?,
+        None => None,
+    };
+    match manager.filter(|m| !m.status.is_terminal()) {
+        Some(m) => {
+            tx.push_message(m.id, note, engine.clock.now()).await?;
+            Ok(m.id)
+        }
+        None => respawn_manager_in(engine, tx, objective, None, Some(note)).await,
+    }
 }
 
-/// `/foreman resume`: lifts a budget stop (the budget grows by another allotment), closes
-/// the questions it raised, and tells the manager to continue.
+/// `/foreman resume`: lifts what stopped the work ([`lift_stop_in`]) and tells the manager to
+/// continue.
 pub async fn resume_in(
+    engine: &Engine,
+    tx: &mut Tx,
+    objective: &Objective,
+    by: &str,
+) -> Result<()> {
+    lift_stop_in(engine, tx, objective, by).await?;
+    let note = format!(
+        "@{by} asked you to continue (`/foreman resume`). Pick the work up where it stands."
+    );
+    tell_manager_in(engine, tx, objective, &note).await?;
+    tracing::info!(objective = %objective.id, by, "objective resumed");
+    Ok(())
+}
+
+/// A human said go on: a budget stop is lifted (the budget grows by another allotment), the
+/// questions the stop raised are closed, and the supervisor's respawn budget starts afresh.
+pub async fn lift_stop_in(
     engine: &Engine,
     tx: &mut Tx,
     objective: &Objective,
@@ -341,17 +431,11 @@ pub async fn resume_in(
     let answer = format!("resumed by @{by}");
     tx.answer_open_questions(objective.id, &["budget", "escalation"], &answer, by, now)
         .await?;
+    tx.reset_supervision(objective.id).await?;
     if !tx.has_open_questions(objective.id).await? {
         tx.set_objective_status(objective.id, ObjectiveStatus::Active, None, now)
             .await?;
     }
-    if let Some(manager) = objective.manager {
-        let note = format!(
-            "@{by} asked you to continue (`/foreman resume`). Pick the work up where it stands."
-        );
-        tx.push_message(manager, &note, now).await?;
-    }
-    tracing::info!(objective = %objective.id, by, "objective resumed");
     Ok(())
 }
 
@@ -362,6 +446,7 @@ async fn new_manager_in(
     tx: &mut Tx,
     objective: ObjectiveId,
     config: &crate::model::repo_config::RepoConfig,
+    agent: Option<AgentKind>,
     now: crate::model::Timestamp,
 ) -> Result<SessionId> {
     let manager = tx
@@ -369,7 +454,9 @@ async fn new_manager_in(
             &NewSession {
                 objective_id: objective,
                 role: Role::Manager,
-                agent: config.manager.agent.unwrap_or(engine.agents.manager.kind),
+                agent: agent
+                    .or(config.manager.agent)
+                    .unwrap_or(engine.agents.manager.kind),
                 title: "manager".to_owned(),
                 instructions: String::new(),
                 spawned_by: None,

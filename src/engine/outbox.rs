@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use super::Engine;
 use super::tick::{BoxFuture, TickTask};
 use crate::github::rest::{self, RestError};
-use crate::model::Timestamp;
+use crate::model::{QuestionId, Timestamp};
 use crate::store::{OutboxItem, OutboxKind};
 
 /// Longest wait between two attempts.
@@ -122,7 +122,7 @@ async fn make(engine: &Engine, item: &OutboxItem) -> Result<()> {
             rest::react(&client, repo, issue, Some(comment), &item.body).await?;
             None
         }
-        OutboxKind::Comment | OutboxKind::StatusComment => {
+        OutboxKind::Comment | OutboxKind::StatusComment | OutboxKind::Question => {
             let marker = marker_comment(&item.marker);
             // An earlier attempt may have posted it without our hearing back.
             let earlier = if item.attempts > 0 {
@@ -141,11 +141,18 @@ async fn make(engine: &Engine, item: &OutboxItem) -> Result<()> {
                 }
                 None => rest::create_comment(&client, repo, issue, &item.body).await?,
             };
-            if item.kind == OutboxKind::StatusComment
-                && let Some(objective) = item.objective_id
-            {
-                engine.store.set_status_comment(objective, id).await?;
-                engine.tick_bell.notify_one();
+            match (item.kind, item.objective_id, item.target_id) {
+                (OutboxKind::StatusComment, Some(objective), _) => {
+                    engine.store.set_status_comment(objective, id).await?;
+                    engine.tick_bell.notify_one();
+                }
+                (OutboxKind::Question, _, Some(question)) => {
+                    engine
+                        .store
+                        .set_question_comment(QuestionId(question), id)
+                        .await?;
+                }
+                _ => {}
             }
             Some(id)
         }

@@ -293,6 +293,7 @@ async fn record_force(
     let mut tx = engine.store.begin().await?;
     tx.audit(&crate::store::AuditEntry {
         at: engine.clock.now(),
+        objective_id: Some(objective.id),
         delivery_id: None,
         installation_id: objective.installation_id,
         repository_id: None,

@@ -61,8 +61,10 @@ pub fn help(unknown: Option<&str>) -> String {
          - `/foreman stop` — stop all work on this issue\n\
          - `/foreman resume` — continue after a budget or an escalation stopped the work\n\
          - `/foreman retry` — start over with a fresh attempt\n\
+         - `/foreman approve` — approve the manager's plan (when the repository asks for that)\n\
          - `/foreman help` — this list\n\n\
-         Any other comment from a maintainer is passed to the manager agent as new \
+         A reply to one of foreman's questions answers it (quote the question when several are \
+         open); any other comment from a maintainer is passed to the manager agent as new \
          information."
     )
 }

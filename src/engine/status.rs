@@ -339,7 +339,10 @@ mod tests {
             context: None,
             status: status.into(),
             answer: None,
+            answered_by: None,
             created_at: Timestamp(0),
+            comment_id: None,
+            answer_comment_id: None,
         }
     }
 

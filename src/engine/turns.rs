@@ -18,7 +18,7 @@ use super::Engine;
 use crate::agent::runtime::{self, AgentProcess, Stream};
 use crate::agent::{self, AgentEvent, McpEndpoint, ParseState, TurnRequest, prompts};
 use crate::model::text::{one_line, truncate};
-use crate::model::{Role, Session, SessionId, SessionStatus};
+use crate::model::{Objective, Role, Session, SessionId, SessionStatus};
 use crate::store::{Progress, TranscriptLine, TurnStart};
 
 /// Transcript lines kept per session.
@@ -197,6 +197,17 @@ async fn first_prompt(engine: &Engine, session: &Session, messages: &[String]) -
             prompts::previous_attempt(&previous, &sessions)?
         );
     }
+    if session.role == Role::Manager {
+        let sessions = engine.store.sessions_of(objective.id).await?;
+        if let Some(before) = sessions
+            .iter()
+            .rev()
+            .find(|s| s.role == Role::Manager && s.id < session.id)
+        {
+            let snapshot = snapshot_of(engine, &objective, &sessions).await?;
+            prompt = format!("{prompt}\n\n{}", prompts::resume(before, &snapshot)?);
+        }
+    }
     if !messages.is_empty() {
         prompt = format!(
             "{prompt}\n\n{}",
@@ -204,6 +215,22 @@ async fn first_prompt(engine: &Engine, session: &Session, messages: &[String]) -
         );
     }
     Ok(prompt)
+}
+
+/// Where an objective's work stands, for its managers.
+pub async fn snapshot_of(
+    engine: &Engine,
+    objective: &Objective,
+    sessions: &[Session],
+) -> Result<String> {
+    let pulls = engine.store.pulls_of(objective.id).await?;
+    let questions = engine.store.questions_of(objective.id).await?;
+    prompts::snapshot(&prompts::Snapshot {
+        objective,
+        sessions,
+        pulls: &pulls,
+        questions: &questions,
+    })
 }
 
 /// Where the session works: the checkout it already has, one it inherits from the worker it
@@ -366,6 +393,7 @@ pub async fn cancel(engine: &Engine, id: SessionId, reason: &str) -> Result<bool
     }
     if moved {
         tracing::info!(session = %id, reason, "session cancelled");
+        super::questions::close_for_session(engine, id).await?;
         engine.tick_bell.notify_one();
     }
     Ok(moved)
@@ -388,7 +416,7 @@ pub fn token_hash(token: &SecretString) -> String {
     hex::encode(Sha256::digest(token.expose_secret().as_bytes()))
 }
 
-async fn objective_of(engine: &Engine, session: &Session) -> Result<crate::model::Objective> {
+async fn objective_of(engine: &Engine, session: &Session) -> Result<Objective> {
     engine
         .store
         .objective(session.objective_id)

@@ -117,6 +117,17 @@ pub const TOOLS: &[ToolSpec] = &[
         ],
     },
     ToolSpec {
+        name: "propose_plan",
+        roles: MANAGER,
+        description: "Post your plan for a human to approve, when the repository asks for approval before workers start. End your turn afterwards.",
+        params: &[(
+            "plan",
+            "string",
+            "The plan: what each worker will do, in order.",
+            true,
+        )],
+    },
+    ToolSpec {
         name: "ask_user",
         roles: EVERYONE,
         description: "Ask the humans on the issue a question. End your turn afterwards; the answer arrives as a new message.",
@@ -306,6 +317,12 @@ struct PublishPr {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct Plan {
+    plan: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Question {
     question: String,
 }
@@ -396,6 +413,13 @@ impl ForemanTools {
                     force_reason: a.force_reason,
                 };
                 publish(engine, caller, &request).await.map_err(internal)
+            }
+            "propose_plan" => {
+                let a: Plan = parse(name, args)?;
+                capped("plan", &a.plan, MAX_TEXT)?;
+                objectives::propose_plan(engine, caller, &a.plan)
+                    .await
+                    .map_err(internal)
             }
             "ask_user" => {
                 let a: Question = parse(name, args)?;

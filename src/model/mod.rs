@@ -6,11 +6,12 @@ pub mod gc;
 pub mod ids;
 pub mod repo_config;
 pub mod session;
+pub mod supervisor;
 pub mod text;
 pub mod time;
 pub mod workspace;
 
 pub use ids::*;
 pub use session::{Budget, Objective, ObjectiveStatus, Role, Session, SessionStatus, Usage};
-pub use time::{Clock, SystemClock, Timestamp};
+pub use time::{Clock, ManualClock, SystemClock, Timestamp};
 pub use workspace::{PullRequest, Workspace, WorkspaceStatus};

@@ -323,6 +323,8 @@ pub struct Objective {
     pub status_comment_id: Option<i64>,
     /// When it ended, if it has.
     pub ended_at: Option<super::Timestamp>,
+    /// Whether a human approved the manager's plan (when the repository asks for that).
+    pub plan_approved: bool,
 }
 
 /// A session as stored.
@@ -418,6 +420,7 @@ pub(crate) mod fixtures {
             previous: None,
             status_comment_id: None,
             ended_at: None,
+            plan_approved: false,
         }
     }
 

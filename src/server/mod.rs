@@ -2,6 +2,7 @@
 //! answer; the work itself happens in the engine, fed from the store.
 
 mod ops;
+pub mod setup;
 mod webhook;
 
 use std::sync::Arc;

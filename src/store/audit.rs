@@ -4,12 +4,14 @@ use anyhow::{Context, Result};
 use sqlx::any::AnyRow;
 
 use super::{Store, Tx, col};
-use crate::model::{DeliveryId, InstallationId, RepositoryId, Timestamp};
+use crate::model::{DeliveryId, InstallationId, ObjectiveId, RepositoryId, Timestamp};
 
 /// One audit record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditEntry {
     pub at: Timestamp,
+    /// The objective it is about, if any.
+    pub objective_id: Option<ObjectiveId>,
     pub delivery_id: Option<DeliveryId>,
     pub installation_id: Option<InstallationId>,
     pub repository_id: Option<RepositoryId>,
@@ -17,14 +19,15 @@ pub struct AuditEntry {
     pub detail: String,
 }
 
-const COLUMNS: &str = "at, delivery_id, installation_id, repository_id, kind, detail";
+const COLUMNS: &str = "at, objective_id, delivery_id, installation_id, repository_id, kind, detail";
 
 impl Tx {
     /// Appends to the audit trail.
     pub async fn audit(&mut self, entry: &AuditEntry) -> Result<()> {
         sqlx::query(
-            "INSERT INTO audit_log (at, delivery_id, installation_id, repository_id, kind, detail)
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO audit_log (at, delivery_id, installation_id, repository_id, kind, detail,
+                objective_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(entry.at.0)
         .bind(entry.delivery_id.as_ref().map(|d| d.0.as_str()))
@@ -32,6 +35,7 @@ impl Tx {
         .bind(entry.repository_id.map(|r| r.0))
         .bind(&entry.kind)
         .bind(&entry.detail)
+        .bind(entry.objective_id.map(|o| o.0))
         .execute(self.conn())
         .await
         .context("cannot write audit entry")?;
@@ -45,6 +49,17 @@ impl Store {
         let sql = format!("SELECT {COLUMNS} FROM audit_log WHERE delivery_id = $1 ORDER BY id");
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(&id.0)
+            .fetch_all(&self.db.pool)
+            .await
+            .context("cannot read audit trail")?;
+        rows.iter().map(entry).collect()
+    }
+
+    /// An objective's audit trail, oldest first.
+    pub async fn audit_of(&self, objective: ObjectiveId) -> Result<Vec<AuditEntry>> {
+        let sql = format!("SELECT {COLUMNS} FROM audit_log WHERE objective_id = $1 ORDER BY id");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(objective.0)
             .fetch_all(&self.db.pool)
             .await
             .context("cannot read audit trail")?;
@@ -79,6 +94,7 @@ impl Store {
 fn entry(r: &AnyRow) -> Result<AuditEntry> {
     Ok(AuditEntry {
         at: Timestamp(col(r, "at")?),
+        objective_id: col::<Option<i64>>(r, "objective_id")?.map(ObjectiveId),
         delivery_id: col::<Option<String>>(r, "delivery_id")?.map(DeliveryId),
         installation_id: col::<Option<i64>>(r, "installation_id")?.map(InstallationId),
         repository_id: col::<Option<i64>>(r, "repository_id")?.map(RepositoryId),

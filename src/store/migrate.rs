@@ -44,6 +44,16 @@ const MIGRATIONS: &[Migration] = &[
         name: "gc",
         sql: include_str!("../../migrations/0005_gc.sql"),
     },
+    Migration {
+        version: 6,
+        name: "questions",
+        sql: include_str!("../../migrations/0006_questions.sql"),
+    },
+    Migration {
+        version: 7,
+        name: "supervisor",
+        sql: include_str!("../../migrations/0007_supervisor.sql"),
+    },
 ];
 
 /// PostgreSQL advisory lock key that serialises migrations across instances.
@@ -135,6 +145,65 @@ fn render(sql: &str, backend: Backend) -> String {
 
 fn checksum(sql: &str) -> String {
     hex::encode(Sha256::digest(sql.as_bytes()))
+}
+
+/// Where a database stands against the migrations this foreman knows, read without
+/// changing anything (for `foreman doctor`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationStatus {
+    /// Migrations applied and known.
+    pub applied: usize,
+    /// Migrations this foreman knows.
+    pub known: usize,
+    /// Versions applied that this foreman does not know (the database is newer).
+    pub unknown: Vec<i64>,
+    /// Versions whose applied file has changed since.
+    pub changed: Vec<i64>,
+}
+
+impl Store {
+    /// The migration status, read only: a database never migrated has none applied.
+    pub async fn migration_status(&self) -> Result<MigrationStatus> {
+        let exists_sql = match self.db.backend {
+            Backend::Sqlite => {
+                "SELECT COUNT(*) AS n FROM sqlite_master \
+                 WHERE type = 'table' AND name = 'schema_migrations'"
+            }
+            Backend::Postgres => {
+                "SELECT COUNT(*) AS n FROM information_schema.tables \
+                 WHERE table_name = 'schema_migrations' AND table_schema = current_schema()"
+            }
+        };
+        let exists: i64 = sqlx::query(exists_sql)
+            .fetch_one(&self.db.pool)
+            .await
+            .context("cannot read the database's tables")?
+            .try_get("n")?;
+        let rows = if exists > 0 {
+            sqlx::query("SELECT version, checksum FROM schema_migrations ORDER BY version")
+                .fetch_all(&self.db.pool)
+                .await
+                .context("cannot read applied migrations")?
+        } else {
+            Vec::new()
+        };
+        let mut status = MigrationStatus {
+            applied: 0,
+            known: MIGRATIONS.len(),
+            unknown: Vec::new(),
+            changed: Vec::new(),
+        };
+        for row in &rows {
+            let version: i64 = row.try_get("version")?;
+            let stored: String = row.try_get("checksum")?;
+            match MIGRATIONS.iter().find(|m| m.version == version) {
+                None => status.unknown.push(version),
+                Some(m) if checksum(m.sql) != stored => status.changed.push(version),
+                Some(_) => status.applied += 1,
+            }
+        }
+        Ok(status)
+    }
 }
 
 #[cfg(test)]

@@ -29,6 +29,7 @@ mod objectives;
 mod outbox;
 mod questions;
 mod sessions;
+mod supervisor;
 mod workspaces;
 
 use std::str::FromStr;

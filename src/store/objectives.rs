@@ -37,7 +37,7 @@ const COLUMNS: &str = "id, installation_id, repository, issue_number, title, bod
      author_permission, status, \
      status_reason, manager_session_id, summary, budget_sessions, budget_turns, budget_wall_ms, \
      budget_cost_micros, budget_blocked, created_at, config, previous_objective_id, \
-     status_comment_id, ended_at";
+     status_comment_id, ended_at, plan_approved_at";
 
 impl Store {
     /// One objective.
@@ -276,6 +276,19 @@ impl Tx {
         Ok(())
     }
 
+    /// Records that a human approved the manager's plan.
+    pub async fn approve_plan(&mut self, id: ObjectiveId, now: Timestamp) -> Result<()> {
+        sqlx::query(
+            "UPDATE objectives SET plan_approved_at = COALESCE(plan_approved_at, $1) WHERE id = $2",
+        )
+        .bind(now.0)
+        .bind(id.0)
+        .execute(self.conn())
+        .await
+        .context("cannot record the plan's approval")?;
+        Ok(())
+    }
+
     /// Makes the status comment render and be edited at the next pass, whatever it shows.
     pub async fn force_status_refresh(&mut self, id: ObjectiveId) -> Result<()> {
         sqlx::query(
@@ -362,5 +375,6 @@ fn objective(row: &AnyRow) -> Result<Objective> {
         previous: col::<Option<i64>>(row, "previous_objective_id")?.map(ObjectiveId),
         status_comment_id: col(row, "status_comment_id")?,
         ended_at: col::<Option<i64>>(row, "ended_at")?.map(Timestamp),
+        plan_approved: col::<Option<i64>>(row, "plan_approved_at")?.is_some(),
     })
 }

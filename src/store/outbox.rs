@@ -20,6 +20,8 @@ pub enum OutboxKind {
     Reaction,
     /// Reacts to a comment (`target_id`; `body` is the reaction).
     CommentReaction,
+    /// Posts a question (`target_id` is the question).
+    Question,
 }
 
 impl OutboxKind {
@@ -29,6 +31,7 @@ impl OutboxKind {
             OutboxKind::StatusComment => "status_comment",
             OutboxKind::Reaction => "reaction",
             OutboxKind::CommentReaction => "comment_reaction",
+            OutboxKind::Question => "question",
         }
     }
 
@@ -38,6 +41,7 @@ impl OutboxKind {
             "status_comment" => OutboxKind::StatusComment,
             "reaction" => OutboxKind::Reaction,
             "comment_reaction" => OutboxKind::CommentReaction,
+            "question" => OutboxKind::Question,
             other => anyhow::bail!("unknown outbox kind `{other}`"),
         })
     }

@@ -20,11 +20,16 @@ pub struct Question {
     /// `open`, `answered` or `cancelled`.
     pub status: String,
     pub answer: Option<String>,
+    pub answered_by: Option<String>,
     pub created_at: Timestamp,
+    /// The comment that asks it on the issue, once posted.
+    pub comment_id: Option<i64>,
+    /// The comment that answered it.
+    pub answer_comment_id: Option<i64>,
 }
 
-const COLUMNS: &str =
-    "id, objective_id, session_id, kind, text, context, status, answer, created_at";
+const COLUMNS: &str = "id, objective_id, session_id, kind, text, context, status, answer, \
+     answered_by, created_at, comment_id, answer_comment_id";
 
 impl Store {
     /// An objective's questions, oldest first.
@@ -36,6 +41,64 @@ impl Store {
             .await
             .context("cannot list questions")?;
         rows.iter().map(question).collect()
+    }
+
+    /// One question.
+    pub async fn question(&self, id: QuestionId) -> Result<Option<Question>> {
+        let sql = format!("SELECT {COLUMNS} FROM questions WHERE id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.0)
+            .fetch_optional(&self.db.pool)
+            .await
+            .context("cannot read question")?;
+        row.as_ref().map(question).transpose()
+    }
+
+    /// The question a comment answered, if it answered one.
+    pub async fn question_answered_by(&self, comment: i64) -> Result<Option<Question>> {
+        let sql = format!("SELECT {COLUMNS} FROM questions WHERE answer_comment_id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(comment)
+            .fetch_optional(&self.db.pool)
+            .await
+            .context("cannot look up the answered question")?;
+        row.as_ref().map(question).transpose()
+    }
+
+    /// Records the comment that asks a question.
+    pub async fn set_question_comment(&self, id: QuestionId, comment: i64) -> Result<()> {
+        let _gate = self.db.write_gate().await;
+        sqlx::query("UPDATE questions SET comment_id = $1 WHERE id = $2")
+            .bind(comment)
+            .bind(id.0)
+            .execute(&self.db.pool)
+            .await
+            .context("cannot record the question's comment")?;
+        Ok(())
+    }
+
+    /// Questions that have closed (answered or cancelled) whose comment does not say so yet.
+    pub async fn questions_to_close_on_github(&self) -> Result<Vec<Question>> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM questions
+             WHERE status <> 'open' AND comment_id IS NOT NULL AND comment_final = 0 ORDER BY id"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&self.db.pool)
+            .await
+            .context("cannot list closed questions")?;
+        rows.iter().map(question).collect()
+    }
+
+    /// Records that a question's comment shows how it ended.
+    pub async fn question_comment_final(&self, id: QuestionId) -> Result<()> {
+        let _gate = self.db.write_gate().await;
+        sqlx::query("UPDATE questions SET comment_final = 1 WHERE id = $1")
+            .bind(id.0)
+            .execute(&self.db.pool)
+            .await
+            .context("cannot record the question's comment")?;
+        Ok(())
     }
 
     /// Whether a session has a question nobody has answered yet.
@@ -78,23 +141,26 @@ impl Tx {
         Ok(QuestionId(id))
     }
 
-    /// Records the answer to an open question. False when it was not open any more.
+    /// Records the answer to an open question (and the comment that gave it). False when it
+    /// was not open any more.
     pub async fn answer_question(
         &mut self,
         id: QuestionId,
         answer: &str,
         answered_by: &str,
+        comment: Option<i64>,
         now: Timestamp,
     ) -> Result<bool> {
         let updated = sqlx::query(
             "UPDATE questions SET status = 'answered', answer = $1, answered_by = $2,
-                 answered_at = $3
+                 answered_at = $3, answer_comment_id = $5
              WHERE id = $4 AND status = 'open'",
         )
         .bind(answer)
         .bind(answered_by)
         .bind(now.0)
         .bind(id.0)
+        .bind(comment)
         .execute(self.conn())
         .await
         .context("cannot record the answer")?;
@@ -143,6 +209,49 @@ impl Tx {
         Ok(n > 0)
     }
 
+    /// Replaces the text of an answer (its comment was edited).
+    pub async fn edit_answer(&mut self, id: QuestionId, answer: &str) -> Result<()> {
+        sqlx::query("UPDATE questions SET answer = $1 WHERE id = $2")
+            .bind(answer)
+            .bind(id.0)
+            .execute(self.conn())
+            .await
+            .context("cannot update the answer")?;
+        Ok(())
+    }
+
+    /// Closes the open questions a session asked (it was cancelled).
+    pub async fn cancel_session_questions(
+        &mut self,
+        session: SessionId,
+        now: Timestamp,
+    ) -> Result<u64> {
+        let updated = sqlx::query(
+            "UPDATE questions SET status = 'cancelled', answered_at = $1
+             WHERE session_id = $2 AND status = 'open'",
+        )
+        .bind(now.0)
+        .bind(session.0)
+        .execute(self.conn())
+        .await
+        .context("cannot close questions")?;
+        Ok(updated.rows_affected())
+    }
+
+    /// Records that a comment has been acted on. False when it had been already.
+    pub async fn mark_comment_handled(&mut self, comment: i64, now: Timestamp) -> Result<bool> {
+        let inserted = sqlx::query(
+            "INSERT INTO handled_comments (comment_id, handled_at) VALUES ($1, $2)
+             ON CONFLICT (comment_id) DO NOTHING",
+        )
+        .bind(comment)
+        .bind(now.0)
+        .execute(self.conn())
+        .await
+        .context("cannot record the comment")?;
+        Ok(inserted.rows_affected() == 1)
+    }
+
     /// Closes every open question of an objective (it ended).
     pub async fn cancel_questions(
         &mut self,
@@ -172,6 +281,9 @@ fn question(row: &AnyRow) -> Result<Question> {
         context: col(row, "context")?,
         status: col(row, "status")?,
         answer: col(row, "answer")?,
+        answered_by: col(row, "answered_by")?,
         created_at: Timestamp(col(row, "created_at")?),
+        comment_id: col(row, "comment_id")?,
+        answer_comment_id: col(row, "answer_comment_id")?,
     })
 }

@@ -10,7 +10,8 @@ use super::{Store, Tx, col, count};
 use crate::agent::AgentKind;
 use crate::model::session::sql_list;
 use crate::model::{
-    ObjectiveId, ObjectiveStatus, Role, Session, SessionId, SessionStatus, Timestamp, WorkspaceId,
+    ObjectiveId, ObjectiveStatus, QuestionId, Role, Session, SessionId, SessionStatus, Timestamp,
+    WorkspaceId,
 };
 
 /// What it takes to create a session.
@@ -537,6 +538,47 @@ impl Tx {
             .await
             .context("cannot change session status")?;
         Ok(updated.rows_affected() == 1)
+    }
+
+    /// Leaves an answer for a session's next turn, tied to its question.
+    pub async fn push_answer(
+        &mut self,
+        id: SessionId,
+        body: &str,
+        question: QuestionId,
+        now: Timestamp,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO session_messages (session_id, body, created_at, question_id)
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(id.0)
+        .bind(body)
+        .bind(now.0)
+        .bind(question.0)
+        .execute(self.conn())
+        .await
+        .context("cannot store the answer")?;
+        Ok(())
+    }
+
+    /// Replaces the waiting message that carries a question's answer. False when it has
+    /// already been delivered.
+    pub async fn update_pending_answer(
+        &mut self,
+        question: QuestionId,
+        body: &str,
+    ) -> Result<bool> {
+        let updated = sqlx::query(
+            "UPDATE session_messages SET body = $1
+             WHERE question_id = $2 AND delivered_at IS NULL",
+        )
+        .bind(body)
+        .bind(question.0)
+        .execute(self.conn())
+        .await
+        .context("cannot update the answer")?;
+        Ok(updated.rows_affected() > 0)
     }
 
     /// Leaves a message for a session's next turn.

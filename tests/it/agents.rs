@@ -505,7 +505,7 @@ async fn a_question_from_a_worker_leaves_it_waiting(db: TestDb) {
     // An answer (delivered by the Questions work) is a message for the session's next turn.
     let mut tx = store.begin().await.unwrap();
     assert!(
-        tx.answer_question(questions[0].id, "Blue", "alice", engine.clock.now())
+        tx.answer_question(questions[0].id, "Blue", "alice", None, engine.clock.now())
             .await
             .unwrap()
     );

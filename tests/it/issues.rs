@@ -11,18 +11,18 @@ use crate::support::{
     TestDb, TestServer, eventually, post_webhook, serve_args, use_fake_github, write_plan,
 };
 
-const REPO: &str = "octo/widgets";
+pub const REPO: &str = "octo/widgets";
 
 /// A server against the fake GitHub with `octo/widgets` installed, alice (write) and bob
 /// (read) known, and an issue by carol.
-struct World {
-    server: TestServer,
-    fake: FakeGitHub,
-    installation: i64,
-    issue: u64,
+pub struct World {
+    pub server: TestServer,
+    pub fake: FakeGitHub,
+    pub installation: i64,
+    pub issue: u64,
 }
 
-async fn world(db: &TestDb, plan: Value) -> World {
+pub async fn world(db: &TestDb, plan: Value) -> World {
     let fake = FakeGitHub::start().await;
     let installation = fake.add_installation("octo");
     fake.add_repo(installation, REPO);
@@ -48,7 +48,7 @@ async fn world(db: &TestDb, plan: Value) -> World {
 }
 
 impl World {
-    async fn post(&self, event: &str, delivery: &str, payload: &Value) {
+    pub async fn post(&self, event: &str, delivery: &str, payload: &Value) {
         let url = self.server.url("/webhooks/github");
         let response = post_webhook(
             &self.server.client,
@@ -61,7 +61,7 @@ impl World {
         assert_eq!(response.status(), 202, "{event} {delivery}");
     }
 
-    fn envelope(&self, action: &str, sender: &str) -> Value {
+    pub fn envelope(&self, action: &str, sender: &str) -> Value {
         json!({
             "action": action,
             "issue": self.fake.issue_json(REPO, self.issue),
@@ -72,7 +72,7 @@ impl World {
     }
 
     /// `sender` adds (or removes) a label, on the fake GitHub and as a webhook.
-    async fn label(&self, delivery: &str, label: &str, sender: &str, add: bool) {
+    pub async fn label(&self, delivery: &str, label: &str, sender: &str, add: bool) {
         if add {
             self.fake.add_label(REPO, self.issue, label);
         } else {
@@ -84,7 +84,7 @@ impl World {
     }
 
     /// `login` comments on the issue, on the fake GitHub and as a webhook.
-    async fn comment(&self, delivery: &str, login: &str, body: &str) -> i64 {
+    pub async fn comment(&self, delivery: &str, login: &str, body: &str) -> i64 {
         let id = self.fake.add_comment_as(REPO, self.issue, login, body);
         let mut payload = self.envelope("created", login);
         payload["comment"] = self.fake.comment_json(REPO, id);
@@ -92,7 +92,7 @@ impl World {
         id
     }
 
-    async fn objectives(&self) -> Vec<foreman::model::Objective> {
+    pub async fn objectives(&self) -> Vec<foreman::model::Objective> {
         let store = self.server.store();
         let mut all = Vec::new();
         let mut next = store.latest_objective(REPO, self.issue).await.unwrap();
@@ -106,7 +106,7 @@ impl World {
         all
     }
 
-    async fn objective_in(&self, status: ObjectiveStatus) -> foreman::model::Objective {
+    pub async fn objective_in(&self, status: ObjectiveStatus) -> foreman::model::Objective {
         eventually(&format!("an objective {}", status.as_str()), || async {
             self.objectives()
                 .await
@@ -118,7 +118,7 @@ impl World {
     }
 
     /// foreman's comments on the issue (bodies), once they stop changing count.
-    fn bot_comments(&self) -> Vec<foreman_comment::Comment> {
+    pub fn bot_comments(&self) -> Vec<foreman_comment::Comment> {
         self.fake
             .comments(REPO, self.issue)
             .into_iter()
@@ -130,7 +130,7 @@ impl World {
             .collect()
     }
 
-    fn issue_reactions(&self) -> Vec<String> {
+    pub fn issue_reactions(&self) -> Vec<String> {
         self.fake
             .issue(REPO, self.issue)
             .reactions
@@ -150,7 +150,7 @@ mod foreman_comment {
 }
 
 /// The comments that are replies (not the status comment), without their hidden marker.
-fn replies(world: &World) -> Vec<String> {
+pub fn replies(world: &World) -> Vec<String> {
     world
         .bot_comments()
         .into_iter()

@@ -40,10 +40,20 @@ impl TickTask for Recorder {
                 log.running = Some(self.who);
                 log.runs.push(self.who);
             }
+            // Cleared however the run ends, an instance "dying" (its task aborted) included.
+            let _running = Running(self.log.clone());
             tokio::time::sleep(Duration::from_millis(5)).await;
-            self.log.lock().unwrap().running = None;
             Ok(())
         })
+    }
+}
+
+/// Marks the recorder not running when dropped.
+struct Running(Arc<Mutex<Log>>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.lock().unwrap().running = None;
     }
 }
 

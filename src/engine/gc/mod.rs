@@ -530,6 +530,7 @@ async fn examine(
 fn audit(engine: &Engine, w: &GcWorkspace, kind: &str, detail: String) -> AuditEntry {
     AuditEntry {
         at: engine.clock.now(),
+        objective_id: Some(w.objective_id),
         delivery_id: None,
         installation_id: w.installation_id,
         repository_id: None,

@@ -70,6 +70,8 @@ use axum::response::Response;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+mod manifest_flow;
+
 /// The fake App's id (the `iss` of its JWTs).
 const APP_ID: i64 = 424_242;
 /// The fake App's slug; its bot user is `foreman-test[bot]`.
@@ -453,6 +455,9 @@ struct State {
     token_ttl: Duration,
     faults: Vec<Fault>,
     requests: Vec<Recorded>,
+    /// The App registration flow: pending manifest codes, the registered App, and
+    /// requests held back on purpose (see `manifest_flow`).
+    flow: manifest_flow::Flow,
 }
 
 /// Takes the next id from the shared counter (a free function so it can run while a
@@ -1377,6 +1382,7 @@ impl State {
             token_ttl: DEFAULT_TOKEN_TTL,
             faults: Vec::new(),
             requests: Vec::new(),
+            flow: manifest_flow::Flow::default(),
         }
     }
 
@@ -1776,6 +1782,7 @@ async fn serve(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    fake.hold_if_asked(&method, &uri).await;
     let reply = fake.handle(&method, &uri, &headers, &body);
     let mut builder = Response::builder()
         .status(StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR));
@@ -2101,6 +2108,15 @@ impl State {
                     return Reply::not_found();
                 }
                 self.repo_routes(req, &key, rest)
+            }
+            ["app-manifests", code, "conversions"] if req.method == "POST" => {
+                self.convert_manifest(code)
+            }
+            ["settings", "apps", "new"] if req.method == "POST" => {
+                self.new_app_from_form(req, None)
+            }
+            ["organizations", org, "settings", "apps", "new"] if req.method == "POST" => {
+                self.new_app_from_form(req, Some(org))
             }
             _ => Reply::not_found(),
         }
@@ -3013,6 +3029,9 @@ impl State {
     }
 
     fn app_json(&self) -> Value {
+        if let Some(registered) = self.registered_app_json() {
+            return registered;
+        }
         json!({
             "id": APP_ID,
             "slug": APP_SLUG,

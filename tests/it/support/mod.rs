@@ -181,11 +181,17 @@ pub fn serve_args(db: &TestDb) -> ServeArgs {
             private_key_path: None,
             webhook_secret: Some(SecretString::from(WEBHOOK_SECRET.to_owned())),
             api_url: "http://127.0.0.1:9".to_owned(),
+            web_url: "http://127.0.0.1:9".to_owned(),
             comment_spacing: Duration::ZERO,
             comment_retry_base: Duration::from_millis(50),
         },
         agents: scripted_agents(db),
         gc: foreman::config::GcArgs::default(),
+        supervisor: foreman::config::SupervisorArgs::default(),
+        setup: foreman::config::SetupArgs {
+            public_url: None,
+            app_file: db.dir().join("github-app.json"),
+        },
         git: GitArgs {
             git: "git".to_owned(),
             git_url: format!("file://{}", origins(db).display()),
@@ -491,4 +497,5 @@ pub fn use_fake_github(args: &mut ServeArgs, fake: &fake_github::FakeGitHub) {
     args.github.app_id = Some(fake.app_id() as u64);
     args.github.private_key = Some(SecretString::from(fake.private_key_pem()));
     args.github.api_url = fake.url();
+    args.github.web_url = fake.url();
 }

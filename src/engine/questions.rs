@@ -1,0 +1,507 @@
+//! Questions for the humans on the issue, and their answers back to the agent that asked.
+//!
+//! Every question — an agent's `ask_user`, a budget reached, the supervisor's escalation, a
+//! plan to approve, a pull request closed without merging — goes through [`ask_in`]: stored,
+//! the objective set `waiting`, and a comment queued in the outbox (its hidden marker makes
+//! it posted exactly once). A later comment by someone allowed to answer is the answer: to
+//! the question it quotes, otherwise to the oldest open one. The answer is delivered to the
+//! session that asked — or, if that session has ended, to the objective's manager — as a
+//! message for its next turn.
+
+use anyhow::{Context, Result};
+
+use super::outbox::marker_comment;
+use super::tick::{BoxFuture, TickTask};
+use super::{Engine, objectives};
+use crate::github::rest;
+use crate::model::text::{Author, fence, one_line};
+use crate::model::{Objective, ObjectiveStatus, QuestionId, Role, Session, SessionId};
+use crate::store::{OutboxKind, OutboxWrite, Question, Tx};
+
+/// What a question is about, which decides what an answer does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// An agent's `ask_user`.
+    Agent,
+    /// A budget was reached; new work waits.
+    Budget,
+    /// The supervisor gave up respawning the manager.
+    Escalation,
+    /// The manager's plan waits for approval.
+    Plan,
+    /// A pull request was closed without being merged.
+    ClosedPullRequest,
+    /// A follow-up could not fix what it was sent to fix.
+    FollowUp,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Agent => "agent",
+            Kind::Budget => "budget",
+            Kind::Escalation => "escalation",
+            Kind::Plan => "plan",
+            Kind::ClosedPullRequest => "closed_pull_request",
+            Kind::FollowUp => "followup",
+        }
+    }
+
+    pub fn parse(s: &str) -> Kind {
+        match s {
+            "budget" => Kind::Budget,
+            "escalation" => Kind::Escalation,
+            "plan" => Kind::Plan,
+            "closed_pull_request" => Kind::ClosedPullRequest,
+            "followup" => Kind::FollowUp,
+            _ => Kind::Agent,
+        }
+    }
+
+    /// Whether answering it lets stopped work go on (as `/foreman resume` does).
+    fn resumes(self) -> bool {
+        matches!(self, Kind::Budget | Kind::Escalation)
+    }
+}
+
+/// Records a question, sets its objective waiting, and queues its comment.
+pub async fn ask_in(
+    engine: &Engine,
+    tx: &mut Tx,
+    objective: &Objective,
+    asker: Option<&Session>,
+    kind: Kind,
+    text: &str,
+    context: Option<&str>,
+) -> Result<QuestionId> {
+    let now = engine.clock.now();
+    let id = tx
+        .insert_question(
+            objective.id,
+            asker.map(|s| s.id),
+            kind.as_str(),
+            text,
+            context,
+            now,
+        )
+        .await?;
+    tx.set_objective_status(objective.id, ObjectiveStatus::Waiting, None, now)
+        .await?;
+    if let Some(installation_id) = objective.installation_id {
+        let marker = question_marker(id);
+        tx.enqueue(
+            &OutboxWrite {
+                objective_id: Some(objective.id),
+                installation_id,
+                repository: &objective.repository,
+                issue_number: objective.issue_number,
+                kind: OutboxKind::Question,
+                body: render(asker, kind, text, &marker),
+                marker,
+                target_id: Some(id.0),
+            },
+            now,
+        )
+        .await?;
+    }
+    tracing::info!(objective = %objective.id, question = %id, kind = kind.as_str(), "question for a human");
+    Ok(id)
+}
+
+/// The marker tying a question to its comment.
+pub fn question_marker(id: QuestionId) -> String {
+    format!("question-{id}")
+}
+
+/// Who is asking, in words.
+fn asker_name(asker: Option<&Session>) -> String {
+    match asker {
+        Some(s) if s.role == Role::Manager => "the manager agent".to_owned(),
+        Some(s) => format!("worker #{} (\"{}\")", s.id, one_line(&s.title, 80)),
+        None => "foreman".to_owned(),
+    }
+}
+
+/// The question's comment.
+pub fn render(asker: Option<&Session>, kind: Kind, text: &str, marker: &str) -> String {
+    let quoted: String = text.lines().map(|l| format!("> {l}\n")).collect();
+    let commands = match kind {
+        Kind::Budget | Kind::Escalation => {
+            "\n`/foreman resume` continues as things are; `/foreman stop` ends the work.\n"
+        }
+        Kind::Plan => {
+            "\n`/foreman approve` approves the plan as it is; any other reply goes back to the manager to revise it.\n"
+        }
+        _ => "",
+    };
+    let title = match kind {
+        Kind::Plan => format!("**The plan of {}, for your approval:**", asker_name(asker)),
+        _ => format!("**A question from {}:**", asker_name(asker)),
+    };
+    format!(
+        "{title}\n\n{quoted}\nReply on this issue to answer. When more than one question is \
+         open, quote a line of the one you answer (start a line with `> `).\n{commands}\n{}",
+        marker_comment(marker)
+    )
+}
+
+/// How a closed question's comment reads.
+fn render_closed(question: &Question) -> String {
+    let quoted: String = question
+        .text
+        .lines()
+        .map(|l| format!("> ~~{l}~~\n"))
+        .collect();
+    let end = match (question.status.as_str(), &question.answered_by) {
+        ("answered", Some(by)) => format!("✅ Answered by @{by}."),
+        ("answered", None) => "✅ Answered.".to_owned(),
+        _ => "Closed without an answer: the work it was for has ended.".to_owned(),
+    };
+    format!(
+        "**Question** (closed)\n\n{quoted}\n{end}\n\n{}",
+        marker_comment(&question_marker(question.id))
+    )
+}
+
+/// The question a reply answers: the open one it quotes, otherwise the oldest open one.
+pub fn answered_by<'q>(open: &'q [Question], reply: &str) -> Option<&'q Question> {
+    let quoted: Vec<String> = reply
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix('>'))
+        .map(normalise)
+        .filter(|l| l.len() >= 3)
+        .collect();
+    let quoting = open.iter().find(|q| {
+        let text = normalise(&q.text);
+        quoted.iter().any(|line| text.contains(line.as_str()))
+    });
+    quoting.or_else(|| open.iter().min_by_key(|q| q.id))
+}
+
+fn normalise(text: &str) -> String {
+    text.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
+}
+
+/// The reply without the lines it quotes (and without hidden text): what the person
+/// answered.
+fn answer_text(reply: &str) -> String {
+    let reply = crate::model::text::clean(reply);
+    let reply = reply.as_str();
+    let own: Vec<&str> = reply
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('>'))
+        .collect();
+    let own = own.join("\n").trim().to_owned();
+    if own.is_empty() {
+        reply.trim().to_owned()
+    } else {
+        own
+    }
+}
+
+/// The message that carries a question and its answer to an agent.
+fn answer_message(question: &Question, answer: &str, author: Author<'_>) -> String {
+    format!(
+        "The humans answered your question.\n\nYour question was:\n\n{}\n\nThe answer:\n\n{}",
+        question.text,
+        fence("answer", author, answer)
+    )
+}
+
+/// Takes a comment as the answer to one of the objective's open questions, if there is one.
+/// Returns the question answered. The caller has checked the author may answer.
+pub async fn answer_in(
+    engine: &Engine,
+    tx: &mut Tx,
+    objective: &Objective,
+    comment: i64,
+    body: &str,
+    author: Author<'_>,
+) -> Result<Option<QuestionId>> {
+    let questions = engine.store.questions_of(objective.id).await?;
+    if questions
+        .iter()
+        .any(|q| q.answer_comment_id == Some(comment))
+    {
+        return Ok(None); // this comment already answered one (a duplicated event)
+    }
+    let open: Vec<Question> = questions
+        .into_iter()
+        .filter(|q| q.status == "open")
+        .collect();
+    let Some(question) = answered_by(&open, body) else {
+        return Ok(None);
+    };
+    let now = engine.clock.now();
+    let answer = answer_text(body);
+    if !tx
+        .answer_question(question.id, &answer, author.login, Some(comment), now)
+        .await?
+    {
+        return Ok(None);
+    }
+    let kind = Kind::parse(&question.kind);
+    match kind {
+        Kind::Plan => {} // the answer goes to the manager to revise the plan
+        k if k.resumes() => objectives::lift_stop_in(engine, tx, objective, author.login).await?,
+        _ => {}
+    }
+    deliver_in(
+        engine,
+        tx,
+        objective,
+        question,
+        &answer_message(question, &answer, author),
+    )
+    .await?;
+    if let Some(installation_id) = objective.installation_id {
+        tx.enqueue(
+            &OutboxWrite {
+                objective_id: Some(objective.id),
+                installation_id,
+                repository: &objective.repository,
+                issue_number: objective.issue_number,
+                kind: OutboxKind::CommentReaction,
+                body: "+1".to_owned(),
+                marker: format!("answered-{comment}"),
+                target_id: Some(comment),
+            },
+            now,
+        )
+        .await?;
+    }
+    if !tx.has_open_questions(objective.id).await? {
+        tx.set_objective_status(objective.id, ObjectiveStatus::Active, None, now)
+            .await?;
+    }
+    tracing::info!(question = %question.id, by = author.login, "question answered");
+    Ok(Some(question.id))
+}
+
+/// Gives an answer to the session that asked, if it is live; otherwise to the objective's
+/// manager (a new one if the manager has ended too).
+async fn deliver_in(
+    engine: &Engine,
+    tx: &mut Tx,
+    objective: &Objective,
+    question: &Question,
+    message: &str,
+) -> Result<()> {
+    let now = engine.clock.now();
+    let asker = match question.session_id {
+        Some(id) => engine.store.session(id).await?,
+        None => None,
+    };
+    if let Some(asker) = asker.filter(|s| !s.status.is_terminal()) {
+        return tx.push_answer(asker.id, message, question.id, now).await;
+    }
+    let manager = match objective.manager {
+        Some(id) => engine.store.session(id).await?,
+        None => None,
+    };
+    match manager.filter(|m| !m.status.is_terminal()) {
+        Some(manager) => tx.push_answer(manager.id, message, question.id, now).await,
+        None => {
+            let manager =
+                objectives::respawn_manager_in(engine, tx, objective, None, Some(message)).await?;
+            tracing::info!(manager = %manager, "a new manager carries the answer");
+            Ok(())
+        }
+    }
+}
+
+/// An edit to a comment that answered a question: the answer changes too, if the agent has
+/// not read it yet.
+pub async fn edit_answer_in(
+    engine: &Engine,
+    tx: &mut Tx,
+    comment: i64,
+    body: &str,
+    author: Author<'_>,
+) -> Result<bool> {
+    let Some(question) = engine.store.question_answered_by(comment).await? else {
+        return Ok(false);
+    };
+    let answer = answer_text(body);
+    tx.edit_answer(question.id, &answer).await?;
+    let updated = tx
+        .update_pending_answer(question.id, &answer_message(&question, &answer, author))
+        .await?;
+    if !updated {
+        tracing::info!(question = %question.id, "an answer was edited after the agent read it; the agent keeps the first version");
+    }
+    Ok(updated)
+}
+
+/// `/foreman approve`: the plan question is answered and workers may start.
+pub async fn approve_plan_in(
+    engine: &Engine,
+    tx: &mut Tx,
+    objective: &Objective,
+    by: &str,
+) -> Result<bool> {
+    let now = engine.clock.now();
+    tx.approve_plan(objective.id, now).await?;
+    let answer = format!("approved by @{by}");
+    let n = tx
+        .answer_open_questions(objective.id, &[Kind::Plan.as_str()], &answer, by, now)
+        .await?;
+    let note = format!("@{by} approved your plan. Start the workers now.");
+    objectives::tell_manager_in(engine, tx, objective, &note).await?;
+    if !tx.has_open_questions(objective.id).await? {
+        tx.set_objective_status(objective.id, ObjectiveStatus::Active, None, now)
+            .await?;
+    }
+    Ok(n > 0)
+}
+
+/// Closes what a cancelled session asked.
+pub async fn close_for_session(engine: &Engine, session: SessionId) -> Result<()> {
+    let mut tx = engine.store.begin().await?;
+    tx.cancel_session_questions(session, engine.clock.now())
+        .await?;
+    tx.commit().await
+}
+
+/// Edits the comments of questions that have closed to say how.
+pub struct QuestionComments;
+
+impl TickTask for QuestionComments {
+    fn name(&self) -> &'static str {
+        "question-comments"
+    }
+
+    fn run<'a>(&'a self, engine: &'a Engine) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            for question in engine.store.questions_to_close_on_github().await? {
+                if let Err(e) = close_comment(engine, &question).await {
+                    tracing::warn!(question = %question.id, error = %format!("{e:#}"), "cannot update a question's comment");
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+async fn close_comment(engine: &Engine, question: &Question) -> Result<()> {
+    let objective = engine
+        .store
+        .objective(question.objective_id)
+        .await?
+        .context("the question's objective is gone")?;
+    let (Some(installation), Some(comment)) = (objective.installation_id, question.comment_id)
+    else {
+        return Ok(());
+    };
+    let app = engine
+        .github()
+        .context("the GitHub App is not configured")?;
+    let client = app.installation_client(installation).await?;
+    match rest::edit_comment(
+        &client,
+        &objective.repository,
+        comment,
+        &render_closed(question),
+    )
+    .await
+    {
+        Ok(()) | Err(rest::RestError::Status { status: 404, .. }) => {
+            engine.store.question_comment_final(question.id).await
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::session::fixtures;
+    use crate::model::{ObjectiveId, SessionStatus, Timestamp};
+
+    fn question(id: i64, text: &str) -> Question {
+        Question {
+            id: QuestionId(id),
+            objective_id: ObjectiveId(1),
+            session_id: None,
+            kind: "agent".into(),
+            text: text.into(),
+            context: None,
+            status: "open".into(),
+            answer: None,
+            answered_by: None,
+            created_at: Timestamp(0),
+            comment_id: None,
+            answer_comment_id: None,
+        }
+    }
+
+    #[test]
+    fn a_reply_answers_what_it_quotes_else_the_oldest() {
+        let open = [
+            question(5, "Which colour should the widget be?"),
+            question(3, "Should it spin\nor roll?"),
+        ];
+        assert_eq!(answered_by(&open, "Blue.").unwrap().id, QuestionId(3));
+        assert_eq!(
+            answered_by(&open, "> Which colour should the widget be?\n\nBlue.")
+                .unwrap()
+                .id,
+            QuestionId(5)
+        );
+        assert_eq!(
+            answered_by(&open, ">   or ROLL?\nroll").unwrap().id,
+            QuestionId(3)
+        );
+        assert_eq!(
+            answered_by(&open, "> something else entirely\nhm")
+                .unwrap()
+                .id,
+            QuestionId(3)
+        );
+        assert!(answered_by(&[], "Blue").is_none());
+        assert_eq!(
+            answer_text("> Which colour?\n\nBlue, please."),
+            "Blue, please."
+        );
+        assert_eq!(answer_text("> only a quote"), "> only a quote");
+    }
+
+    #[test]
+    fn question_comments_read_well() {
+        let mut worker = fixtures::session(7, 1, Role::Worker, SessionStatus::Running);
+        worker.title = "Fix the parser".into();
+        let manager = fixtures::session(2, 1, Role::Manager, SessionStatus::Running);
+        let mut all = render(
+            Some(&worker),
+            Kind::Agent,
+            "Should nested braces be allowed?\nThe spec is silent.",
+            "question-4",
+        );
+        all += "\n---\n\n";
+        all += &render(
+            Some(&manager),
+            Kind::Plan,
+            "1. Fix the lexer\n2. Add tests",
+            "question-5",
+        );
+        all += "\n---\n\n";
+        all += &render(
+            None,
+            Kind::Budget,
+            "The budget is reached (turns: 200 of 200).",
+            "question-6",
+        );
+        all += "\n---\n\n";
+        let mut closed = question(4, "Should nested braces be allowed?");
+        closed.status = "answered".into();
+        closed.answered_by = Some("alice".into());
+        all += &render_closed(&closed);
+        all += "\n---\n\n";
+        closed.status = "cancelled".into();
+        all += &render_closed(&closed);
+        crate::snapshot::assert_snapshot("questions", &all);
+    }
+}

@@ -1,0 +1,414 @@
+//! The supervisor against the real store, with a clock the test moves: pokes, respawns with
+//! the last manager's agent, the budget of attempts that really started, one escalation at a
+//! time, a cooldown kept in the database (so it holds across a restart), and the audit trail
+//! and metrics of each action.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use foreman::engine::supervisor::{Pass, supervise};
+use foreman::engine::{Engine, objectives};
+use foreman::model::supervisor::Settings;
+use foreman::model::{
+    ManualClock, ObjectiveId, ObjectiveStatus, Role, SessionId, SessionStatus, Timestamp,
+};
+use foreman::store::{NewPull, NewSession, Store, TurnStart};
+
+use crate::agents::new_objective;
+use crate::on_both_backends;
+use crate::support::TestDb;
+
+const SETTINGS: Settings = Settings {
+    idle_after: Duration::from_secs(30),
+    cooldown: Duration::from_secs(90),
+    max_attempts: 4,
+    max_managers: 16,
+};
+
+struct World {
+    clock: Arc<ManualClock>,
+    engine: Engine,
+}
+
+impl World {
+    async fn new(db: &TestDb) -> World {
+        let clock = Arc::new(ManualClock::new(Timestamp(1_800_000_000_000)));
+        World::on(db.store().await, clock)
+    }
+
+    fn on(store: Store, clock: Arc<ManualClock>) -> World {
+        let engine = Engine::new(store, clock.clone());
+        World { clock, engine }
+    }
+
+    fn store(&self) -> &Store {
+        &self.engine.store
+    }
+
+    fn at(&self, secs: u64) {
+        let target = Timestamp(1_800_000_000_000).plus(Duration::from_secs(secs));
+        let now = self.engine.clock.now();
+        self.clock.advance(target.since(now));
+    }
+
+    async fn supervise(&self) -> Pass {
+        supervise(&self.engine, &SETTINGS).await.unwrap()
+    }
+
+    async fn start(&self, issue: u64) -> (ObjectiveId, SessionId) {
+        objectives::start(&self.engine, &new_objective(issue))
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
+    async fn manager(&self, objective: ObjectiveId) -> foreman::model::Session {
+        let o = self.store().objective(objective).await.unwrap().unwrap();
+        self.store()
+            .session(o.manager.unwrap())
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
+    /// A turn of the session: it starts (taking its messages) and ends idle. Returns the
+    /// messages it was given.
+    async fn turn(&self, session: SessionId) -> Vec<String> {
+        let now = self.engine.clock.now();
+        let start = TurnStart {
+            token_hash: &format!("hash-{session}-{}", now.0),
+            runner: "test",
+            workdir: "/nowhere",
+        };
+        let messages = self
+            .store()
+            .begin_turn(
+                session,
+                &[SessionStatus::Queued, SessionStatus::Idle],
+                &start,
+                now,
+            )
+            .await
+            .unwrap()
+            .expect("the session could start a turn");
+        self.set(session, SessionStatus::Idle).await;
+        messages
+    }
+
+    async fn set(&self, session: SessionId, status: SessionStatus) {
+        let now = self.engine.clock.now();
+        assert!(
+            self.store()
+                .set_session_status(session, status, Some("test"), now)
+                .await
+                .unwrap(),
+            "session {session} to {status:?}"
+        );
+    }
+
+    async fn audit_kinds(&self, objective: ObjectiveId) -> Vec<String> {
+        self.store()
+            .audit_of(objective)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|a| a.kind)
+            .filter(|k| k.starts_with("supervisor."))
+            .collect()
+    }
+}
+
+fn metric(engine: &Engine, name: &str) -> u64 {
+    let text = engine.metrics.render(None);
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("{name} not in /metrics"))
+        .parse()
+        .unwrap()
+}
+
+async fn an_idle_manager_is_poked_once_quiet_and_the_cooldown_survives_a_restart(db: TestDb) {
+    let w = World::new(&db).await;
+    let (objective, manager) = w.start(1).await;
+    w.at(0);
+    w.turn(manager).await;
+
+    w.at(29);
+    assert_eq!(w.supervise().await.pokes, 0, "just active: not poked");
+    w.at(30);
+    let pass = w.supervise().await;
+    assert_eq!((pass.objectives, pass.pokes), (1, 1));
+    assert_eq!(
+        w.supervise().await.pokes,
+        0,
+        "the poke is waiting for its turn"
+    );
+    assert_eq!(w.audit_kinds(objective).await, ["supervisor.poke"]);
+    assert_eq!(metric(&w.engine, "foreman_supervisor_pokes_total"), 1);
+
+    // The poke is the manager's next turn, with the state of things in it.
+    w.at(31);
+    let messages = w.turn(manager).await;
+    assert_eq!(messages.len(), 1);
+    assert!(messages[0].contains("supervisor"), "{}", messages[0]);
+    assert!(messages[0].contains("Workers:\n(none)"), "{}", messages[0]);
+
+    // foreman restarts: a new engine on the same store. The manager is quiet again long
+    // enough, but the cooldown of the last poke (kept in the database) still holds.
+    let w = World::on(w.engine.store.clone(), w.clock.clone());
+    w.at(70);
+    assert_eq!(
+        w.supervise().await,
+        Pass {
+            objectives: 1,
+            ..Pass::default()
+        }
+    );
+    w.at(120);
+    assert_eq!(w.supervise().await.pokes, 1, "cooldown over");
+}
+on_both_backends!(an_idle_manager_is_poked_once_quiet_and_the_cooldown_survives_a_restart);
+
+async fn live_work_open_questions_and_healthy_pulls_are_left_alone(db: TestDb) {
+    let w = World::new(&db).await;
+    let (objective, manager) = w.start(2).await;
+    w.at(0);
+    w.turn(manager).await;
+
+    // A worker that is queued, then running for a long quiet build.
+    let mut tx = w.store().begin().await.unwrap();
+    let worker = tx
+        .insert_session(
+            &NewSession {
+                objective_id: objective,
+                role: Role::Worker,
+                agent: foreman::agent::AgentKind::Command,
+                title: "build".into(),
+                instructions: "build it".into(),
+                spawned_by: Some(manager),
+                depends_on: Vec::new(),
+            },
+            w.engine.clock.now(),
+        )
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    w.at(1000);
+    assert_eq!(w.supervise().await.pokes, 0, "a queued worker is activity");
+    w.turn(worker).await;
+    w.set(worker, SessionStatus::Succeeded).await;
+
+    // An open pull request with checks passing waits for a human to merge: no poke.
+    w.store()
+        .upsert_pull(
+            &NewPull {
+                objective_id: objective,
+                workspace_id: None,
+                session_id: Some(worker),
+                repository: "octo/widgets",
+                number: 7,
+                branch: "foreman/2-build",
+                base_ref: "main",
+                head_sha: "abc",
+                state: "open",
+                title: "Build it",
+                url: "http://example/7",
+                closes_issue: true,
+            },
+            w.engine.clock.now(),
+        )
+        .await
+        .unwrap();
+    w.at(2000);
+    assert_eq!(w.supervise().await.pokes, 0, "never ask a human to merge");
+    db.execute("UPDATE pull_requests SET checks = 'failing'")
+        .await;
+    assert_eq!(
+        w.supervise().await.pokes,
+        1,
+        "a failing pull request needs the manager"
+    );
+    let poke = w.turn(manager).await.join("\n");
+    assert!(
+        poke.contains("#7 Build it (open, checks failing)"),
+        "{poke}"
+    );
+    assert!(
+        poke.contains(&format!("#{worker} build (worker, succeeded)")),
+        "{poke}"
+    );
+
+    // A question waiting for a human: the objective is waiting, and left alone.
+    let o = w.store().objective(objective).await.unwrap().unwrap();
+    let mut tx = w.store().begin().await.unwrap();
+    foreman::engine::questions::ask_in(
+        &w.engine,
+        &mut tx,
+        &o,
+        None,
+        foreman::engine::questions::Kind::Agent,
+        "Which colour?",
+        None,
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    w.at(5000);
+    assert_eq!(w.supervise().await, Pass::default());
+}
+on_both_backends!(live_work_open_questions_and_healthy_pulls_are_left_alone);
+
+async fn dead_managers_are_respawned_within_budget_then_escalated_once(db: TestDb) {
+    let w = World::new(&db).await;
+    let (objective, first) = w.start(3).await;
+    db.execute(&format!(
+        "UPDATE sessions SET agent_kind = 'codex' WHERE id = {first}"
+    ))
+    .await;
+    let mut secs = 0;
+    let mut step = |w: &World| {
+        secs += 100; // past the cooldown each time
+        w.at(secs);
+    };
+
+    // The first manager ran and died: attempt 1 of 4.
+    w.turn(first).await;
+    w.set(first, SessionStatus::Failed).await;
+    step(&w);
+    assert_eq!(w.supervise().await.respawns, 1);
+    let second = w.manager(objective).await;
+    assert_ne!(second.id, first, "the manager pointer moved");
+    assert_eq!(
+        second.agent,
+        foreman::agent::AgentKind::Codex,
+        "the last manager's agent"
+    );
+
+    // Three respawns fail before their agent runs (a full disk): they do not count.
+    let mut current = second.id;
+    for _ in 0..3 {
+        w.set(current, SessionStatus::Failed).await;
+        step(&w);
+        assert_eq!(w.supervise().await.respawns, 1);
+        current = w.manager(objective).await.id;
+    }
+    // Three that really start and die: attempts 2, 3 and 4.
+    for _ in 0..3 {
+        w.turn(current).await;
+        w.set(current, SessionStatus::Failed).await;
+        step(&w);
+        let pass = w.supervise().await;
+        if pass.respawns == 1 {
+            current = w.manager(objective).await.id;
+        } else {
+            assert_eq!(pass.escalations, 1);
+        }
+    }
+    let managers = |w: &World| {
+        let store = w.store().clone();
+        async move {
+            store
+                .sessions_of(objective)
+                .await
+                .unwrap()
+                .iter()
+                .filter(|s| s.role == Role::Manager)
+                .count()
+        }
+    };
+    assert_eq!(managers(&w).await, 7, "1 + 3 that never started + 3 more");
+    let questions = w.store().questions_of(objective).await.unwrap();
+    let escalations: Vec<_> = questions
+        .iter()
+        .filter(|q| q.kind == "escalation")
+        .collect();
+    assert_eq!(escalations.len(), 1);
+    assert!(
+        escalations[0].text.contains("Should it continue"),
+        "{}",
+        escalations[0].text
+    );
+    let o = w.store().objective(objective).await.unwrap().unwrap();
+    assert_eq!(o.status, ObjectiveStatus::Waiting);
+
+    // No more respawns or escalations until it is answered.
+    for _ in 0..3 {
+        step(&w);
+        assert_eq!(w.supervise().await, Pass::default());
+    }
+
+    // A human says go on: a new manager starts at once and the budget counts afresh.
+    let mut tx = w.store().begin().await.unwrap();
+    objectives::resume_in(&w.engine, &mut tx, &o, "alice")
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let resumed = w.manager(objective).await;
+    assert_eq!(resumed.status, SessionStatus::Queued);
+    let messages = w.turn(resumed.id).await.join("\n");
+    assert!(
+        messages.contains("@alice asked you to continue"),
+        "{messages}"
+    );
+    let mut current = resumed.id;
+    let mut escalated = 0;
+    for _ in 0..4 {
+        w.set(current, SessionStatus::Failed).await;
+        step(&w);
+        let pass = w.supervise().await;
+        escalated += pass.escalations;
+        if pass.respawns == 1 {
+            current = w.manager(objective).await.id;
+            w.turn(current).await;
+        }
+    }
+    assert_eq!(escalated, 1, "escalates again once the new budget is spent");
+    let open: Vec<_> = w
+        .store()
+        .questions_of(objective)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|q| q.status == "open")
+        .collect();
+    assert_eq!(open.len(), 1, "never two open escalations");
+    assert_eq!(metric(&w.engine, "foreman_supervisor_escalations_total"), 2);
+    let kinds = w.audit_kinds(objective).await;
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "supervisor.escalate").count(),
+        2
+    );
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "supervisor.respawn").count(),
+        9
+    );
+}
+on_both_backends!(dead_managers_are_respawned_within_budget_then_escalated_once);
+
+async fn the_hard_cap_counts_every_manager_session(db: TestDb) {
+    let w = World::new(&db).await;
+    let (objective, mut current) = w.start(4).await;
+    let mut escalations = 0;
+    for i in 1..=20u64 {
+        if escalations == 0 {
+            w.set(current, SessionStatus::Failed).await; // never starts
+        }
+        w.at(i * 100);
+        let pass = w.supervise().await;
+        escalations += pass.escalations;
+        if pass.respawns == 1 {
+            current = w.manager(objective).await.id;
+        }
+    }
+    assert_eq!(escalations, 1);
+    let managers = w
+        .store()
+        .sessions_of(objective)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|s| s.role == Role::Manager)
+        .count();
+    assert_eq!(managers, 16, "the hard cap");
+}
+on_both_backends!(the_hard_cap_counts_every_manager_session);
