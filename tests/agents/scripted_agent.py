@@ -17,6 +17,13 @@ performs one turn:
           "exit": code, "spawn_sleeper": seconds, "expect_prompt": "text",
           "write": {"path": "content"}, "expect_files": ["path"]}
 
+Or, for the supervisor's simulation, plan = {"sim": {"steps": N, "seed": S, "stall": p,
+"crash": p, "exit_early": p}}: a manager that, each turn, at random crashes (exit 1) before
+doing anything, stalls (ends its turn with only a plan), or acts: spawns the first of the
+workers "step-0" … "step-N-1" it does not know of — it knows what it spawned itself and what
+the state snapshot in its prompt lists — and then, at random, crashes right after (exits
+early); with every step known it marks the objective done. Sim workers just succeed.
+
 Every turn also records its environment (environ.json) in the state directory.
   call = {"tool": "name", "args": {...}, "save": "var", "expect_error": true|false}
 
@@ -91,6 +98,44 @@ def substitute(value, variables):
     return value
 
 
+def simulate(sim, role, prompt, state_dir, state, state_path):
+    """One turn of the supervisor simulation (see the module's description)."""
+    if role != "manager":
+        print("done")
+        sys.exit(0)
+    import random
+    rng = random.Random("%s-%s-%d" % (sim["seed"], state_dir, state["turn"]))
+    roll = rng.random()
+    if roll < sim["crash"]:
+        print("crashing before doing anything", file=sys.stderr)
+        sys.exit(1)
+    if roll < sim["crash"] + sim["stall"]:
+        print("Done for now; next I will spawn the next step.")
+        sys.exit(0)
+    # What it knows: what it spawned and every snapshot it was given (its conversation).
+    known = set(state.setdefault("known", []))
+    known.update(re.findall(r"^- #\d+ (step-\d+) \((?:worker|followup), ", prompt, re.M))
+    state["known"] = sorted(known)
+    missing = ["step-%d" % i for i in range(sim["steps"]) if "step-%d" % i not in known]
+    mcp = Mcp(os.environ["FOREMAN_MCP_URL"], os.environ["FOREMAN_MCP_TOKEN"])
+    mcp.initialize()
+    if missing:
+        call = ("spawn_worker", {"title": missing[0], "instructions": "Do " + missing[0] + "."})
+        state["known"].append(missing[0])
+    else:
+        call = ("mark_objective_done", {"summary": "every step is done"})
+    result = mcp.request("tools/call", {"name": call[0], "arguments": call[1]})
+    text = "".join(c.get("text", "") for c in result.get("content", []))
+    print("%s -> %s" % (call[0], text), flush=True)
+    with open(os.path.join(state_dir, "calls.jsonl"), "a") as log:
+        log.write(json.dumps({"tool": call[0], "error": bool(result.get("isError")), "text": text}) + "\n")
+    json.dump(state, open(state_path, "w"))
+    if missing and rng.random() < sim["exit_early"]:
+        print("crashing right after acting", file=sys.stderr)
+        sys.exit(1)
+    sys.exit(0)
+
+
 def main():
     plan = json.load(open(sys.argv[1]))
     role = os.environ["FOREMAN_ROLE"]
@@ -102,6 +147,10 @@ def main():
     turn_index = state["turn"]
     state["turn"] += 1
     json.dump(state, open(state_path, "w"))
+    with open(os.path.join(state_dir, "prompts.txt"), "a") as log:
+        log.write("=== turn %d ===\n%s\n" % (turn_index, prompt))
+    if "sim" in plan:
+        simulate(plan["sim"], role, prompt, state_dir, state, state_path)
 
     if role == "manager":
         # Every unused turn whose "when" text is in the prompt runs (news can arrive
@@ -130,8 +179,6 @@ def main():
             turn = turn[turn_index] if turn_index < len(turn) else {}
 
     open(os.path.join(state_dir, "token"), "w").write(os.environ["FOREMAN_MCP_TOKEN"])
-    with open(os.path.join(state_dir, "prompts.txt"), "a") as log:
-        log.write("=== turn %d ===\n%s\n" % (turn_index, prompt))
     json.dump(dict(os.environ), open(os.path.join(state_dir, "environ.json"), "w"))
     for path in turn.get("expect_files", []):
         if not os.path.exists(path):

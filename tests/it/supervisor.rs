@@ -412,3 +412,128 @@ async fn the_hard_cap_counts_every_manager_session(db: TestDb) {
     assert_eq!(managers, 16, "the hard cap");
 }
 on_both_backends!(the_hard_cap_counts_every_manager_session);
+
+/// Objectives in the simulation.
+const SIMULATED: u64 = 200;
+
+/// The supervisor with the real scheduler and real agent processes: 200 objectives whose
+/// managers (the scripted agent's simulation mode) at random stall mid-task, crash before
+/// acting, or crash right after spawning a worker. Every objective must end done, or with
+/// exactly one open escalation; no step may be spawned twice (a respawned manager knows what
+/// ran only from the snapshot it is given).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_simulation_of_stalling_and_crashing_managers_ends_every_objective() {
+    crate::support::with_db(crate::support::Kind::Sqlite, simulation).await
+}
+
+async fn simulation(db: TestDb) {
+    crate::support::write_plan(
+        &db,
+        &serde_json::json!({"sim": {
+            "steps": 2, "seed": 11, "stall": 0.2, "crash": 0.15, "exit_early": 0.25
+        }}),
+    );
+    let mut args = crate::support::serve_args(&db);
+    args.agents.max_sessions = 8;
+    args.agents.max_workers = 2;
+    args.agents.budget_sessions = 40;
+    args.supervisor = foreman::config::SupervisorArgs {
+        idle_after: Duration::from_millis(300),
+        cooldown: Duration::from_millis(300),
+        max_attempts: 4,
+        max_managers: 16,
+    };
+    let server = crate::support::TestServer::start(&args).await;
+    let engine = server.running.engine.clone();
+    let store = server.store().clone();
+    let started = std::time::Instant::now();
+    let mut ids = Vec::new();
+    for issue in 1..=SIMULATED {
+        let (id, _) = objectives::start(&engine, &new_objective(issue))
+            .await
+            .unwrap()
+            .unwrap();
+        ids.push(id);
+    }
+    let deadline = started + Duration::from_secs(600);
+    let (done, escalated) = loop {
+        let (mut settled, mut done, mut escalated) = (0, 0, 0);
+        for &id in &ids {
+            let o = store.objective(id).await.unwrap().unwrap();
+            let open: Vec<String> = store
+                .questions_of(id)
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|q| q.status == "open")
+                .map(|q| q.kind)
+                .collect();
+            assert!(open.len() <= 1, "objective {id}: open questions {open:?}");
+            match o.status {
+                ObjectiveStatus::Done => done += 1,
+                ObjectiveStatus::Waiting if open == ["escalation"] => escalated += 1,
+                s => {
+                    assert!(!s.is_terminal(), "objective {id} ended {s:?}");
+                    continue;
+                }
+            }
+            settled += 1;
+        }
+        if settled == ids.len() {
+            break (done, escalated);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{settled} of {} objectives settled ({done} done, {escalated} escalated)",
+            ids.len()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let mut duplicates = 0;
+    let mut managers = 0;
+    for &id in &ids {
+        let sessions = store.sessions_of(id).await.unwrap();
+        let mut steps: Vec<&str> = sessions
+            .iter()
+            .filter(|s| s.role != Role::Manager)
+            .map(|s| s.title.as_str())
+            .collect();
+        managers += sessions.iter().filter(|s| s.role == Role::Manager).count();
+        let all = steps.len();
+        steps.sort();
+        steps.dedup();
+        if all != steps.len() {
+            for s in &sessions {
+                eprintln!(
+                    "objective {id}: #{} {} {:?} {:?} by {:?}",
+                    s.id, s.title, s.role, s.status, s.spawned_by
+                );
+                if s.role == Role::Manager {
+                    eprintln!("{}", crate::agents::state_file(&db, s.id, "prompts.txt"));
+                }
+            }
+        }
+        duplicates += all - steps.len();
+    }
+    let m = |name| metric(&engine, name);
+    println!(
+        "simulation: {SIMULATED} objectives in {:.1} s: {done} done, {escalated} escalated; \
+         {managers} manager sessions; supervisor pokes {}, respawns {}, escalations {}",
+        started.elapsed().as_secs_f64(),
+        m("foreman_supervisor_pokes_total"),
+        m("foreman_supervisor_respawns_total"),
+        m("foreman_supervisor_escalations_total"),
+    );
+    assert_eq!(duplicates, 0, "a step was spawned twice");
+    assert!(m("foreman_supervisor_pokes_total") > 0, "stalls were poked");
+    assert!(
+        m("foreman_supervisor_respawns_total") > 0,
+        "crashes were respawned"
+    );
+    assert_eq!(
+        m("foreman_supervisor_escalations_total"),
+        escalated as u64,
+        "one escalation per escalated objective"
+    );
+    server.shutdown().await;
+}
