@@ -170,6 +170,7 @@ fn main() {
                     base: None,
                     path: &path,
                     branch: Some(&branch),
+                    start_at: None,
                     auth: None,
                 }))
                 .unwrap();

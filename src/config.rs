@@ -383,6 +383,27 @@ impl Default for SupervisorArgs {
     }
 }
 
+/// Reconciliation: how often foreman reads back its pull requests and issues, in case a
+/// webhook was lost.
+#[derive(Args, Debug, Clone)]
+pub struct ReconcileArgs {
+    /// Time between full passes (pull requests, their checks, and the issues).
+    #[arg(long = "reconcile-interval", env = "FOREMAN_RECONCILE_INTERVAL", default_value = "10m", value_parser = parse_duration)]
+    pub every: Duration,
+    /// Time between reads of the open pull requests alone (merges, closes, pushes, conflicts).
+    #[arg(long = "pull-refresh-interval", env = "FOREMAN_PULL_REFRESH_INTERVAL", default_value = "2m", value_parser = parse_duration)]
+    pub pulls_every: Duration,
+}
+
+impl Default for ReconcileArgs {
+    fn default() -> Self {
+        ReconcileArgs {
+            every: Duration::from_secs(10 * 60),
+            pulls_every: Duration::from_secs(2 * 60),
+        }
+    }
+}
+
 /// How one role's sessions run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentProfile {
@@ -435,6 +456,8 @@ pub struct ServeArgs {
     pub gc: GcArgs,
     #[command(flatten)]
     pub supervisor: SupervisorArgs,
+    #[command(flatten)]
+    pub reconcile: ReconcileArgs,
     #[command(flatten)]
     pub setup: SetupArgs,
     /// Address to listen on. Defaults to 127.0.0.1:3000; `PORT` alone sets the port.

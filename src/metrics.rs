@@ -70,6 +70,10 @@ pub struct Metrics {
     pub supervisor_respawns: AtomicU64,
     /// Objectives the supervisor handed to the humans.
     pub supervisor_escalations: AtomicU64,
+    /// Reconciliation passes run.
+    pub reconcile_passes: AtomicU64,
+    /// What reconciliation repaired (a lost webhook's effect applied late).
+    pub reconcile_repairs: AtomicU64,
     /// Workspace GC passes run.
     pub gc_passes: AtomicU64,
     /// Checkouts GC removed.
@@ -170,6 +174,16 @@ impl Metrics {
                 "foreman_supervisor_escalations_total",
                 "Objectives the supervisor handed to the humans after its respawn budget.",
                 &self.supervisor_escalations,
+            ),
+            (
+                "foreman_reconcile_passes_total",
+                "Reconciliation passes run.",
+                &self.reconcile_passes,
+            ),
+            (
+                "foreman_reconcile_repairs_total",
+                "Effects of lost webhooks that reconciliation applied.",
+                &self.reconcile_repairs,
             ),
             (
                 "foreman_gc_passes_total",

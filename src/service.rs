@@ -15,6 +15,7 @@ use crate::config::{ServeArgs, redact_url};
 use crate::engine::gc::{GcSettings, GcTask};
 use crate::engine::outbox::Outbox;
 use crate::engine::questions::QuestionComments;
+use crate::engine::reconcile::Reconcile;
 use crate::engine::scheduler::Scheduler;
 use crate::engine::status::StatusComments;
 use crate::engine::supervisor::Supervisor;
@@ -131,6 +132,10 @@ pub async fn start(args: &ServeArgs, clock: Arc<dyn Clock>) -> Result<Running> {
         Box::new(Supervisor {
             settings: args.supervisor.settings(),
         }),
+        Box::new(Reconcile::new(
+            args.reconcile.every,
+            args.reconcile.pulls_every,
+        )),
         Box::new(Outbox),
         Box::new(StatusComments::default()),
         Box::new(QuestionComments),

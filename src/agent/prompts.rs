@@ -18,6 +18,9 @@ const PLAN_RULE: &str = include_str!("../../prompts/plan_rule.md");
 const SNAPSHOT: &str = include_str!("../../prompts/snapshot.md");
 const POKE: &str = include_str!("../../prompts/poke.md");
 const RESUME: &str = include_str!("../../prompts/resume.md");
+const FOLLOWUP_CI: &str = include_str!("../../prompts/followup_ci.md");
+const FOLLOWUP_REVIEW: &str = include_str!("../../prompts/followup_review.md");
+const FOLLOWUP_CONFLICT: &str = include_str!("../../prompts/followup_conflict.md");
 
 /// The first turn of a session.
 pub fn first_turn(session: &Session, objective: &Objective) -> Result<String> {
@@ -104,14 +107,21 @@ pub fn snapshot(s: &Snapshot<'_>) -> Result<String> {
         .pulls
         .iter()
         .map(|p| {
-            format!(
+            let mut line = format!(
                 "- #{} {} ({}, checks {}), from branch {}",
                 p.number,
                 one_line(&p.title, 120),
                 p.state,
                 p.checks,
                 p.branch
-            )
+            );
+            if p.state == "open" && p.mergeable.as_deref() == Some("conflicting") {
+                line.push_str("; conflicts with its base");
+            }
+            if let Some(decision) = &p.decision {
+                line.push_str(&format!("; {}", one_line(decision, 200)));
+            }
+            line
         })
         .collect();
     let questions: Vec<String> = s
@@ -157,6 +167,53 @@ pub fn resume(previous: &Session, snapshot: &str) -> Result<String> {
             ("snapshot", snapshot),
         ],
     )
+}
+
+/// A CI follow-up's instructions: the failing checks of the pull request's head.
+pub fn followup_ci(pull: &PullRequest, failures: &str) -> Result<String> {
+    fill_pull(
+        FOLLOWUP_CI,
+        pull,
+        &[("head", &pull.head_sha), ("failures", failures)],
+    )
+}
+
+/// A review follow-up's instructions: what the reviewers wrote.
+pub fn followup_review(pull: &PullRequest, review: &str) -> Result<String> {
+    fill_pull(FOLLOWUP_REVIEW, pull, &[("review", review)])
+}
+
+/// A conflict follow-up's instructions: bring the branch up to date with its base.
+pub fn followup_conflict(pull: &PullRequest, rebase: bool) -> Result<String> {
+    let how = if rebase {
+        format!(
+            "Rebase the branch onto it (`git rebase origin/{}`). foreman force-pushes the \
+             rebased branch, and records why.",
+            pull.base_ref
+        )
+    } else {
+        format!(
+            "Merge it into the branch (`git merge origin/{}`); do not rebase.",
+            pull.base_ref
+        )
+    };
+    fill_pull(
+        FOLLOWUP_CONFLICT,
+        pull,
+        &[("base", &pull.base_ref), ("how", &how)],
+    )
+}
+
+/// Fills a follow-up template: the pull request's branch, number and title, and `more`.
+fn fill_pull(template: &str, pull: &PullRequest, more: &[(&str, &str)]) -> Result<String> {
+    let (number, title) = (pull.number.to_string(), clean(&pull.title));
+    let mut values = vec![
+        ("branch", pull.branch.as_str()),
+        ("number", number.as_str()),
+        ("title", title.as_str()),
+    ];
+    values.extend_from_slice(more);
+    fill(template, &values)
 }
 
 /// One line per worker: id, title, role, status and a one-line result.

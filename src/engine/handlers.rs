@@ -7,13 +7,14 @@
 use anyhow::Result;
 
 use super::Engine;
+use super::pull_events::{self, Checked};
 use crate::github::events::{
     Event, Installation, InstallationAction, InstallationEvent, InstallationRepositoriesAction,
-    InstallationRepositoriesEvent, PingEvent, PullRequestEvent, RepositorySummary,
+    InstallationRepositoriesEvent, PingEvent, RepositorySummary,
 };
 use crate::model::delivery::ClaimedDelivery;
 use crate::model::{InstallationId, RepositoryId};
-use crate::store::{AuditEntry, InstallationState, NewPull, Store, Tx};
+use crate::store::{AuditEntry, InstallationState, Store, Tx};
 
 /// How a delivery ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,7 +101,24 @@ pub async fn handle(
             super::issues::comment_event(engine, work, &delivery.delivery_id.0, e).await
         }
         Event::PullRequest(e) if active(work.store(), other_installation(event)).await? => {
-            pull_request(engine, work, e, audit).await
+            pull_events::pull_request(engine, work, e, audit).await
+        }
+        Event::CheckSuite(e) if active(work.store(), other_installation(event)).await? => {
+            pull_events::checks(engine, work, &Checked::suite(e), audit).await
+        }
+        Event::CheckRun(e) if active(work.store(), other_installation(event)).await? => {
+            pull_events::checks(engine, work, &Checked::run(e), audit).await
+        }
+        Event::WorkflowRun(e) if active(work.store(), other_installation(event)).await? => {
+            pull_events::checks(engine, work, &Checked::workflow(e), audit).await
+        }
+        Event::PullRequestReview(e) if active(work.store(), other_installation(event)).await? => {
+            pull_events::review(engine, work, e, audit).await
+        }
+        Event::PullRequestReviewComment(e)
+            if active(work.store(), other_installation(event)).await? =>
+        {
+            pull_events::review_comment(engine, work, e, audit).await
         }
         other => {
             if let Some(id) = other.installation_id().map(InstallationId)
@@ -135,61 +153,6 @@ async fn active(store: &Store, installation: Option<InstallationId>) -> Result<b
         store.installation_state(id).await?,
         None | Some(InstallationState::Active)
     ))
-}
-
-/// A pull request from a foreman branch: recorded as its objective's (adopted, when an agent
-/// opened it some other way), with its state and head kept current.
-async fn pull_request(
-    engine: &Engine,
-    work: &mut Work<'_>,
-    e: &PullRequestEvent,
-    audit: impl Fn(&str, String) -> AuditEntry,
-) -> Result<Outcome> {
-    let pr = &e.pull_request;
-    let repository = &e.repository.full_name;
-    let Some(workspace) = work
-        .store()
-        .workspace_by_branch(repository, &pr.head.ref_name)
-        .await?
-    else {
-        return Ok(Outcome::Skipped(format!(
-            "pull request #{} is not from a foreman branch",
-            pr.number
-        )));
-    };
-    let state = match (pr.state.as_deref(), pr.is_merged()) {
-        (_, true) => "merged",
-        (Some("closed"), false) => "closed",
-        _ => "open",
-    };
-    let number = u64::try_from(pr.number).unwrap_or(0);
-    let new = NewPull {
-        objective_id: workspace.objective_id,
-        workspace_id: Some(workspace.id),
-        session_id: workspace.created_by,
-        repository,
-        number,
-        branch: &pr.head.ref_name,
-        base_ref: &pr.base.ref_name,
-        head_sha: &pr.head.sha,
-        state,
-        title: &pr.title,
-        url: pr.html_url.as_deref().unwrap_or_default(),
-        closes_issue: pr.body.contains("Closes #"),
-    };
-    let tx = work.tx().await?;
-    let adopted = tx.upsert_pull(&new, engine.clock.now()).await?;
-    let kind = if adopted {
-        "pull_request.adopted"
-    } else {
-        "pull_request.updated"
-    };
-    let detail = format!(
-        "objective {}: pull request #{number} ({state}, head {})",
-        workspace.objective_id, pr.head.sha
-    );
-    tx.audit(&audit(kind, detail)).await?;
-    Ok(Outcome::Processed)
 }
 
 fn ping_detail(ping: &PingEvent) -> String {

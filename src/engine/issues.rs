@@ -313,6 +313,9 @@ pub async fn issues_event(
             if now.open {
                 return Ok(Outcome::Skipped("the issue is open again".to_owned()));
             }
+            if let Some(outcome) = closed_by_merge(&cx, work).await? {
+                return Ok(outcome);
+            }
             stop(&cx, work, "the issue was closed").await
         }
         _ => Ok(Outcome::Skipped(format!(
@@ -393,6 +396,23 @@ fn budget(default: &Budget, config: &RepoConfig) -> Budget {
             .map(|usd| (usd * 1e6).round() as u64)
             .or(default.cost_micros),
     }
+}
+
+/// The issue was closed by the merge of one of its objective's pull requests (`Closes #N`):
+/// the work is done, not stopped.
+async fn closed_by_merge(cx: &IssueContext<'_>, work: &mut Work<'_>) -> Result<Option<Outcome>> {
+    let store = work.store();
+    let Some(objective) = store.live_objective(cx.repository, cx.issue).await? else {
+        return Ok(None);
+    };
+    let merged = super::pulls::merged_closers(cx.engine, &cx.client, &objective).await?;
+    if merged.is_empty() {
+        return Ok(None);
+    }
+    let tx = work.tx().await?;
+    super::pulls::closed_by_merge_in(cx.engine, tx, &objective, &merged).await?;
+    cx.engine.tick_bell.notify_one();
+    Ok(Some(Outcome::Processed))
 }
 
 /// Stops the issue's live objective, if there is one.

@@ -2,6 +2,7 @@
 //! event handlers; the tick loop runs periodic work. Everything here reads from and writes to
 //! the store; the HTTP layer only feeds it.
 
+pub mod followups;
 pub mod gc;
 pub mod handlers;
 pub mod inbox;
@@ -9,7 +10,10 @@ pub mod issues;
 pub mod objectives;
 pub mod outbox;
 pub mod publish;
+pub mod pull_events;
+pub mod pulls;
 pub mod questions;
+pub mod reconcile;
 pub mod replies;
 pub mod repos;
 pub mod scheduler;

@@ -286,8 +286,10 @@ pub async fn comment_issue(engine: &Engine, caller: &Session, body: &str) -> Res
     Ok(())
 }
 
-/// `mark_objective_done`: the manager says the work is complete.
-pub async fn mark_done(engine: &Engine, caller: &Session, summary: &str) -> Result<()> {
+/// `mark_objective_done`: the manager says the work is complete. With pull requests still
+/// open, the objective completes when they are merged. Returns what to tell the manager.
+pub async fn mark_done(engine: &Engine, caller: &Session, summary: &str) -> Result<String> {
+    use crate::model::pulls::{Completion, completion};
     let sessions = engine.store.sessions_of(caller.objective_id).await?;
     let live: Vec<String> = sessions
         .iter()
@@ -303,16 +305,46 @@ pub async fn mark_done(engine: &Engine, caller: &Session, summary: &str) -> Resu
     let Some(objective) = engine.store.objective(caller.objective_id).await? else {
         bail!("your objective is gone");
     };
-    let mut tx = engine.store.begin().await?;
-    tx.set_objective_summary(objective.id, summary).await?;
-    let reason = "marked done by its manager";
-    if !end_in(engine, &mut tx, &objective, ObjectiveStatus::Done, reason).await? {
+    if objective.status.is_terminal() {
         bail!("the objective has already ended");
     }
+    let pulls = engine.store.pulls_of(objective.id).await?;
+    let list = |numbers: &[u64]| {
+        numbers
+            .iter()
+            .map(|n| format!("#{n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut tx = engine.store.begin().await?;
+    tx.set_objective_summary(objective.id, summary).await?;
+    let reply = match completion(&pulls) {
+        Completion::Undecided(closed) => bail!(
+            "pull requests {} were closed without being merged; decide about each first: \
+             publish the work again, or record why it is not needed with `abandon_pr`",
+            list(&closed)
+        ),
+        Completion::WaitingForMerge(open) => {
+            tx.request_done(objective.id, engine.clock.now()).await?;
+            format!(
+                "Recorded. The objective completes when {} {} merged; you will hear if \
+                 anything needs you meanwhile. End your turn.",
+                list(&open),
+                if open.len() == 1 { "is" } else { "are" }
+            )
+        }
+        Completion::Done => {
+            let mut done = objective.clone();
+            done.summary = Some(summary.to_owned());
+            let reason = "marked done by its manager";
+            super::pulls::complete_in(engine, &mut tx, &done, &pulls, reason).await?;
+            "The objective is done. Thank you; end your turn.".to_owned()
+        }
+    };
     tx.commit().await?;
-    tracing::info!(objective = %objective.id, "objective done");
+    tracing::info!(objective = %objective.id, "{reply}");
     engine.tick_bell.notify_one();
-    Ok(())
+    Ok(reply)
 }
 
 /// Ends an objective inside the caller's transaction: its state, its open questions closed,

@@ -47,7 +47,7 @@ impl TickTask for Outbox {
                     Ok(()) => {}
                     Err(e) => failed(engine, &item, e).await?,
                 }
-                if item.kind != OutboxKind::Reaction {
+                if !matches!(item.kind, OutboxKind::Reaction | OutboxKind::CloseIssue) {
                     tokio::time::sleep(engine.posting.spacing).await;
                 }
             }
@@ -113,6 +113,10 @@ async fn make(engine: &Engine, item: &OutboxItem) -> Result<()> {
     let github_id = match item.kind {
         OutboxKind::Reaction => {
             rest::react(&client, repo, issue, None, &item.body).await?;
+            None
+        }
+        OutboxKind::CloseIssue => {
+            rest::close_issue(&client, repo, issue).await?;
             None
         }
         OutboxKind::CommentReaction => {

@@ -57,6 +57,11 @@ pub fn render(view: &StatusView<'_>, now: Timestamp) -> String {
     let cost: u64 = view.sessions.iter().map(|s| s.cost_micros).sum();
     let elapsed = o.ended_at.unwrap_or(now).since(o.created_at);
     let headline = match o.status {
+        ObjectiveStatus::Active if o.done_requested_at.is_some() => {
+            "🟢 **foreman** has done the work: this issue is done when its pull requests are \
+             merged."
+                .to_owned()
+        }
         ObjectiveStatus::Active => "🟢 **foreman** is working on this issue.".to_owned(),
         ObjectiveStatus::Waiting => "🟡 **foreman** is waiting for an answer from you.".to_owned(),
         ObjectiveStatus::Done => "✅ **foreman** has finished this issue.".to_owned(),
@@ -147,9 +152,14 @@ pub fn render(view: &StatusView<'_>, now: Timestamp) -> String {
                 "pending" if p.state == "open" => " · checks pending ⏳",
                 _ => "",
             };
+            let conflict = if p.state == "open" && p.mergeable.as_deref() == Some("conflicting") {
+                " · conflicts with its base ⚠️"
+            } else {
+                ""
+            };
             let _ = writeln!(
                 out,
-                "- #{} {} — {}{checks}",
+                "- #{} {} — {}{checks}{conflict}",
                 p.number,
                 one_line(&p.title, 80),
                 p.state
@@ -363,6 +373,10 @@ mod tests {
             url: "https://github.com/octo/widgets/pull/12".into(),
             closes_issue: true,
             updated_at: Timestamp(0),
+            mergeable: None,
+            decision: None,
+            checks_sha: None,
+            checks_detail: None,
         }
     }
 

@@ -160,16 +160,8 @@ async fn apply(
             )
         }
     };
-    tx.audit(&AuditEntry {
-        at: now,
-        objective_id: Some(id),
-        delivery_id: None,
-        installation_id: objective.installation_id,
-        repository_id: None,
-        kind: kind.to_owned(),
-        detail: detail.clone(),
-    })
-    .await?;
+    tx.audit(&AuditEntry::about(&objective, now, kind, detail.clone()))
+        .await?;
     tx.commit().await?;
     tracing::info!(objective = %id, action = kind, "{detail}");
     Ok(true)

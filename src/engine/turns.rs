@@ -282,9 +282,27 @@ async fn workdir_for(engine: &Engine, session: &Session) -> Result<Option<PathBu
 /// anyone else.
 async fn new_workspace(engine: &Engine, session: &Session) -> Result<PathBuf> {
     let objective = objective_of(engine, session).await?;
-    let branch = (session.role != Role::Manager).then(|| {
-        crate::model::workspace::branch_name(objective.issue_number, &session.title, session.id)
-    });
+    // A follow-up continues its pull request's branch, from where it is upstream now.
+    let pull = match session.pull_request_id {
+        Some(id) => Some(
+            engine
+                .store
+                .pull(id)
+                .await?
+                .with_context(|| format!("the follow-up's pull request {id} is gone"))?,
+        ),
+        None => None,
+    };
+    let branch = match &pull {
+        Some(p) => Some(p.branch.clone()),
+        None => (session.role != Role::Manager).then(|| {
+            crate::model::workspace::branch_name(objective.issue_number, &session.title, session.id)
+        }),
+    };
+    let base = match &pull {
+        Some(p) => Some(p.base_ref.as_str()),
+        None => objective.config.base_branch.as_deref(),
+    };
     let path = engine
         .agents
         .work_root
@@ -322,9 +340,10 @@ async fn new_workspace(engine: &Engine, session: &Session) -> Result<PathBuf> {
         .workspaces
         .prepare(&crate::workspace::Prepare {
             repository: &objective.repository,
-            base: objective.config.base_branch.as_deref(),
+            base,
             path: &path,
             branch: branch.as_deref(),
+            start_at: pull.as_ref().map(|p| p.branch.as_str()),
             auth: auth.as_ref(),
         })
         .await;
@@ -769,8 +788,24 @@ async fn try_finish(
                 _ => SessionStatus::Succeeded,
             };
             if next == SessionStatus::Succeeded && session.role.is_one_task() {
-                let reported = store.session(session.id).await?.and_then(|s| s.result);
-                let result = reported.or(result).map(|r| truncate(&r, MAX_RESULT));
+                let now_is = store.session(session.id).await?;
+                let reported = now_is.as_ref().and_then(|s| s.result.clone());
+                let mut result = reported.or(result).map(|r| truncate(&r, MAX_RESULT));
+                if session.pull_request_id.is_some() {
+                    // A follow-up's work counts once it is on its pull request.
+                    let current = now_is.unwrap_or_else(|| session.clone());
+                    match super::followups::push(engine, &current).await {
+                        Ok(head) => {
+                            let said = result.as_deref().unwrap_or("(no result reported)");
+                            result = Some(format!("pushed {head} to the pull request. {said}"));
+                        }
+                        Err(e) => {
+                            let reason = format!("{e:#}");
+                            fail(engine, session, &reason).await;
+                            return Ok(());
+                        }
+                    }
+                }
                 store
                     .set_session_text(session.id, result.as_deref(), None)
                     .await?;

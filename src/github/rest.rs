@@ -70,6 +70,12 @@ pub async fn call(
     if status.is_success() {
         return Ok(json);
     }
+    Err(error_of(status, &headers, &json, &text))
+}
+
+/// GitHub's error answer as a [`RestError`]: a rate limit (with when to try again) or a
+/// plain error status.
+fn error_of(status: StatusCode, headers: &http::HeaderMap, json: &Value, text: &str) -> RestError {
     let message = json["message"]
         .as_str()
         .map(str::to_owned)
@@ -92,16 +98,16 @@ pub async fn call(
             })
             .unwrap_or(DEFAULT_RETRY_AFTER)
             .min(MAX_RETRY_AFTER);
-        return Err(RestError::RateLimited {
+        return RestError::RateLimited {
             status: status.as_u16(),
             retry_after,
             message,
-        });
+        };
     }
-    Err(RestError::Status {
+    RestError::Status {
         status: status.as_u16(),
         message,
-    })
+    }
 }
 
 /// Posts a comment on an issue or pull request; returns its id.
@@ -275,6 +281,159 @@ pub async fn default_branch(client: &Octocrab, repository: &str) -> Result<Strin
         .as_str()
         .unwrap_or("main")
         .to_owned())
+}
+
+/// What foreman needs to know about a pull request right now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullNow {
+    /// `open`, `merged` or `closed`.
+    pub state: String,
+    pub head_sha: String,
+    /// `clean` or `conflicting`; `None` while GitHub is still computing it.
+    pub mergeable: Option<String>,
+    /// Who merged or closed it, when GitHub says.
+    pub merged_by: Option<String>,
+}
+
+/// A pull request as it stands now.
+pub async fn pull(client: &Octocrab, repository: &str, number: u64) -> Result<PullNow, RestError> {
+    let path = format!("/repos/{repository}/pulls/{number}");
+    Ok(pull_now(&call(client, Method::GET, &path, None).await?))
+}
+
+/// What a pull request's JSON says of it.
+pub fn pull_now(answer: &Value) -> PullNow {
+    let state = if answer["merged"] == true || !answer["merged_at"].is_null() {
+        "merged"
+    } else if answer["state"] == "closed" {
+        "closed"
+    } else {
+        "open"
+    };
+    let mergeable = match (
+        answer["mergeable"].as_bool(),
+        answer["mergeable_state"].as_str(),
+    ) {
+        (_, Some("dirty")) | (Some(false), _) => Some("conflicting".to_owned()),
+        (Some(true), _) => Some("clean".to_owned()),
+        _ => None,
+    };
+    PullNow {
+        state: state.to_owned(),
+        head_sha: answer["head"]["sha"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+        mergeable,
+        merged_by: answer["merged_by"]["login"].as_str().map(str::to_owned),
+    }
+}
+
+/// The answer to a conditional GET.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Conditional {
+    /// Unchanged since the ETag given (GitHub does not count this against the rate limit).
+    NotModified,
+    /// The resource, and its ETag for next time.
+    Changed(Value, Option<String>),
+}
+
+/// A GET that answers "not modified" when the resource still has `etag`.
+pub async fn get_if_changed(
+    client: &Octocrab,
+    path: &str,
+    etag: Option<&str>,
+) -> Result<Conditional, RestError> {
+    let mut headers = http::HeaderMap::new();
+    if let Some(value) = etag.and_then(|e| http::HeaderValue::from_str(e).ok()) {
+        headers.insert(http::header::IF_NONE_MATCH, value);
+    }
+    let transport = |e: octocrab::Error| RestError::Transport(e.to_string());
+    let response = client
+        ._get_with_headers(path, Some(headers))
+        .await
+        .map_err(transport)?;
+    if response.status() == StatusCode::NOT_MODIFIED {
+        return Ok(Conditional::NotModified);
+    }
+    let status = response.status();
+    let headers = response.headers().clone();
+    let etag = headers
+        .get(http::header::ETAG)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let text = client.body_to_string(response).await.map_err(transport)?;
+    let json: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    if status.is_success() {
+        return Ok(Conditional::Changed(json, etag));
+    }
+    Err(error_of(status, &headers, &json, &text))
+}
+
+/// The check runs of a commit (the first hundred, which is every one in practice).
+pub async fn check_runs(
+    client: &Octocrab,
+    repository: &str,
+    sha: &str,
+) -> Result<Vec<crate::model::pulls::CheckRunView>, RestError> {
+    let path = format!("/repos/{repository}/commits/{sha}/check-runs?per_page=100");
+    let answer = call(client, Method::GET, &path, None).await?;
+    let text = |v: &Value| v.as_str().map(str::to_owned);
+    Ok(answer["check_runs"]
+        .as_array()
+        .map(|runs| {
+            runs.iter()
+                .map(|r| crate::model::pulls::CheckRunView {
+                    name: text(&r["name"]).unwrap_or_default(),
+                    status: text(&r["status"]).unwrap_or_default(),
+                    conclusion: text(&r["conclusion"]),
+                    summary: [text(&r["output"]["title"]), text(&r["output"]["summary"])]
+                        .into_iter()
+                        .flatten()
+                        .reduce(|a, b| format!("{a}: {b}")),
+                    details_url: text(&r["details_url"]).or_else(|| text(&r["html_url"])),
+                })
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// One review comment (a comment on a line of a pull request's diff).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReviewComment {
+    pub id: i64,
+    pub review_id: Option<i64>,
+    pub user: String,
+    pub path: String,
+    pub line: Option<i64>,
+    pub body: String,
+    pub diff_hunk: Option<String>,
+}
+
+/// The review comments of a pull request (the first hundred).
+pub async fn review_comments(
+    client: &Octocrab,
+    repository: &str,
+    number: u64,
+) -> Result<Vec<ReviewComment>, RestError> {
+    let path = format!("/repos/{repository}/pulls/{number}/comments?per_page=100");
+    let answer = call(client, Method::GET, &path, None).await?;
+    Ok(answer
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .map(|c| ReviewComment {
+                    id: c["id"].as_i64().unwrap_or_default(),
+                    review_id: c["pull_request_review_id"].as_i64(),
+                    user: c["user"]["login"].as_str().unwrap_or_default().to_owned(),
+                    path: c["path"].as_str().unwrap_or_default().to_owned(),
+                    line: c["line"].as_i64().or_else(|| c["original_line"].as_i64()),
+                    body: c["body"].as_str().unwrap_or_default().to_owned(),
+                    diff_hunk: c["diff_hunk"].as_str().map(str::to_owned),
+                })
+                .collect()
+        })
+        .unwrap_or_default())
 }
 
 fn id_of(value: &Value) -> Result<i64, RestError> {

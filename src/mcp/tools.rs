@@ -147,8 +147,17 @@ pub const TOOLS: &[ToolSpec] = &[
     ToolSpec {
         name: "mark_objective_done",
         roles: MANAGER,
-        description: "Say the objective is complete. All workers must have finished.",
+        description: "Say the objective is complete. All workers must have finished. With pull requests still open, the objective completes when they are merged.",
         params: &[("summary", "string", "What was done, for the humans.", true)],
+    },
+    ToolSpec {
+        name: "abandon_pr",
+        roles: MANAGER,
+        description: "Record that a pull request closed without being merged is not needed, and why. The objective can then complete without it.",
+        params: &[
+            ("number", "integer", "The pull request's number.", true),
+            ("reason", "string", "Why its work is not needed.", true),
+        ],
     },
     ToolSpec {
         name: "report_result",
@@ -341,6 +350,13 @@ struct Summary {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct Abandon {
+    number: u64,
+    reason: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Note {
     text: String,
 }
@@ -445,8 +461,14 @@ impl ForemanTools {
                 capped("summary", &a.summary, MAX_TEXT)?;
                 objectives::mark_done(engine, caller, &a.summary)
                     .await
-                    .map_err(internal)?;
-                Ok("The objective is marked done. Thank you; end your turn.".to_owned())
+                    .map_err(internal)
+            }
+            "abandon_pr" => {
+                let a: Abandon = parse(name, args)?;
+                capped("reason", &a.reason, MAX_NOTE)?;
+                crate::engine::pulls::abandon(engine, caller, a.number, &a.reason)
+                    .await
+                    .map_err(internal)
             }
             "report_result" => {
                 let a: Summary = parse(name, args)?;

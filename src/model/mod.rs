@@ -4,6 +4,7 @@
 pub mod delivery;
 pub mod gc;
 pub mod ids;
+pub mod pulls;
 pub mod repo_config;
 pub mod session;
 pub mod supervisor;

@@ -126,6 +126,9 @@ pub struct Permissions {
     /// Least permission to answer foreman's questions.
     #[serde(default = "write")]
     pub answer: Permission,
+    /// Least permission for a review on a foreman pull request to start a follow-up.
+    #[serde(default = "write")]
+    pub review: Permission,
     /// People allowed all of the above whatever their permission.
     #[serde(default)]
     pub users: Vec<String>,
@@ -140,6 +143,7 @@ impl Default for Permissions {
             trigger: Permission::Write,
             command: Permission::Write,
             answer: Permission::Write,
+            review: Permission::Write,
             users: Vec::new(),
             issue_author_may_answer: false,
         }
@@ -169,6 +173,43 @@ pub struct RepoConfig {
     /// Whether a human must approve the manager's plan before workers start.
     #[serde(default)]
     pub plan_approval: bool,
+    #[serde(default)]
+    pub pull_requests: PullRequestChoice,
+}
+
+/// How foreman looks after its pull requests.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PullRequestChoice {
+    /// CI follow-ups per pull request before the manager is asked what to do.
+    #[serde(default = "three")]
+    pub ci_attempts: u32,
+    /// How a branch that conflicts with its base is brought up to date.
+    #[serde(default)]
+    pub update: UpdateStyle,
+}
+
+impl Default for PullRequestChoice {
+    fn default() -> Self {
+        PullRequestChoice {
+            ci_attempts: three(),
+            update: UpdateStyle::Merge,
+        }
+    }
+}
+
+fn three() -> u32 {
+    3
+}
+
+/// Merge the base into the branch, or rebase the branch onto it (which rewrites the
+/// published branch: foreman force-pushes it, and records why).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpdateStyle {
+    #[default]
+    Merge,
+    Rebase,
 }
 
 impl Default for RepoConfig {
@@ -181,6 +222,7 @@ impl Default for RepoConfig {
             permissions: Permissions::default(),
             base_branch: None,
             plan_approval: false,
+            pull_requests: PullRequestChoice::default(),
         }
     }
 }

@@ -325,6 +325,9 @@ pub struct Objective {
     pub ended_at: Option<super::Timestamp>,
     /// Whether a human approved the manager's plan (when the repository asks for that).
     pub plan_approved: bool,
+    /// When its manager said the work is done while pull requests were still open: it ends
+    /// done when they are merged.
+    pub done_requested_at: Option<super::Timestamp>,
 }
 
 /// A session as stored.
@@ -358,6 +361,9 @@ pub struct Session {
     pub turn_started_at: Option<super::Timestamp>,
     /// The checkout it works in, once prepared.
     pub workspace_id: Option<super::WorkspaceId>,
+    /// For a follow-up: the pull request it works on, and why (`ci`, `review`, `conflict`).
+    pub pull_request_id: Option<i64>,
+    pub followup_kind: Option<String>,
 }
 
 #[cfg(test)]
@@ -421,6 +427,7 @@ pub(crate) mod fixtures {
             status_comment_id: None,
             ended_at: None,
             plan_approved: false,
+            done_requested_at: None,
         }
     }
 
@@ -453,6 +460,8 @@ pub(crate) mod fixtures {
             last_activity_at: None,
             turn_started_at: None,
             workspace_id: None,
+            pull_request_id: None,
+            followup_kind: None,
         }
     }
 }

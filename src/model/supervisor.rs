@@ -65,8 +65,8 @@ pub struct ObjectiveView {
     pub live_workers: u32,
     /// Questions waiting for a human.
     pub open_questions: u32,
-    /// Open pull requests, and how many of them need something (failing checks, a review
-    /// asking for changes, a conflict).
+    /// Open pull requests, and how many pull requests need the manager (open with failing
+    /// checks or a conflict, or closed without merge and not yet decided about).
     pub open_pulls: u32,
     pub unhealthy_pulls: u32,
     /// Manager sessions that really started (took a turn), since the budget was last reset.

@@ -80,6 +80,13 @@ pub struct PullRequest {
     pub url: String,
     pub closes_issue: bool,
     pub updated_at: Timestamp,
+    /// What GitHub last said of merging it: `clean`, `conflicting`, or unknown.
+    pub mergeable: Option<String>,
+    /// The manager's decision about it, once closed without merge.
+    pub decision: Option<String>,
+    /// The head commit `checks` is about, and what failed there.
+    pub checks_sha: Option<String>,
+    pub checks_detail: Option<String>,
 }
 
 /// The branch a session's work is published on: `foreman/<issue>-<slug>-<short id>`.

@@ -19,6 +19,26 @@ pub struct AuditEntry {
     pub detail: String,
 }
 
+impl AuditEntry {
+    /// A record about an objective, not tied to a delivery.
+    pub fn about(
+        objective: &crate::model::Objective,
+        at: Timestamp,
+        kind: impl Into<String>,
+        detail: impl Into<String>,
+    ) -> AuditEntry {
+        AuditEntry {
+            at,
+            objective_id: Some(objective.id),
+            delivery_id: None,
+            installation_id: objective.installation_id,
+            repository_id: None,
+            kind: kind.into(),
+            detail: detail.into(),
+        }
+    }
+}
+
 const COLUMNS: &str = "at, objective_id, delivery_id, installation_id, repository_id, kind, detail";
 
 impl Tx {

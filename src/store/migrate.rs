@@ -54,6 +54,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "supervisor",
         sql: include_str!("../../migrations/0007_supervisor.sql"),
     },
+    Migration {
+        version: 8,
+        name: "pulls",
+        sql: include_str!("../../migrations/0008_pulls.sql"),
+    },
 ];
 
 /// PostgreSQL advisory lock key that serialises migrations across instances.

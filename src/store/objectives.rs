@@ -37,7 +37,7 @@ const COLUMNS: &str = "id, installation_id, repository, issue_number, title, bod
      author_permission, status, \
      status_reason, manager_session_id, summary, budget_sessions, budget_turns, budget_wall_ms, \
      budget_cost_micros, budget_blocked, created_at, config, previous_objective_id, \
-     status_comment_id, ended_at, plan_approved_at";
+     status_comment_id, ended_at, plan_approved_at, done_requested_at";
 
 impl Store {
     /// One objective.
@@ -376,5 +376,6 @@ fn objective(row: &AnyRow) -> Result<Objective> {
         status_comment_id: col(row, "status_comment_id")?,
         ended_at: col::<Option<i64>>(row, "ended_at")?.map(Timestamp),
         plan_approved: col::<Option<i64>>(row, "plan_approved_at")?.is_some(),
+        done_requested_at: col::<Option<i64>>(row, "done_requested_at")?.map(Timestamp),
     })
 }

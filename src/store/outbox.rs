@@ -22,6 +22,8 @@ pub enum OutboxKind {
     CommentReaction,
     /// Posts a question (`target_id` is the question).
     Question,
+    /// Closes the issue as completed.
+    CloseIssue,
 }
 
 impl OutboxKind {
@@ -32,6 +34,7 @@ impl OutboxKind {
             OutboxKind::Reaction => "reaction",
             OutboxKind::CommentReaction => "comment_reaction",
             OutboxKind::Question => "question",
+            OutboxKind::CloseIssue => "close_issue",
         }
     }
 
@@ -42,6 +45,7 @@ impl OutboxKind {
             "reaction" => OutboxKind::Reaction,
             "comment_reaction" => OutboxKind::CommentReaction,
             "question" => OutboxKind::Question,
+            "close_issue" => OutboxKind::CloseIssue,
             other => anyhow::bail!("unknown outbox kind `{other}`"),
         })
     }

@@ -57,7 +57,7 @@ pub struct TranscriptLine {
 const COLUMNS: &str = "id, objective_id, role, agent_kind, title, instructions, status, \
      status_reason, spawned_by, conversation_id, result, activity, summary, turns, recoveries, \
      input_tokens, output_tokens, cost_micros, workdir, runner, pid, heartbeat_at, created_at, \
-     last_activity_at, turn_started_at, workspace_id";
+     last_activity_at, turn_started_at, workspace_id, pull_request_id, followup_kind";
 
 impl Store {
     /// One session, with its dependencies.
@@ -631,5 +631,7 @@ fn session(row: &AnyRow) -> Result<Session> {
         last_activity_at: col::<Option<i64>>(row, "last_activity_at")?.map(Timestamp),
         turn_started_at: col::<Option<i64>>(row, "turn_started_at")?.map(Timestamp),
         workspace_id: col::<Option<i64>>(row, "workspace_id")?.map(WorkspaceId),
+        pull_request_id: col(row, "pull_request_id")?,
+        followup_kind: col(row, "followup_kind")?,
     })
 }

@@ -34,8 +34,10 @@ impl Store {
                 (SELECT COUNT(*) FROM pull_requests p
                     WHERE p.objective_id = o.id AND p.state = 'open') AS open_pulls,
                 (SELECT COUNT(*) FROM pull_requests p
-                    WHERE p.objective_id = o.id AND p.state = 'open'
-                      AND p.checks = 'failing') AS unhealthy_pulls,
+                    WHERE p.objective_id = o.id
+                      AND ((p.state = 'open'
+                            AND (p.checks = 'failing' OR p.mergeable = 'conflicting'))
+                           OR (p.state = 'closed' AND p.decision IS NULL))) AS unhealthy_pulls,
                 COALESCE(sa.attempts, 0) AS attempts,
                 COALESCE(sa.managers, 0) AS managers
              FROM objectives o

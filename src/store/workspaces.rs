@@ -40,8 +40,9 @@ pub struct NewPull<'a> {
 
 const WORKSPACE_COLUMNS: &str = "id, objective_id, created_by, repository, target, path, branch, \
      base_ref, base_sha, status, error, holder";
-const PULL_COLUMNS: &str = "id, objective_id, workspace_id, session_id, repository, number, \
-     branch, base_ref, head_sha, state, checks, title, url, closes_issue, updated_at";
+pub(super) const PULL_COLUMNS: &str = "id, objective_id, workspace_id, session_id, repository, number, \
+     branch, base_ref, head_sha, state, checks, title, url, closes_issue, updated_at, mergeable, \
+     decision, checks_sha, checks_detail";
 
 impl Store {
     /// One workspace.
@@ -300,7 +301,7 @@ fn workspace(row: &AnyRow) -> Result<Workspace> {
     })
 }
 
-fn pull(row: &AnyRow) -> Result<PullRequest> {
+pub(super) fn pull(row: &AnyRow) -> Result<PullRequest> {
     Ok(PullRequest {
         id: col(row, "id")?,
         objective_id: ObjectiveId(col(row, "objective_id")?),
@@ -317,5 +318,9 @@ fn pull(row: &AnyRow) -> Result<PullRequest> {
         url: col(row, "url")?,
         closes_issue: col::<i64>(row, "closes_issue")? != 0,
         updated_at: Timestamp(col(row, "updated_at")?),
+        mergeable: col(row, "mergeable")?,
+        decision: col(row, "decision")?,
+        checks_sha: col(row, "checks_sha")?,
+        checks_detail: col(row, "checks_detail")?,
     })
 }

@@ -79,6 +79,9 @@ pub struct Prepare<'a> {
     pub path: &'a Path,
     /// The branch to create for the work; `None` leaves a read-only, detached checkout.
     pub branch: Option<&'a str>,
+    /// A branch upstream the work continues (a pull request's head): the checkout starts at
+    /// its tip instead of the base's, and `origin/<base>` is the base's tip.
+    pub start_at: Option<&'a str>,
     pub auth: Option<&'a SecretString>,
 }
 
@@ -192,21 +195,42 @@ impl Workspaces {
             Some(base) => base.to_owned(),
             None => default_branch(git, &mirror).await?,
         };
-        let refspec = format!("+refs/heads/{base}:refs/heads/{base}");
-        git.run(
-            &mirror,
-            &["fetch", "--quiet", "--no-tags", &url, &refspec],
-            network,
-        )
-        .await
-        .with_context(|| format!("cannot fetch the base branch `{base}` of {}", p.repository))?;
-        let sha = git
-            .run(
-                &mirror,
-                &["rev-parse", &format!("refs/heads/{base}^{{commit}}")],
-                Call::default(),
-            )
-            .await?;
+        let mut fetch = vec![
+            "fetch".to_owned(),
+            "--quiet".to_owned(),
+            "--no-tags".to_owned(),
+            url.clone(),
+            format!("+refs/heads/{base}:refs/heads/{base}"),
+        ];
+        if let Some(start) = p.start_at {
+            fetch.push(format!("+refs/heads/{start}:refs/heads/{start}"));
+        }
+        let fetch: Vec<&str> = fetch.iter().map(String::as_str).collect();
+        git.run(&mirror, &fetch, network)
+            .await
+            .with_context(|| match p.start_at {
+                Some(start) => format!(
+                    "cannot fetch the base branch `{base}` or the branch `{start}` of {}",
+                    p.repository
+                ),
+                None => format!("cannot fetch the base branch `{base}` of {}", p.repository),
+            })?;
+        let tip = |branch: String| {
+            let mirror = mirror.clone();
+            async move {
+                git.run(
+                    &mirror,
+                    &["rev-parse", &format!("refs/heads/{branch}^{{commit}}")],
+                    Call::default(),
+                )
+                .await
+            }
+        };
+        let sha = tip(base.clone()).await?;
+        let start_sha = match p.start_at {
+            Some(start) => Some(tip(start.to_owned()).await?),
+            None => None,
+        };
         let seed = self.seed_path(p.repository, &base);
         self.update_seed(&mirror, &seed, &sha).await?;
         let (from, to) = (seed.clone(), p.path.to_owned());
@@ -216,23 +240,36 @@ impl Workspaces {
         drop(_guard);
         tokio::fs::write(p.path.join(".git/config"), self.checkout_config(&url)).await?;
         let local = Call::default();
-        if let Some(branch) = p.branch {
-            git.run(
-                p.path,
-                &["update-ref", &format!("refs/heads/{branch}"), &sha],
-                local,
-            )
-            .await?;
-            git.run(
-                p.path,
-                &["symbolic-ref", "HEAD", &format!("refs/heads/{branch}")],
-                local,
-            )
-            .await?;
+        match (p.branch, &start_sha) {
+            (Some(branch), Some(start)) => {
+                git.run(
+                    p.path,
+                    &["update-ref", &format!("refs/remotes/origin/{base}"), &sha],
+                    local,
+                )
+                .await?;
+                git.run(p.path, &["checkout", "--quiet", "-B", branch, start], local)
+                    .await?;
+            }
+            (Some(branch), None) => {
+                git.run(
+                    p.path,
+                    &["update-ref", &format!("refs/heads/{branch}"), &sha],
+                    local,
+                )
+                .await?;
+                git.run(
+                    p.path,
+                    &["symbolic-ref", "HEAD", &format!("refs/heads/{branch}")],
+                    local,
+                )
+                .await?;
+            }
+            (None, _) => {}
         }
         Ok(Prepared {
             base_ref: base,
-            base_sha: sha,
+            base_sha: start_sha.unwrap_or(sha),
         })
     }
 

@@ -9,13 +9,17 @@ performs one turn:
   plan = {
     "manager": [turn, turn, ...],          # the manager's turns: each turn runs every unused
                                            # one whose "when" text is in its prompt, else the
-                                           # first unused one without a "when"
+                                           # first unused one without a "when"; one
+                                           # with "unless" is skipped while that text
+                                           # is in the prompt
     "workers": {"<title>": turn, ...},     # a worker's (single) turn, by its title
     "default_worker": turn                 # for workers without their own entry
   }
   turn = {"when": "text", "calls": [call, ...], "print": ["line", ...], "sleep": seconds,
           "exit": code, "spawn_sleeper": seconds, "expect_prompt": "text",
-          "write": {"path": "content"}, "expect_files": ["path"]}
+          "write": {"path": "content"}, "expect_files": ["path"],
+          "run": ["shell command", ...]}   # run in the working directory, after "write";
+                                           # a command that fails ends the turn with exit 6
 
 Or, for the supervisor's simulation, plan = {"sim": {"steps": N, "seed": S, "stall": p,
 "crash": p, "exit_early": p}}: a manager that, each turn, at random crashes (exit 1) before
@@ -157,7 +161,8 @@ def main():
         # together); failing those, the first unused turn without a "when".
         used = state.setdefault("used", [])
         turns = plan.get("manager", [])
-        chosen = [i for i, t in enumerate(turns) if i not in used and t.get("when") and t["when"] in prompt]
+        chosen = [i for i, t in enumerate(turns) if i not in used and t.get("when") and t["when"] in prompt
+                  and not (t.get("unless") and t["unless"] in prompt)]
         if not chosen:
             chosen = [i for i, t in enumerate(turns) if i not in used and not t.get("when")][:1]
         turn = {}
@@ -166,7 +171,7 @@ def main():
             for key, value in turns[index].items():
                 if key == "calls":
                     turn.setdefault("calls", []).extend(value)
-                elif key != "when":
+                elif key not in ("when", "unless"):
                     turn[key] = value
         json.dump(state, open(state_path, "w"))
     else:
@@ -187,6 +192,10 @@ def main():
     for path, content in turn.get("write", {}).items():
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         open(path, "w").write(content)
+    for command in turn.get("run", []):
+        if subprocess.run(command, shell=True).returncode != 0:
+            print("command failed: %s" % command, file=sys.stderr)
+            sys.exit(6)
     if "expect_prompt" in turn and turn["expect_prompt"] not in prompt:
         print("expected %r in the prompt" % turn["expect_prompt"], file=sys.stderr)
         sys.exit(3)

@@ -600,6 +600,8 @@ async fn comments_are_posted_once_even_when_a_response_is_lost(db: TestDb) {
     let installation = fake.add_installation("octo");
     fake.add_repo(installation, "octo/widgets");
     let issue = fake.create_issue("octo/widgets", "alice", "Widgets", "They break.");
+    // Labelled, as an objective's issue is: reconciliation ends one whose label is gone.
+    fake.add_label("octo/widgets", issue, "foreman");
     write_plan(
         &db,
         &json!({"manager": [

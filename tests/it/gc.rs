@@ -240,6 +240,7 @@ impl World {
                 base: None,
                 path: &path,
                 branch: branch.as_deref(),
+                start_at: None,
                 auth: None,
             })
             .await

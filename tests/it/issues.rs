@@ -182,9 +182,9 @@ async fn an_allowed_label_starts_one_objective_with_a_living_status_comment(db: 
     assert_eq!(done.author, "carol");
     assert_eq!(done.author_permission, "read");
     let status = eventually("the final status comment", || async {
-        w.bot_comments()
-            .into_iter()
-            .find(|c| c.body.contains("has finished this issue"))
+        w.bot_comments().into_iter().find(|c| {
+            c.body.contains("foreman:status-") && c.body.contains("has finished this issue")
+        })
     })
     .await;
     assert_eq!(

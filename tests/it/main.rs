@@ -9,6 +9,7 @@ mod fake_github_tests;
 mod gc;
 mod github_app;
 mod issues;
+mod pulls;
 mod questions;
 mod real_agents;
 mod setup;

@@ -24,6 +24,8 @@ async fn setup(db: &TestDb, plan: serde_json::Value) -> (TestServer, FakeGitHub,
     let installation = fake.add_installation("octo");
     fake.add_repo(installation, REPO);
     let issue = fake.create_issue(REPO, "alice", "Widgets", "They break.");
+    // Labelled, as an objective's issue is: reconciliation ends one whose label is gone.
+    fake.add_label(REPO, issue, "foreman");
     write_plan(db, &plan);
     let mut args = serve_args(db);
     use_fake_github(&mut args, &fake);
@@ -247,7 +249,7 @@ async fn an_agents_own_pull_request_is_adopted_and_a_merged_one_refused(db: Test
                 {"when": "adopted", "calls": [
                     {"tool": "publish_pr", "args": {"worker": "$solo", "title": "Solo work", "body": "Done.", "closes_issue": true}}
                 ]},
-                {"when": "merged", "calls": [
+                {"when": "was merged", "calls": [
                     {"tool": "publish_pr", "args": {"worker": "$solo", "title": "More", "body": "More.", "closes_issue": true}, "expect_error": true}
                 ]}
             ],
@@ -512,6 +514,7 @@ async fn a_follow_up_checkout_starts_at_the_pull_requests_head(db: TestDb) {
             base: Some(&pull.branch),
             path: &path,
             branch: Some(&pull.branch),
+            start_at: None,
             auth: None,
         })
         .await
@@ -549,6 +552,7 @@ async fn bad_origins_and_branches_are_clear_errors_and_leave_nothing() {
         base,
         path: &path,
         branch: Some("foreman/1-x-s1"),
+        start_at: None,
         auth: None,
     };
     let err = workspaces
@@ -612,6 +616,8 @@ async fn the_installation_token_reaches_git_and_nowhere_else(db: TestDb) {
     let installation = fake.add_installation("octo");
     fake.add_repo(installation, REPO);
     let issue = fake.create_issue(REPO, "alice", "Widgets", "They break.");
+    // Labelled, as an objective's issue is: reconciliation ends one whose label is gone.
+    fake.add_label(REPO, issue, "foreman");
     write_plan(
         &db,
         &json!({

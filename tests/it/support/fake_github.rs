@@ -304,6 +304,9 @@ struct Pull {
     merged_by: Option<String>,
     merge_commit_sha: Option<String>,
     mergeable: Option<bool>,
+    /// The (head, base) shas `mergeable` was computed from with git, when the repository
+    /// follows a git origin.
+    merge_checked: Option<(String, String)>,
     reviews: Vec<Review>,
     review_comments: Vec<ReviewComment>,
 }
@@ -319,6 +322,7 @@ struct Review {
 
 struct ReviewComment {
     id: i64,
+    review_id: Option<i64>,
     user: String,
     path: String,
     line: u64,
@@ -368,6 +372,8 @@ struct Repo {
     private: bool,
     default_branch: String,
     clone_url: Option<String>,
+    /// A bare git repository whose branches this repository's follow (see `follow_git`).
+    git_dir: Option<std::path::PathBuf>,
     created_at: i64,
     /// Lowercase login → role.
     roles: BTreeMap<String, String>,
@@ -664,6 +670,7 @@ impl FakeGitHub {
                     private: true,
                     default_branch: "main".to_string(),
                     clone_url: None,
+                    git_dir: None,
                     created_at: now_secs(),
                     roles: BTreeMap::new(),
                     branches,
@@ -734,6 +741,16 @@ impl FakeGitHub {
     /// What `clone_url` reports, e.g. a `file://` URL of a local bare repository.
     pub fn set_clone_url(&self, repo: &str, url: &str) {
         self.lock().repo_mut(repo).clone_url = Some(url.to_string());
+    }
+
+    /// Makes the repository's branches those of the bare git repository `git_dir`, as GitHub's
+    /// are those of its own git storage: before each request (and each snapshot) the fake
+    /// reads the branches, moves the heads of open pull requests that were pushed to, and
+    /// computes `mergeable` with `git merge-tree` when a head or base moved.
+    pub fn follow_git(&self, repo: &str, git_dir: &std::path::Path) {
+        let mut st = self.lock();
+        st.repo_mut(repo).git_dir = Some(git_dir.to_path_buf());
+        st.sync_git();
     }
 
     /// Points `branch` at `sha` (creating it).
@@ -938,7 +955,8 @@ impl FakeGitHub {
 
     /// The pull request as it stands now.
     pub fn pull(&self, repo: &str, number: u64) -> PullSnapshot {
-        let st = self.lock();
+        let mut st = self.lock();
+        st.sync_git();
         let r = st.repo_ref(repo);
         let i = r
             .issues
@@ -1012,7 +1030,17 @@ impl FakeGitHub {
         let issue = st.issue_mut(repo, number);
         set_issue_state(issue, true, None, &owner);
         issue.state_reason = None;
-        st.repo_mut(repo).branches.insert(base_ref, sha.clone());
+        let body = issue.body.clone().unwrap_or_default();
+        let r = st.repo_mut(repo);
+        r.branches.insert(base_ref.clone(), sha.clone());
+        // GitHub closes the issues a PR says it closes when it merges into the default branch.
+        if base_ref == r.default_branch {
+            for closed in closing_references(&body) {
+                if let Some(issue) = r.issues.get_mut(&closed).filter(|i| i.pull.is_none()) {
+                    set_issue_state(issue, true, Some("completed".to_string()), &owner);
+                }
+            }
+        }
         sha
     }
 
@@ -1072,6 +1100,7 @@ impl FakeGitHub {
         let commit_id = pull.head_sha.clone();
         pull.review_comments.push(ReviewComment {
             id,
+            review_id: None,
             user: login.to_string(),
             path: path.to_string(),
             line,
@@ -1080,6 +1109,50 @@ impl FakeGitHub {
             created_at: now_secs(),
         });
         id
+    }
+
+    /// `login` submits a review with inline comments, as GitHub does when a reviewer
+    /// finishes a review: `comments` are `(path, line, body)`. Returns the review id and the
+    /// comments' ids.
+    pub fn add_review_with_comments(
+        &self,
+        repo: &str,
+        number: u64,
+        login: &str,
+        state: &str,
+        body: &str,
+        comments: &[(&str, u64, &str)],
+    ) -> (i64, Vec<i64>) {
+        let review_id = self.add_review(repo, number, login, state, body);
+        let ids = comments
+            .iter()
+            .map(|(path, line, text)| {
+                let id = self.add_review_comment(repo, number, login, path, *line, text);
+                let mut st = self.lock();
+                let pull = st.pull_mut(repo, number);
+                let c = pull
+                    .review_comments
+                    .iter_mut()
+                    .find(|c| c.id == id)
+                    .unwrap();
+                c.review_id = Some(review_id);
+                id
+            })
+            .collect();
+        (review_id, ids)
+    }
+
+    /// One review comment as in `GET /repos/{o}/{r}/pulls/comments/{id}`.
+    pub fn review_comment_json(&self, repo: &str, number: u64, comment_id: i64) -> Value {
+        let st = self.lock();
+        let r = st.repo_ref(repo);
+        let c = r
+            .issues
+            .get(&number)
+            .and_then(|i| i.pull.as_ref())
+            .and_then(|p| p.review_comments.iter().find(|c| c.id == comment_id))
+            .unwrap_or_else(|| panic!("fake GitHub: no review comment {comment_id}"));
+        st.review_comment_json(r, number, c)
     }
 
     // --- checks ---------------------------------------------------------------------------
@@ -1495,6 +1568,59 @@ impl State {
         Some(number)
     }
 
+    /// Brings repositories that follow a git origin up to date with it (see `follow_git`).
+    fn sync_git(&mut self) {
+        let now = now_secs();
+        for repo in self.repos.values_mut() {
+            let Some(dir) = repo.git_dir.clone() else {
+                continue;
+            };
+            let Some(listing) = git_out(
+                &dir,
+                &[
+                    "for-each-ref",
+                    "--format=%(refname:short) %(objectname)",
+                    "refs/heads",
+                ],
+            ) else {
+                continue;
+            };
+            for line in listing.lines() {
+                if let Some((branch, sha)) = line.split_once(' ') {
+                    repo.branches.insert(branch.to_string(), sha.to_string());
+                }
+            }
+            for issue in repo.issues.values_mut() {
+                let closed = issue.closed;
+                let Some(pull) = issue.pull.as_mut().filter(|_| !closed) else {
+                    continue;
+                };
+                let (Some(head), Some(base)) = (
+                    repo.branches.get(&pull.head_ref).cloned(),
+                    repo.branches.get(&pull.base_ref).cloned(),
+                ) else {
+                    continue;
+                };
+                if pull.head_sha != head {
+                    pull.head_sha = head.clone();
+                    issue.updated_at = now;
+                }
+                let pair = (head, base);
+                if pull.merge_checked.as_ref() != Some(&pair) {
+                    let clean = std::process::Command::new("git")
+                        .arg("--git-dir")
+                        .arg(&dir)
+                        .args(["merge-tree", "--write-tree", &pair.1, &pair.0])
+                        .output()
+                        .map(|o| o.status.success())
+                        .unwrap_or(true);
+                    pull.mergeable = Some(clean);
+                    pull.merge_checked = Some(pair);
+                }
+            }
+        }
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn open_pull(
         &mut self,
@@ -1526,6 +1652,7 @@ impl State {
             merged_by: None,
             merge_commit_sha: None,
             mergeable: Some(true),
+            merge_checked: None,
             reviews: Vec::new(),
             review_comments: Vec::new(),
         };
@@ -1805,6 +1932,7 @@ impl FakeGitHub {
     /// Records the request, applies any injected fault, routes it, and adds ETags.
     fn handle(&self, method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Reply {
         let mut st = self.lock();
+        st.sync_git();
         let path = uri.path().to_string();
         let raw_query = uri.query().filter(|q| !q.is_empty()).map(str::to_string);
         let json_body = if body.is_empty() {
@@ -3495,7 +3623,7 @@ impl State {
         let pr_url = self.repo_api(repo, &format!("/pulls/{number}"));
         json!({
             "url": url,
-            "pull_request_review_id": null,
+            "pull_request_review_id": c.review_id,
             "id": c.id,
             "node_id": format!("PRRC_kwDO{}", c.id),
             "diff_hunk": format!("@@ -{0},1 +{0},1 @@", c.line),
@@ -3671,6 +3799,41 @@ fn random_sha() -> String {
 
 /// Unix seconds as `YYYY-MM-DDTHH:MM:SSZ`, GitHub's timestamp format (public for tests
 /// that build payloads).
+/// The issue numbers a pull request body closes (`Closes #N`, `Fixes #N`, `Resolves #N`).
+fn closing_references(body: &str) -> Vec<u64> {
+    let lower = body.to_ascii_lowercase();
+    let words = lower.split_whitespace().collect::<Vec<_>>();
+    words
+        .windows(2)
+        .filter(|w| {
+            [
+                "close", "closes", "closed", "fix", "fixes", "fixed", "resolve", "resolves",
+                "resolved",
+            ]
+            .contains(&w[0])
+        })
+        .filter_map(|w| w[1].strip_prefix('#'))
+        .filter_map(|n| {
+            n.trim_end_matches(|c: char| !c.is_ascii_digit())
+                .parse()
+                .ok()
+        })
+        .collect()
+}
+
+/// The output of a git command on a bare repository, when it succeeds.
+fn git_out(dir: &std::path::Path, args: &[&str]) -> Option<String> {
+    let out = std::process::Command::new("git")
+        .arg("--git-dir")
+        .arg(dir)
+        .args(args)
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 pub fn rfc3339(secs: i64) -> String {
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);

@@ -188,6 +188,7 @@ pub fn serve_args(db: &TestDb) -> ServeArgs {
         agents: scripted_agents(db),
         gc: foreman::config::GcArgs::default(),
         supervisor: foreman::config::SupervisorArgs::default(),
+        reconcile: foreman::config::ReconcileArgs::default(),
         setup: foreman::config::SetupArgs {
             public_url: None,
             app_file: db.dir().join("github-app.json"),

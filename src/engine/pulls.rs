@@ -1,0 +1,532 @@
+//! foreman's pull requests drive their objectives. Whatever GitHub says of one — by a
+//! webhook, or read back by the reconciliation pass when a webhook was lost — comes through
+//! here: a merge tells (or revives) the manager and may complete the objective; a close
+//! without merge makes the manager decide; a push by someone else is news; a conflict, failing
+//! checks of the current head, or a review asking for changes start a follow-up. Every
+//! decision rests on the pull request as it is now; the rules are in [`crate::model::pulls`].
+
+use anyhow::{Context, Result, bail};
+
+use super::followups::{self, Kind};
+use super::{Engine, objectives};
+use crate::agent::prompts;
+use crate::github::rest::PullNow;
+use crate::model::pulls::{
+    CheckRunView, Checks, CiAction, Completion, checks_state, completion, describe_failures,
+    must_close_issue, on_failing_checks,
+};
+use crate::model::text::one_line;
+use crate::model::{Objective, ObjectiveStatus, PullRequest, Session};
+use crate::store::{OutboxKind, OutboxWrite, PullState, Tx};
+
+/// Applies what GitHub says of one of foreman's pull requests now. Returns what happened,
+/// for the audit trail.
+pub async fn observe_in(
+    engine: &Engine,
+    tx: &mut Tx,
+    pull: &PullRequest,
+    now_is: &PullNow,
+) -> Result<String> {
+    record_in(engine, tx, pull, now_is).await?;
+    let mut after = pull.clone();
+    if pull.state != "merged" {
+        after.state = now_is.state.clone();
+        after.head_sha = now_is.head_sha.clone();
+    }
+    after.mergeable = now_is.mergeable.clone();
+    let objective = engine
+        .store
+        .objective(pull.objective_id)
+        .await?
+        .context("the pull request's objective is gone")?;
+    let n = pull.number;
+    if objective.status.is_terminal() {
+        return Ok(format!("#{n} is {} (its objective has ended)", after.state));
+    }
+    match (pull.state.as_str(), after.state.as_str()) {
+        ("merged", _) => Ok(format!("#{n} was merged before")),
+        (_, "merged") => merged_in(engine, tx, &objective, &after).await,
+        ("open", "closed") => {
+            closed_in(engine, tx, &objective, &after, now_is.merged_by.as_deref()).await
+        }
+        ("closed", "open") => {
+            let note = format!("Pull request #{n} (\"{}\") was reopened.", after.title);
+            objectives::tell_manager_in(engine, tx, &objective, &note).await?;
+            Ok(format!("#{n} was reopened"))
+        }
+        ("open", "open") => {
+            let mut what = Vec::new();
+            if now_is.head_sha != pull.head_sha {
+                pushed_in(engine, tx, &objective, &after).await?;
+                what.push(format!("#{n} has a new head {}", now_is.head_sha));
+            }
+            if after.mergeable.as_deref() == Some("conflicting") {
+                what.push(conflict_in(engine, tx, &objective, &after).await?);
+            }
+            Ok(if what.is_empty() {
+                format!("#{n} is unchanged")
+            } else {
+                what.join("; ")
+            })
+        }
+        (before, after) => Ok(format!("#{n}: {before} → {after}")),
+    }
+}
+
+/// Records what GitHub says of the pull request now.
+async fn record_in(
+    engine: &Engine,
+    tx: &mut Tx,
+    pull: &PullRequest,
+    now_is: &PullNow,
+) -> Result<()> {
+    let state = PullState {
+        state: &now_is.state,
+        head_sha: &now_is.head_sha,
+        mergeable: now_is.mergeable.as_deref(),
+    };
+    tx.set_pull_state(pull.id, &state, engine.clock.now())
+        .await?;
+    Ok(())
+}
+
+/// A merge: the objective completes if its manager said done and nothing else is open;
+/// otherwise its manager hears of it — revived if it has ended, outside the respawn budget.
+async fn merged_in(
+    engine: &Engine,
+    tx: &mut Tx,
+    objective: &Objective,
+    pull: &PullRequest,
+) -> Result<String> {
+    let pulls = pulls_with(engine, objective, pull).await?;
+    let n = pull.number;
+    if objective.done_requested_at.is_some() && completion(&pulls) == Completion::Done {
+        let reason = format!("its last pull request, #{n}, was merged");
+        complete_in(engine, tx, objective, &pulls, &reason).await?;
+        return Ok(format!("#{n} was merged; the objective is done"));
+    }
+    tx.reset_supervision(objective.id).await?;
+    let still = match completion(&pulls) {
+        Completion::WaitingForMerge(open) => format!(" Still open: {}.", numbers(&open)),
+        _ => String::new(),
+    };
+    let note = format!(
+        "Pull request #{n} (\"{}\") was merged.{still} If the objective is complete, call \
+         `mark_objective_done`; otherwise carry on with what is left.",
+        pull.title
+    );
+    objectives::tell_manager_in(engine, tx, objective, &note).await?;
+    Ok(format!("#{n} was merged; the manager is told"))
+}
+
+/// A close without merge: the manager must decide what it means.
+async fn closed_in(
+    engine: &Engine,
+    tx: &mut Tx,
+    objective: &Objective,
+    pull: &PullRequest,
+    by: Option<&str>,
+) -> Result<String> {
+    tx.withdraw_done(objective.id).await?;
+    let by = by.map(|b| format!(" by @{b}")).unwrap_or_default();
+    let n = pull.number;
+    let note = format!(
+        "Pull request #{n} (\"{}\") was closed without being merged{by}. Decide what that \
+         means: have the work redone and published again, or, if it is not needed, record why \
+         with `abandon_pr({n}, reason)`. If only the humans can decide, ask them with \
+         `ask_user`.",
+        pull.title
+    );
+    objectives::tell_manager_in(engine, tx, objective, &note).await?;
+    Ok(format!(
+        "#{n} was closed without merge; the manager decides"
+    ))
+}
+
+/// Someone else pushed to the branch: the manager and a follow-up working on it are told.
+async fn pushed_in(
+    engine: &Engine,
+    tx: &mut Tx,
+    objective: &Objective,
+    pull: &PullRequest,
+) -> Result<()> {
+    let now = engine.clock.now();
+    let n = pull.number;
+    let note = format!(
+        "Someone pushed to the branch of pull request #{n}: its head is now {}.",
+        pull.head_sha
+    );
+    if let Some(manager) = live_manager(engine, objective).await? {
+        tx.push_message(manager.id, &note, now).await?;
+    }
+    if let Some(followup) = engine.store.live_followup(pull.id).await? {
+        let warning = format!(
+            "{note} Your checkout does not have that commit: when you finish, foreman will \
+             not overwrite it, so your push will be refused. Say in your result what you \
+             changed, so the work can be redone on top."
+        );
+        tx.push_message(followup, &warning, now).await?;
+    }
+    Ok(())
+}
+
+/// The branch conflicts with its base: a follow-up brings it up to date, once per head.
+async fn conflict_in(
+    engine: &Engine,
+    tx: &mut Tx,
+    objective: &Objective,
+    pull: &PullRequest,
+) -> Result<String> {
+    let n = pull.number;
+    if engine.store.live_followup(pull.id).await?.is_some() {
+        return Ok(format!("#{n} conflicts; a follow-up already works on it"));
+    }
+    let key = format!("conflict:{}:{}", pull.id, pull.head_sha);
+    let instructions = followups::conflict_instructions(objective, pull)?;
+    Ok(
+        match followups::start_in(
+            engine,
+            tx,
+            objective,
+            pull,
+            Kind::Conflict,
+            &key,
+            instructions,
+        )
+        .await?
+        {
+            Some(id) => format!("#{n} conflicts with {}; follow-up #{id}", pull.base_ref),
+            None => format!("#{n} conflicts; this head already had its follow-up"),
+        },
+    )
+}
+
+/// The checks of `sha` on a pull request: recorded if `sha` is still its head, and when they
+/// fail, a CI follow-up (once per head, within the repository's attempts) or, past those,
+/// the manager is asked.
+pub async fn checks_in(
+    engine: &Engine,
+    tx: &mut Tx,
+    pull: &PullRequest,
+    sha: &str,
+    runs: &[CheckRunView],
+) -> Result<String> {
+    let n = pull.number;
+    if sha != pull.head_sha {
+        return Ok(format!("checks of {sha}, an old head of #{n}: ignored"));
+    }
+    let state = checks_state(runs);
+    let failures = describe_failures(runs);
+    let detail = (state == Checks::Failing).then_some(failures.as_str());
+    if !tx
+        .set_pull_checks(pull.id, sha, state.as_str(), detail)
+        .await?
+    {
+        return Ok(format!(
+            "checks of {sha}, no longer the head of #{n}: ignored"
+        ));
+    }
+    let objective = engine
+        .store
+        .objective(pull.objective_id)
+        .await?
+        .context("the pull request's objective is gone")?;
+    if state != Checks::Failing || pull.state != "open" || objective.status.is_terminal() {
+        return Ok(format!("#{n} checks {}", state.as_str()));
+    }
+    let attempts = engine
+        .store
+        .followups_of(pull.id, Kind::Ci.as_str())
+        .await?;
+    let live = engine.store.live_followup(pull.id).await?.is_some();
+    let cap = objective.config.pull_requests.ci_attempts;
+    match on_failing_checks(runs, attempts, cap, live) {
+        CiAction::Wait if live => Ok(format!(
+            "#{n} checks failing; a follow-up already works on it"
+        )),
+        CiAction::Wait => Ok(format!(
+            "#{n} checks failing; waiting for the rest to finish"
+        )),
+        CiAction::FollowUp => {
+            let key = format!("ci:{}:{sha}", pull.id);
+            let instructions = prompts::followup_ci(pull, &failures)?;
+            match followups::start_in(engine, tx, &objective, pull, Kind::Ci, &key, instructions)
+                .await?
+            {
+                Some(id) => Ok(format!("#{n} checks failing; CI follow-up #{id}")),
+                None => Ok(format!(
+                    "#{n} checks failing; this head already had its follow-up"
+                )),
+            }
+        }
+        CiAction::AskManager => {
+            if !tx
+                .claim_key(&format!("ci-cap:{}:{sha}", pull.id), engine.clock.now())
+                .await?
+            {
+                return Ok(format!("#{n} checks failing; the manager was told"));
+            }
+            let note = format!(
+                "The checks of pull request #{n} still fail after {attempts} CI follow-ups, so \
+                 foreman starts no more:\n\n{failures}\n\nDecide what to do: spawn a worker \
+                 with a different approach, or ask the humans with `ask_user`."
+            );
+            objectives::tell_manager_in(engine, tx, &objective, &note).await?;
+            Ok(format!(
+                "#{n} checks failing after {attempts} follow-ups; the manager is asked"
+            ))
+        }
+    }
+}
+
+/// Review feedback on a pull request, each item with its key (a review or a review comment):
+/// items not seen before go to the follow-up working on it, or start a review follow-up.
+pub async fn review_in(
+    engine: &Engine,
+    tx: &mut Tx,
+    pull: &PullRequest,
+    items: &[(String, String)],
+) -> Result<String> {
+    let now = engine.clock.now();
+    let n = pull.number;
+    let mut fresh = Vec::new();
+    for (key, text) in items {
+        if tx.claim_key(key, now).await? {
+            fresh.push((key.as_str(), text.as_str()));
+        }
+    }
+    let Some((first, _)) = fresh.first() else {
+        return Ok(format!("review feedback on #{n} was handled before"));
+    };
+    let objective = engine
+        .store
+        .objective(pull.objective_id)
+        .await?
+        .context("the pull request's objective is gone")?;
+    if objective.status.is_terminal() || pull.state != "open" {
+        return Ok(format!(
+            "review feedback on #{n}, which foreman no longer works on"
+        ));
+    }
+    let review: Vec<&str> = fresh.iter().map(|(_, t)| *t).collect();
+    let review = review.join("\n\n");
+    if let Some(followup) = engine.store.live_followup(pull.id).await? {
+        let note = format!("More review feedback on pull request #{n}:\n\n{review}");
+        tx.push_message(followup, &note, now).await?;
+        return Ok(format!(
+            "review feedback on #{n} passed to follow-up #{followup}"
+        ));
+    }
+    let key = format!("review:{}:{first}", pull.id);
+    let instructions = prompts::followup_review(pull, &review)?;
+    Ok(
+        match followups::start_in(
+            engine,
+            tx,
+            &objective,
+            pull,
+            Kind::Review,
+            &key,
+            instructions,
+        )
+        .await?
+        {
+            Some(id) => format!("review feedback on #{n}; follow-up #{id}"),
+            None => format!("review feedback on #{n} was handled before"),
+        },
+    )
+}
+
+/// Ends an objective done: its state, a summary comment, and the issue closed if no merged
+/// pull request closed it.
+pub async fn complete_in(
+    engine: &Engine,
+    tx: &mut Tx,
+    objective: &Objective,
+    pulls: &[PullRequest],
+    reason: &str,
+) -> Result<bool> {
+    if !objectives::end_in(engine, tx, objective, ObjectiveStatus::Done, reason).await? {
+        return Ok(false);
+    }
+    let Some(installation_id) = objective.installation_id else {
+        return Ok(true);
+    };
+    let now = engine.clock.now();
+    let summary = objective
+        .summary
+        .as_deref()
+        .map(|s| one_line(s, 2000))
+        .unwrap_or_else(|| "The work is complete.".to_owned());
+    let merged: Vec<u64> = pulls
+        .iter()
+        .filter(|p| p.state == "merged")
+        .map(|p| p.number)
+        .collect();
+    let merged = if merged.is_empty() {
+        String::new()
+    } else {
+        format!("\n\nMerged: {}.", numbers(&merged))
+    };
+    let marker = format!("summary-{}", objective.id);
+    let write = |kind, body: String, marker: String| OutboxWrite {
+        objective_id: Some(objective.id),
+        installation_id,
+        repository: &objective.repository,
+        issue_number: objective.issue_number,
+        kind,
+        body,
+        marker,
+        target_id: None,
+    };
+    let body = format!(
+        "✅ **foreman** has finished this issue.\n\n{summary}{merged}\n\n{}",
+        super::outbox::marker_comment(&marker)
+    );
+    tx.enqueue(&write(OutboxKind::Comment, body, marker), now)
+        .await?;
+    if must_close_issue(pulls) {
+        let marker = format!("close-{}", objective.id);
+        tx.enqueue(&write(OutboxKind::CloseIssue, String::new(), marker), now)
+            .await?;
+    }
+    Ok(true)
+}
+
+/// The objective's pull requests that say `Closes #N` and are merged, each with what GitHub
+/// says of it now when foreman had it as open (its merge webhook may be late or lost).
+pub async fn merged_closers(
+    engine: &Engine,
+    client: &octocrab::Octocrab,
+    objective: &Objective,
+) -> Result<Vec<(PullRequest, Option<PullNow>)>> {
+    let mut merged = Vec::new();
+    for pull in engine.store.pulls_of(objective.id).await? {
+        if !pull.closes_issue {
+            continue;
+        }
+        if pull.state == "merged" {
+            merged.push((pull, None));
+        } else if pull.state == "open" {
+            let now_is =
+                crate::github::rest::pull(client, &objective.repository, pull.number).await?;
+            if now_is.state == "merged" {
+                merged.push((pull, Some(now_is)));
+            }
+        }
+    }
+    Ok(merged)
+}
+
+/// The issue was closed by merged pull requests (`Closes #N`; `merged` pairs each with what
+/// GitHub says now, for one foreman has not heard is merged): the objective is done.
+pub async fn closed_by_merge_in(
+    engine: &Engine,
+    tx: &mut Tx,
+    objective: &Objective,
+    merged: &[(PullRequest, Option<PullNow>)],
+) -> Result<()> {
+    let mut pulls = engine.store.pulls_of(objective.id).await?;
+    for (pull, now_is) in merged {
+        if let Some(now_is) = now_is {
+            record_in(engine, tx, pull, now_is).await?;
+        }
+        for p in &mut pulls {
+            if p.id == pull.id {
+                p.state = "merged".to_owned();
+            }
+        }
+    }
+    let by: Vec<u64> = merged.iter().map(|(p, _)| p.number).collect();
+    let reason = format!("{} closed the issue", numbers(&by));
+    complete_in(engine, tx, objective, &pulls, &reason).await?;
+    Ok(())
+}
+
+/// `abandon_pr`: the manager records that a pull request closed without merge is not
+/// needed. The objective completes if that was all it waited for.
+pub async fn abandon(
+    engine: &Engine,
+    caller: &Session,
+    number: u64,
+    reason: &str,
+) -> Result<String> {
+    let objective = engine
+        .store
+        .objective(caller.objective_id)
+        .await?
+        .context("your objective is gone")?;
+    let pull = match engine
+        .store
+        .pull_by_number(&objective.repository, number)
+        .await?
+    {
+        Some(p) if p.objective_id == objective.id => p,
+        _ => bail!("#{number} is not one of your objective's pull requests"),
+    };
+    match pull.state.as_str() {
+        "closed" => {}
+        "merged" => bail!("#{number} was merged; there is nothing to abandon"),
+        _ => bail!(
+            "#{number} is still open; ask the humans to close it (or leave it for them to \
+             merge) — foreman does not close pull requests"
+        ),
+    }
+    let decision = format!("abandoned by the manager: {reason}");
+    let mut tx = engine.store.begin().await?;
+    tx.set_pull_decision(pull.id, &decision).await?;
+    let mut decided = pull.clone();
+    decided.decision = Some(decision);
+    let pulls = pulls_with(engine, &objective, &decided).await?;
+    let done = objective.done_requested_at.is_some()
+        && completion(&pulls) == Completion::Done
+        && complete_in(
+            engine,
+            &mut tx,
+            &objective,
+            &pulls,
+            "its pull requests are settled",
+        )
+        .await?;
+    tx.commit().await?;
+    engine.tick_bell.notify_one();
+    Ok(if done {
+        format!("#{number} is recorded as abandoned; the objective is done.")
+    } else {
+        format!("#{number} is recorded as abandoned.")
+    })
+}
+
+/// The objective's pull requests, with `changed` as it is now (the caller's transaction
+/// holds the change; reads see what is committed).
+async fn pulls_with(
+    engine: &Engine,
+    objective: &Objective,
+    changed: &PullRequest,
+) -> Result<Vec<PullRequest>> {
+    let mut pulls = engine.store.pulls_of(objective.id).await?;
+    for p in &mut pulls {
+        if p.id == changed.id {
+            *p = changed.clone();
+        }
+    }
+    Ok(pulls)
+}
+
+async fn live_manager(engine: &Engine, objective: &Objective) -> Result<Option<Session>> {
+    Ok(match objective.manager {
+        Some(id) => engine
+            .store
+            .session(id)
+            .await?
+            .filter(|m| !m.status.is_terminal()),
+        None => None,
+    })
+}
+
+fn numbers(list: &[u64]) -> String {
+    list.iter()
+        .map(|n| format!("#{n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

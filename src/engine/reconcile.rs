@@ -1,0 +1,300 @@
+//! Reconciliation: webhooks can be lost, so foreman also reads back what it depends on and
+//! applies what a lost delivery would have done — through the same functions the webhooks
+//! use. Two passes, both tick tasks on the lease holder:
+//!
+//! - every `pulls_every` (and at startup), each open pull request foreman made is read
+//!   (merged, closed, a new head, a conflict with its base);
+//! - every `full_every` (and at startup), also the checks of each open pull request's head, and
+//!   each live objective's issue (closed, or its label removed).
+//!
+//! Reads are conditional (an ETag per resource, kept in memory): an unchanged resource costs
+//! no rate limit. A rate limit ends the pass; the next one goes on.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use octocrab::Octocrab;
+use serde_json::Value;
+
+use super::tick::{BoxFuture, TickTask};
+use super::{Engine, objectives, pulls};
+use crate::github::rest::{self, Conditional, RestError};
+use crate::metrics::inc;
+use crate::model::{ObjectiveStatus, PullRequest};
+use crate::store::AuditEntry;
+
+/// The reconciliation tick task.
+pub struct Reconcile {
+    /// Time between full passes (pull requests, checks, issues).
+    pub full_every: Duration,
+    /// Time between reads of the open pull requests alone.
+    pub pulls_every: Duration,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    last_full: Option<Instant>,
+    /// ETag and body of each resource read, by path.
+    cache: HashMap<String, (String, Value)>,
+}
+
+impl Reconcile {
+    pub fn new(full_every: Duration, pulls_every: Duration) -> Reconcile {
+        Reconcile {
+            full_every,
+            pulls_every: pulls_every.min(full_every),
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    /// A resource as it is now: from GitHub, or the copy kept when GitHub says it has not
+    /// changed.
+    async fn get(&self, client: &Octocrab, path: &str) -> Result<Value, RestError> {
+        let etag = self.lock().cache.get(path).map(|(etag, _)| etag.clone());
+        match rest::get_if_changed(client, path, etag.as_deref()).await? {
+            Conditional::NotModified => {
+                let kept = self.lock().cache.get(path).map(|(_, body)| body.clone());
+                match kept {
+                    Some(body) => Ok(body),
+                    None => rest::call(client, http::Method::GET, path, None).await,
+                }
+            }
+            Conditional::Changed(body, etag) => {
+                if let Some(etag) = etag {
+                    self.lock()
+                        .cache
+                        .insert(path.to_owned(), (etag, body.clone()));
+                }
+                Ok(body)
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// One pass: the open pull requests, and on a full pass their checks and the issues.
+    pub async fn pass(&self, engine: &Engine, full: bool) -> Result<Reconciled> {
+        let mut done = Reconciled::default();
+        let Some(app) = engine.github() else {
+            return Ok(done);
+        };
+        // Installation clients come from the App's token cache: asking again is cheap.
+        let pulls = engine.store.open_pulls().await?;
+        for pull in pulls {
+            let Some(objective) = engine.store.objective(pull.objective_id).await? else {
+                continue;
+            };
+            let Some(installation) = objective.installation_id else {
+                continue;
+            };
+            let client = app.installation_client(installation).await?;
+            match self.pull(engine, &client, &pull, full, &mut done).await {
+                Ok(()) => {}
+                Err(e) if rate_limited(&e) => return Err(e),
+                Err(e) => {
+                    tracing::warn!(pull = pull.number, repository = pull.repository, error = %format!("{e:#}"), "cannot reconcile a pull request")
+                }
+            }
+        }
+        if full {
+            for objective in engine.store.live_objectives().await? {
+                let Some(installation) = objective.installation_id else {
+                    continue;
+                };
+                let client = app.installation_client(installation).await?;
+                match self.issue(engine, &client, &objective, &mut done).await {
+                    Ok(()) => {}
+                    Err(e) if rate_limited(&e) => return Err(e),
+                    Err(e) => {
+                        tracing::warn!(objective = %objective.id, error = %format!("{e:#}"), "cannot reconcile an objective's issue")
+                    }
+                }
+            }
+        }
+        Ok(done)
+    }
+
+    async fn pull(
+        &self,
+        engine: &Engine,
+        client: &Octocrab,
+        pull: &PullRequest,
+        full: bool,
+        done: &mut Reconciled,
+    ) -> Result<()> {
+        let path = format!("/repos/{}/pulls/{}", pull.repository, pull.number);
+        let now_is = rest::pull_now(&self.get(client, &path).await?);
+        done.pulls += 1;
+        let changed = now_is.state != pull.state
+            || now_is.head_sha != pull.head_sha
+            || (now_is.mergeable.is_some() && now_is.mergeable != pull.mergeable);
+        if changed {
+            let mut tx = engine.store.begin().await?;
+            let what = pulls::observe_in(engine, &mut tx, pull, &now_is).await?;
+            tx.audit(&entry(engine, pull, "reconcile.pull_request", &what))
+                .await?;
+            tx.commit().await?;
+            done.repaired += 1;
+            tracing::info!(
+                pull = pull.number,
+                repository = pull.repository,
+                "{what} (reconciled)"
+            );
+        }
+        if !full || now_is.state != "open" {
+            return Ok(());
+        }
+        let sha = now_is.head_sha.as_str();
+        if pull.checks_sha.as_deref() == Some(sha) && pull.checks != "pending" {
+            return Ok(()); // this head's checks are settled and known
+        }
+        let runs = rest::check_runs(client, &pull.repository, sha).await?;
+        let state = crate::model::pulls::checks_state(&runs);
+        if pull.checks_sha.as_deref() == Some(sha) && pull.checks == state.as_str() {
+            return Ok(());
+        }
+        let mut current = pull.clone();
+        current.head_sha = sha.to_owned();
+        current.state = now_is.state.clone();
+        let mut tx = engine.store.begin().await?;
+        let what = pulls::checks_in(engine, &mut tx, &current, sha, &runs).await?;
+        tx.audit(&entry(engine, pull, "reconcile.checks", &what))
+            .await?;
+        tx.commit().await?;
+        if state != crate::model::pulls::Checks::Pending {
+            done.repaired += 1;
+        }
+        Ok(())
+    }
+
+    async fn issue(
+        &self,
+        engine: &Engine,
+        client: &Octocrab,
+        objective: &crate::model::Objective,
+        done: &mut Reconciled,
+    ) -> Result<()> {
+        let path = format!(
+            "/repos/{}/issues/{}",
+            objective.repository, objective.issue_number
+        );
+        let issue = self.get(client, &path).await?;
+        done.issues += 1;
+        let open = issue["state"] == "open";
+        let label = &objective.config.trigger_label;
+        let labelled = issue["labels"].as_array().is_some_and(|labels| {
+            labels.iter().any(|l| {
+                l["name"]
+                    .as_str()
+                    .is_some_and(|n| n.eq_ignore_ascii_case(label))
+            })
+        });
+        if open && labelled {
+            return Ok(());
+        }
+        let merged = if open {
+            Vec::new()
+        } else {
+            pulls::merged_closers(engine, client, objective).await?
+        };
+        let mut tx = engine.store.begin().await?;
+        let what = if !merged.is_empty() {
+            pulls::closed_by_merge_in(engine, &mut tx, objective, &merged).await?;
+            "the issue was closed by a merged pull request"
+        } else {
+            let reason = if open {
+                format!("the `{label}` label was removed")
+            } else {
+                "the issue was closed".to_owned()
+            };
+            objectives::end_in(
+                engine,
+                &mut tx,
+                objective,
+                ObjectiveStatus::Cancelled,
+                &reason,
+            )
+            .await?;
+            if open {
+                "the label was removed"
+            } else {
+                "the issue was closed"
+            }
+        };
+        let now = engine.clock.now();
+        tx.audit(&AuditEntry::about(objective, now, "reconcile.issue", what))
+            .await?;
+        tx.commit().await?;
+        done.repaired += 1;
+        tracing::info!(objective = %objective.id, "{what} (reconciled)");
+        engine.tick_bell.notify_one();
+        Ok(())
+    }
+}
+
+/// What a pass looked at and repaired.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Reconciled {
+    pub pulls: usize,
+    pub issues: usize,
+    /// Things a lost webhook would have done, done now.
+    pub repaired: usize,
+}
+
+impl TickTask for Reconcile {
+    fn name(&self) -> &'static str {
+        "reconcile"
+    }
+
+    fn every(&self) -> Duration {
+        self.pulls_every
+    }
+
+    fn run<'a>(&'a self, engine: &'a Engine) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let full = self
+                .lock()
+                .last_full
+                .is_none_or(|at| at.elapsed() >= self.full_every);
+            if full {
+                self.lock().last_full = Some(Instant::now());
+            }
+            let done = self.pass(engine, full).await?;
+            inc(&engine.metrics.reconcile_passes);
+            crate::metrics::add(&engine.metrics.reconcile_repairs, done.repaired as u64);
+            if done.repaired > 0 {
+                tracing::info!(
+                    repaired = done.repaired,
+                    pulls = done.pulls,
+                    issues = done.issues,
+                    "reconciliation repaired what lost webhooks would have done"
+                );
+            }
+            Ok(())
+        })
+    }
+}
+
+fn entry(engine: &Engine, pull: &PullRequest, kind: &str, what: &str) -> AuditEntry {
+    AuditEntry {
+        at: engine.clock.now(),
+        objective_id: Some(pull.objective_id),
+        delivery_id: None,
+        installation_id: None,
+        repository_id: None,
+        kind: kind.to_owned(),
+        detail: what.to_owned(),
+    }
+}
+
+fn rate_limited(e: &anyhow::Error) -> bool {
+    matches!(
+        e.downcast_ref::<RestError>(),
+        Some(RestError::RateLimited { .. })
+    )
+}

@@ -1,0 +1,281 @@
+//! The rules about foreman's pull requests, as pure functions: what a set of check runs
+//! says, which follow-up (if any) a pull request needs, and when an objective whose manager
+//! said done may end.
+
+use super::PullRequest;
+
+/// The checks of one head commit, as GitHub reports each run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckRunView {
+    pub name: String,
+    /// `queued`, `in_progress`, `completed`, …
+    pub status: String,
+    /// For a completed run: `success`, `failure`, `neutral`, `cancelled`, `skipped`,
+    /// `timed_out`, `action_required`, `stale`.
+    pub conclusion: Option<String>,
+    /// The output's title and summary, when the check gave one.
+    pub summary: Option<String>,
+    /// Where its details (and logs) are.
+    pub details_url: Option<String>,
+}
+
+impl CheckRunView {
+    /// Whether it completed in a way that blocks the change.
+    pub fn failed(&self) -> bool {
+        self.status == "completed"
+            && matches!(
+                self.conclusion.as_deref(),
+                Some("failure" | "timed_out" | "cancelled" | "action_required" | "startup_failure")
+            )
+    }
+
+    fn done(&self) -> bool {
+        self.status == "completed"
+    }
+}
+
+/// What a head commit's checks add up to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checks {
+    /// No checks run on it.
+    None,
+    /// Some still run, none failed yet.
+    Pending,
+    Passing,
+    Failing,
+}
+
+impl Checks {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Checks::None => "none",
+            Checks::Pending => "pending",
+            Checks::Passing => "passing",
+            Checks::Failing => "failing",
+        }
+    }
+}
+
+/// The state of a head commit's checks: failing as soon as one failed (the rest cannot make
+/// it pass), passing once all completed well.
+pub fn checks_state(runs: &[CheckRunView]) -> Checks {
+    if runs.is_empty() {
+        Checks::None
+    } else if runs.iter().any(CheckRunView::failed) {
+        Checks::Failing
+    } else if runs.iter().all(CheckRunView::done) {
+        Checks::Passing
+    } else {
+        Checks::Pending
+    }
+}
+
+/// What the failing checks of a head are, for a follow-up's instructions and the manager.
+pub fn describe_failures(runs: &[CheckRunView]) -> String {
+    runs.iter()
+        .filter(|r| r.failed())
+        .map(|r| {
+            let mut line = format!(
+                "- {} ({})",
+                r.name,
+                r.conclusion.as_deref().unwrap_or("failed")
+            );
+            if let Some(summary) = r.summary.as_deref().filter(|s| !s.trim().is_empty()) {
+                let flat = summary.split_whitespace().collect::<Vec<_>>().join(" ");
+                line.push_str(&format!(": {}", super::text::truncate(&flat, 600)));
+            }
+            if let Some(url) = &r.details_url {
+                line.push_str(&format!("\n  details and logs: {url}"));
+            }
+            line
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// What failing checks on a pull request's head call for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CiAction {
+    /// Start a CI follow-up on the branch.
+    FollowUp,
+    /// The attempts are spent: tell the manager (once per head).
+    AskManager,
+    /// Nothing now: some checks of the head still run (the follow-up should see every
+    /// failure, and one burst of failures should start one follow-up), or a follow-up
+    /// already works on this pull request.
+    Wait,
+}
+
+/// Decides what a pull request whose checks (`runs`, of its head) fail needs, given how many
+/// CI follow-ups it had and whether a follow-up of any kind is live on it. (One per head is
+/// enforced by the store: the follow-up's key names the head.)
+pub fn on_failing_checks(
+    runs: &[CheckRunView],
+    ci_attempts: u32,
+    max_attempts: u32,
+    followup_live: bool,
+) -> CiAction {
+    if followup_live || !runs.iter().all(CheckRunView::done) {
+        CiAction::Wait
+    } else if ci_attempts >= max_attempts {
+        CiAction::AskManager
+    } else {
+        CiAction::FollowUp
+    }
+}
+
+/// Where an objective whose manager has said done stands with its pull requests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Completion {
+    /// Every pull request is merged, or closed with a decision: the objective is done.
+    Done,
+    /// These are still open: it is done when they are merged.
+    WaitingForMerge(Vec<u64>),
+    /// These were closed without merge and nobody decided what that means.
+    Undecided(Vec<u64>),
+}
+
+/// Whether an objective may be done, as far as its pull requests go.
+pub fn completion(pulls: &[PullRequest]) -> Completion {
+    let undecided: Vec<u64> = pulls
+        .iter()
+        .filter(|p| p.state == "closed" && p.decision.is_none())
+        .map(|p| p.number)
+        .collect();
+    if !undecided.is_empty() {
+        return Completion::Undecided(undecided);
+    }
+    let open: Vec<u64> = pulls
+        .iter()
+        .filter(|p| p.state == "open")
+        .map(|p| p.number)
+        .collect();
+    if open.is_empty() {
+        Completion::Done
+    } else {
+        Completion::WaitingForMerge(open)
+    }
+}
+
+/// Whether the issue is left open once the work is done: when no merged pull request said
+/// `Closes #N`, GitHub has not closed it, and foreman does.
+pub fn must_close_issue(pulls: &[PullRequest]) -> bool {
+    !pulls.iter().any(|p| p.state == "merged" && p.closes_issue)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ObjectiveId, Timestamp};
+
+    fn run(status: &str, conclusion: Option<&str>) -> CheckRunView {
+        CheckRunView {
+            name: "test".into(),
+            status: status.into(),
+            conclusion: conclusion.map(str::to_owned),
+            summary: None,
+            details_url: None,
+        }
+    }
+
+    #[test]
+    fn checks_add_up() {
+        assert_eq!(checks_state(&[]), Checks::None);
+        assert_eq!(checks_state(&[run("queued", None)]), Checks::Pending);
+        let ok = run("completed", Some("success"));
+        let skipped = run("completed", Some("skipped"));
+        assert_eq!(checks_state(&[ok.clone(), skipped]), Checks::Passing);
+        assert_eq!(
+            checks_state(&[ok.clone(), run("in_progress", None)]),
+            Checks::Pending
+        );
+        assert_eq!(
+            checks_state(&[run("in_progress", None), run("completed", Some("failure"))]),
+            Checks::Failing,
+            "one failure decides"
+        );
+        assert_eq!(
+            checks_state(&[run("completed", Some("neutral"))]),
+            Checks::Passing
+        );
+        assert_eq!(
+            checks_state(&[run("completed", Some("timed_out"))]),
+            Checks::Failing
+        );
+    }
+
+    #[test]
+    fn failures_are_described_with_their_logs() {
+        let mut failed = run("completed", Some("failure"));
+        failed.name = "lint".into();
+        failed.summary = Some("3 errors\nin src/lib.rs".into());
+        failed.details_url = Some("https://ci.example/1".into());
+        let text = describe_failures(&[run("completed", Some("success")), failed]);
+        assert_eq!(
+            text,
+            "- lint (failure): 3 errors in src/lib.rs\n  details and logs: https://ci.example/1"
+        );
+    }
+
+    #[test]
+    fn ci_follow_ups_are_capped_and_never_two_at_once() {
+        let settled = [
+            run("completed", Some("failure")),
+            run("completed", Some("success")),
+        ];
+        assert_eq!(on_failing_checks(&settled, 0, 3, false), CiAction::FollowUp);
+        assert_eq!(on_failing_checks(&settled, 2, 3, false), CiAction::FollowUp);
+        assert_eq!(
+            on_failing_checks(&settled, 3, 3, false),
+            CiAction::AskManager
+        );
+        assert_eq!(on_failing_checks(&settled, 1, 3, true), CiAction::Wait);
+        let running = [run("completed", Some("failure")), run("in_progress", None)];
+        assert_eq!(on_failing_checks(&running, 0, 3, false), CiAction::Wait);
+        assert_eq!(on_failing_checks(&running, 3, 3, false), CiAction::Wait);
+    }
+
+    fn pull(number: u64, state: &str, decision: Option<&str>, closes: bool) -> PullRequest {
+        PullRequest {
+            id: number as i64,
+            objective_id: ObjectiveId(1),
+            workspace_id: None,
+            session_id: None,
+            repository: "o/r".into(),
+            number,
+            branch: format!("b{number}"),
+            base_ref: "main".into(),
+            head_sha: "abc".into(),
+            state: state.into(),
+            checks: "passing".into(),
+            title: "t".into(),
+            url: "u".into(),
+            closes_issue: closes,
+            updated_at: Timestamp(0),
+            mergeable: None,
+            decision: decision.map(str::to_owned),
+            checks_sha: None,
+            checks_detail: None,
+        }
+    }
+
+    #[test]
+    fn done_needs_every_pull_request_merged_or_decided() {
+        assert_eq!(completion(&[]), Completion::Done);
+        let merged = pull(1, "merged", None, false);
+        let open = pull(2, "open", None, true);
+        assert_eq!(
+            completion(&[merged.clone(), open.clone()]),
+            Completion::WaitingForMerge(vec![2])
+        );
+        let closed = pull(3, "closed", None, false);
+        assert_eq!(
+            completion(&[merged.clone(), open, closed]),
+            Completion::Undecided(vec![3])
+        );
+        let decided = pull(3, "closed", Some("superseded by #4"), false);
+        assert_eq!(completion(&[merged.clone(), decided]), Completion::Done);
+        assert!(must_close_issue(std::slice::from_ref(&merged)));
+        assert!(!must_close_issue(&[merged, pull(5, "merged", None, true)]));
+    }
+}
