@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use foreman::engine::reconcile::Reconcile;
+use foreman::model::delivery::DeliveryStatus;
 use foreman::model::{Objective, ObjectiveStatus, PullRequest, Role, Session, SessionStatus};
+use foreman::store::DeliveryFilter;
 use serde_json::{Value, json};
 
 use crate::agents::state_file;
@@ -149,6 +151,12 @@ async fn settle(w: &World) {
     })
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
+    let filter = DeliveryFilter {
+        status: Some(DeliveryStatus::Dead),
+        limit: 10,
+    };
+    let dead = w.server.store().list_deliveries(filter).await.unwrap();
+    assert!(dead.is_empty(), "every delivery was handled: {dead:?}");
 }
 
 static DELIVERY: AtomicU64 = AtomicU64::new(0);
@@ -490,8 +498,15 @@ async fn failing_checks_start_one_followup_per_head_up_to_the_cap(db: TestDb) {
         "a new head has no checks yet"
     );
 
-    // Checks of the old head change nothing now.
+    // Checks of the old head change nothing now, as a check run or as a workflow run.
     check_run(&w, &h0, "lint", "failure").await;
+    let workflow = json!({"action": "completed", "workflow_run": {
+        "id": 77, "name": "CI", "head_sha": h0, "head_branch": pull.branch, "status": "completed",
+        "conclusion": "failure", "html_url": "https://github.com/octo/widgets/actions/runs/77",
+        "pull_requests": [{"number": pull.number,
+                           "head": {"ref": pull.branch, "sha": h0},
+                           "base": {"ref": "main", "sha": h0}}]}});
+    hook(&w, "workflow_run", "alice", workflow).await;
     settle(&w).await;
     assert_eq!(followups(&w).await.len(), 1, "one follow-up for the burst");
     assert_eq!(pull_now(&w, pull.number).await.checks, "pending");
