@@ -10,8 +10,8 @@ use anyhow::{Context, Result, bail};
 use super::{Engine, turns};
 use crate::agent::prompts;
 use crate::model::repo_config::UpdateStyle;
-use crate::model::{Objective, PullRequest, Role, Session, SessionId};
-use crate::store::{AuditEntry, NewFollowup, NewSession, PullState, Tx};
+use crate::model::{Objective, PullRequest, Role, Session};
+use crate::store::{AuditEntry, FollowupInsert, NewFollowup, NewSession, PullState, Tx};
 
 /// Why a follow-up runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,7 +42,8 @@ impl Kind {
     }
 }
 
-/// Creates a follow-up on `pull`, unless one was created for `key` before. Returns it.
+/// Creates a follow-up on `pull`, unless one was created for `key` before or another one
+/// works on the pull request now.
 pub async fn start_in(
     engine: &Engine,
     tx: &mut Tx,
@@ -51,7 +52,7 @@ pub async fn start_in(
     kind: Kind,
     key: &str,
     instructions: String,
-) -> Result<Option<SessionId>> {
+) -> Result<FollowupInsert> {
     let now = engine.clock.now();
     let agent = objective
         .config
@@ -77,7 +78,7 @@ pub async fn start_in(
             now,
         )
         .await?;
-    if let Some(id) = created {
+    if let FollowupInsert::Created(id) = created {
         let detail = format!("follow-up #{id} on pull request #{} ({key})", pull.number);
         let what = format!("followup.{}", kind.as_str());
         tx.audit(&AuditEntry::about(objective, now, what, detail))

@@ -17,7 +17,7 @@ use crate::model::pulls::{
 };
 use crate::model::text::one_line;
 use crate::model::{Objective, ObjectiveStatus, PullRequest, Session};
-use crate::store::{OutboxKind, OutboxWrite, PullState, Tx};
+use crate::store::{FollowupInsert, OutboxKind, OutboxWrite, PullState, Tx};
 
 /// Applies what GitHub says of one of foreman's pull requests now. Returns what happened,
 /// for the audit trail.
@@ -178,9 +178,6 @@ async fn conflict_in(
     pull: &PullRequest,
 ) -> Result<String> {
     let n = pull.number;
-    if engine.store.live_followup(pull.id).await?.is_some() {
-        return Ok(format!("#{n} conflicts; a follow-up already works on it"));
-    }
     let key = format!("conflict:{}:{}", pull.id, pull.head_sha);
     let instructions = followups::conflict_instructions(objective, pull)?;
     Ok(
@@ -195,8 +192,11 @@ async fn conflict_in(
         )
         .await?
         {
-            Some(id) => format!("#{n} conflicts with {}; follow-up #{id}", pull.base_ref),
-            None => format!("#{n} conflicts; this head already had its follow-up"),
+            FollowupInsert::Created(id) => {
+                format!("#{n} conflicts with {}; follow-up #{id}", pull.base_ref)
+            }
+            FollowupInsert::Seen => format!("#{n} conflicts; this head already had its follow-up"),
+            FollowupInsert::Busy(id) => format!("#{n} conflicts; follow-up #{id} works on it now"),
         },
     )
 }
@@ -253,9 +253,14 @@ pub async fn checks_in(
             match followups::start_in(engine, tx, &objective, pull, Kind::Ci, &key, instructions)
                 .await?
             {
-                Some(id) => Ok(format!("#{n} checks failing; CI follow-up #{id}")),
-                None => Ok(format!(
+                FollowupInsert::Created(id) => {
+                    Ok(format!("#{n} checks failing; CI follow-up #{id}"))
+                }
+                FollowupInsert::Seen => Ok(format!(
                     "#{n} checks failing; this head already had its follow-up"
+                )),
+                FollowupInsert::Busy(id) => Ok(format!(
+                    "#{n} checks failing; follow-up #{id} works on it now"
                 )),
             }
         }
@@ -310,29 +315,19 @@ pub async fn review_in(
     }
     let review: Vec<&str> = fresh.iter().map(|(_, t)| *t).collect();
     let review = review.join("\n\n");
-    if let Some(followup) = engine.store.live_followup(pull.id).await? {
-        let note = format!("More review feedback on pull request #{n}:\n\n{review}");
-        tx.push_message(followup, &note, now).await?;
-        return Ok(format!(
-            "review feedback on #{n} passed to follow-up #{followup}"
-        ));
-    }
     let key = format!("review:{}:{first}", pull.id);
     let instructions = prompts::followup_review(pull, &review)?;
+    let kind = Kind::Review;
     Ok(
-        match followups::start_in(
-            engine,
-            tx,
-            &objective,
-            pull,
-            Kind::Review,
-            &key,
-            instructions,
-        )
-        .await?
-        {
-            Some(id) => format!("review feedback on #{n}; follow-up #{id}"),
-            None => format!("review feedback on #{n} was handled before"),
+        match followups::start_in(engine, tx, &objective, pull, kind, &key, instructions).await? {
+            FollowupInsert::Created(id) => format!("review feedback on #{n}; follow-up #{id}"),
+            FollowupInsert::Seen => format!("review feedback on #{n} was handled before"),
+            FollowupInsert::Busy(followup) => {
+                // It joins the follow-up already working on the pull request.
+                let note = format!("More review feedback on pull request #{n}:\n\n{review}");
+                tx.push_message(followup, &note, now).await?;
+                format!("review feedback on #{n} passed to follow-up #{followup}")
+            }
         },
     )
 }

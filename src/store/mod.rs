@@ -49,7 +49,7 @@ pub use inbox::{DeliveryFilter, Inserted};
 pub use installations::{Installation, InstallationState};
 pub use objectives::NewObjective;
 pub use outbox::{OutboxItem, OutboxKind, OutboxWrite};
-pub use pulls::{NewFollowup, PullState};
+pub use pulls::{FollowupInsert, NewFollowup, PullState};
 pub use questions::Question;
 pub use sessions::{NewSession, Progress, TranscriptLine, TurnStart};
 pub use workspaces::{NewPull, NewWorkspace};

@@ -28,6 +28,18 @@ pub struct NewFollowup<'a> {
     pub key: &'a str,
 }
 
+/// What came of asking for a follow-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FollowupInsert {
+    /// Created: the new session.
+    Created(SessionId),
+    /// One was created for this key before.
+    Seen,
+    /// Another follow-up still works on the pull request (never two at once); the key stays
+    /// unclaimed, so the same cause may start one later.
+    Busy(SessionId),
+}
+
 impl Store {
     /// One pull request.
     pub async fn pull(&self, id: i64) -> Result<Option<PullRequest>> {
@@ -209,14 +221,32 @@ impl Tx {
     }
 
     /// Creates a follow-up session on a pull request, unless one was already created for
-    /// its key. Returns the new session.
+    /// its key or another is live on the pull request. The pull request's row is locked
+    /// first, so two transactions cannot both find it free.
     pub async fn insert_followup(
         &mut self,
         f: &NewFollowup<'_>,
         now: Timestamp,
-    ) -> Result<Option<SessionId>> {
+    ) -> Result<FollowupInsert> {
+        sqlx::query("UPDATE pull_requests SET updated_at = updated_at WHERE id = $1")
+            .bind(f.pull_request_id)
+            .execute(self.conn())
+            .await
+            .context("cannot lock the pull request")?;
+        let live: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM sessions
+             WHERE pull_request_id = $1 AND status NOT IN ('succeeded', 'failed', 'cancelled')
+             ORDER BY id LIMIT 1",
+        )
+        .bind(f.pull_request_id)
+        .fetch_optional(self.conn())
+        .await
+        .context("cannot look up follow-ups")?;
+        if let Some(live) = live {
+            return Ok(FollowupInsert::Busy(SessionId(live)));
+        }
         if !self.claim_key(&format!("followup:{}", f.key), now).await? {
-            return Ok(None);
+            return Ok(FollowupInsert::Seen);
         }
         let id = self.insert_session(&f.session, now).await?;
         sqlx::query(
@@ -230,7 +260,7 @@ impl Tx {
         .execute(self.conn())
         .await
         .context("cannot tie the follow-up to its pull request")?;
-        Ok(Some(id))
+        Ok(FollowupInsert::Created(id))
     }
 
     /// The manager said done while pull requests were open: the objective ends when they

@@ -546,3 +546,116 @@ async fn a_lane_claims_the_next_of_its_queue_only_when_due(db: TestDb) {
     assert_eq!(again.unwrap().delivery_id.0, "a2");
 }
 on_both_backends!(a_lane_claims_the_next_of_its_queue_only_when_due);
+
+/// A pull request of a fresh objective, for the follow-up rules.
+async fn objective_with_pull(store: &foreman::store::Store) -> (foreman::model::ObjectiveId, i64) {
+    let now = Timestamp(1_000);
+    let mut tx = store.begin().await.unwrap();
+    let objective = tx
+        .insert_objective(&crate::agents::new_objective(7), now)
+        .await
+        .unwrap()
+        .unwrap();
+    tx.commit().await.unwrap();
+    let pull = foreman::store::NewPull {
+        objective_id: objective,
+        workspace_id: None,
+        session_id: None,
+        repository: "octo/widgets",
+        number: 8,
+        branch: "foreman/7-x-s1",
+        base_ref: "main",
+        head_sha: "aaaa",
+        state: "open",
+        title: "Work",
+        url: "https://example.com/pull/8",
+        closes_issue: true,
+    };
+    store.upsert_pull(&pull, now).await.unwrap();
+    let id = store
+        .pull_by_number("octo/widgets", 8)
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    (objective, id)
+}
+
+async fn followup(
+    store: &foreman::store::Store,
+    objective: foreman::model::ObjectiveId,
+    pull: i64,
+    key: &str,
+) -> foreman::store::FollowupInsert {
+    let mut tx = store.begin().await.unwrap();
+    let new = foreman::store::NewFollowup {
+        session: foreman::store::NewSession {
+            objective_id: objective,
+            role: foreman::model::Role::Followup,
+            agent: foreman::agent::AgentKind::Command,
+            title: format!("Follow-up {key}"),
+            instructions: "x".to_owned(),
+            spawned_by: None,
+            depends_on: Vec::new(),
+        },
+        pull_request_id: pull,
+        kind: "ci",
+        key,
+    };
+    let inserted = tx.insert_followup(&new, Timestamp(1_001)).await.unwrap();
+    tx.commit().await.unwrap();
+    inserted
+}
+
+async fn one_followup_per_key_and_never_two_live_on_a_pull_request(db: TestDb) {
+    use foreman::store::FollowupInsert::{Busy, Created, Seen};
+    let store = db.store().await;
+    let (objective, pull) = objective_with_pull(&store).await;
+    let Created(first) = followup(&store, objective, pull, "ci:a").await else {
+        panic!("the first follow-up is created");
+    };
+    assert_eq!(followup(&store, objective, pull, "ci:b").await, Busy(first));
+    store
+        .set_session_status(
+            first,
+            foreman::model::SessionStatus::Cancelled,
+            None,
+            Timestamp(1_002),
+        )
+        .await
+        .unwrap()
+        .then_some(())
+        .expect("the follow-up ends");
+    assert_eq!(followup(&store, objective, pull, "ci:a").await, Seen);
+    let Created(second) = followup(&store, objective, pull, "ci:b").await else {
+        panic!("a key refused while busy may start one later");
+    };
+    assert_ne!(first, second);
+    assert_eq!(store.followups_of(pull, "ci").await.unwrap(), 2);
+    store
+        .set_session_status(
+            second,
+            foreman::model::SessionStatus::Cancelled,
+            None,
+            Timestamp(1_003),
+        )
+        .await
+        .unwrap();
+
+    // Racing transactions (a webhook and the reconciliation pass): one follow-up starts.
+    let keys: [&'static str; 4] = ["ci:c", "conflict:c", "review:c", "ci:d"];
+    let tasks: Vec<_> = keys
+        .into_iter()
+        .map(|key| {
+            let store = store.clone();
+            tokio::spawn(async move { followup(&store, objective, pull, key).await })
+        })
+        .collect();
+    let mut raced = Vec::new();
+    for t in tasks {
+        raced.push(t.await.unwrap());
+    }
+    let created = raced.iter().filter(|r| matches!(r, Created(_))).count();
+    assert_eq!(created, 1, "{raced:?}");
+}
+on_both_backends!(one_followup_per_key_and_never_two_live_on_a_pull_request);
