@@ -382,7 +382,8 @@ async fn failures_timeouts_and_dependencies(db: TestDb) {
         }),
     );
     let mut args = serve_args(&db);
-    args.agents.turn_timeout = Duration::from_secs(2);
+    // Long enough for a manager's turn on a loaded machine; "Slow" sleeps far past it.
+    args.agents.turn_timeout = Duration::from_secs(6);
     let server = TestServer::start(&args).await;
     let engine = &server.running.engine;
     let (objective, manager) = objectives::start(engine, &new_objective(11))
@@ -411,7 +412,7 @@ async fn failures_timeouts_and_dependencies(db: TestDb) {
         slow.status_reason
             .as_deref()
             .unwrap()
-            .contains("turn timeout (2s)"),
+            .contains("turn timeout (6s)"),
         "{:?}",
         slow.status_reason
     );

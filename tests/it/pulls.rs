@@ -547,9 +547,17 @@ async fn failing_checks_start_one_followup_per_head_up_to_the_cap(db: TestDb) {
         "{}",
         question.body
     );
-    let told = manager_prompts(&db, &w).await;
-    assert!(told.contains("Someone pushed to the branch"), "{told}");
-    assert!(told.contains(&format!("its head is now {h2}")), "{told}");
+    let pushed = format!(
+        "Someone pushed to the branch of pull request #{}: its head is now {h2}.",
+        pull.number
+    );
+    eventually("the manager told of the human's push", || async {
+        manager_prompts(&db, &w)
+            .await
+            .contains(&pushed)
+            .then_some(())
+    })
+    .await;
     assert_eq!(followups(&w).await.len(), 2, "no attempt past the cap");
     assert_eq!(pull_now(&w, pull.number).await.checks, "failing");
     w.server.shutdown().await;
