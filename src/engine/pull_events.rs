@@ -46,7 +46,7 @@ async fn now_of(client: Option<&Octocrab>, repository: &str, pr: &PullPayload) -
             mergeable: pr
                 .mergeable
                 .map(|m| if m { "clean" } else { "conflicting" }.to_owned()),
-            merged_by: None,
+            by: None,
         }),
     }
 }
@@ -90,7 +90,11 @@ pub async fn pull_request(
         },
     };
     let client = client(engine, e.installation.map(|i| i.id)).await?;
-    let now_is = now_of(client.as_ref(), repository, pr).await?;
+    let mut now_is = now_of(client.as_ref(), repository, pr).await?;
+    if now_is.state == "closed" {
+        // GitHub's pull request says who merged it, not who closed it: the sender did.
+        now_is.by = e.sender.as_ref().map(|s| s.login.clone());
+    }
     let tx = work.tx().await?;
     match (known, workspace) {
         (Some(pull), _) => {

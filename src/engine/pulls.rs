@@ -46,9 +46,7 @@ pub async fn observe_in(
     match (pull.state.as_str(), after.state.as_str()) {
         ("merged", _) => Ok(format!("#{n} was merged before")),
         (_, "merged") => merged_in(engine, tx, &objective, &after).await,
-        ("open", "closed") => {
-            closed_in(engine, tx, &objective, &after, now_is.merged_by.as_deref()).await
-        }
+        ("open", "closed") => closed_in(engine, tx, &objective, &after, now_is.by.as_deref()).await,
         ("closed", "open") => {
             let note = format!("Pull request #{n} (\"{}\") was reopened.", after.title);
             objectives::tell_manager_in(engine, tx, &objective, &note).await?;

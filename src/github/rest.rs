@@ -291,8 +291,8 @@ pub struct PullNow {
     pub head_sha: String,
     /// `clean` or `conflicting`; `None` while GitHub is still computing it.
     pub mergeable: Option<String>,
-    /// Who merged or closed it, when GitHub says.
-    pub merged_by: Option<String>,
+    /// Who merged it (GitHub says), or closed it (the webhook's sender), when known.
+    pub by: Option<String>,
 }
 
 /// A pull request as it stands now.
@@ -325,7 +325,7 @@ pub fn pull_now(answer: &Value) -> PullNow {
             .unwrap_or_default()
             .to_owned(),
         mergeable,
-        merged_by: answer["merged_by"]["login"].as_str().map(str::to_owned),
+        by: answer["merged_by"]["login"].as_str().map(str::to_owned),
     }
 }
 

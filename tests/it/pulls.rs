@@ -415,7 +415,7 @@ async fn a_pull_request_closed_without_merge_needs_the_managers_decision(db: Tes
     let told = manager_prompts(&db, &w).await;
     assert!(
         told.contains(&format!(
-            "#{} (\"The work\") was closed without being merged",
+            "#{} (\"The work\") was closed without being merged by @alice",
             pull.number
         )),
         "{told}"
