@@ -147,6 +147,7 @@ pub fn render(view: &StatusView<'_>, now: Timestamp) -> String {
         let _ = writeln!(out, "**Pull requests**");
         for p in view.pulls {
             let checks = match p.checks.as_str() {
+                _ if p.state == "closed" => "",
                 "passing" => " · checks passing ✅",
                 "failing" => " · checks failing ❌",
                 "pending" if p.state == "open" => " · checks pending ⏳",
@@ -157,9 +158,14 @@ pub fn render(view: &StatusView<'_>, now: Timestamp) -> String {
             } else {
                 ""
             };
+            let decision = match (p.state.as_str(), p.decision.as_deref()) {
+                ("closed", Some(d)) => format!(" · {}", one_line(d, 160)),
+                ("closed", None) => " · waiting for the manager's decision".to_owned(),
+                _ => String::new(),
+            };
             let _ = writeln!(
                 out,
-                "- #{} {} — {}{checks}{conflict}",
+                "- #{} {} — {}{checks}{conflict}{decision}",
                 p.number,
                 one_line(&p.title, 80),
                 p.state
@@ -393,7 +399,18 @@ mod tests {
         done.turns = 1;
         let running = fixtures::session(4, 1, Role::Worker, SessionStatus::Running);
         let sessions = [manager, done, running];
-        let pulls = [pull()];
+        let mut conflicting = pull();
+        conflicting.number = 13;
+        conflicting.checks = "failing".into();
+        conflicting.mergeable = Some("conflicting".into());
+        let mut abandoned = pull();
+        abandoned.number = 14;
+        abandoned.state = "closed".into();
+        abandoned.decision = Some("abandoned by the manager: done upstream".into());
+        let mut undecided = pull();
+        undecided.number = 15;
+        undecided.state = "closed".into();
+        let pulls = [pull(), conflicting, abandoned, undecided];
         let questions = [
             question("Which colour should the widget be?", "open"),
             question("Old?", "answered"),
