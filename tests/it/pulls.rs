@@ -726,6 +726,74 @@ async fn a_conflict_found_by_the_refresh_gets_a_followup_that_merges_the_base(db
 }
 on_both_backends!(a_conflict_found_by_the_refresh_gets_a_followup_that_merges_the_base);
 
+async fn with_update_rebase_a_conflict_is_rebased_and_force_pushed_with_a_reason(db: TestDb) {
+    let plan = plan(
+        work_writing("README.md", "# Widgets, by the team\n"),
+        json!([]),
+    );
+    let w = start(
+        &db,
+        plan.clone(),
+        Some("pull_requests:\n  update: rebase\n"),
+    )
+    .await;
+    // The rebase stops at the conflict; the agent resolves it and continues.
+    let identity = "git -c user.name=Agent -c user.email=agent@example.com";
+    set_followup_plan(
+        &db,
+        &plan,
+        json!({"expect_prompt": "git rebase origin/main",
+               "run": ["git rebase origin/main || true",
+                       "printf '# Widgets and gadgets, by the team\\n' > README.md",
+                       "git add README.md",
+                       format!("GIT_EDITOR=true {identity} rebase --continue")],
+               "calls": [{"tool": "report_result", "args": {"summary": "rebased onto main"}}]}),
+    );
+    let pull = published(&w, 1).await.remove(0);
+    let main = push_as_human(&db, "main", "README.md", "# Widgets and gadgets\n");
+    assert_eq!(w.fake.pull(REPO, pull.number).mergeable, Some(false));
+
+    let engine = &w.server.running.engine;
+    let reconcile = Reconcile::new(Duration::from_secs(600), Duration::from_secs(120));
+    reconcile.pass(engine, false).await.unwrap();
+    let followup = followup_ends(&w, 0, SessionStatus::Succeeded).await;
+    assert_eq!(followup.followup_kind.as_deref(), Some("conflict"));
+    let head = wait_pull(&w, pull.number, "the rebase pushed", |p| {
+        p.head_sha != pull.head_sha
+    })
+    .await
+    .head_sha;
+    let origin = origin(&db);
+    assert_eq!(git(&origin, &["rev-parse", &pull.branch]), head);
+    assert_eq!(
+        git(&origin, &["rev-parse", &format!("{head}~1")]),
+        main,
+        "one commit on top of the base: rebased, not merged"
+    );
+    assert_eq!(
+        git(&origin, &["show", &format!("{head}:README.md")]),
+        "# Widgets and gadgets, by the team"
+    );
+    let audit = w
+        .server
+        .store()
+        .audit_of(objective(&w).await.id)
+        .await
+        .unwrap();
+    let forced = audit
+        .iter()
+        .find(|e| e.kind == "branch.force_push")
+        .expect("the force push is in the audit trail");
+    assert!(
+        forced.detail.contains(&pull.head_sha) && forced.detail.contains("to resolve conflicts"),
+        "{}",
+        forced.detail
+    );
+    assert_eq!(w.fake.pull(REPO, pull.number).mergeable, Some(true));
+    w.server.shutdown().await;
+}
+on_both_backends!(with_update_rebase_a_conflict_is_rebased_and_force_pushed_with_a_reason);
+
 async fn a_lost_merge_webhook_is_recovered_by_reconciliation(db: TestDb) {
     let plan = plan(
         work_writing("work.txt", "work\n"),
