@@ -564,6 +564,55 @@ async fn failing_checks_start_one_followup_per_head_up_to_the_cap(db: TestDb) {
 }
 on_both_backends!(failing_checks_start_one_followup_per_head_up_to_the_cap);
 
+async fn a_human_push_during_a_followup_is_reported_and_never_overwritten(db: TestDb) {
+    let plan = plan(work_writing("work.txt", "work\n"), json!([]));
+    let w = start(&db, plan.clone(), None).await;
+    // The follow-up takes a while; meanwhile a human pushes to the branch.
+    set_followup_plan(
+        &db,
+        &plan,
+        json!({"sleep": 3, "write": {"lint.txt": "clean\n"},
+               "calls": [{"tool": "report_result", "args": {"summary": "fixed the lint"}}]}),
+    );
+    let pull = published(&w, 1).await.remove(0);
+    check_run(&w, &pull.head_sha, "lint", "failure").await;
+    let running = eventually("the follow-up at work in its checkout", || async {
+        let s = followups(&w)
+            .await
+            .into_iter()
+            .find(|s| s.status == SessionStatus::Running)?;
+        let ws = w.server.store().workspace(s.workspace_id?).await.unwrap()?;
+        (ws.status == foreman::model::WorkspaceStatus::Ready).then_some(s)
+    })
+    .await;
+    let human = push_as_human(&db, &pull.branch, "work.txt", "the human's version\n");
+    pull_hook(&w, "synchronize", pull.number, "alice").await;
+    let failed = followup_ends(&w, 0, SessionStatus::Failed).await;
+    assert_eq!(failed.id, running.id);
+    assert!(
+        failed
+            .status_reason
+            .as_deref()
+            .unwrap_or_default()
+            .contains(&format!("cannot push to #{}", pull.number)),
+        "{:?}",
+        failed.status_reason
+    );
+    let warned = state_file(&db, failed.id, "prompts.txt");
+    assert!(
+        warned.contains("Someone pushed to the branch") && warned.contains("will not overwrite it"),
+        "{warned}"
+    );
+    assert_eq!(
+        git(&origin(&db), &["rev-parse", &pull.branch]),
+        human,
+        "the human's commit stands"
+    );
+    assert_eq!(pull_now(&w, pull.number).await.head_sha, human);
+    w.server.shutdown().await;
+}
+on_both_backends!(a_human_push_during_a_followup_is_reported_and_never_overwritten);
+
 // --- reviews --------------------------------------------------------------------------------
 
 async fn reviews_from_allowed_users_reach_one_followup_with_every_comment(db: TestDb) {
