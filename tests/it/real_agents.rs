@@ -916,6 +916,19 @@ async fn an_objective_through_foreman(
         }
     })
     .await;
+    // The manager's turn goes on after the call that ended the objective (its last reply):
+    // wait for it to end too.
+    let _ = tokio::time::timeout(Duration::from_secs(60), async {
+        while !store
+            .session(manager_id)
+            .await
+            .unwrap()
+            .is_some_and(|s| s.status.is_terminal())
+        {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await;
     let sessions = store.sessions_of(objective).await.unwrap();
     let Ok(done) = done else {
         let log = server.log.lock().unwrap().clone();
