@@ -150,6 +150,11 @@ def main():
     state = json.load(open(state_path)) if os.path.exists(state_path) else {"turn": 0, "vars": {}}
     turn_index = state["turn"]
     state["turn"] += 1
+    if role != "manager":
+        # A worker's title is in its first prompt only: keep it for the later turns, in the
+        # same write as the turn counter (a turn can be killed right after its prompt is logged).
+        title = re.search(r"Your task: (.*)", prompt)
+        state["title"] = title.group(1).strip() if title else state.get("title", "")
     json.dump(state, open(state_path, "w"))
     with open(os.path.join(state_dir, "prompts.txt"), "a") as log:
         log.write("=== turn %d ===\n%s\n" % (turn_index, prompt))
@@ -175,11 +180,7 @@ def main():
                     turn[key] = value
         json.dump(state, open(state_path, "w"))
     else:
-        title = re.search(r"Your task: (.*)", prompt)
-        title = title.group(1).strip() if title else state.get("title", "")
-        state["title"] = title
-        json.dump(state, open(state_path, "w"))
-        turn = plan.get("workers", {}).get(title, plan.get("default_worker", {}))
+        turn = plan.get("workers", {}).get(state["title"], plan.get("default_worker", {}))
         if isinstance(turn, list):
             turn = turn[turn_index] if turn_index < len(turn) else {}
 

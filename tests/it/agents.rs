@@ -576,15 +576,31 @@ async fn a_restart_resumes_interrupted_sessions(db: TestDb) {
             .then_some(())
     })
     .await;
+    let first_log = first.log.clone();
     first.kill().await;
+    let first_log = first_log.lock().unwrap().clone();
 
     let second = crate::support::Process::serve(&db, &env).await;
-    eventually("the objective to be done after the restart", || async {
-        let o = store.objective(objective).await.unwrap().unwrap();
-        (o.status == ObjectiveStatus::Done).then_some(())
+    let done = tokio::time::timeout(crate::support::EVENTUALLY, async {
+        loop {
+            let o = store.objective(objective).await.unwrap().unwrap();
+            let w = store.session(worker.id).await.unwrap().unwrap();
+            if o.status == ObjectiveStatus::Done && w.status.is_terminal() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     })
     .await;
     let resumed = store.session(worker.id).await.unwrap().unwrap();
+    if done.is_err() || resumed.result.is_none() {
+        panic!(
+            "the worker after the restart: {resumed:#?}\n--- its prompts:\n{}\n--- first server:\n{}\n--- second server:\n{}",
+            state_file(&db, worker.id, "prompts.txt"),
+            first_log,
+            second.log.lock().unwrap(),
+        );
+    }
     assert_eq!(resumed.status, SessionStatus::Succeeded);
     assert_eq!(resumed.result.as_deref(), Some("resumed fine"));
     assert_eq!(resumed.recoveries, 1);
