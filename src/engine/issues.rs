@@ -138,15 +138,16 @@ async fn context<'a>(
     repository: &'a str,
     issue: i64,
 ) -> Result<Option<IssueContext<'a>>> {
-    let (Some(installation), Some(app)) = (installation, engine.github()) else {
+    let Some(id) = installation else {
         return Ok(None);
     };
-    let installation = InstallationId(installation);
-    let client = app.installation_client(installation).await?;
+    let Some(client) = engine.installation_client(Some(id)).await? else {
+        return Ok(None);
+    };
     Ok(Some(IssueContext {
         engine,
         client,
-        installation,
+        installation: InstallationId(id),
         repository,
         issue: u64::try_from(issue).context("negative issue number")?,
     }))

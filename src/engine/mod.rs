@@ -255,6 +255,21 @@ impl Engine {
         self.identity().app.clone()
     }
 
+    /// A client of the installation an event came through: none when the event names no
+    /// installation or the App is not configured.
+    pub async fn installation_client(
+        &self,
+        installation: Option<i64>,
+    ) -> anyhow::Result<Option<octocrab::Octocrab>> {
+        match (installation, self.github()) {
+            (Some(id), Some(app)) => Ok(Some(
+                app.installation_client(crate::model::InstallationId(id))
+                    .await?,
+            )),
+            _ => Ok(None),
+        }
+    }
+
     /// The webhook secrets accepted now (empty: none configured).
     pub fn webhook_secrets(&self) -> Arc<Vec<SecretString>> {
         self.identity().webhook_secrets.clone()

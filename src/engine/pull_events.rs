@@ -15,17 +15,9 @@ use crate::github::events::{
     User, WorkflowRunEvent,
 };
 use crate::github::rest::{self, PullNow};
+use crate::model::PullRequest;
 use crate::model::text::{Author, fence};
-use crate::model::{InstallationId, PullRequest};
 use crate::store::{AuditEntry, NewPull};
-
-/// The client of the installation an event came through, when the App is configured.
-async fn client(engine: &Engine, installation: Option<i64>) -> Result<Option<Octocrab>> {
-    match (installation, engine.github()) {
-        (Some(id), Some(app)) => Ok(Some(app.installation_client(InstallationId(id)).await?)),
-        _ => Ok(None),
-    }
-}
 
 /// The pull request as it is now: read from GitHub, or taken from the payload when foreman
 /// cannot ask.
@@ -89,7 +81,9 @@ pub async fn pull_request(
             }
         },
     };
-    let client = client(engine, e.installation.map(|i| i.id)).await?;
+    let client = engine
+        .installation_client(e.installation.map(|i| i.id))
+        .await?;
     let mut now_is = now_of(client.as_ref(), repository, pr).await?;
     if now_is.state == "closed" {
         // GitHub's pull request says who merged it, not who closed it: the sender did.
@@ -163,7 +157,7 @@ pub async fn checks(
             event.sha
         )));
     }
-    let Some(client) = client(engine, event.installation).await? else {
+    let Some(client) = engine.installation_client(event.installation).await? else {
         return Ok(Outcome::Skipped(
             "no GitHub App installation to read the checks through".to_owned(),
         ));
@@ -378,7 +372,10 @@ async fn reviewer(
     let Some(pull) = work.store().pull_by_number(repository, number).await? else {
         return skip(format!("#{number} is not foreman's"));
     };
-    let Some(client) = client(engine, installation.map(|i| i.id)).await? else {
+    let Some(client) = engine
+        .installation_client(installation.map(|i| i.id))
+        .await?
+    else {
         return skip("no GitHub App installation to act through".to_owned());
     };
     let Some((login, permission)) = reviewer_allowed(engine, &client, &pull, user).await? else {

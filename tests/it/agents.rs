@@ -541,30 +541,9 @@ async fn a_restart_resumes_interrupted_sessions(db: TestDb) {
             ]}
         }),
     );
-    let agents = crate::support::scripted_agents(&db);
-    let work_root = agents.work_root.display().to_string();
-    let git_url = format!("file://{}", crate::support::origins(&db).display());
-    let env = [
-        ("FOREMAN_GIT_URL", git_url.as_str()),
-        ("FOREMAN_INSTANCE_ID", "restart-test"),
-        ("FOREMAN_TICK_INTERVAL", "200ms"),
-        ("FOREMAN_WORK_ROOT", work_root.as_str()),
-        ("FOREMAN_MANAGER_AGENT", "command"),
-        ("FOREMAN_MANAGER_COMMAND", "python3"),
-        ("FOREMAN_MANAGER_ARGS", agents.manager_args.as_str()),
-        ("FOREMAN_WORKER_AGENT", "command"),
-        ("FOREMAN_WORKER_COMMAND", "python3"),
-        ("FOREMAN_WORKER_ARGS", agents.worker_args.as_str()),
-    ];
-    let first = crate::support::Process::serve(&db, &env).await;
-    let store = db.store().await;
-    let engine = foreman::engine::Engine::configured(
-        store.clone(),
-        std::sync::Arc::new(foreman::model::SystemClock),
-        foreman::engine::AgentSettings::from_args(&agents).unwrap(),
-        "test".into(),
-        foreman::config::Posting::default(),
-    );
+    let env = [("FOREMAN_INSTANCE_ID", "restart-test")];
+    let first = crate::support::Process::serve_scripted(&db, &env).await;
+    let (store, engine) = crate::support::engine_on(&db).await;
     let (objective, _) = objectives::start(&engine, &new_objective(14))
         .await
         .unwrap()
@@ -580,7 +559,7 @@ async fn a_restart_resumes_interrupted_sessions(db: TestDb) {
     first.kill().await;
     let first_log = first_log.lock().unwrap().clone();
 
-    let second = crate::support::Process::serve(&db, &env).await;
+    let second = crate::support::Process::serve_scripted(&db, &env).await;
     let done = tokio::time::timeout(crate::support::EVENTUALLY, async {
         loop {
             let o = store.objective(objective).await.unwrap().unwrap();

@@ -997,32 +997,14 @@ on_both_backends!(a_pass_racing_a_session_starting_in_a_checkout_never_removes_i
 
 async fn the_startup_pass_sweeps_what_a_crashed_process_left(db: TestDb) {
     write_plan(&db, &look_and_finish());
-    let agents = scripted_agents(&db);
-    let git_url = format!("file://{}", origins(&db).display());
-    let work_root = agents.work_root.display().to_string();
     let env = [
-        ("FOREMAN_GIT_URL", git_url.as_str()),
-        ("FOREMAN_WORK_ROOT", work_root.as_str()),
         ("FOREMAN_TICK_INTERVAL", "100ms"),
         ("FOREMAN_TICK_LEASE", "1s"),
         ("FOREMAN_GC_INTERVAL", "1h"),
         ("FOREMAN_INSTANCE_ID", "gc-crash"),
-        ("FOREMAN_MANAGER_AGENT", "command"),
-        ("FOREMAN_MANAGER_COMMAND", "python3"),
-        ("FOREMAN_MANAGER_ARGS", agents.manager_args.as_str()),
-        ("FOREMAN_WORKER_AGENT", "command"),
-        ("FOREMAN_WORKER_COMMAND", "python3"),
-        ("FOREMAN_WORKER_ARGS", agents.worker_args.as_str()),
     ];
-    let first = Process::serve(&db, &env).await;
-    let store = db.store().await;
-    let engine = Engine::configured(
-        store.clone(),
-        Arc::new(SystemClock),
-        AgentSettings::from_args(&agents).unwrap(),
-        "test".into(),
-        foreman::config::Posting::default(),
-    );
+    let first = Process::serve_scripted(&db, &env).await;
+    let (store, engine) = crate::support::engine_on(&db).await;
     let (objective, _) = objectives::start(&engine, &new_objective(9))
         .await
         .unwrap()
@@ -1050,7 +1032,7 @@ async fn the_startup_pass_sweeps_what_a_crashed_process_left(db: TestDb) {
     .await;
     std::fs::remove_dir_all(Path::new(&half.path).join(".git")).unwrap();
 
-    let second = Process::serve(&db, &env).await;
+    let second = Process::serve_scripted(&db, &env).await;
     let swept = all_archived(&store, objective, 2).await;
     for w in &swept {
         assert!(!Path::new(&w.path).exists(), "{}", w.path);

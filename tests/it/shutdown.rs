@@ -142,30 +142,12 @@ async fn sigterm_leaves_agent_sessions_resumable(db: TestDb) {
             ]}
         }),
     );
-    let agents = crate::support::scripted_agents(&db);
-    let work_root = agents.work_root.display().to_string();
-    let git_url = format!("file://{}", crate::support::origins(&db).display());
     let env = [
-        ("FOREMAN_GIT_URL", git_url.as_str()),
         ("FOREMAN_INSTANCE_ID", "sigterm-test"),
         ("FOREMAN_TICK_INTERVAL", "200ms"),
-        ("FOREMAN_WORK_ROOT", work_root.as_str()),
-        ("FOREMAN_MANAGER_AGENT", "command"),
-        ("FOREMAN_MANAGER_COMMAND", "python3"),
-        ("FOREMAN_MANAGER_ARGS", agents.manager_args.as_str()),
-        ("FOREMAN_WORKER_AGENT", "command"),
-        ("FOREMAN_WORKER_COMMAND", "python3"),
-        ("FOREMAN_WORKER_ARGS", agents.worker_args.as_str()),
     ];
-    let first = Process::serve(&db, &env).await;
-    let store = db.store().await;
-    let engine = foreman::engine::Engine::configured(
-        store.clone(),
-        std::sync::Arc::new(foreman::model::SystemClock),
-        foreman::engine::AgentSettings::from_args(&agents).unwrap(),
-        "test".into(),
-        foreman::config::Posting::default(),
-    );
+    let first = Process::serve_scripted(&db, &env).await;
+    let (store, engine) = crate::support::engine_on(&db).await;
     let (objective, _) = objectives::start(&engine, &new_objective(21))
         .await
         .unwrap()
@@ -186,7 +168,7 @@ async fn sigterm_leaves_agent_sessions_resumable(db: TestDb) {
         "a SIGTERM is not the session's failure"
     );
 
-    let second = Process::serve(&db, &env).await;
+    let second = Process::serve_scripted(&db, &env).await;
     eventually("the objective to be done after the restart", || async {
         let o = store.objective(objective).await.unwrap().unwrap();
         (o.status == ObjectiveStatus::Done).then_some(())

@@ -654,9 +654,6 @@ async fn the_installation_token_reaches_git_and_nowhere_else(db: TestDb) {
     )
     .unwrap();
 
-    let agents = crate::support::scripted_agents(&db);
-    let git_url = format!("file://{}", origins(&db).display());
-    let work_root = agents.work_root.display().to_string();
     let (app_id, key, api) = (
         fake.app_id().to_string(),
         fake.private_key_pem(),
@@ -667,26 +664,11 @@ async fn the_installation_token_reaches_git_and_nowhere_else(db: TestDb) {
         ("GITHUB_PRIVATE_KEY", key.as_str()),
         ("GITHUB_API_URL", api.as_str()),
         ("FOREMAN_GIT", wrapper.to_str().unwrap()),
-        ("FOREMAN_GIT_URL", git_url.as_str()),
         ("FOREMAN_LOG", "debug"),
         ("FOREMAN_TICK_INTERVAL", "200ms"),
-        ("FOREMAN_WORK_ROOT", work_root.as_str()),
-        ("FOREMAN_MANAGER_AGENT", "command"),
-        ("FOREMAN_MANAGER_COMMAND", "python3"),
-        ("FOREMAN_MANAGER_ARGS", agents.manager_args.as_str()),
-        ("FOREMAN_WORKER_AGENT", "command"),
-        ("FOREMAN_WORKER_COMMAND", "python3"),
-        ("FOREMAN_WORKER_ARGS", agents.worker_args.as_str()),
     ];
-    let process = crate::support::Process::serve(&db, &env).await;
-    let store = db.store().await;
-    let engine = foreman::engine::Engine::configured(
-        store.clone(),
-        std::sync::Arc::new(foreman::model::SystemClock),
-        foreman::engine::AgentSettings::from_args(&agents).unwrap(),
-        "test".into(),
-        foreman::config::Posting::default(),
-    );
+    let process = crate::support::Process::serve_scripted(&db, &env).await;
+    let (store, engine) = crate::support::engine_on(&db).await;
     let mut objective = new_objective(issue);
     objective.installation_id = Some(InstallationId(installation));
     let (objective, _) = objectives::start(&engine, &objective)
@@ -713,7 +695,7 @@ async fn the_installation_token_reaches_git_and_nowhere_else(db: TestDb) {
     for token in &tokens {
         assert!(!argv.contains(token.as_str()), "token in a git argv");
         assert!(!log.contains(token.as_str()), "token in foreman's log");
-        let leaked = files_containing(&agents.work_root, token);
+        let leaked = files_containing(&crate::support::scripted_agents(&db).work_root, token);
         assert!(leaked.is_empty(), "token written to {leaked:?}");
         for session in store.sessions_of(objective).await.unwrap() {
             let transcript = store.transcript(session.id).await.unwrap();

@@ -466,6 +466,27 @@ impl Process {
         Process { child, addr, log }
     }
 
+    /// Starts `foreman serve` whose agents are the scripted ones (see [`scripted_agents`]),
+    /// with the test's git origins; `extra` settings are added last, so they win.
+    pub async fn serve_scripted(db: &TestDb, extra: &[(&str, &str)]) -> Process {
+        let agents = scripted_agents(db);
+        let work_root = agents.work_root.display().to_string();
+        let git_url = format!("file://{}", origins(db).display());
+        let mut env = vec![
+            ("FOREMAN_GIT_URL", git_url.as_str()),
+            ("FOREMAN_TICK_INTERVAL", "200ms"),
+            ("FOREMAN_WORK_ROOT", work_root.as_str()),
+            ("FOREMAN_MANAGER_AGENT", "command"),
+            ("FOREMAN_MANAGER_COMMAND", "python3"),
+            ("FOREMAN_MANAGER_ARGS", agents.manager_args.as_str()),
+            ("FOREMAN_WORKER_AGENT", "command"),
+            ("FOREMAN_WORKER_COMMAND", "python3"),
+            ("FOREMAN_WORKER_ARGS", agents.worker_args.as_str()),
+        ];
+        env.extend_from_slice(extra);
+        Process::serve(db, &env).await
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
@@ -499,4 +520,18 @@ pub fn use_fake_github(args: &mut ServeArgs, fake: &fake_github::FakeGitHub) {
     args.github.private_key = Some(SecretString::from(fake.private_key_pem()));
     args.github.api_url = fake.url();
     args.github.web_url = fake.url();
+}
+
+/// An engine on the test database, with the scripted agents' settings: it starts objectives
+/// that a `foreman serve` process ([`Process::serve_scripted`]) then runs.
+pub async fn engine_on(db: &TestDb) -> (Store, foreman::engine::Engine) {
+    let store = db.store().await;
+    let engine = foreman::engine::Engine::configured(
+        store.clone(),
+        Arc::new(foreman::model::SystemClock),
+        foreman::engine::AgentSettings::from_args(&scripted_agents(db)).unwrap(),
+        "test".into(),
+        foreman::config::Posting::default(),
+    );
+    (store, engine)
 }
