@@ -10,7 +10,7 @@
 //! Reads are conditional (an ETag per resource, kept in memory): an unchanged resource costs
 //! no rate limit. A rate limit ends the pass; the next one goes on.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -39,6 +39,10 @@ struct State {
     last_full: Option<Instant>,
     /// ETag and body of each resource read, by path.
     cache: HashMap<String, (String, Value)>,
+    /// Paths read since the last full pass began: a full pass reads everything still
+    /// watched, so what it did not read (a merged pull request, an ended objective's issue)
+    /// leaves the cache.
+    read: HashSet<String>,
 }
 
 impl Reconcile {
@@ -53,7 +57,11 @@ impl Reconcile {
     /// A resource as it is now: from GitHub, or the copy kept when GitHub says it has not
     /// changed.
     async fn get(&self, client: &Octocrab, path: &str) -> Result<Value, RestError> {
-        let etag = self.lock().cache.get(path).map(|(etag, _)| etag.clone());
+        let etag = {
+            let mut state = self.lock();
+            state.read.insert(path.to_owned());
+            state.cache.get(path).map(|(etag, _)| etag.clone())
+        };
         match rest::get_if_changed(client, path, etag.as_deref()).await? {
             Conditional::NotModified => {
                 let kept = self.lock().cache.get(path).map(|(_, body)| body.clone());
@@ -83,6 +91,9 @@ impl Reconcile {
         let Some(app) = engine.github() else {
             return Ok(done);
         };
+        if full {
+            self.lock().read.clear();
+        }
         // Installation clients come from the App's token cache: asking again is cheap.
         let pulls = engine.store.open_pulls().await?;
         for pull in pulls {
@@ -115,6 +126,9 @@ impl Reconcile {
                     }
                 }
             }
+            let mut state = self.lock();
+            let State { cache, read, .. } = &mut *state;
+            cache.retain(|path, _| read.contains(path));
         }
         Ok(done)
     }
