@@ -157,7 +157,10 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let mut settings = WorkspaceSettings::github(dir.path().join("work"));
+    let mut settings = WorkspaceSettings::github(
+        dir.path().join("work"),
+        std::sync::Arc::new(foreman::sandbox::Sandbox::bwrap()),
+    );
     settings.git_url = url.clone();
     let workspaces = Workspaces::new(settings);
     let prepare = |n: usize| {

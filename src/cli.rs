@@ -193,7 +193,7 @@ fn check_config(args: &ServeArgs) -> Result<()> {
         "webhook secrets {} configured",
         identity.webhook_secrets.len()
     );
-    let agents = crate::engine::AgentSettings::from_args(&args.agents)?;
+    let agents = crate::engine::AgentSettings::from_args(&args.agents, &args.protected_paths())?;
     for (role, profile) in [("manager", &agents.manager), ("worker", &agents.worker)] {
         let model = profile.model.as_deref().map(|m| format!(", model {m}"));
         let extra =

@@ -200,6 +200,66 @@ pub struct AgentArgs {
     /// Cost in US dollars one objective may spend (where agents report cost).
     #[arg(long = "budget-cost", env = "FOREMAN_BUDGET_COST")]
     pub budget_cost: Option<f64>,
+    /// Models a repository's `.github/foreman.yml` may choose, comma-separated (`*`: any;
+    /// empty: none, the server's models only).
+    #[arg(long = "repo-models", env = "FOREMAN_REPO_MODELS", default_value = "*")]
+    pub repo_models: String,
+    #[command(flatten)]
+    pub sandbox: SandboxArgs,
+}
+
+/// Whether agents run in a sandbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SandboxMode {
+    /// bubblewrap: namespaces, only the session's checkout and state writable.
+    Bwrap,
+    /// No sandbox: agents run as foreman's user (an explicit, warned-about choice).
+    None,
+}
+
+impl SandboxMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SandboxMode::Bwrap => "bwrap",
+            SandboxMode::None => "none",
+        }
+    }
+}
+
+/// The sandbox agents (and git in their checkouts) run in.
+#[derive(Args, Debug, Clone)]
+pub struct SandboxArgs {
+    /// `bwrap` (bubblewrap, the default) or `none` (agents run unconfined as foreman's user).
+    #[arg(long = "sandbox", env = "FOREMAN_SANDBOX", default_value = "bwrap")]
+    pub mode: SandboxMode,
+    /// The bubblewrap program.
+    #[arg(long = "bwrap", env = "FOREMAN_BWRAP", default_value = "bwrap")]
+    pub bwrap: String,
+    /// Extra paths agents may read, comma-separated (for agent CLIs installed outside /usr).
+    #[arg(
+        long = "sandbox-read-only",
+        env = "FOREMAN_SANDBOX_READ_ONLY",
+        default_value = ""
+    )]
+    pub read_only: String,
+    /// With FOREMAN_SANDBOX=none, run agents even though foreman runs as root.
+    #[arg(
+        long = "allow-root-agents",
+        env = "FOREMAN_ALLOW_ROOT_AGENTS",
+        default_value_t = false
+    )]
+    pub allow_root_agents: bool,
+}
+
+impl Default for SandboxArgs {
+    fn default() -> Self {
+        SandboxArgs {
+            mode: SandboxMode::Bwrap,
+            bwrap: "bwrap".to_owned(),
+            read_only: String::new(),
+            allow_root_agents: false,
+        }
+    }
 }
 
 impl AgentArgs {
@@ -414,13 +474,10 @@ pub struct AgentProfile {
 }
 
 impl AgentProfile {
-    /// This profile with a repository's choice of model and arguments.
+    /// This profile with a repository's choice of model (its flags stay the operator's).
     pub fn with(mut self, choice: &crate::model::repo_config::AgentChoice) -> AgentProfile {
         if let Some(model) = &choice.model {
             self.model = Some(model.clone());
-        }
-        if !choice.args.is_empty() {
-            self.args = choice.args.clone();
         }
         self
     }
@@ -532,6 +589,27 @@ impl ServeArgs {
     pub fn instance_id(&self) -> String {
         self.instance_id.clone().unwrap_or_else(default_instance_id)
     }
+
+    /// foreman's own files, which no agent may ever see: the SQLite database, the
+    /// credentials file, the App's key file.
+    pub fn protected_paths(&self) -> Vec<PathBuf> {
+        let mut paths = vec![self.setup.app_file.clone()];
+        paths.extend(sqlite_path(self.database.url.expose_secret()));
+        paths.extend(self.github.private_key_path.clone());
+        paths
+            .into_iter()
+            .filter_map(|p| std::path::absolute(p).ok())
+            .collect()
+    }
+}
+
+/// The file of a `sqlite://PATH[?…]` URL.
+pub fn sqlite_path(url: &str) -> Option<PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
 }
 
 impl GitHubArgs {

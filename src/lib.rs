@@ -14,6 +14,7 @@ pub mod github;
 pub mod mcp;
 pub mod metrics;
 pub mod model;
+pub mod sandbox;
 pub mod server;
 pub mod service;
 pub mod setup;

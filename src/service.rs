@@ -40,6 +40,33 @@ pub struct Running {
     loops: Vec<JoinHandle<()>>,
 }
 
+/// Keeps foreman's own secrets from the processes it starts: whatever foreman creates from
+/// now on is its user's alone (umask 077: the database and its `-wal`/`-shm` files, the
+/// credentials file, checkouts), and its process cannot be read by another process of its
+/// user (not dumpable: `/proc/<pid>/environ`, `mem` and `fd` are closed).
+fn protect_self() -> Result<()> {
+    // SAFETY: umask only changes this process's file creation mask.
+    unsafe {
+        libc::umask(0o077);
+    }
+    crate::sandbox::protect_process()
+}
+
+/// Says how agents will run: the sandbox ready, not ready (and why), or off.
+async fn announce_sandbox(agents: &AgentSettings) {
+    let sandbox = &agents.sandbox;
+    if !sandbox.confines() {
+        tracing::warn!(
+            "FOREMAN_SANDBOX=none: agents run unconfined as foreman's user and can read \
+             whatever it can (checkouts of other repositories, files in its home). Use \
+             FOREMAN_SANDBOX=bwrap unless every agent and repository is trusted"
+        );
+    }
+    if let Err(why) = sandbox.ready().await {
+        tracing::error!(why, "agents will wait until the sandbox can start");
+    }
+}
+
 /// Connects to the database and applies migrations, with messages that say what failed.
 pub async fn open_store(url: &secrecy::SecretString) -> Result<Store> {
     let store = Store::connect(url).await?;
@@ -52,8 +79,10 @@ pub async fn open_store(url: &secrecy::SecretString) -> Result<Store> {
 
 /// Starts everything `foreman serve` runs and returns once the server is listening.
 pub async fn start(args: &ServeArgs, clock: Arc<dyn Clock>) -> Result<Running> {
+    protect_self()?;
     let identity = crate::setup::credentials::resolve(&args.github, &args.setup)?;
-    let agents = AgentSettings::from_args(&args.agents)?;
+    let agents = AgentSettings::from_args(&args.agents, &args.protected_paths())?;
+    announce_sandbox(&agents).await;
     let store = open_store(&args.database.url).await?;
     let backend = match store.backend() {
         Backend::Sqlite => "SQLite",
@@ -68,6 +97,7 @@ pub async fn start(args: &ServeArgs, clock: Arc<dyn Clock>) -> Result<Running> {
     let workspaces = Workspaces::new(WorkspaceSettings::from_args(
         &args.git,
         agents.work_root.clone(),
+        agents.sandbox.clone(),
     ));
     let engine = Arc::new(Engine::assemble(
         store,

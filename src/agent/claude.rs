@@ -4,11 +4,20 @@
 //! What one turn runs (checked against Claude Code 2.1.197):
 //!
 //! ```text
-//! claude -p --output-format stream-json --verbose
+//! claude -p --output-format stream-json --verbose --setting-sources "" --add-dir WORKDIR
 //!        --mcp-config STATE/claude-mcp.json --strict-mcp-config
 //!        --tools Read,Glob,Grep --allowedTools mcp__foreman__spawn_worker,…,Read,Glob,Grep
 //!        --permission-mode acceptEdits [--model M] [--resume SESSION_ID] EXTRA_ARGS…
 //! ```
+//!
+//! - The repository cannot reconfigure the agent: `--setting-sources ""` loads no settings
+//!   file at all — not the checkout's `.claude/settings.json` or `settings.local.json`
+//!   (whose `env` could point `ANTHROPIC_BASE_URL`, and with it the API key, elsewhere, whose
+//!   `model`, hooks and `defaultMode: bypassPermissions` would apply), nor one the agent
+//!   wrote into its own config directory. Without project settings Claude Code skips the
+//!   repository's `CLAUDE.md`, which users expect their agents to read: `--add-dir WORKDIR`
+//!   with `CLAUDE_CODE_ADDITIONAL_DIRECTORIES_CLAUDE_MD=1` loads it (and `.claude/rules`)
+//!   back as instructions, settings still ignored (checked against 2.1.197).
 //!
 //! - The prompt goes to **standard input** ([`TurnCommand::stdin`]): `-p` with no prompt
 //!   argument reads it from there. An argv prompt would be visible in `ps`, and Linux refuses
@@ -113,6 +122,10 @@ impl Adapter for ClaudeAdapter {
             "--output-format".into(),
             "stream-json".into(),
             "--verbose".into(),
+            "--setting-sources".into(),
+            String::new(),
+            "--add-dir".into(),
+            turn.workdir.display().to_string(),
             "--mcp-config".into(),
             config_path.display().to_string(),
             "--strict-mcp-config".into(),
@@ -142,6 +155,10 @@ impl Adapter for ClaudeAdapter {
                 plain("1"),
             ),
             ("ENABLE_TOOL_SEARCH".to_owned(), plain("false")),
+            (
+                "CLAUDE_CODE_ADDITIONAL_DIRECTORIES_CLAUDE_MD".to_owned(),
+                plain("1"),
+            ),
         ];
         Ok(TurnCommand {
             program: turn.program.clone(),
@@ -314,6 +331,12 @@ mod tests {
             Some("mcp__foreman__spawn_worker,mcp__foreman__report_result,Read,Glob,Grep")
         );
         assert_eq!(value_after(args, "--permission-mode"), Some("acceptEdits"));
+        // No settings file of the repository's (or the agent's) is read; CLAUDE.md still is.
+        assert_eq!(value_after(args, "--setting-sources"), Some(""));
+        assert_eq!(value_after(args, "--add-dir"), Some("/w"));
+        assert!(cmd.env.iter().any(|(k, v)| {
+            k == "CLAUDE_CODE_ADDITIONAL_DIRECTORIES_CLAUDE_MD" && v.expose_secret() == "1"
+        }));
         assert!(!args.iter().any(|a| a == "--resume" || a == "--model"));
         // The prompt is piped, not an argument.
         assert_eq!(cmd.stdin.as_deref(), Some("Plan the work."));

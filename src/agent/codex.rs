@@ -12,7 +12,14 @@
 //!   so), for the same reasons as Claude Code's: argv is visible in `ps` and capped at
 //!   128 KiB per argument.
 //! - `exec resume` takes no `--sandbox` flag, so everything that must hold on every turn is
-//!   in `CODEX_HOME/config.toml`, which foreman writes before each turn. `CODEX_HOME` is the
+//!   in `CODEX_HOME/config.toml`, which foreman writes before each turn (and makes read-only
+//!   in the agent's sandbox), and the provider, sandbox mode and approval policy are also
+//!   given as `-c` overrides, which beat every config file.
+//! - The repository cannot reconfigure the agent: Codex reads a checkout's
+//!   `.codex/config.toml` only for a project marked trusted in `CODEX_HOME/config.toml`, and
+//!   foreman never marks one (an explicit `untrusted` would also drop `AGENTS.md`, which
+//!   users expect their agents to read); it never takes a model provider from a project
+//!   (checked against 0.171.0). `CODEX_HOME` is the
 //!   session's own directory: its threads (which `resume` reads) are kept apart from other
 //!   sessions and from the host user's `~/.codex`.
 //! - config.toml (every key verified with `codex exec --strict-config`):
@@ -163,6 +170,14 @@ impl Adapter for CodexAdapter {
             args.push("resume".into());
         }
         args.extend(["--json".into(), "--skip-git-repo-check".into()]);
+        // Command-line settings win over every config file, a repository's included.
+        for setting in [
+            format!("model_provider={}", toml_string(PROVIDER)),
+            format!("sandbox_mode={}", toml_string(sandbox_mode(turn.role))),
+            "approval_policy=\"never\"".to_owned(),
+        ] {
+            args.extend(["-c".into(), setting]);
+        }
         if let Some(model) = &turn.model {
             args.extend(["--model".into(), model.clone()]);
         }
@@ -300,7 +315,21 @@ mod tests {
     fn a_first_turn_is_exec_json_with_the_prompt_on_stdin() {
         let cmd = CodexAdapter.command(&turn(Role::Worker, None)).unwrap();
         assert_eq!(cmd.program, "codex");
-        assert_eq!(cmd.args, ["exec", "--json", "--skip-git-repo-check", "-"]);
+        assert_eq!(
+            cmd.args,
+            [
+                "exec",
+                "--json",
+                "--skip-git-repo-check",
+                "-c",
+                "model_provider=\"foreman\"",
+                "-c",
+                "sandbox_mode=\"workspace-write\"",
+                "-c",
+                "approval_policy=\"never\"",
+                "-"
+            ]
+        );
         assert_eq!(cmd.stdin.as_deref(), Some("Fix the bug."));
         let env = env_of(&cmd);
         assert!(env.contains(&("CODEX_HOME".into(), "/s/codex-home".into())));
@@ -325,6 +354,12 @@ mod tests {
                 "resume",
                 "--json",
                 "--skip-git-repo-check",
+                "-c",
+                "model_provider=\"foreman\"",
+                "-c",
+                "sandbox_mode=\"read-only\"",
+                "-c",
+                "approval_policy=\"never\"",
                 "--model",
                 "gpt-5-codex",
                 "-c",

@@ -1,16 +1,20 @@
-//! Agent processes: one per turn, each in its own process group, in its workspace, with a
-//! minimal environment. Killing a turn kills the whole group, grandchildren included.
+//! Agent processes: one per turn, each in the sandbox ([`crate::sandbox`]) and its own
+//! process group, in its workspace, with a minimal environment. Killing a turn kills the
+//! whole group (and, in the sandbox, everything in its pid namespace), grandchildren
+//! included. Output is read in bounded chunks: a stream without newlines cannot grow
+//! foreman's memory past [`MAX_LINE`].
 
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use secrecy::ExposeSecret;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use super::TurnCommand;
+use crate::sandbox::{Jail, Sandbox};
 
 /// Longest output line kept. Agents print whole tool results on one line; the final
 /// `result` event of a long turn can be large, and cutting it loses the turn's end.
@@ -43,21 +47,22 @@ pub struct AgentProcess {
     pub lines: mpsc::Receiver<(Stream, String)>,
 }
 
-/// Starts a turn's process: writes its files (owner-only), then runs the program in
-/// `workdir` with exactly `base_env` plus the command's own variables.
+/// Starts a turn's process: writes its files (owner-only, under `files_root`, which the
+/// agent can write to: links it planted there are replaced, never followed), then runs the
+/// program confined to `jail` with exactly `base_env` plus the command's own variables.
 pub async fn spawn(
     cmd: &TurnCommand,
-    workdir: &Path,
+    sandbox: &Sandbox,
+    jail: &Jail,
+    files_root: &Path,
     base_env: &[(String, String)],
 ) -> Result<AgentProcess> {
     for (path, content) in &cmd.files {
-        write_private(path, content)
+        write_private(files_root, path, content)
             .with_context(|| format!("cannot write agent file {}", path.display()))?;
     }
-    let mut command = tokio::process::Command::new(&cmd.program);
+    let mut command = sandbox.command(jail, &cmd.program, &cmd.args)?;
     command
-        .args(&cmd.args)
-        .current_dir(workdir)
         .env_clear()
         .envs(base_env.iter().map(|(k, v)| (k, v)))
         .envs(cmd.env.iter().map(|(k, v)| (k, v.expose_secret())))
@@ -125,41 +130,94 @@ pub fn group_alive(pid: u32) -> bool {
     pid > 1 && unsafe { libc::kill(-pid, 0) } == 0
 }
 
-async fn forward<R>(pipe: R, stream: Stream, sink: mpsc::Sender<(Stream, String)>)
+/// Bytes read from a pipe at a time.
+const CHUNK: usize = 64 * 1024;
+
+/// Splits a pipe into lines, reading fixed-size chunks: a line longer than [`MAX_LINE`] is
+/// cut there and the rest of it skipped up to its newline, so memory stays bounded whatever
+/// the process writes.
+async fn forward<R>(mut pipe: R, stream: Stream, sink: mpsc::Sender<(Stream, String)>)
 where
     R: tokio::io::AsyncRead + Unpin,
 {
-    let mut reader = BufReader::new(pipe);
-    let mut buf = Vec::new();
+    let mut chunk = vec![0u8; CHUNK];
+    let mut line: Vec<u8> = Vec::new();
+    let mut skipping = false;
     loop {
-        buf.clear();
-        match reader.read_until(b'\n', &mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {
-                if buf.last() == Some(&b'\n') {
-                    buf.pop();
-                }
-                buf.truncate(MAX_LINE);
-                let line = String::from_utf8_lossy(&buf).into_owned();
-                if sink.send((stream, line)).await.is_err() {
+        let n = match pipe.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let mut rest = &chunk[..n];
+        while !rest.is_empty() {
+            let (part, ended) = match rest.iter().position(|b| *b == b'\n') {
+                Some(at) => (&rest[..at], true),
+                None => (rest, false),
+            };
+            rest = if ended { &rest[part.len() + 1..] } else { &[] };
+            if skipping {
+                skipping = !ended;
+                continue;
+            }
+            let room = MAX_LINE - line.len();
+            let full = part.len() > room;
+            line.extend_from_slice(&part[..part.len().min(room)]);
+            if full || ended {
+                let text = String::from_utf8_lossy(&line).into_owned();
+                line.clear();
+                skipping = full && !ended;
+                if sink.send((stream, text)).await.is_err() {
                     return;
                 }
             }
         }
     }
+    if !line.is_empty() {
+        let _ = sink
+            .send((stream, String::from_utf8_lossy(&line).into_owned()))
+            .await;
+    }
 }
 
-fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+/// Writes `content` to `path` (owner-only), which must lie under `root`. Every directory on
+/// the way and the file itself are checked without following links: something the agent put
+/// there (a link to foreman's credentials, say) is removed, not written through.
+pub fn write_private(root: &Path, path: &Path, content: &str) -> Result<()> {
+    let relative = path
+        .strip_prefix(root)
+        .with_context(|| format!("{} is not under {}", path.display(), root.display()))?;
+    let mut dir = root.to_owned();
+    let parts: Vec<_> = relative.components().collect();
+    let Some((_, dirs)) = parts.split_last() else {
+        bail!("no file name in {}", path.display());
+    };
+    for part in dirs {
+        let std::path::Component::Normal(part) = part else {
+            bail!("{} is not a plain path", path.display());
+        };
+        dir.push(part);
+        match std::fs::symlink_metadata(&dir) {
+            Ok(meta) if meta.is_dir() => continue,
+            Ok(_) => std::fs::remove_file(&dir)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+        std::fs::create_dir(&dir)?;
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(path)?,
+        Ok(_) => std::fs::remove_file(path)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e.into()),
     }
     let mut file = std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW)
         .mode(0o600)
         .open(path)?;
-    std::io::Write::write_all(&mut file, content.as_bytes())
+    std::io::Write::write_all(&mut file, content.as_bytes())?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -180,6 +238,23 @@ mod tests {
         vec![("PATH".into(), std::env::var("PATH").unwrap_or_default())]
     }
 
+    /// No sandbox: these tests are about the process itself.
+    fn plain() -> Sandbox {
+        Sandbox::none(true)
+    }
+
+    fn jail(dir: &Path) -> Jail {
+        Jail {
+            cwd: dir.to_owned(),
+            writable: vec![dir.to_owned()],
+            ..Jail::default()
+        }
+    }
+
+    async fn run(cmd: &TurnCommand, dir: &Path) -> Result<AgentProcess> {
+        spawn(cmd, &plain(), &jail(dir), dir, &path_env()).await
+    }
+
     #[tokio::test]
     async fn output_arrives_line_by_line_with_only_the_given_environment() {
         let dir = tempfile::tempdir().unwrap();
@@ -188,7 +263,7 @@ mod tests {
         cmd.files = vec![(dir.path().join("input.txt"), "from a file".into())];
         // SAFETY: test-only; no other thread of this test reads the variable.
         unsafe { std::env::set_var("SECRET_TEST", "leaked") };
-        let mut p = spawn(&cmd, dir.path(), &path_env()).await.unwrap();
+        let mut p = run(&cmd, dir.path()).await.unwrap();
         let mut out = Vec::new();
         while let Some(line) = p.lines.recv().await {
             out.push(line);
@@ -211,7 +286,7 @@ mod tests {
     async fn killing_the_group_kills_grandchildren() {
         let dir = tempfile::tempdir().unwrap();
         let cmd = sh("sleep 300 & echo $!; wait");
-        let mut p = spawn(&cmd, dir.path(), &path_env()).await.unwrap();
+        let mut p = run(&cmd, dir.path()).await.unwrap();
         let (_, grandchild) = p.lines.recv().await.unwrap();
         let grandchild: i32 = grandchild.trim().parse().unwrap();
         assert!(group_alive(p.pid));
@@ -239,11 +314,49 @@ mod tests {
             program: "/nonexistent/agent".into(),
             ..TurnCommand::default()
         };
-        let err = spawn(&cmd, dir.path(), &[])
-            .await
-            .err()
-            .unwrap()
-            .to_string();
+        let err = run(&cmd, dir.path()).await.err().unwrap().to_string();
         assert!(err.contains("cannot start `/nonexistent/agent`"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_line_without_end_is_cut_and_memory_stays_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        // 12 MiB without a newline, then a normal line.
+        let cmd = sh("head -c 12582912 /dev/zero | tr '\\0' x; echo; echo after");
+        let mut p = run(&cmd, dir.path()).await.unwrap();
+        let mut lines = Vec::new();
+        while let Some((_, line)) = p.lines.recv().await {
+            lines.push(line.len());
+        }
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert_eq!(lines[0], MAX_LINE);
+        assert_eq!(lines[1], "after".len());
+    }
+
+    #[test]
+    fn files_are_written_through_no_link_the_agent_planted() {
+        let root = tempfile::tempdir().unwrap();
+        let secret = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(secret.path(), "private key").unwrap();
+        // The agent links its config file, and a directory, to foreman's files.
+        std::os::unix::fs::symlink(secret.path(), root.path().join("prompt.md")).unwrap();
+        std::os::unix::fs::symlink(std::env::temp_dir(), root.path().join("home")).unwrap();
+        write_private(root.path(), &root.path().join("prompt.md"), "the prompt").unwrap();
+        write_private(root.path(), &root.path().join("home/config.toml"), "cfg").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(secret.path()).unwrap(),
+            "private key"
+        );
+        assert_eq!(
+            std::fs::read_to_string(root.path().join("prompt.md")).unwrap(),
+            "the prompt"
+        );
+        assert!(root.path().join("home").is_dir());
+        assert!(
+            !std::fs::symlink_metadata(root.path().join("home"))
+                .unwrap()
+                .is_symlink()
+        );
+        assert!(write_private(root.path(), Path::new("/etc/x"), "no").is_err());
     }
 }

@@ -9,6 +9,7 @@ use anyhow::{Context, Result, bail};
 
 use super::{Engine, turns};
 use crate::agent::prompts;
+use crate::github::app::Access;
 use crate::model::repo_config::UpdateStyle;
 use crate::model::{Objective, PullRequest, Role, Session};
 use crate::store::{AuditEntry, FollowupInsert, NewFollowup, NewSession, PullState, Tx};
@@ -122,7 +123,10 @@ pub async fn push(engine: &Engine, session: &Session) -> Result<String> {
         .objective(session.objective_id)
         .await?
         .context("its objective is gone")?;
-    let path = std::path::Path::new(&workspace.path);
+    let checkout = crate::workspace::Checkout {
+        path: std::path::Path::new(&workspace.path),
+        repository: &objective.repository,
+    };
     let summary = session
         .result
         .as_deref()
@@ -131,14 +135,12 @@ pub async fn push(engine: &Engine, session: &Session) -> Result<String> {
     let message = format!("{}\n\n{summary}", session.title)
         .trim_end()
         .to_owned();
-    engine.workspaces.commit_all(path, &message).await?;
-    let head = engine.workspaces.head(path).await?;
-    if head == start {
+    let Some(head) = engine.workspaces.take(&checkout, &message, &start).await? else {
         bail!(
             "it changed nothing, so there was nothing to push to #{}",
             pull.number
         );
-    }
+    };
     if pull.state != "open" {
         bail!(
             "pull request #{} is {} now; its branch was not pushed to",
@@ -146,15 +148,15 @@ pub async fn push(engine: &Engine, session: &Session) -> Result<String> {
             pull.state
         );
     }
-    let auth = turns::installation_token(engine, &objective).await?;
+    let auth = turns::installation_token(engine, &objective, Access::GitWrite).await?;
     let rebased = session.followup_kind.as_deref() == Some(Kind::Conflict.as_str())
         && objective.config.pull_requests.update == UpdateStyle::Rebase;
     let force_over = rebased.then_some(start.as_str());
     engine
         .workspaces
         .push(
-            path,
             &objective.repository,
+            &head,
             &pull.branch,
             auth.as_ref(),
             force_over,

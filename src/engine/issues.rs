@@ -141,7 +141,7 @@ async fn context<'a>(
     let Some(id) = installation else {
         return Ok(None);
     };
-    let Some(client) = engine.installation_client(Some(id)).await? else {
+    let Some(client) = engine.installation_client(Some(id), repository).await? else {
         return Ok(None);
     };
     Ok(Some(IssueContext {

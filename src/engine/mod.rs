@@ -34,7 +34,9 @@ use crate::agent::AgentKind;
 use crate::config::{AgentArgs, AgentProfile, Posting};
 use crate::github::app::GitHubApp;
 use crate::metrics::Metrics;
+use crate::model::repo_config::ModelPolicy;
 use crate::model::{Budget, Clock, Role, SessionId};
+use crate::sandbox::Sandbox;
 use crate::store::Store;
 use crate::workspace::{WorkspaceSettings, Workspaces};
 
@@ -54,6 +56,10 @@ pub struct AgentSettings {
     pub turn_timeout: Duration,
     /// The budget new objectives get.
     pub budget: Budget,
+    /// Which models a repository's config may choose.
+    pub repo_models: ModelPolicy,
+    /// The sandbox agents (and git in their checkouts) run in.
+    pub sandbox: Arc<Sandbox>,
 }
 
 impl Default for AgentSettings {
@@ -78,22 +84,30 @@ impl Default for AgentSettings {
                 wall: Duration::from_secs(24 * 60 * 60),
                 cost_micros: None,
             },
+            repo_models: ModelPolicy::Any,
+            sandbox: Arc::new(Sandbox::bwrap()),
         }
     }
 }
 
 impl AgentSettings {
     /// The settings of the command line, checked: a role whose agent cannot be started is a
-    /// startup error.
-    pub fn from_args(args: &AgentArgs) -> anyhow::Result<AgentSettings> {
+    /// startup error. `protected` are foreman's own files (database, credentials), which no
+    /// agent may see.
+    pub fn from_args(args: &AgentArgs, protected: &[PathBuf]) -> anyhow::Result<AgentSettings> {
         use anyhow::Context;
+        let work_root = std::path::absolute(&args.work_root).with_context(|| {
+            format!(
+                "FOREMAN_WORK_ROOT {} is not usable",
+                args.work_root.display()
+            )
+        })?;
+        let mut protected = protected.to_vec();
+        protected.push(work_root.clone());
         Ok(AgentSettings {
-            work_root: std::path::absolute(&args.work_root).with_context(|| {
-                format!(
-                    "FOREMAN_WORK_ROOT {} is not usable",
-                    args.work_root.display()
-                )
-            })?,
+            sandbox: Arc::new(Sandbox::from_args(&args.sandbox, &protected)?),
+            repo_models: ModelPolicy::parse(&args.repo_models),
+            work_root,
             manager: args.profile(Role::Manager)?,
             worker: args.profile(Role::Worker)?,
             passthrough_env: args.passthrough_env()?,
@@ -137,27 +151,27 @@ impl AgentSettings {
             .join("state")
     }
 
-    /// The environment every agent process starts from: a search path, a home, a locale, and
-    /// the configured pass-through variables — nothing else of foreman's.
+    /// The environment every agent process starts from: a search path, its state directory
+    /// as its home, a locale, a temporary directory (its own, in the sandbox), and the
+    /// configured pass-through variables — nothing else of foreman's.
     pub fn base_env(&self, dirs: &turns::SessionDirs) -> Vec<(String, String)> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let tmp = if self.sandbox.confines() {
+            "/tmp".to_owned()
+        } else {
+            std::env::temp_dir().display().to_string()
+        };
         let mut env = vec![
             (
                 "PATH".to_owned(),
                 var("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".to_owned()),
             ),
-            (
-                "HOME".to_owned(),
-                var("HOME").unwrap_or_else(|| dirs.state.display().to_string()),
-            ),
+            ("HOME".to_owned(), dirs.state.display().to_string()),
             (
                 "LANG".to_owned(),
                 var("LANG").unwrap_or_else(|| "C.UTF-8".to_owned()),
             ),
-            (
-                "TMPDIR".to_owned(),
-                std::env::temp_dir().display().to_string(),
-            ),
+            ("TMPDIR".to_owned(), tmp),
         ];
         for name in &self.passthrough_env {
             if let Some(value) = var(name) {
@@ -219,7 +233,10 @@ impl Engine {
         runner: String,
         posting: Posting,
     ) -> Engine {
-        let workspaces = Workspaces::new(WorkspaceSettings::github(agents.work_root.clone()));
+        let workspaces = Workspaces::new(WorkspaceSettings::github(
+            agents.work_root.clone(),
+            agents.sandbox.clone(),
+        ));
         Engine::assemble(store, clock, agents, workspaces, runner, posting)
     }
 
@@ -236,10 +253,10 @@ impl Engine {
             store,
             clock,
             metrics: Metrics::default(),
+            repos: repos::Repos::new(agents.repo_models.clone()),
             agents,
             gc: gc::Gc::new(&runner),
             workspaces,
-            repos: repos::Repos::default(),
             runner,
             posting,
             mcp_url: OnceLock::new(),
@@ -255,15 +272,17 @@ impl Engine {
         self.identity().app.clone()
     }
 
-    /// A client of the installation an event came through: none when the event names no
-    /// installation or the App is not configured.
+    /// A client for one repository of the installation an event came through (its token
+    /// scoped to that repository): none when the event names no installation or the App is
+    /// not configured.
     pub async fn installation_client(
         &self,
         installation: Option<i64>,
+        repository: &str,
     ) -> anyhow::Result<Option<octocrab::Octocrab>> {
         match (installation, self.github()) {
             (Some(id), Some(app)) => Ok(Some(
-                app.installation_client(crate::model::InstallationId(id))
+                app.installation_client(crate::model::InstallationId(id), repository)
                     .await?,
             )),
             _ => Ok(None),

@@ -108,7 +108,9 @@ async fn make(engine: &Engine, item: &OutboxItem) -> Result<()> {
     let app = engine
         .github()
         .context("the GitHub App is not configured (GITHUB_APP_ID and key)")?;
-    let client = app.installation_client(item.installation_id).await?;
+    let client = app
+        .installation_client(item.installation_id, &item.repository)
+        .await?;
     let (repo, issue) = (&item.repository, item.issue_number);
     let github_id = match item.kind {
         OutboxKind::Reaction => {

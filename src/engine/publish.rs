@@ -6,6 +6,7 @@
 use anyhow::{Context, Result, anyhow, bail};
 
 use super::{Engine, turns};
+use crate::github::app::Access;
 use crate::github::app::describe;
 use crate::model::text::one_line;
 use crate::model::{Role, Session, SessionId, SessionStatus};
@@ -119,21 +120,27 @@ async fn publish_held(
         ),
         _ => {}
     }
-    let path = std::path::Path::new(&workspace.path);
+    let checkout = crate::workspace::Checkout {
+        path: std::path::Path::new(&workspace.path),
+        repository: &objective.repository,
+    };
     let summary = worker
         .result
         .as_deref()
         .map(|r| one_line(r, 500))
         .unwrap_or_default();
     let message = format!("{}\n\n{summary}", req.title).trim_end().to_owned();
-    engine.workspaces.commit_all(path, &message).await?;
-    if engine.workspaces.commits_since(path, base_sha).await? == 0 {
+    let Some(head) = engine
+        .workspaces
+        .take(&checkout, &message, base_sha)
+        .await?
+    else {
         bail!(
             "worker #{} made no changes; there is nothing to publish",
             worker.id
         );
-    }
-    let auth = turns::installation_token(engine, &objective).await?;
+    };
+    let auth = turns::installation_token(engine, &objective, Access::GitWrite).await?;
     let force_over = match &req.force_reason {
         Some(reason) => {
             let upstream = engine
@@ -151,14 +158,13 @@ async fn publish_held(
     engine
         .workspaces
         .push(
-            path,
             &objective.repository,
+            &head,
             &branch,
             auth.as_ref(),
             force_over.as_deref(),
         )
         .await?;
-    let head = engine.workspaces.head(path).await?;
     let link = if req.closes_issue {
         "Closes"
     } else {
@@ -227,7 +233,9 @@ async fn open_or_update(
     let installation = objective
         .installation_id
         .context("the objective's repository has no GitHub App installation")?;
-    let client = app.installation_client(installation).await?;
+    let client = app
+        .installation_client(installation, &objective.repository)
+        .await?;
     let (owner, repo) = objective
         .repository
         .split_once('/')

@@ -82,7 +82,7 @@ pub async fn pull_request(
         },
     };
     let client = engine
-        .installation_client(e.installation.map(|i| i.id))
+        .installation_client(e.installation.map(|i| i.id), repository)
         .await?;
     let mut now_is = now_of(client.as_ref(), repository, pr).await?;
     if now_is.state == "closed" {
@@ -157,7 +157,10 @@ pub async fn checks(
             event.sha
         )));
     }
-    let Some(client) = engine.installation_client(event.installation).await? else {
+    let Some(client) = engine
+        .installation_client(event.installation, event.repository)
+        .await?
+    else {
         return Ok(Outcome::Skipped(
             "no GitHub App installation to read the checks through".to_owned(),
         ));
@@ -373,7 +376,7 @@ async fn reviewer(
         return skip(format!("#{number} is not foreman's"));
     };
     let Some(client) = engine
-        .installation_client(installation.map(|i| i.id))
+        .installation_client(installation.map(|i| i.id), repository)
         .await?
     else {
         return skip("no GitHub App installation to act through".to_owned());

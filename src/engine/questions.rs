@@ -399,7 +399,9 @@ async fn close_comment(engine: &Engine, question: &Question) -> Result<()> {
     let app = engine
         .github()
         .context("the GitHub App is not configured")?;
-    let client = app.installation_client(installation).await?;
+    let client = app
+        .installation_client(installation, &objective.repository)
+        .await?;
     match rest::edit_comment(
         &client,
         &objective.repository,

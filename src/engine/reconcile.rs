@@ -103,7 +103,9 @@ impl Reconcile {
             let Some(installation) = objective.installation_id else {
                 continue;
             };
-            let client = app.installation_client(installation).await?;
+            let client = app
+                .installation_client(installation, &pull.repository)
+                .await?;
             match self.pull(engine, &client, &pull, full, &mut done).await {
                 Ok(()) => {}
                 Err(e) if rate_limited(&e) => return Err(e),
@@ -117,7 +119,9 @@ impl Reconcile {
                 let Some(installation) = objective.installation_id else {
                     continue;
                 };
-                let client = app.installation_client(installation).await?;
+                let client = app
+                    .installation_client(installation, &objective.repository)
+                    .await?;
                 match self.issue(engine, &client, &objective, &mut done).await {
                     Ok(()) => {}
                     Err(e) if rate_limited(&e) => return Err(e),

@@ -11,7 +11,7 @@ use octocrab::Octocrab;
 
 use crate::github::rest;
 use crate::model::Timestamp;
-use crate::model::repo_config::{CONFIG_PATH, ConfigError, Permission, RepoConfig};
+use crate::model::repo_config::{CONFIG_PATH, ConfigError, ModelPolicy, Permission, RepoConfig};
 
 /// How long a repository's config is trusted before it is read again.
 pub const CONFIG_TTL: Duration = Duration::from_secs(5 * 60);
@@ -20,14 +20,23 @@ pub const PERMISSION_TTL: Duration = Duration::from_secs(60);
 
 type ConfigEntry = (Timestamp, Result<RepoConfig, ConfigError>);
 
-/// The caches.
+/// The caches, and what the server allows a repository's config.
 #[derive(Default)]
 pub struct Repos {
+    models: ModelPolicy,
     configs: Mutex<HashMap<String, ConfigEntry>>,
     permissions: Mutex<HashMap<(String, String), (Timestamp, Permission)>>,
 }
 
 impl Repos {
+    /// Caches that check each config against the server's model policy.
+    pub fn new(models: ModelPolicy) -> Repos {
+        Repos {
+            models,
+            ..Repos::default()
+        }
+    }
+
     /// The repository's config as its default branch has it (defaults when there is no
     /// file), or what is wrong with it.
     pub async fn config(
@@ -47,7 +56,8 @@ impl Repos {
             None => rest::default_branch(client, repository).await?,
         };
         let text = rest::file(client, repository, CONFIG_PATH, &branch).await?;
-        let config = RepoConfig::parse(text.as_deref().unwrap_or_default());
+        let config = RepoConfig::parse(text.as_deref().unwrap_or_default())
+            .and_then(|c| self.models.check(&c).map(|()| c));
         lock(&self.configs).insert(repository.to_owned(), (now, config.clone()));
         Ok(config)
     }

@@ -24,6 +24,8 @@ use crate::model::{
 
 /// A session whose runner has not been heard from for this long is considered lost.
 pub const STALE_AFTER: Duration = Duration::from_secs(3 * 60);
+/// How a session waiting for the agent sandbox says so (the start of its `activity`).
+pub const SANDBOX_WAIT: &str = "waiting for the agent sandbox";
 /// How often an interrupted session is resumed before it is failed instead.
 pub const MAX_RECOVERIES: u32 = 2;
 
@@ -229,6 +231,16 @@ pub async fn schedule(engine: &Arc<Engine>) -> Result<()> {
 
 async fn apply(engine: &Arc<Engine>, sessions: &[Session], action: &Action) -> Result<()> {
     let session = |id: SessionId| sessions.iter().find(|s| s.id == id);
+    if let Action::Start(id) | Action::Deliver(id, _) = action
+        && let Err(why) = engine.agents.sandbox.ready().await
+    {
+        // No agent runs outside its sandbox: the session waits, saying why.
+        engine
+            .store
+            .note_session_waiting(*id, &format!("{SANDBOX_WAIT}: {why}"))
+            .await?;
+        return Ok(());
+    }
     match action {
         Action::Start(id) => {
             if let Some(s) = session(*id) {

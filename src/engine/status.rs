@@ -303,7 +303,9 @@ impl StatusComments {
         let app = engine
             .github()
             .context("the GitHub App is not configured")?;
-        let client = app.installation_client(installation).await?;
+        let client = app
+            .installation_client(installation, &objective.repository)
+            .await?;
         match rest::edit_comment(&client, &objective.repository, comment, &rendered).await {
             Ok(()) => {
                 store

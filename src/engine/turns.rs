@@ -17,6 +17,7 @@ use tracing::Instrument;
 use super::Engine;
 use crate::agent::runtime::{self, AgentProcess, Stream};
 use crate::agent::{self, AgentEvent, McpEndpoint, ParseState, TurnRequest, prompts};
+use crate::github::app::Access;
 use crate::model::text::{one_line, truncate};
 use crate::model::{Objective, Role, Session, SessionId, SessionStatus};
 use crate::store::{Progress, TranscriptLine, TurnStart};
@@ -335,7 +336,7 @@ async fn new_workspace(engine: &Engine, session: &Session) -> Result<PathBuf> {
         )
         .await?;
     tx.commit().await?;
-    let auth = installation_token(engine, &objective).await?;
+    let auth = installation_token(engine, &objective, Access::GitRead).await?;
     let prepared = engine
         .workspaces
         .prepare(&crate::workspace::Prepare {
@@ -370,9 +371,13 @@ async fn new_workspace(engine: &Engine, session: &Session) -> Result<PathBuf> {
 pub async fn installation_token(
     engine: &Engine,
     objective: &crate::model::Objective,
+    access: Access,
 ) -> Result<Option<SecretString>> {
     match (engine.github(), objective.installation_id) {
-        (Some(app), Some(installation)) => Ok(Some(app.installation_token(installation).await?)),
+        (Some(app), Some(installation)) => Ok(Some(
+            app.installation_token(installation, &objective.repository, access)
+                .await?,
+        )),
         _ => Ok(None),
     }
 }
@@ -476,17 +481,18 @@ async fn run(
     token: SecretString,
     cancel: &CancellationToken,
 ) -> Outcome {
-    let profile = match objective_of(engine, session).await.and_then(|objective| {
+    let (profile, repository) = match objective_of(engine, session).await.and_then(|objective| {
         let choice = match session.role {
             Role::Manager => objective.config.manager.clone(),
             Role::Worker | Role::Followup => objective.config.workers.agent(),
         };
-        engine
+        let profile = engine
             .agents
             .profile(session.role, session.agent)
-            .map(|p| p.with(&choice))
+            .map(|p| p.with(&choice))?;
+        Ok((profile, objective.repository))
     }) {
-        Ok(profile) => profile,
+        Ok(found) => found,
         Err(e) => return Outcome::Failed(format!("cannot start the agent: {e:#}")),
     };
     let adapter = agent::adapter(session.agent);
@@ -507,7 +513,17 @@ async fn run(
         extra_args: profile.args.clone(),
     };
     let spawned = match adapter.command(&request) {
-        Ok(cmd) => runtime::spawn(&cmd, &dirs.work, &engine.agents.base_env(&dirs)).await,
+        Ok(cmd) => {
+            let jail = agent_jail(engine, &dirs, &repository, &cmd);
+            runtime::spawn(
+                &cmd,
+                &engine.agents.sandbox,
+                &jail,
+                &dirs.state,
+                &engine.agents.base_env(&dirs),
+            )
+            .await
+        }
         Err(e) => Err(e),
     };
     let mut process = match spawned {
@@ -543,6 +559,8 @@ async fn run(
         runtime::kill_group(process.pid);
     }
     let status = wait(&mut process).await;
+    // Whatever the turn left running (a server started in the background) ends with it.
+    runtime::kill_group(process.pid);
     follow.flush().await;
     follow.finish_usage().await;
     match why_stopped {
@@ -555,6 +573,28 @@ async fn run(
             Outcome::Failed(format!("the agent could not use foreman's tools: {why}"))
         }
         None => follow.outcome(status),
+    }
+}
+
+/// What an agent's turn may see: its checkout and its state directory (its HOME), read-write;
+/// the files foreman wrote for the turn (its CLI's config, which names foreman's MCP server
+/// and model endpoint) and the mirror objects its checkout borrows, read-only; the network,
+/// for its model API and foreman's MCP endpoint.
+fn agent_jail(
+    engine: &Engine,
+    dirs: &SessionDirs,
+    repository: &str,
+    cmd: &agent::TurnCommand,
+) -> crate::sandbox::Jail {
+    let objects = engine.workspaces.mirror_objects(repository);
+    let mut read_only: Vec<PathBuf> = objects.is_dir().then_some(objects).into_iter().collect();
+    read_only.extend(cmd.files.iter().map(|(path, _)| path.clone()));
+    crate::sandbox::Jail {
+        cwd: dirs.work.clone(),
+        writable: vec![dirs.work.clone(), dirs.state.clone()],
+        read_only,
+        overlays: Vec::new(),
+        network: true,
     }
 }
 

@@ -1,6 +1,11 @@
 //! The GitHub App identity: a short-lived RS256 JWT signed with the App's private key, traded
-//! for installation access tokens, which are cached per installation and refreshed before they
-//! expire, one refresh in flight at a time. Each installation gets one octocrab client.
+//! for installation access tokens, which are refreshed before they expire, one refresh in
+//! flight at a time.
+//!
+//! Tokens are least-privilege: each is asked for one repository and only the permissions one
+//! kind of work needs ([`Access`]) — never an installation-wide token, which would reach every
+//! repository of the installation. They are cached per (installation, repository, access),
+//! each with its own octocrab client.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -48,13 +53,53 @@ struct CachedToken {
 
 type Slot = Arc<tokio::sync::Mutex<Option<CachedToken>>>;
 
+/// What an installation token is for. Each asks GitHub for only these permissions
+/// (`metadata: read` comes with every token).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Access {
+    /// Clone, fetch and ask where branches are: `contents: read`.
+    GitRead,
+    /// Push foreman's branches: `contents: write`.
+    GitWrite,
+    /// The REST calls foreman makes about a repository: comments, reactions and closing on
+    /// issues, pull requests, checks and workflow runs read, files read.
+    Api,
+}
+
+impl Access {
+    /// The `permissions` object of the token request.
+    pub fn permissions(self) -> serde_json::Value {
+        match self {
+            Access::GitRead => serde_json::json!({ "contents": "read" }),
+            Access::GitWrite => serde_json::json!({ "contents": "write" }),
+            Access::Api => serde_json::json!({
+                "contents": "read",
+                "issues": "write",
+                "pull_requests": "write",
+                "checks": "read",
+                "actions": "read",
+                "metadata": "read",
+            }),
+        }
+    }
+}
+
+/// One token's scope: an installation, one of its repositories, what it may do there.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Scope {
+    installation: InstallationId,
+    /// `owner/name`, lowercased (GitHub's names are case-insensitive).
+    repository: String,
+    access: Access,
+}
+
 /// The App's identity and its installation token cache. Cheap to share behind an `Arc`.
 pub struct GitHubApp {
     app_id: u64,
     key: EncodingKey,
     api_url: String,
     clock: Arc<dyn Clock>,
-    slots: Mutex<HashMap<InstallationId, Slot>>,
+    slots: Mutex<HashMap<Scope, Slot>>,
 }
 
 impl std::fmt::Debug for GitHubApp {
@@ -119,29 +164,45 @@ impl GitHubApp {
         self.client_with(&self.jwt()?)
     }
 
-    /// A client authenticated as the installation, with a token that has at least a few
-    /// minutes left.
-    pub async fn installation_client(&self, id: InstallationId) -> Result<Octocrab> {
-        self.with_token(id, |cached| cached.client.clone()).await
-    }
-
-    /// The installation's access token itself, for git over HTTPS.
-    pub async fn installation_token(&self, id: InstallationId) -> Result<SecretString> {
-        self.with_token(id, |cached| cached.token.clone()).await
-    }
-
-    /// Forgets a cached token (GitHub said it is no longer valid).
-    pub async fn invalidate(&self, id: InstallationId) {
-        let slot = self.slot(id);
-        *slot.lock().await = None;
-    }
-
-    async fn with_token<T>(
+    /// A client for the REST calls about one repository ([`Access::Api`]), authenticated
+    /// with a token scoped to it that has at least a few minutes left.
+    pub async fn installation_client(
         &self,
         id: InstallationId,
-        pick: impl FnOnce(&CachedToken) -> T,
-    ) -> Result<T> {
-        let slot = self.slot(id);
+        repository: &str,
+    ) -> Result<Octocrab> {
+        let scope = Scope::new(id, repository, Access::Api)?;
+        self.with_token(scope, |cached| cached.client.clone()).await
+    }
+
+    /// An access token for git over HTTPS on one repository, with only `access`.
+    pub async fn installation_token(
+        &self,
+        id: InstallationId,
+        repository: &str,
+        access: Access,
+    ) -> Result<SecretString> {
+        let scope = Scope::new(id, repository, access)?;
+        self.with_token(scope, |cached| cached.token.clone()).await
+    }
+
+    /// Forgets every cached token of an installation (GitHub said one is no longer valid).
+    pub async fn invalidate(&self, id: InstallationId) {
+        let slots: Vec<Slot> = {
+            let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+            slots
+                .iter()
+                .filter(|(scope, _)| scope.installation == id)
+                .map(|(_, slot)| slot.clone())
+                .collect()
+        };
+        for slot in slots {
+            *slot.lock().await = None;
+        }
+    }
+
+    async fn with_token<T>(&self, scope: Scope, pick: impl FnOnce(&CachedToken) -> T) -> Result<T> {
+        let slot = self.slot(&scope);
         // Holding the slot's lock across the refresh makes concurrent callers wait for the one
         // request in flight instead of each asking GitHub for a token.
         let mut cached = slot.lock().await;
@@ -150,25 +211,32 @@ impl GitHubApp {
             .as_ref()
             .is_some_and(|c| c.expires_at > now.plus(TOKEN_REFRESH_MARGIN));
         if !fresh {
-            *cached = Some(self.fetch_token(id).await?);
+            *cached = Some(self.fetch_token(&scope).await?);
         }
         Ok(pick(cached.as_ref().expect("token just stored")))
     }
 
-    fn slot(&self, id: InstallationId) -> Slot {
+    fn slot(&self, scope: &Scope) -> Slot {
         let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-        slots.entry(id).or_default().clone()
+        slots.entry(scope.clone()).or_default().clone()
     }
 
-    async fn fetch_token(&self, id: InstallationId) -> Result<CachedToken> {
+    async fn fetch_token(&self, scope: &Scope) -> Result<CachedToken> {
+        let id = scope.installation;
         let route = format!("/app/installations/{id}/access_tokens");
+        let body = serde_json::json!({
+            "repositories": [scope.name()],
+            "permissions": scope.access.permissions(),
+        });
         let response: AccessToken =
             self.app_client()?
-                .post(route, None::<&()>)
+                .post(route, Some(&body))
                 .await
                 .map_err(|e| {
                     anyhow!(
-                        "GitHub refused an access token for installation {id}: {}",
+                        "GitHub refused an access token for {} (installation {id}, {:?}): {}",
+                        scope.repository,
+                        scope.access,
                         describe(&e)
                     )
                 })?;
@@ -179,7 +247,7 @@ impl GitHubApp {
             )
         })?;
         let token = SecretString::from(response.token);
-        tracing::debug!(installation = %id, expires_at = %response.expires_at, "installation token refreshed");
+        tracing::debug!(installation = %id, repository = scope.repository, access = ?scope.access, expires_at = %response.expires_at, "installation token refreshed");
         Ok(CachedToken {
             client: self.client_with(&token)?,
             token,
@@ -196,6 +264,28 @@ impl GitHubApp {
             .set_read_timeout(Some(READ_TIMEOUT))
             .build()
             .context("cannot build the GitHub client")
+    }
+}
+
+impl Scope {
+    fn new(installation: InstallationId, repository: &str, access: Access) -> Result<Scope> {
+        match repository.split_once('/') {
+            Some((owner, name)) if !owner.is_empty() && !name.is_empty() && !name.contains('/') => {
+                Ok(Scope {
+                    installation,
+                    repository: repository.to_ascii_lowercase(),
+                    access,
+                })
+            }
+            _ => Err(anyhow!("`{repository}` is not a repository (owner/name)")),
+        }
+    }
+
+    /// The repository's name without its owner, as the token request wants it.
+    fn name(&self) -> &str {
+        self.repository
+            .split_once('/')
+            .map_or(self.repository.as_str(), |(_, n)| n)
     }
 }
 

@@ -62,17 +62,26 @@ impl<'de> Deserialize<'de> for Permission {
     }
 }
 
-/// Which agent CLI a role uses in this repository, and how.
+/// Which agent CLI a role uses in this repository, and which model. Never its flags: those
+/// are the operator's (a repository that could pass `--permission-mode bypassPermissions`, or
+/// point Codex's model provider elsewhere, would own the agent and its API key).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentChoice {
     /// `claude` or `codex` (a `command` agent is the server's to configure, not a repository's).
     #[serde(default, deserialize_with = "cli_kind")]
     pub agent: Option<AgentKind>,
+    #[serde(default, deserialize_with = "model_name")]
     pub model: Option<String>,
-    #[serde(default)]
-    pub args: Vec<String>,
+    /// Refused when given (see [`refused_args`]); kept so the mistake gets a clear message.
+    #[serde(default, skip_serializing, deserialize_with = "refused_args")]
+    pub args: NoArgs,
 }
+
+/// Where a repository's `args:` would be: agent flags are the operator's, so it holds
+/// nothing, and a non-empty `args:` is a config error.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NoArgs;
 
 /// Workers' agent and how many run at once.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,20 +89,80 @@ pub struct AgentChoice {
 pub struct WorkerChoice {
     #[serde(default, deserialize_with = "cli_kind")]
     pub agent: Option<AgentKind>,
+    #[serde(default, deserialize_with = "model_name")]
     pub model: Option<String>,
-    #[serde(default)]
-    pub args: Vec<String>,
+    #[serde(default, skip_serializing, deserialize_with = "refused_args")]
+    pub args: NoArgs,
     pub max_parallel: Option<usize>,
+}
+
+impl AgentChoice {
+    pub fn new(agent: Option<AgentKind>, model: Option<String>) -> AgentChoice {
+        AgentChoice {
+            agent,
+            model,
+            args: NoArgs,
+        }
+    }
 }
 
 impl WorkerChoice {
     /// The agent part, as a manager's is given.
     pub fn agent(&self) -> AgentChoice {
-        AgentChoice {
-            agent: self.agent,
-            model: self.model.clone(),
-            args: self.args.clone(),
+        AgentChoice::new(self.agent, self.model.clone())
+    }
+}
+
+/// Which models a repository may choose: the operator's `FOREMAN_REPO_MODELS`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ModelPolicy {
+    /// Any model name.
+    #[default]
+    Any,
+    /// Only these (none: the server's models only).
+    Only(Vec<String>),
+}
+
+impl ModelPolicy {
+    /// `*` is any model; otherwise a comma-separated list (empty: none).
+    pub fn parse(text: &str) -> ModelPolicy {
+        let names: Vec<String> = text
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if names.iter().any(|n| n == "*") {
+            ModelPolicy::Any
+        } else {
+            ModelPolicy::Only(names)
         }
+    }
+
+    /// Whether the config's models are all allowed; the error names the key.
+    pub fn check(&self, config: &RepoConfig) -> Result<(), ConfigError> {
+        let ModelPolicy::Only(allowed) = self else {
+            return Ok(());
+        };
+        for (key, model) in [
+            ("manager.model", &config.manager.model),
+            ("workers.model", &config.workers.model),
+        ] {
+            if let Some(model) = model
+                && !allowed.iter().any(|a| a == model)
+            {
+                let choices = if allowed.is_empty() {
+                    "this server lets repositories choose no model".to_owned()
+                } else {
+                    format!("this server allows {}", allowed.join(", "))
+                };
+                return Err(ConfigError {
+                    message: format!("{key}: `{model}` is not a model {choices}"),
+                    line: None,
+                });
+            }
+        }
+        Ok(())
     }
 }
 
@@ -300,6 +369,45 @@ fn cli_kind<'de, D: Deserializer<'de>>(d: D) -> Result<Option<AgentKind>, D::Err
     }
 }
 
+/// The message a repository's `args:` gets: agent flags are the operator's. An empty list (as
+/// copies stored before this rule have) is accepted and means nothing.
+fn refused_args<'de, D: Deserializer<'de>>(d: D) -> Result<NoArgs, D::Error> {
+    let given = serde_json::Value::deserialize(d)?;
+    match given {
+        serde_json::Value::Null => Ok(NoArgs),
+        serde_json::Value::Array(items) if items.is_empty() => Ok(NoArgs),
+        _ => Err(serde::de::Error::custom(
+            "`args` is not a repository's to set: agent flags come from the server's operator \
+             (FOREMAN_MANAGER_ARGS, FOREMAN_WORKER_ARGS); a repository may choose the agent and \
+             its model",
+        )),
+    }
+}
+
+/// Longest model name accepted.
+const MAX_MODEL_NAME: usize = 100;
+
+/// A model's name: letters, digits and `._:/@+-`, not starting with `-` (so it can never be
+/// taken for a flag).
+fn model_name<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let Some(name) = Option::<String>::deserialize(d)? else {
+        return Ok(None);
+    };
+    let ok = !name.is_empty()
+        && name.len() <= MAX_MODEL_NAME
+        && !name.starts_with('-')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._:/@+-".contains(c));
+    if ok {
+        Ok(Some(name))
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "`{name}` is not a model name"
+        )))
+    }
+}
+
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
     let Some(s) = Option::<String>::deserialize(d)? else {
         return Ok(None);
@@ -340,7 +448,7 @@ manager:
   model: gpt-5
 workers:
   agent: claude
-  args: [--verbose]
+  model: claude-sonnet-4-5
   max_parallel: 2
 budget:
   sessions: 5
@@ -359,7 +467,10 @@ plan_approval: true
         let c = RepoConfig::parse(text).unwrap();
         assert_eq!(c.trigger_label, "ai");
         assert_eq!(c.manager.agent, Some(AgentKind::Codex));
-        assert_eq!(c.workers.agent().args, ["--verbose"]);
+        assert_eq!(
+            c.workers.agent().model.as_deref(),
+            Some("claude-sonnet-4-5")
+        );
         assert_eq!(c.workers.max_parallel, Some(2));
         assert_eq!(c.budget.time, Some(Duration::from_secs(7200)));
         assert_eq!(c.permissions.answer, Permission::Triage);
@@ -400,5 +511,38 @@ plan_approval: true
         assert!(e.message.contains("workers.max_parallel"), "{e}");
         assert!(RepoConfig::parse("[not, a, map]").is_err());
         assert!(RepoConfig::parse("base_branch: '../x'").is_err());
+    }
+
+    #[test]
+    fn agent_flags_are_refused_and_models_are_names_within_the_servers_list() {
+        for text in [
+            "manager:\n  args: [--permission-mode, bypassPermissions]\n",
+            "workers:\n  args: ['-c', 'model_providers.x.base_url=https://evil']\n",
+        ] {
+            let e = RepoConfig::parse(text).unwrap_err();
+            assert!(
+                e.message.contains("`args` is not a repository's to set"),
+                "{e}"
+            );
+            assert_eq!(e.line, Some(2), "{e}");
+        }
+        let e =
+            RepoConfig::parse("manager:\n  model: --dangerously-skip-permissions\n").unwrap_err();
+        assert!(e.message.contains("is not a model name"), "{e}");
+        let config =
+            RepoConfig::parse("manager:\n  model: opus\nworkers:\n  model: gpt-5\n").unwrap();
+        assert!(ModelPolicy::parse("*").check(&config).is_ok());
+        assert!(ModelPolicy::parse("opus, gpt-5").check(&config).is_ok());
+        let e = ModelPolicy::parse("opus").check(&config).unwrap_err();
+        assert!(e.message.starts_with("workers.model: `gpt-5`"), "{e}");
+        let e = ModelPolicy::parse("").check(&config).unwrap_err();
+        assert!(e.message.contains("no model"), "{e}");
+        assert!(ModelPolicy::parse("").check(&RepoConfig::default()).is_ok());
+        // A copy stored before the rule (with `args: []`) still reads.
+        let stored = r#"{"agent":"claude","model":null,"args":[]}"#;
+        assert_eq!(
+            serde_json::from_str::<AgentChoice>(stored).unwrap(),
+            AgentChoice::new(Some(AgentKind::Claude), None)
+        );
     }
 }

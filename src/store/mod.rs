@@ -141,6 +141,11 @@ impl Store {
         let options = AnyConnectOptions::from_str(&url)
             .with_context(|| format!("invalid database URL {shown}"))?
             .disable_statement_logging();
+        if backend == Backend::Sqlite
+            && let Some(path) = crate::config::sqlite_path(&url)
+        {
+            private_database_files(&path)?;
+        }
         if backend == Backend::Sqlite {
             // WAL is a property of the database file; switching needs an exclusive lock that
             // the busy timeout cannot wait for, so do it once, alone, before the pool opens.
@@ -231,6 +236,34 @@ impl Tx {
 }
 
 /// SQLite needs `mode=rwc` to create a missing file.
+/// The SQLite database and its `-wal`/`-shm` files are foreman's alone (mode 0600): created
+/// so before SQLite opens them, and made so if an older version left them readable.
+fn private_database_files(path: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    // A missing directory is SQLite's to report, with its own clear error.
+    let dir_exists = path
+        .parent()
+        .is_none_or(|d| d.as_os_str().is_empty() || d.is_dir());
+    if dir_exists && !path.exists() {
+        let _ = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path);
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let file = std::path::PathBuf::from(format!("{}{suffix}", path.display()));
+        if let Ok(meta) = std::fs::metadata(&file)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+                .with_context(|| format!("cannot make {} private", file.display()))?;
+        }
+    }
+    Ok(())
+}
+
 fn sqlite_url(url: &str) -> String {
     if url.contains("mode=") || url.contains(":memory:") {
         url.to_owned()

@@ -6,6 +6,12 @@
 //! as an `http.extraHeader` set through `GIT_CONFIG_COUNT`/`GIT_CONFIG_KEY_0`/
 //! `GIT_CONFIG_VALUE_0`: not in argv (which `ps` shows), not in a remote URL, not in
 //! `.git/config`, not in a log line. Error text is scrubbed of it all the same.
+//!
+//! A checkout an agent wrote to is never trusted: its `.git` may hold hooks, an fsmonitor
+//! command, `insteadOf` rewrites, filters or includes. git runs there only in the agent
+//! sandbox, offline, with those settings overridden, and never with a credential
+//! ([`Place::Checkout`]); what foreman pushes is first copied out of it into a repository
+//! foreman owns.
 
 use std::path::Path;
 use std::time::Duration;
@@ -13,6 +19,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use base64::Engine as _;
 use secrecy::{ExposeSecret, SecretString};
+
+use crate::sandbox::{Jail, Sandbox};
 
 /// Longest a network git command (clone, fetch, push) may take.
 const NETWORK_TIMEOUT: Duration = Duration::from_secs(15 * 60);
@@ -37,26 +45,100 @@ pub struct Call<'a> {
     pub author: Option<(&'a str, &'a str)>,
 }
 
+/// Settings that defuse what a hostile repository's own config (or an `include` it pulls
+/// in) could make git run or send when foreman runs git in a checkout an agent wrote to:
+/// no hooks, no fsmonitor, no transport at all, no credential helper, signing, editor or
+/// pager programs, no automatic gc. Command-line settings win over every config file.
+const DISTRUST: &[&str] = &[
+    "core.hooksPath=/dev/null",
+    "core.fsmonitor=false",
+    "core.untrackedCache=false",
+    "protocol.allow=never",
+    "core.sshCommand=false",
+    "credential.helper=",
+    "commit.gpgSign=false",
+    "tag.gpgSign=false",
+    "gpg.program=false",
+    "core.editor=false",
+    "sequence.editor=false",
+    "core.pager=cat",
+    "gc.auto=0",
+    "maintenance.auto=false",
+    "status.showUntrackedFiles=normal",
+    "safe.directory=*",
+];
+
+/// Where a git command runs: a repository foreman owns, or a checkout an agent wrote to.
+pub enum Place<'a> {
+    /// Run directly, in this directory, with foreman's settings.
+    Trusted(&'a Path),
+    /// Run in the sandbox, confined to the jail (the checkout and the mirror objects it
+    /// borrows), offline, with [`DISTRUST`] and the checkout's git directory named
+    /// explicitly. Never with a credential.
+    Checkout {
+        sandbox: &'a Sandbox,
+        jail: &'a Jail,
+    },
+}
+
 impl Git {
     /// Runs `git ARGS` in `dir` and returns its standard output, trimmed.
     pub async fn run(&self, dir: &Path, args: &[&str], call: Call<'_>) -> Result<String> {
-        let mut command = tokio::process::Command::new(&self.program);
+        self.run_in(&Place::Trusted(dir), args, call, None).await
+    }
+
+    /// Runs `git ARGS` at `place`; with `stdout_to`, its standard output goes to that file
+    /// (at most `limit` bytes) instead of being returned.
+    pub async fn run_in(
+        &self,
+        place: &Place<'_>,
+        args: &[&str],
+        call: Call<'_>,
+        stdout_to: Option<(&Path, u64)>,
+    ) -> Result<String> {
+        let mut command = match place {
+            Place::Trusted(dir) => {
+                let mut command = tokio::process::Command::new(&self.program);
+                command.args(args).current_dir(dir);
+                command
+            }
+            Place::Checkout { sandbox, jail } => {
+                if call.auth.is_some() {
+                    bail!("refusing to hand a credential to git in an agent's checkout");
+                }
+                let mut full: Vec<String> = Vec::with_capacity(args.len() + DISTRUST.len() * 2);
+                for setting in DISTRUST {
+                    full.extend(["-c".to_owned(), (*setting).to_owned()]);
+                }
+                full.extend(args.iter().map(|a| (*a).to_owned()));
+                sandbox.command(jail, &self.program, &full)?
+            }
+        };
+        let home = match place {
+            Place::Trusted(_) => std::env::var("HOME").unwrap_or_else(|_| "/".to_owned()),
+            Place::Checkout { .. } => "/nonexistent".to_owned(),
+        };
         command
-            .args(args)
-            .current_dir(dir)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env(
-                "HOME",
-                std::env::var("HOME").unwrap_or_else(|_| "/".to_owned()),
-            )
+            .env("HOME", home)
             .env("LANG", "C")
             .env("GIT_CONFIG_NOSYSTEM", "1")
             .env("GIT_CONFIG_GLOBAL", "/dev/null")
             .env("GIT_TERMINAL_PROMPT", "0")
             .env("GIT_ASKPASS", "true")
             .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
             .kill_on_drop(true);
+        if let Place::Checkout { jail, .. } = place {
+            // Named, never discovered: a `.git` file or a parent repository cannot redirect it.
+            command
+                .env("GIT_DIR", jail.cwd.join(".git"))
+                .env("GIT_WORK_TREE", &jail.cwd)
+                .env("GIT_NO_REPLACE_OBJECTS", "1")
+                .env("GIT_ATTR_NOSYSTEM", "1")
+                .env("GIT_OPTIONAL_LOCKS", "0");
+        }
         if let Some(token) = call.auth {
             command
                 .env("GIT_CONFIG_COUNT", "1")
@@ -76,7 +158,7 @@ impl Git {
             LOCAL_TIMEOUT
         };
         let shown = args.join(" ");
-        let output = tokio::time::timeout(timeout, command.output())
+        let output = tokio::time::timeout(timeout, collect(command, stdout_to))
             .await
             .with_context(|| format!("`git {shown}` took longer than {}s", timeout.as_secs()))?
             .with_context(|| format!("cannot run {}", self.program))?;
@@ -88,6 +170,9 @@ impl Git {
             }
             bail!("`git {shown}` failed ({}): {why}", output.status);
         }
+        if output.truncated {
+            bail!("`git {shown}` wrote more than its limit; refused");
+        }
         Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
     }
 
@@ -96,6 +181,57 @@ impl Git {
         self.run(Path::new("/"), &["--version"], Call::default())
             .await
     }
+}
+
+/// What a finished git process left.
+struct Output {
+    status: std::process::ExitStatus,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    /// Its standard output went past the file's limit (and the process was stopped).
+    truncated: bool,
+}
+
+/// Runs the command to its end: its standard output collected, or copied into a file (at
+/// most `limit` bytes: beyond, the process is killed), its error output collected.
+async fn collect(
+    mut command: tokio::process::Command,
+    stdout_to: Option<(&Path, u64)>,
+) -> std::io::Result<Output> {
+    use tokio::io::AsyncReadExt;
+    command.stdout(std::process::Stdio::piped());
+    let mut child = command.spawn()?;
+    let mut stdout = child.stdout.take().expect("stdout is piped");
+    let mut stderr = child.stderr.take().expect("stderr is piped");
+    let errors = tokio::spawn(async move {
+        let mut buf = Vec::new();
+        let _ = (&mut stderr).take(1 << 20).read_to_end(&mut buf).await;
+        buf
+    });
+    let mut collected = Vec::new();
+    let mut truncated = false;
+    match stdout_to {
+        None => {
+            stdout.read_to_end(&mut collected).await?;
+        }
+        Some((path, limit)) => {
+            let mut file = tokio::fs::File::create(path).await?;
+            let copied = tokio::io::copy(&mut (&mut stdout).take(limit + 1), &mut file).await?;
+            tokio::io::AsyncWriteExt::flush(&mut file).await?;
+            if copied > limit {
+                truncated = true;
+                let _ = child.start_kill();
+            }
+        }
+    }
+    let status = child.wait().await?;
+    let stderr = errors.await.unwrap_or_default();
+    Ok(Output {
+        status,
+        stdout: collected,
+        stderr,
+        truncated,
+    })
 }
 
 /// The header GitHub accepts for git over HTTPS with an installation token.

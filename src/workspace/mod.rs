@@ -11,6 +11,12 @@
 //! Every workspace starts from a fresh fetch of its base branch. Credentials reach git only
 //! through [`git::Git`]'s environment; the workspace's `origin` is the plain upstream URL, so
 //! agents working in it hold no credential at all.
+//!
+//! Once an agent has worked in a checkout, foreman trusts nothing in it: git runs there only
+//! in the agent sandbox, offline and with the checkout's dangerous settings overridden
+//! ([`git::Place::Checkout`]). What is published is taken out as a bundle of the new commits
+//! ([`Workspaces::take`]), checked (`fsckObjects`) into the repository's mirror, and pushed
+//! from the mirror: the checkout's `insteadOf`, hooks and `sshCommand` never see the token.
 
 pub mod copy;
 pub mod git;
@@ -22,7 +28,12 @@ use std::sync::{Arc, Mutex};
 use anyhow::{Context, Result, bail};
 use secrecy::SecretString;
 
-use git::{Call, Git};
+use crate::sandbox::{Jail, Sandbox};
+use git::{Call, Git, Place};
+
+/// The largest bundle of new commits taken out of a checkout (GitHub refuses pushes over
+/// 2 GiB).
+pub const MAX_TAKE_BYTES: u64 = 2 << 30;
 
 /// The target name of the foreman host itself (remote targets come later).
 pub const LOCAL_TARGET: &str = "local";
@@ -38,11 +49,17 @@ pub struct WorkspaceSettings {
     pub author_email: String,
     /// Directory holding mirrors and checkouts.
     pub root: PathBuf,
+    /// Where git runs in checkouts agents wrote to.
+    pub sandbox: Arc<Sandbox>,
 }
 
 impl WorkspaceSettings {
     /// The settings of the command line.
-    pub fn from_args(args: &crate::config::GitArgs, root: PathBuf) -> WorkspaceSettings {
+    pub fn from_args(
+        args: &crate::config::GitArgs,
+        root: PathBuf,
+        sandbox: Arc<Sandbox>,
+    ) -> WorkspaceSettings {
         WorkspaceSettings {
             git: Git {
                 program: args.git.clone(),
@@ -51,11 +68,12 @@ impl WorkspaceSettings {
             author_name: args.author_name.clone(),
             author_email: args.author_email.clone(),
             root,
+            sandbox,
         }
     }
 
     /// GitHub.com with the `git` on the search path.
-    pub fn github(root: PathBuf) -> WorkspaceSettings {
+    pub fn github(root: PathBuf, sandbox: Arc<Sandbox>) -> WorkspaceSettings {
         WorkspaceSettings {
             git: Git {
                 program: "git".to_owned(),
@@ -64,6 +82,7 @@ impl WorkspaceSettings {
             author_name: "foreman[bot]".to_owned(),
             author_email: "foreman[bot]@users.noreply.github.com".to_owned(),
             root,
+            sandbox,
         }
     }
 }
@@ -83,6 +102,14 @@ pub struct Prepare<'a> {
     /// its tip instead of the base's, and `origin/<base>` is the base's tip.
     pub start_at: Option<&'a str>,
     pub auth: Option<&'a SecretString>,
+}
+
+/// A checkout agents have worked in: its path, and the repository whose mirror lends it
+/// objects.
+#[derive(Debug, Clone, Copy)]
+pub struct Checkout<'a> {
+    pub path: &'a Path,
+    pub repository: &'a str,
 }
 
 /// What was prepared.
@@ -113,6 +140,11 @@ impl Workspaces {
             "{}/{repository}.git",
             self.settings.git_url.trim_end_matches('/')
         )
+    }
+
+    /// The mirror's object store, which checkouts of the repository borrow (read-only).
+    pub fn mirror_objects(&self, repository: &str) -> PathBuf {
+        self.mirror_path(repository).join("objects")
     }
 
     fn mirror_path(&self, repository: &str) -> PathBuf {
@@ -313,21 +345,117 @@ impl Workspaces {
         )
     }
 
-    /// Commits everything in the checkout with `message`. False when there was nothing to
-    /// commit.
-    pub async fn commit_all(&self, path: &Path, message: &str) -> Result<bool> {
-        let git = &self.settings.git;
+    /// The sandbox jail for git in a checkout: the checkout (writable or not) and the mirror
+    /// objects it borrows. The mirror is found from the repository's name, never from the
+    /// checkout's own `alternates` file, which its agent could have pointed anywhere. The
+    /// checkout's `.git/config` is replaced by the one foreman wrote when it made the checkout
+    /// (and its `.git/info/attributes` by nothing), so no setting its agent planted — an
+    /// `include`, a filter driver, a hook path, an `insteadOf` — exists for git there.
+    fn jail(&self, checkout: &Checkout<'_>, writable: bool) -> Result<Jail> {
+        if !valid_repository(checkout.repository) {
+            bail!(
+                "`{}` is not a repository name (owner/name)",
+                checkout.repository
+            );
+        }
+        let git_dir = checkout.path.join(".git");
+        let meta = std::fs::symlink_metadata(&git_dir)
+            .with_context(|| format!("{} has no .git", checkout.path.display()))?;
+        if !meta.is_dir() {
+            bail!(
+                "{} is not a git directory (a link or a file)",
+                git_dir.display()
+            );
+        }
+        let objects = self.mirror_objects(checkout.repository);
+        let here = checkout.path.to_owned();
+        let (writable, mut read_only) = if writable {
+            (vec![here.clone()], Vec::new())
+        } else {
+            (Vec::new(), vec![here.clone()])
+        };
+        if objects.is_dir() {
+            read_only.push(objects);
+        }
+        let trusted = self.trusted_config(checkout.repository)?;
+        let config = git_dir.join("config");
+        if !std::fs::symlink_metadata(&config).is_ok_and(|m| m.is_file()) {
+            // Gone, or made a link or a directory: foreman's own goes back (it is shown in its
+            // place in any case; the place must be a plain file).
+            let _ = std::fs::remove_dir_all(&config);
+            let _ = std::fs::remove_file(&config);
+            std::fs::copy(&trusted, &config)
+                .with_context(|| format!("cannot restore {}", config.display()))?;
+        }
+        let mut overlays = vec![(trusted, config)];
+        let attributes = git_dir.join("info/attributes");
+        if std::fs::symlink_metadata(&attributes).is_ok_and(|m| m.is_file()) {
+            overlays.push((PathBuf::from("/dev/null"), attributes));
+        }
+        Ok(Jail {
+            cwd: here,
+            writable,
+            read_only,
+            overlays,
+            network: false,
+        })
+    }
+
+    /// A copy of the config foreman gives a repository's checkouts, in a place of foreman's
+    /// own (written again each time: it depends on settings only).
+    fn trusted_config(&self, repository: &str) -> Result<PathBuf> {
+        let path = self
+            .settings
+            .root
+            .join("mirrors")
+            .join(format!("{repository}.checkout-config"));
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let config = self.checkout_config(&self.upstream_url(repository));
+        let stale = std::fs::read_to_string(&path).map_or(true, |now| now != config);
+        if stale {
+            let temp = path.with_extension(format!("tmp{}", std::process::id()));
+            std::fs::write(&temp, &config)?;
+            std::fs::rename(&temp, &path)?;
+        }
+        Ok(path)
+    }
+
+    /// Runs git in the checkout, in the sandbox.
+    async fn in_checkout(
+        &self,
+        checkout: &Checkout<'_>,
+        writable: bool,
+        args: &[&str],
+        call: Call<'_>,
+    ) -> Result<String> {
+        let jail = self.jail(checkout, writable)?;
+        let place = Place::Checkout {
+            sandbox: &self.settings.sandbox,
+            jail: &jail,
+        };
+        self.settings.git.run_in(&place, args, call, None).await
+    }
+
+    /// Commits everything in the checkout with `message` (in the sandbox, hooks off). False
+    /// when there was nothing to commit.
+    pub async fn commit_all(&self, checkout: &Checkout<'_>, message: &str) -> Result<bool> {
         let call = Call {
             author: Some(self.author()),
             ..Call::default()
         };
-        let status = git.run(path, &["status", "--porcelain"], call).await?;
+        let status = self
+            .in_checkout(checkout, false, &["status", "--porcelain"], call)
+            .await?;
         if status.is_empty() {
             return Ok(false);
         }
-        git.run(path, &["add", "--all"], call).await?;
-        git.run(
-            path,
+        self.in_checkout(checkout, true, &["add", "--all"], call)
+            .await?;
+        self.in_checkout(
+            checkout,
+            true,
             &["commit", "--quiet", "--no-verify", "-m", message],
             call,
         )
@@ -336,26 +464,112 @@ impl Workspaces {
     }
 
     /// The checkout's current commit.
-    pub async fn head(&self, path: &Path) -> Result<String> {
-        self.settings
-            .git
-            .run(path, &["rev-parse", "HEAD"], Call::default())
-            .await
-    }
-
-    /// How many commits the checkout has beyond `base_sha`.
-    pub async fn commits_since(&self, path: &Path, base_sha: &str) -> Result<u64> {
-        let n = self
-            .settings
-            .git
-            .run(
-                path,
-                &["rev-list", "--count", &format!("{base_sha}..HEAD")],
+    pub async fn head(&self, checkout: &Checkout<'_>) -> Result<String> {
+        let head = self
+            .in_checkout(
+                checkout,
+                false,
+                &["rev-parse", "--verify", "HEAD^{commit}"],
                 Call::default(),
             )
             .await?;
-        n.parse()
-            .with_context(|| format!("unexpected rev-list output `{n}`"))
+        if !is_sha(&head) {
+            bail!("the checkout's HEAD is not a commit (`{head}`)");
+        }
+        Ok(head)
+    }
+
+    /// Takes the checkout's work out into the mirror: commits what is left (with `message`),
+    /// then, if HEAD has commits `since` does not, copies them as a bundle made in the
+    /// sandbox, checks every object, and stores them in the mirror. Returns the head now
+    /// pushable from the mirror, or `None` when there is nothing new.
+    pub async fn take(
+        &self,
+        checkout: &Checkout<'_>,
+        message: &str,
+        since: &str,
+    ) -> Result<Option<String>> {
+        if !is_sha(since) {
+            bail!("`{since}` is not a commit id");
+        }
+        self.commit_all(checkout, message).await?;
+        let head = self.head(checkout).await?;
+        let new = self
+            .in_checkout(
+                checkout,
+                false,
+                &["rev-list", "--count", "HEAD", "--not", since],
+                Call::default(),
+            )
+            .await?;
+        if new.trim() == "0" {
+            return Ok(None);
+        }
+        let transfers = self.settings.root.join("transfers");
+        tokio::fs::create_dir_all(&transfers).await?;
+        let bundle = transfers.join(format!("{head}-{}.bundle", std::process::id()));
+        let result = self.take_bundle(checkout, since, &head, &bundle).await;
+        let _ = tokio::fs::remove_file(&bundle).await;
+        result.map(|()| Some(head))
+    }
+
+    async fn take_bundle(
+        &self,
+        checkout: &Checkout<'_>,
+        since: &str,
+        head: &str,
+        bundle: &Path,
+    ) -> Result<()> {
+        let git = &self.settings.git;
+        let jail = self.jail(checkout, false)?;
+        let place = Place::Checkout {
+            sandbox: &self.settings.sandbox,
+            jail: &jail,
+        };
+        git.run_in(
+            &place,
+            &["bundle", "create", "--quiet", "-", "HEAD", "--not", since],
+            Call::default(),
+            Some((bundle, MAX_TAKE_BYTES)),
+        )
+        .await
+        .context("cannot bundle the checkout's new commits")?;
+        let mirror = self.mirror_path(checkout.repository);
+        let file = bundle.display().to_string();
+        let heads = git
+            .run(&mirror, &["bundle", "list-heads", &file], Call::default())
+            .await?;
+        let bundled = heads.split_whitespace().next().unwrap_or_default();
+        if bundled != head {
+            bail!("the checkout's HEAD moved while its work was taken ({head}, then {bundled})");
+        }
+        let lock = self.lock(&mirror);
+        let _guard = lock.lock().await;
+        git.run(
+            &mirror,
+            &[
+                "-c",
+                "fetch.fsckObjects=true",
+                "-c",
+                "transfer.fsckObjects=true",
+                "fetch",
+                "--quiet",
+                "--no-tags",
+                "--no-write-fetch-head",
+                &file,
+                "HEAD",
+            ],
+            Call::default(),
+        )
+        .await
+        .context("the checkout's new commits did not pass foreman's checks")?;
+        git.run(
+            &mirror,
+            &["cat-file", "-e", &format!("{head}^{{commit}}")],
+            Call::default(),
+        )
+        .await?;
+        Ok(())
     }
 
     /// Where `branch` is upstream now (`None` if it does not exist).
@@ -383,20 +597,28 @@ impl Workspaces {
         Ok(listing.split_whitespace().next().map(str::to_owned))
     }
 
-    /// Pushes the checkout's HEAD to `branch` upstream. Without `force_over` a branch that
-    /// moved on upstream is refused; with it, the branch is overwritten only if it is still at
-    /// that commit (a lease, so nothing pushed meanwhile is lost unseen).
+    /// Pushes `sha` (taken into the mirror by [`Workspaces::take`]) to `branch` upstream,
+    /// from the mirror. Without `force_over` a branch that moved on upstream is refused; with
+    /// it, the branch is overwritten only if it is still at that commit (a lease, so nothing
+    /// pushed meanwhile is lost unseen).
     pub async fn push(
         &self,
-        path: &Path,
         repository: &str,
+        sha: &str,
         branch: &str,
         auth: Option<&SecretString>,
         force_over: Option<&str>,
     ) -> Result<()> {
+        if !valid_repository(repository) {
+            bail!("`{repository}` is not a repository name (owner/name)");
+        }
+        if !is_sha(sha) {
+            bail!("`{sha}` is not a commit id");
+        }
+        let mirror = self.mirror_path(repository);
         let url = self.upstream_url(repository);
-        let refspec = format!("HEAD:refs/heads/{branch}");
-        let lease = force_over.map(|sha| format!("--force-with-lease=refs/heads/{branch}:{sha}"));
+        let refspec = format!("{sha}:refs/heads/{branch}");
+        let lease = force_over.map(|old| format!("--force-with-lease=refs/heads/{branch}:{old}"));
         let mut args = vec!["push", "--quiet", "--no-verify"];
         if let Some(lease) = &lease {
             args.push(lease);
@@ -407,7 +629,7 @@ impl Workspaces {
             network: true,
             author: None,
         };
-        match self.settings.git.run(path, &args, call).await {
+        match self.settings.git.run(&mirror, &args, call).await {
             Ok(_) => Ok(()),
             Err(e) if is_non_fast_forward(&e) => bail!(
                 "the push to `{branch}` was rejected because the branch moved on upstream \
@@ -422,6 +644,8 @@ impl Workspaces {
 #[derive(Debug, Clone)]
 pub struct Inspect<'a> {
     pub path: &'a Path,
+    /// The repository it is a checkout of (whose mirror lends it objects).
+    pub repository: &'a str,
     /// The commit it started from.
     pub base_sha: Option<&'a str>,
     /// Commits known to be upstream (its pull requests' heads).
@@ -444,26 +668,33 @@ impl Workspaces {
     /// included), commits beyond its base, and commits no upstream ref reaches. Every ref of
     /// the checkout counts (branches, tags, the stash, a detached HEAD), not only HEAD.
     pub async fn inspect(&self, what: &Inspect<'_>) -> Result<crate::model::gc::Inspection> {
+        let checkout = Checkout {
+            path: what.path,
+            repository: what.repository,
+        };
         let status = self
-            .settings
-            .git
-            .run(what.path, &["status", "--porcelain"], Call::default())
+            .in_checkout(
+                &checkout,
+                false,
+                &["status", "--porcelain"],
+                Call::default(),
+            )
             .await
             .context("cannot read the checkout's status")?;
         let mut known: Vec<String> = what.base_sha.iter().map(|s| s.to_string()).collect();
-        let ahead_of_base = self.commits_not_in(what.path, &known).await?;
+        let ahead_of_base = self.commits_not_in(&checkout, &known).await?;
         known.extend(what.known.iter().cloned());
         let mut unpushed = if ahead_of_base == 0 {
             0
         } else {
-            self.commits_not_in(what.path, &known).await?
+            self.commits_not_in(&checkout, &known).await?
         };
         if unpushed > 0
             && let Some(upstream) = &what.upstream
             && !upstream.branches.is_empty()
         {
             known.extend(self.upstream_heads(upstream).await?);
-            unpushed = self.commits_not_in(what.path, &known).await?;
+            unpushed = self.commits_not_in(&checkout, &known).await?;
         }
         Ok(crate::model::gc::Inspection {
             dirty: !status.is_empty(),
@@ -474,7 +705,7 @@ impl Workspaces {
 
     /// How many commits the checkout's refs reach that neither its remote-tracking refs nor
     /// any of `known` do (commits `known` names that the checkout lacks are ignored).
-    async fn commits_not_in(&self, path: &Path, known: &[String]) -> Result<u64> {
+    async fn commits_not_in(&self, checkout: &Checkout<'_>, known: &[String]) -> Result<u64> {
         let mut args = vec![
             "rev-list",
             "--count",
@@ -484,8 +715,10 @@ impl Workspaces {
             "--not",
             "--remotes",
         ];
-        args.extend(known.iter().map(String::as_str));
-        let n = self.settings.git.run(path, &args, Call::default()).await?;
+        args.extend(known.iter().map(String::as_str).filter(|k| is_sha(k)));
+        let n = self
+            .in_checkout(checkout, false, &args, Call::default())
+            .await?;
         n.parse()
             .with_context(|| format!("unexpected rev-list output `{n}`"))
     }
@@ -591,6 +824,11 @@ async fn default_branch(git: &Git, mirror: &Path) -> Result<String> {
         .await
         .context("cannot tell the repository's default branch")?;
     Ok(head.trim_start_matches("refs/heads/").to_owned())
+}
+
+/// A full commit id (SHA-1 or SHA-256), and nothing that could be read as an option.
+pub fn is_sha(s: &str) -> bool {
+    matches!(s.len(), 40 | 64) && s.chars().all(|c| c.is_ascii_hexdigit())
 }
 
 /// `owner/name` with characters GitHub allows, and no path tricks.

@@ -327,21 +327,23 @@ async fn cancel_kills_the_whole_process_group(db: TestDb) {
         .unwrap();
     let store = server.store();
     let worker = reaches(store, objective, "Forever", SessionStatus::Running).await;
-    let sleeper: i32 = eventually("the grandchild to start", || async {
-        state_file(&db, worker.id, "sleeper.pid")
-            .trim()
-            .parse()
-            .ok()
+    // The worker and the sleeper it started (whatever their pids in its sandbox).
+    let checkout = crate::support::checkout_of(&db, worker.id);
+    eventually("the grandchild to start", || async {
+        (!state_file(&db, worker.id, "sleeper.pid").is_empty()).then_some(())
     })
     .await;
-    assert!(alive(sleeper));
+    let started = crate::support::processes_in(&checkout);
+    assert!(started.len() >= 2, "{started:?}");
     assert!(
         turns::cancel(engine, worker.id, "test cancel")
             .await
             .unwrap()
     );
     eventually("the grandchild to die", || async {
-        (!alive(sleeper)).then_some(())
+        crate::support::processes_in(&checkout)
+            .is_empty()
+            .then_some(())
     })
     .await;
     let cancelled = store.session(worker.id).await.unwrap().unwrap();
@@ -357,13 +359,6 @@ async fn cancel_kills_the_whole_process_group(db: TestDb) {
     server.shutdown().await;
 }
 on_both_backends!(cancel_kills_the_whole_process_group);
-
-fn alive(pid: i32) -> bool {
-    // A zombie counts as gone: read its state from /proc.
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|stat| stat.split_whitespace().nth(2).is_none_or(|s| s != "Z"))
-        .unwrap_or(false)
-}
 
 async fn failures_timeouts_and_dependencies(db: TestDb) {
     write_plan(

@@ -82,6 +82,8 @@ fn http() -> reqwest::Client {
 }
 
 async fn create_token(fake: &FakeGitHub, installation: i64, body: Value) -> reqwest::Response {
+    // These tests are about GitHub's behaviour, which allows installation-wide tokens.
+    fake.allow_unscoped_tokens();
     http()
         .post(format!(
             "{}/app/installations/{installation}/access_tokens",

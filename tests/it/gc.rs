@@ -123,8 +123,8 @@ impl Target for Probe {
 
 /// An engine on the test database, with no loops running, whose local target is a probe.
 async fn engine(db: &TestDb, runner: &str) -> (Arc<Engine>, Arc<Probe>) {
-    let agents = AgentSettings::from_args(&scripted_agents(db)).unwrap();
-    let mut settings = WorkspaceSettings::github(agents.work_root.clone());
+    let agents = AgentSettings::from_args(&scripted_agents(db), &[]).unwrap();
+    let mut settings = WorkspaceSettings::github(agents.work_root.clone(), agents.sandbox.clone());
     settings.git_url = format!("file://{}", origins(db).display());
     let engine = Arc::new(Engine::assemble(
         db.store().await,

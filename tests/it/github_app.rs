@@ -5,9 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use foreman::config::AppCredentials;
-use foreman::github::app::GitHubApp;
+use foreman::github::app::{Access, GitHubApp};
 use foreman::model::{InstallationId, SystemClock};
 use secrecy::{ExposeSecret, SecretString};
+use serde_json::json;
 
 use crate::support::fake_github::FakeGitHub;
 
@@ -42,7 +43,7 @@ async fn installation_clients_act_as_the_installation() {
     let number = fake.create_issue("octo/widgets", "alice", "Broken", "It broke");
     let app = app(&fake, fake.private_key_pem());
     let client = app
-        .installation_client(InstallationId(installation))
+        .installation_client(InstallationId(installation), "octo/widgets")
         .await
         .unwrap();
     client
@@ -59,14 +60,19 @@ async fn installation_clients_act_as_the_installation() {
 async fn tokens_are_cached_and_fetched_once_for_concurrent_callers() {
     let fake = FakeGitHub::start().await;
     let installation = fake.add_installation("octo");
+    fake.add_repo(installation, "octo/widgets");
     let app = app(&fake, fake.private_key_pem());
     let mut calls = Vec::new();
     for _ in 0..16 {
         let app = app.clone();
         calls.push(tokio::spawn(async move {
-            app.installation_token(InstallationId(installation))
-                .await
-                .unwrap()
+            app.installation_token(
+                InstallationId(installation),
+                "octo/widgets",
+                Access::GitRead,
+            )
+            .await
+            .unwrap()
         }));
     }
     let mut tokens = Vec::new();
@@ -77,25 +83,119 @@ async fn tokens_are_cached_and_fetched_once_for_concurrent_callers() {
     assert_eq!(tokens.len(), 1, "one token shared by every caller");
     let path = format!("/app/installations/{installation}/access_tokens");
     assert_eq!(fake.count("POST", &path), 1);
-    app.installation_client(InstallationId(installation))
+    app.installation_token(
+        InstallationId(installation),
+        "Octo/Widgets",
+        Access::GitRead,
+    )
+    .await
+    .unwrap();
+    assert_eq!(fake.count("POST", &path), 1, "still cached");
+    // Another kind of work is another token, asked for with its own permissions.
+    app.installation_client(InstallationId(installation), "octo/widgets")
         .await
         .unwrap();
-    assert_eq!(fake.count("POST", &path), 1, "still cached");
+    assert_eq!(fake.count("POST", &path), 2);
+}
+
+#[tokio::test]
+async fn every_token_is_scoped_to_one_repository_and_what_the_work_needs() {
+    let fake = FakeGitHub::start().await;
+    let installation = fake.add_installation("octo");
+    fake.add_repo(installation, "octo/widgets");
+    fake.add_repo(installation, "octo/secret");
+    let secret_issue = fake.create_issue("octo/secret", "alice", "Private", "x");
+    let number = fake.create_issue("octo/widgets", "alice", "Broken", "It broke");
+    let app = app(&fake, fake.private_key_pem());
+    for (access, permissions) in [
+        (Access::GitRead, json!({"contents": "read"})),
+        (Access::GitWrite, json!({"contents": "write"})),
+    ] {
+        app.installation_token(InstallationId(installation), "octo/widgets", access)
+            .await
+            .unwrap();
+        let asked = fake.token_requests().pop().unwrap();
+        assert_eq!(asked["repositories"], json!(["widgets"]));
+        assert_eq!(asked["permissions"], permissions);
+    }
+    // The API client's token reaches only its repository, and only what its permissions say.
+    let client = app
+        .installation_client(InstallationId(installation), "octo/widgets")
+        .await
+        .unwrap();
+    client
+        .issues("octo", "widgets")
+        .create_comment(number, "on it")
+        .await
+        .unwrap();
+    let elsewhere = client
+        .issues("octo", "secret")
+        .create_comment(secret_issue, "leak")
+        .await
+        .unwrap_err();
+    assert!(format!("{elsewhere:?}").contains("404"), "{elsewhere:?}");
+    // A git token cannot comment.
+    let git = app
+        .installation_token(
+            InstallationId(installation),
+            "octo/widgets",
+            Access::GitWrite,
+        )
+        .await
+        .unwrap();
+    let as_git = octocrab::Octocrab::builder()
+        .base_uri(fake.url())
+        .unwrap()
+        .personal_token(git.expose_secret().to_owned())
+        .build()
+        .unwrap();
+    let refused = as_git
+        .issues("octo", "widgets")
+        .create_comment(number, "no")
+        .await
+        .unwrap_err();
+    assert!(format!("{refused:?}").contains("403"), "{refused:?}");
+    // The fake refuses installation-wide tokens: an unscoped request from foreman fails tests.
+    let unscoped = reqwest::Client::new()
+        .post(format!(
+            "{}/app/installations/{installation}/access_tokens",
+            fake.url()
+        ))
+        .bearer_auth(app.jwt().unwrap().expose_secret())
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unscoped.status(), 422);
+    assert!(
+        app.installation_client(InstallationId(installation), "not-a-repository")
+            .await
+            .is_err()
+    );
 }
 
 #[tokio::test]
 async fn a_token_near_expiry_is_refreshed() {
     let fake = FakeGitHub::start().await;
     let installation = fake.add_installation("octo");
+    fake.add_repo(installation, "octo/widgets");
     // Tokens that live less than the refresh margin are refreshed on every use.
     fake.set_token_ttl(Duration::from_secs(120));
     let app = app(&fake, fake.private_key_pem());
     let first = app
-        .installation_token(InstallationId(installation))
+        .installation_token(
+            InstallationId(installation),
+            "octo/widgets",
+            Access::GitRead,
+        )
         .await
         .unwrap();
     let second = app
-        .installation_token(InstallationId(installation))
+        .installation_token(
+            InstallationId(installation),
+            "octo/widgets",
+            Access::GitRead,
+        )
         .await
         .unwrap();
     assert_ne!(first.expose_secret(), second.expose_secret());
@@ -110,7 +210,7 @@ async fn refusals_are_clear_errors() {
     fake.suspend_installation(installation);
     let app = app(&fake, fake.private_key_pem());
     let err = app
-        .installation_client(InstallationId(installation))
+        .installation_client(InstallationId(installation), "octo/widgets")
         .await
         .unwrap_err()
         .to_string();
@@ -120,22 +220,23 @@ async fn refusals_are_clear_errors() {
     );
 
     let err = app
-        .installation_client(InstallationId(999_999))
+        .installation_client(InstallationId(999_999), "octo/widgets")
         .await
         .unwrap_err()
         .to_string();
     assert!(err.contains("404"), "{err}");
 
     let healthy = fake.add_installation("other");
+    fake.add_repo(healthy, "other/gadgets");
     fake.fail_next("POST", "/app/installations/", 502, 1);
     let err = app
-        .installation_client(InstallationId(healthy))
+        .installation_client(InstallationId(healthy), "other/gadgets")
         .await
         .unwrap_err()
         .to_string();
     assert!(err.contains("502"), "{err}");
     // The failure is not cached: the next call succeeds.
-    app.installation_client(InstallationId(healthy))
+    app.installation_client(InstallationId(healthy), "other/gadgets")
         .await
         .unwrap();
 }
@@ -150,7 +251,7 @@ async fn a_key_of_another_app_is_refused() {
     };
     let app = GitHubApp::new(&creds, &fake.url(), Arc::new(SystemClock)).unwrap();
     let err = app
-        .installation_client(InstallationId(installation))
+        .installation_client(InstallationId(installation), "octo/widgets")
         .await
         .unwrap_err()
         .to_string();

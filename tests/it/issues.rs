@@ -286,11 +286,9 @@ async fn removing_the_label_stops_everything(db: TestDb) {
     let store = w.server.store();
     let worker =
         crate::agents::reaches(store, objective.id, "Forever", SessionStatus::Running).await;
-    let sleeper: i32 = eventually("the worker's grandchild", || async {
-        state_file(&db, worker.id, "sleeper.pid")
-            .trim()
-            .parse()
-            .ok()
+    let checkout = crate::support::checkout_of(&db, worker.id);
+    eventually("the worker's grandchild", || async {
+        (!state_file(&db, worker.id, "sleeper.pid").is_empty()).then_some(())
     })
     .await;
     w.label("d-off", "foreman", "alice", false).await;
@@ -300,11 +298,9 @@ async fn removing_the_label_stops_everything(db: TestDb) {
         Some("the `foreman` label was removed by @alice")
     );
     eventually("every process gone", || async {
-        let alive = std::path::Path::new(&format!("/proc/{sleeper}")).exists()
-            && !std::fs::read_to_string(format!("/proc/{sleeper}/stat"))
-                .unwrap_or_default()
-                .contains(") Z ");
-        (!alive).then_some(())
+        crate::support::processes_in(&checkout)
+            .is_empty()
+            .then_some(())
     })
     .await;
     let sessions = store.sessions_of(objective.id).await.unwrap();

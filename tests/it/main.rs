@@ -12,6 +12,7 @@ mod issues;
 mod pulls;
 mod questions;
 mod real_agents;
+mod sandbox;
 mod setup;
 mod shutdown;
 mod store;

@@ -209,7 +209,11 @@ async fn the_app_is_registered_from_the_setup_page(db: TestDb) {
     let app = server.running.engine.github().expect("the App is in use");
     assert_eq!(app.app_id(), fake.app_id() as u64);
     let token = app
-        .installation_token(InstallationId(installation))
+        .installation_token(
+            InstallationId(installation),
+            "octo/widgets",
+            foreman::github::app::Access::GitRead,
+        )
         .await
         .unwrap();
     assert!(!token.expose_secret().is_empty());

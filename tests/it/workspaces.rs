@@ -543,7 +543,10 @@ async fn bad_origins_and_branches_are_clear_errors_and_leave_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let origins = dir.path().join("origins");
     crate::support::make_origin(&origins, "octo/widgets", &[("a.txt", "a")]);
-    let mut settings = foreman::workspace::WorkspaceSettings::github(dir.path().join("work"));
+    let mut settings = foreman::workspace::WorkspaceSettings::github(
+        dir.path().join("work"),
+        crate::support::test_sandbox(),
+    );
     settings.git_url = format!("file://{}", origins.display());
     let workspaces = foreman::workspace::Workspaces::new(settings);
     let path = dir.path().join("checkout");

@@ -31,6 +31,7 @@ use anyhow::Result;
 
 use super::Engine;
 use super::tick::{BoxFuture, TickTask};
+use crate::github::app::Access;
 use crate::metrics::{add, inc};
 use crate::model::gc::{
     Check, Claim, GcWorkspace, PassClock, Plan, Rules, Snapshot, Trigger, decide, mirror_gc_due,
@@ -495,7 +496,10 @@ async fn examine(
         .collect();
     let auth = match (check, engine.github(), w.installation_id) {
         (Check::NothingUnpushed, Some(app), Some(installation)) => {
-            match app.installation_token(installation).await {
+            match app
+                .installation_token(installation, &w.repository, Access::GitRead)
+                .await
+            {
                 Ok(token) => Some(token),
                 Err(e) => {
                     tracing::debug!(error = %format!("{e:#}"), "no token to ask the upstream with");
@@ -513,6 +517,7 @@ async fn examine(
         .collect();
     let what = Inspect {
         path: Path::new(&w.path),
+        repository: &w.repository,
         base_sha: w.base_sha.as_deref(),
         known: &known,
         upstream: (check == Check::NothingUnpushed).then_some(Upstream {

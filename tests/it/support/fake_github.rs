@@ -260,6 +260,9 @@ struct Token {
     expires_at: SystemTime,
     /// `None`: every repository of the installation.
     repos: Option<Vec<String>>,
+    /// What it may do (`permission -> read|write`): the App's permissions unless the token
+    /// request asked for fewer.
+    permissions: HashMap<String, String>,
 }
 
 struct LabelDef {
@@ -459,6 +462,9 @@ struct State {
     repos: BTreeMap<String, Repo>,
     tokens: HashMap<String, Token>,
     token_ttl: Duration,
+    /// Whether a token request must name its repositories (foreman's rule: never an
+    /// installation-wide token). On by default; GitHub itself allows both.
+    scoped_tokens_only: bool,
     faults: Vec<Fault>,
     requests: Vec<Recorded>,
     /// The App registration flow: pending manifest codes, the registered App, and
@@ -623,6 +629,28 @@ impl FakeGitHub {
         self.lock().token_ttl = ttl;
     }
 
+    /// Accepts token requests that name no repository (as GitHub does). By default the fake
+    /// refuses them with 422, so that foreman asking for an installation-wide token fails a
+    /// test.
+    pub fn allow_unscoped_tokens(&self) {
+        self.lock().scoped_tokens_only = false;
+    }
+
+    /// Every installation token the fake has issued (canaries for leak tests).
+    pub fn issued_tokens(&self) -> Vec<String> {
+        self.lock().tokens.keys().cloned().collect()
+    }
+
+    /// The bodies of every access-token request foreman made, in order.
+    pub fn token_requests(&self) -> Vec<Value> {
+        self.lock()
+            .requests
+            .iter()
+            .filter(|r| r.method == "POST" && r.path.ends_with("/access_tokens"))
+            .map(|r| r.body.clone().unwrap_or(Value::Null))
+            .collect()
+    }
+
     // --- installations and repositories ---------------------------------------------------
 
     /// Installs the App on `account` (created as a user if unknown); returns the
@@ -721,7 +749,7 @@ impl FakeGitHub {
             st.installations.contains_key(&installation_id),
             "fake GitHub: no installation {installation_id}"
         );
-        st.issue_token(installation_id, None).0
+        st.issue_token(installation_id, None, None).0
     }
 
     /// Makes `login` an organization (affects `type` in its JSON and owner permissions).
@@ -1453,6 +1481,7 @@ impl State {
             repos: BTreeMap::new(),
             tokens: HashMap::new(),
             token_ttl: DEFAULT_TOKEN_TTL,
+            scoped_tokens_only: true,
             faults: Vec::new(),
             requests: Vec::new(),
             flow: manifest_flow::Flow::default(),
@@ -1517,15 +1546,25 @@ impl State {
         &mut self,
         installation_id: i64,
         repos: Option<Vec<String>>,
+        permissions: Option<HashMap<String, String>>,
     ) -> (String, SystemTime) {
         let token = format!("ghs_{}", hex::encode(rand::random::<[u8; 18]>()));
         let expires_at = SystemTime::now() + self.token_ttl;
+        let permissions = permissions.unwrap_or_else(|| {
+            app_permissions()
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                .collect()
+        });
         self.tokens.insert(
             token.clone(),
             Token {
                 installation_id,
                 expires_at,
                 repos,
+                permissions,
             },
         );
         (token, expires_at)
@@ -2123,6 +2162,49 @@ fn verify_app_jwt(jwt: &str, now: i64) -> Result<(), &'static str> {
 struct Caller {
     installation_id: i64,
     repos: Option<Vec<String>>,
+    permissions: HashMap<String, String>,
+}
+
+/// `none` < `read` < `write` < `admin`.
+fn level_rank(level: &str) -> u8 {
+    match level {
+        "read" => 1,
+        "write" => 2,
+        "admin" => 3,
+        _ => 0,
+    }
+}
+
+/// The permission (and level) GitHub requires of an installation token for a repository
+/// route, as its docs list them; `None` for routes the fake does not check.
+fn required_permission(method: &str, rest: &[&str]) -> Option<(&'static str, &'static str)> {
+    let level = if method == "GET" { "read" } else { "write" };
+    let name = match rest.first().copied() {
+        None | Some("collaborators") => return Some(("metadata", "read")),
+        Some("issues") => "issues",
+        Some("pulls") => "pull_requests",
+        Some("check-runs" | "check-suites") => "checks",
+        Some("commits") if rest.get(2).is_some_and(|r| r.starts_with("check-")) => {
+            return Some(("checks", "read"));
+        }
+        Some("actions") => "actions",
+        Some("contents" | "git" | "branches" | "commits") => "contents",
+        _ => return None,
+    };
+    Some((name, level))
+}
+
+impl Caller {
+    /// Whether the token's permissions allow the route.
+    fn allowed(&self, method: &str, rest: &[&str]) -> bool {
+        match required_permission(method, rest) {
+            None => true,
+            Some((name, level)) => {
+                let has = self.permissions.get(name).map_or("none", String::as_str);
+                level_rank(has) >= level_rank(level)
+            }
+        }
+    }
 }
 
 impl Caller {
@@ -2175,6 +2257,7 @@ impl State {
         Ok(Caller {
             installation_id: token.installation_id,
             repos: token.repos.clone(),
+            permissions: token.permissions.clone(),
         })
     }
 }
@@ -2234,6 +2317,9 @@ impl State {
                 let key = key_of(&format!("{owner}/{repo}"));
                 if !self.repos.contains_key(&key) || !caller.can_access(self, &key) {
                     return Reply::not_found();
+                }
+                if !caller.allowed(req.method, rest) {
+                    return Reply::error(403, "Resource not accessible by integration");
                 }
                 self.repo_routes(req, &key, rest)
             }
@@ -2565,11 +2651,49 @@ impl State {
                 }
             }
         }
-        let (token, expires_at) = self.issue_token(id, scope.clone());
+        if scope.is_none() && self.scoped_tokens_only {
+            return Reply::invalid(
+                "Installation",
+                "repositories",
+                "custom",
+                Some(
+                    "fake GitHub: an installation-wide token was asked for; foreman scopes \
+                     every token to one repository (repositories or repository_ids)",
+                ),
+            );
+        }
+        let mut permissions: Option<HashMap<String, String>> = None;
+        if let Some(asked) = req
+            .body
+            .and_then(|b| b.get("permissions"))
+            .and_then(Value::as_object)
+        {
+            let granted = app_permissions();
+            let scoped = permissions.get_or_insert_with(HashMap::new);
+            for (name, level) in asked {
+                let level = level.as_str().unwrap_or_default();
+                let has = granted[name].as_str().unwrap_or("none");
+                if level_rank(level) == 0 || level_rank(has) < level_rank(level) {
+                    return Reply::invalid(
+                        "Installation",
+                        "permissions",
+                        "custom",
+                        Some("The permissions requested are not granted to this installation."),
+                    );
+                }
+                scoped.insert(name.clone(), level.to_owned());
+            }
+            scoped.insert("metadata".to_owned(), "read".to_owned());
+        }
+        let (token, expires_at) = self.issue_token(id, scope.clone(), permissions.clone());
+        let shown = match &permissions {
+            Some(p) => json!(p),
+            None => app_permissions(),
+        };
         let mut body = json!({
             "token": token,
             "expires_at": rfc3339(system_secs(expires_at)),
-            "permissions": app_permissions(),
+            "permissions": shown,
             "repository_selection": "selected",
         });
         if let Some(keys) = scope {
@@ -3078,11 +3202,14 @@ impl State {
 // JSON rendering (one function per GitHub object; REST and helpers share them)
 // ---------------------------------------------------------------------------------------
 
+/// The App's permissions: the manifest's (`app-manifest/manifest.json`).
 fn app_permissions() -> Value {
     json!({
+        "actions": "read",
         "checks": "read",
         "contents": "write",
         "issues": "write",
+        "members": "read",
         "metadata": "read",
         "pull_requests": "write",
         "statuses": "read",

@@ -273,9 +273,105 @@ pub fn make_origin(origins: &std::path::Path, repository: &str, files: &[(&str, 
     bare
 }
 
-/// The path of the plan the scripted agents of a test database's server follow.
+/// The path of the plan the scripted agents of a test database's server follow. It is in a
+/// directory of its own, which their sandbox shows them (the database's directory is never
+/// shown).
 pub fn plan_path(db: &TestDb) -> PathBuf {
-    db.dir().join("plan.json")
+    let dir = db.dir().join("agent");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join("plan.json")
+}
+
+/// Set to `bwrap` to require the agent sandbox (CI does: a machine where it cannot start
+/// fails the run), or to `none` to run the agents unconfined; unset, the tests use the sandbox
+/// when it starts here and say loudly when it does not.
+pub const SANDBOX_ENV: &str = "FOREMAN_TEST_SANDBOX";
+
+/// Whether the tests' agents run in the bubblewrap sandbox on this machine.
+pub fn sandboxed() -> bool {
+    static SANDBOXED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SANDBOXED.get_or_init(|| {
+        let wanted = std::env::var(SANDBOX_ENV).unwrap_or_default();
+        if wanted == "none" {
+            eprintln!("{SANDBOX_ENV}=none: agents run without a sandbox; sandbox tests skip");
+            return false;
+        }
+        let probe = std::thread::spawn(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(foreman::sandbox::Sandbox::bwrap().check())
+        })
+        .join()
+        .unwrap();
+        match probe {
+            Ok(()) => true,
+            Err(why) if wanted == "bwrap" => {
+                panic!("{SANDBOX_ENV}=bwrap but the sandbox cannot start: {why}")
+            }
+            Err(why) => {
+                eprintln!(
+                    "WARNING: the agent sandbox cannot start here ({why}); agents run \
+                     without it and the sandbox tests are SKIPPED"
+                );
+                false
+            }
+        }
+    })
+}
+
+/// The sandbox settings for the tests' agents: bubblewrap where it starts (showing them
+/// `read_only` too), else none (root allowed: test machines often run as root).
+pub fn sandbox_args(read_only: &[&std::path::Path]) -> foreman::config::SandboxArgs {
+    if sandboxed() {
+        foreman::config::SandboxArgs {
+            read_only: read_only
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+            ..foreman::config::SandboxArgs::default()
+        }
+    } else {
+        foreman::config::SandboxArgs {
+            mode: foreman::config::SandboxMode::None,
+            allow_root_agents: true,
+            ..foreman::config::SandboxArgs::default()
+        }
+    }
+}
+
+/// The sandbox for tests that run git in checkouts directly.
+pub fn test_sandbox() -> Arc<foreman::sandbox::Sandbox> {
+    Arc::new(foreman::sandbox::Sandbox::from_args(&sandbox_args(&[]), &[]).unwrap())
+}
+
+/// The sandbox settings as `foreman serve` takes them from its environment.
+pub fn sandbox_env(args: &foreman::config::SandboxArgs) -> Vec<(&'static str, String)> {
+    vec![
+        ("FOREMAN_SANDBOX", args.mode.as_str().to_owned()),
+        ("FOREMAN_SANDBOX_READ_ONLY", args.read_only.clone()),
+        (
+            "FOREMAN_ALLOW_ROOT_AGENTS",
+            args.allow_root_agents.to_string(),
+        ),
+    ]
+}
+
+/// The Python the scripted agents run with: the system's (visible in the sandbox) when
+/// there is one.
+pub fn python3() -> &'static str {
+    if std::path::Path::new("/usr/bin/python3").exists() {
+        "/usr/bin/python3"
+    } else {
+        "python3"
+    }
+}
+
+/// The directory of the scripted agents' code.
+pub fn agents_dir() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/agents"))
 }
 
 /// Writes the plan the scripted agents follow (see `tests/agents/scripted_agent.py`).
@@ -292,16 +388,17 @@ pub fn scripted_agents(db: &TestDb) -> AgentArgs {
         env!("CARGO_MANIFEST_DIR"),
         "/tests/agents/scripted_agent.py"
     );
-    let args = format!("{script} {}", plan_path(db).display());
+    let plan = plan_path(db);
+    let args = format!("{script} {}", plan.display());
     AgentArgs {
         work_root: db.dir().join("work"),
         mcp_url: None,
         manager_agent: AgentKind::Command,
-        manager_command: Some("python3".to_owned()),
+        manager_command: Some(python3().to_owned()),
         manager_model: None,
         manager_args: args.clone(),
         worker_agent: AgentKind::Command,
-        worker_command: Some("python3".to_owned()),
+        worker_command: Some(python3().to_owned()),
         worker_model: None,
         worker_args: args,
         agent_env: String::new(),
@@ -312,6 +409,8 @@ pub fn scripted_agents(db: &TestDb) -> AgentArgs {
         budget_turns: 200,
         budget_time: Duration::from_secs(24 * 60 * 60),
         budget_cost: None,
+        repo_models: "*".to_owned(),
+        sandbox: sandbox_args(&[&agents_dir(), plan.parent().unwrap()]),
     }
 }
 
@@ -472,17 +571,19 @@ impl Process {
         let agents = scripted_agents(db);
         let work_root = agents.work_root.display().to_string();
         let git_url = format!("file://{}", origins(db).display());
+        let sandbox = sandbox_env(&agents.sandbox);
         let mut env = vec![
             ("FOREMAN_GIT_URL", git_url.as_str()),
             ("FOREMAN_TICK_INTERVAL", "200ms"),
             ("FOREMAN_WORK_ROOT", work_root.as_str()),
             ("FOREMAN_MANAGER_AGENT", "command"),
-            ("FOREMAN_MANAGER_COMMAND", "python3"),
+            ("FOREMAN_MANAGER_COMMAND", python3()),
             ("FOREMAN_MANAGER_ARGS", agents.manager_args.as_str()),
             ("FOREMAN_WORKER_AGENT", "command"),
-            ("FOREMAN_WORKER_COMMAND", "python3"),
+            ("FOREMAN_WORKER_COMMAND", python3()),
             ("FOREMAN_WORKER_ARGS", agents.worker_args.as_str()),
         ];
+        env.extend(sandbox.iter().map(|(k, v)| (*k, v.as_str())));
         env.extend_from_slice(extra);
         Process::serve(db, &env).await
     }
@@ -529,9 +630,31 @@ pub async fn engine_on(db: &TestDb) -> (Store, foreman::engine::Engine) {
     let engine = foreman::engine::Engine::configured(
         store.clone(),
         Arc::new(foreman::model::SystemClock),
-        foreman::engine::AgentSettings::from_args(&scripted_agents(db)).unwrap(),
+        foreman::engine::AgentSettings::from_args(&scripted_agents(db), &[]).unwrap(),
         "test".into(),
         foreman::config::Posting::default(),
     );
     (store, engine)
+}
+
+/// The live processes (zombies not counted) whose working directory is `dir` — how tests find
+/// what an agent started, whichever pid namespace its sandbox gave it.
+pub fn processes_in(dir: &std::path::Path) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd == dir)
+                && std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .is_ok_and(|stat| !stat.contains(") Z "))
+        })
+        .collect()
+}
+
+/// The checkout a session works in.
+pub fn checkout_of(db: &TestDb, session: foreman::model::SessionId) -> PathBuf {
+    db.dir().join("work/workspaces").join(format!("s{session}"))
 }
