@@ -10,6 +10,9 @@
 # (the same Debian release, so the binary's C library matches). foreman runs as the
 # unprivileged user `foreman`; the entrypoint starts as root only to hand a freshly mounted
 # /data volume to that user (Fly.io volumes are mounted owned by root) and then drops root.
+# Agents run in bubblewrap sandboxes, which need user namespaces: Docker's default seccomp
+# profile refuses them (run with `--security-opt seccomp=unconfined`, or a profile that
+# allows unshare/clone of user namespaces); Fly.io machines allow them.
 
 ARG RUST_VERSION=1.95
 ARG DEBIAN=bookworm
@@ -45,7 +48,7 @@ RUN npm install --global --no-audit --no-fund \
 
 FROM runtime-${AGENT_CLIS} AS runtime
 RUN apt-get update \
-    && apt-get install --yes --no-install-recommends ca-certificates git tini \
+    && apt-get install --yes --no-install-recommends bubblewrap ca-certificates git tini \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --user-group --create-home --home-dir /home/foreman \
         --shell /usr/sbin/nologin foreman \

@@ -13,7 +13,7 @@ use http::Method;
 use secrecy::ExposeSecret;
 
 use crate::agent::AgentKind;
-use crate::config::{AgentProfile, ServeArgs, redact_url};
+use crate::config::{AgentProfile, ServeArgs, redact_url, sqlite_path};
 use crate::engine::gc::{human_bytes, target::free_space};
 use crate::github::app::GitHubApp;
 use crate::github::rest::{self, RestError};
@@ -110,8 +110,36 @@ pub async fn checks(args: &ServeArgs) -> Vec<Check> {
     checks.extend(github(args).await);
     checks.push(git(&args.git.git).await);
     checks.extend(agents(args).await);
+    checks.push(sandbox(args).await);
     checks.push(work_root(args));
     checks
+}
+
+/// Whether agents can be started in their sandbox, and what is missing when not.
+async fn sandbox(args: &ServeArgs) -> Check {
+    const NAME: &str = "sandbox";
+    let sandbox =
+        match crate::sandbox::Sandbox::from_args(&args.agents.sandbox, &args.protected_paths()) {
+            Ok(sandbox) => sandbox,
+            Err(e) => return Check::fail(NAME, format!("{e:#}"), "fix FOREMAN_SANDBOX_READ_ONLY"),
+        };
+    match (sandbox.confines(), sandbox.check().await) {
+        (true, Ok(())) => Check::ok(
+            NAME,
+            "bubblewrap starts: agents see only their checkout, their state and the system",
+        ),
+        (true, Err(why)) => Check::fail(
+            NAME,
+            why,
+            "install bubblewrap and allow user namespaces (sessions wait until then)",
+        ),
+        (false, Ok(())) => Check::warn(
+            NAME,
+            "FOREMAN_SANDBOX=none: agents run unconfined as foreman's user",
+            "use FOREMAN_SANDBOX=bwrap unless every agent and repository is trusted",
+        ),
+        (false, Err(why)) => Check::fail(NAME, why, "set FOREMAN_SANDBOX=bwrap"),
+    }
 }
 
 async fn database(args: &ServeArgs) -> Check {
@@ -218,14 +246,6 @@ async fn database(args: &ServeArgs) -> Check {
 }
 
 /// The file of a `sqlite://PATH?…` URL.
-fn sqlite_path(url: &str) -> Option<PathBuf> {
-    let rest = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))?;
-    let path = rest.split('?').next().unwrap_or_default();
-    (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
-}
-
 async fn github(args: &ServeArgs) -> Vec<Check> {
     const APP: &str = "github app";
     const SECRET: &str = "webhook secret";

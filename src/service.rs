@@ -69,6 +69,7 @@ async fn announce_sandbox(agents: &AgentSettings) {
 
 /// Connects to the database and applies migrations, with messages that say what failed.
 pub async fn open_store(url: &secrecy::SecretString) -> Result<Store> {
+    crate::store::private_database_files(url)?;
     let store = Store::connect(url).await?;
     store
         .migrate()

@@ -141,11 +141,6 @@ impl Store {
         let options = AnyConnectOptions::from_str(&url)
             .with_context(|| format!("invalid database URL {shown}"))?
             .disable_statement_logging();
-        if backend == Backend::Sqlite
-            && let Some(path) = crate::config::sqlite_path(&url)
-        {
-            private_database_files(&path)?;
-        }
         if backend == Backend::Sqlite {
             // WAL is a property of the database file; switching needs an exclusive lock that
             // the busy timeout cannot wait for, so do it once, alone, before the pool opens.
@@ -238,7 +233,12 @@ impl Tx {
 /// SQLite needs `mode=rwc` to create a missing file.
 /// The SQLite database and its `-wal`/`-shm` files are foreman's alone (mode 0600): created
 /// so before SQLite opens them, and made so if an older version left them readable.
-fn private_database_files(path: &std::path::Path) -> Result<()> {
+/// Nothing to do for PostgreSQL.
+pub fn private_database_files(url: &SecretString) -> Result<()> {
+    let Some(path) = crate::config::sqlite_path(url.expose_secret()) else {
+        return Ok(());
+    };
+    let path = path.as_path();
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     // A missing directory is SQLite's to report, with its own clear error.
     let dir_exists = path

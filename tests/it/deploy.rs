@@ -282,7 +282,13 @@ fn the_dockerfile_builds_in_stages_and_runs_unprivileged() {
         .split("&&")
         .find(|c| c.contains("apt-get install"))
         .expect("an apt-get install");
-    for package in ["ca-certificates", "git", "--no-install-recommends"] {
+    // bubblewrap: the agents' sandbox.
+    for package in [
+        "bubblewrap",
+        "ca-certificates",
+        "git",
+        "--no-install-recommends",
+    ] {
         assert!(install.contains(package), "{install}");
     }
     assert!(runs.contains("rm -rf /var/lib/apt/lists/*"), "{runs}");

@@ -205,7 +205,6 @@ async fn an_agent_that_tries_every_escape_sees_and_changes_nothing_of_foremans(d
         .join("state");
     let saw = std::fs::read_to_string(state.join("saw.txt")).expect("the probe's report");
     let all = probes(&saw);
-    eprintln!("SAW:\n{saw}");
     assert_eq!(
         probe(&all, "echo started a background sleeper").exit,
         0,
@@ -355,3 +354,83 @@ async fn an_agent_that_tries_every_escape_sees_and_changes_nothing_of_foremans(d
     process.terminate().await;
 }
 on_both_backends!(an_agent_that_tries_every_escape_sees_and_changes_nothing_of_foremans);
+
+/// Where the sandbox cannot start (here: its program is missing), no agent runs unconfined:
+/// the session waits, saying why and what to install; it starts once the sandbox can.
+async fn sessions_wait_while_the_sandbox_cannot_start(db: TestDb) {
+    let mut args = crate::support::serve_args(&db);
+    args.agents.sandbox.mode = foreman::config::SandboxMode::Bwrap;
+    args.agents.sandbox.bwrap = "/nonexistent/bwrap".to_owned();
+    let server = crate::support::TestServer::start(&args).await;
+    let engine = &server.running.engine;
+    let (objective, _) = objectives::start(engine, &new_objective(7))
+        .await
+        .unwrap()
+        .unwrap();
+    let store = server.store();
+    let manager = eventually("the manager to say why it waits", || async {
+        let manager = store
+            .sessions_of(objective)
+            .await
+            .unwrap()
+            .into_iter()
+            .next()?;
+        manager
+            .activity
+            .as_deref()
+            .is_some_and(|a| a.starts_with(foreman::engine::scheduler::SANDBOX_WAIT))
+            .then_some(manager)
+    })
+    .await;
+    assert_eq!(manager.status, SessionStatus::Queued);
+    let why = manager.activity.unwrap();
+    assert!(
+        why.contains("bubblewrap") && why.contains("apt-get install bubblewrap"),
+        "{why}"
+    );
+    // It stays that way: nothing was started without the sandbox.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let manager = store.session(manager.id).await.unwrap().unwrap();
+    assert_eq!(manager.status, SessionStatus::Queued);
+    assert!(manager.pid.is_none());
+    server.shutdown().await;
+}
+on_both_backends!(sessions_wait_while_the_sandbox_cannot_start);
+
+/// A worker that leaves a server running in the background, detached from its session: the
+/// turn's end takes it down with everything else in the sandbox.
+async fn nothing_a_turn_started_outlives_it(db: TestDb) {
+    if !sandboxed() {
+        eprintln!("SKIPPED: the agent sandbox cannot start on this machine");
+        return;
+    }
+    write_plan(
+        &db,
+        &json!({
+            "manager": [{"calls": [{"tool": "spawn_worker", "args": {"title": "Daemon", "instructions": "x"}}]}],
+            "workers": {"Daemon": {
+                "run": ["setsid nohup sleep 600 > /dev/null 2>&1 &", "nohup sleep 601 > /dev/null 2>&1 &"],
+                "print": ["left two sleepers behind"]
+            }}
+        }),
+    );
+    let server = crate::support::TestServer::start(&crate::support::serve_args(&db)).await;
+    let (objective, _) = objectives::start(&server.running.engine, &new_objective(8))
+        .await
+        .unwrap()
+        .unwrap();
+    let worker = reaches(
+        server.store(),
+        objective,
+        "Daemon",
+        SessionStatus::Succeeded,
+    )
+    .await;
+    let checkout = checkout_of(&db, worker.id);
+    eventually("the worker's background processes to be gone", || async {
+        processes_in(&checkout).is_empty().then_some(())
+    })
+    .await;
+    server.shutdown().await;
+}
+on_both_backends!(nothing_a_turn_started_outlives_it);
