@@ -208,6 +208,23 @@ fn check_config(args: &ServeArgs) -> Result<()> {
     }
     println!("work root       {}", agents.work_root.display());
     println!(
+        "sandbox         {}",
+        match agents.sandbox.mode() {
+            crate::config::SandboxMode::Bwrap => "bwrap (agents see only their checkout and state)",
+            crate::config::SandboxMode::None => "none: agents run unconfined as foreman's user",
+        }
+    );
+    if let crate::model::repo_config::ModelPolicy::Only(models) = &agents.repo_models {
+        println!(
+            "repo models     {}",
+            if models.is_empty() {
+                "none".to_owned()
+            } else {
+                models.join(", ")
+            }
+        );
+    }
+    println!(
         "capacity        {} turns at once, {} workers per objective, turn timeout {}",
         agents.max_sessions,
         agents.max_workers,

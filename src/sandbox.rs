@@ -472,6 +472,42 @@ mod tests {
     }
 
     #[test]
+    fn foremans_process_is_not_dumpable() {
+        protect_process().unwrap();
+        // SAFETY: PR_GET_DUMPABLE takes no pointer.
+        assert_eq!(unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) }, 0);
+    }
+
+    #[tokio::test]
+    async fn without_a_sandbox_root_never_runs_agents_unless_the_operator_says_so() {
+        let refused = Sandbox::none(false).check().await;
+        assert_eq!(refused.is_err(), is_root(), "{refused:?}");
+        if is_root() {
+            assert!(refused.unwrap_err().contains("FOREMAN_ALLOW_ROOT_AGENTS"));
+            let jail = Jail {
+                cwd: "/".into(),
+                ..Jail::default()
+            };
+            assert!(Sandbox::none(false).command(&jail, "true", &[]).is_err());
+        }
+        assert!(Sandbox::none(true).check().await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_missing_bubblewrap_says_what_to_install() {
+        let args = SandboxArgs {
+            bwrap: "/nonexistent/bwrap".into(),
+            ..SandboxArgs::default()
+        };
+        let why = Sandbox::from_args(&args, &[])
+            .unwrap()
+            .check()
+            .await
+            .unwrap_err();
+        assert!(why.contains("apt-get install bubblewrap"), "{why}");
+    }
+
+    #[test]
     fn an_extra_read_only_path_cannot_show_foremans_files() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("data/foreman.db");

@@ -14,15 +14,21 @@ use crate::support::{Kind, TestDb, WEBHOOK_SECRET, with_db};
 
 /// The checks a report has, in order (the `agent keys` line appears only for Claude or
 /// Codex agents).
-const CHECKS: [&str; 7] = [
+const CHECKS: [&str; 8] = [
     "database",
     "github app",
     "webhook secret",
     "git",
     "manager agent",
     "worker agent",
+    "sandbox",
     "work root",
 ];
+
+/// The agent sandbox the tests use (`none`, warned about, where bubblewrap cannot start).
+fn sandbox_env() -> Vec<(&'static str, String)> {
+    crate::support::sandbox_env(&crate::support::sandbox_args(&[]))
+}
 
 async fn doctor(dir: &Path, env: &[(&str, &str)]) -> Output {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_foreman"));
@@ -67,6 +73,7 @@ async fn a_healthy_configuration_passes(db: TestDb) {
     let key = fake.private_key_pem();
     let app_id = fake.app_id().to_string();
     let url = db.url.expose_secret().to_owned();
+    let sandbox = sandbox_env();
     let env = [
         ("DATABASE_URL", url.as_str()),
         ("GITHUB_APP_ID", app_id.as_str()),
@@ -88,6 +95,11 @@ async fn a_healthy_configuration_passes(db: TestDb) {
             ),
         ),
     ];
+    let env: Vec<(&str, &str)> = env
+        .iter()
+        .copied()
+        .chain(sandbox.iter().map(|(k, v)| (*k, v.as_str())))
+        .collect();
     let out = doctor(&db.dir(), &env).await;
     let report = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
@@ -96,13 +108,19 @@ async fn a_healthy_configuration_passes(db: TestDb) {
         String::from_utf8_lossy(&out.stderr)
     );
     for check in CHECKS {
+        // Without bubblewrap here, the tests run agents unconfined: a warning, not a failure.
+        let expected = if check == "sandbox" && !crate::support::sandboxed() {
+            "warn"
+        } else {
+            "ok "
+        };
         assert!(
-            line(&report, check).starts_with("ok "),
+            line(&report, check).starts_with(expected),
             "{check}:\n{report}"
         );
     }
     assert_eq!(report.lines().count(), CHECKS.len() + 1, "{report}");
-    assert!(report.ends_with("all 7 checks passed\n"), "{report}");
+    assert!(report.ends_with("all 8 checks passed\n"), "{report}");
     assert!(line(&report, "database").contains("all"), "{report}");
     assert!(
         line(&report, "github app").contains("App foreman-test (id 424242) of foreman-dev"),
@@ -140,6 +158,7 @@ async fn a_broken_configuration_fails_with_what_to_do() {
         ("FOREMAN_MANAGER_COMMAND", "no-such-claude-here"),
         ("FOREMAN_WORKER_AGENT", "command"),
         ("FOREMAN_WORKER_COMMAND", "/nonexistent/agent"),
+        ("FOREMAN_BWRAP", "/nonexistent/bwrap"),
     ];
     let out = doctor(dir.path(), &env).await;
     let report = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -169,7 +188,11 @@ async fn a_broken_configuration_fails_with_what_to_do() {
         "{report}"
     );
     assert!(line(&report, "agent keys").starts_with("warn"), "{report}");
-    assert!(report.ends_with("7 of 8 checks failed\n"), "{report}");
+    assert!(
+        line(&report, "sandbox").contains("apt-get install bubblewrap"),
+        "{report}"
+    );
+    assert!(report.ends_with("8 of 9 checks failed\n"), "{report}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -180,18 +203,17 @@ async fn no_app_and_a_new_database_say_what_to_do_and_change_nothing() {
         std::fs::write(&no_version, "#!/bin/sh\nexit 2\n").unwrap();
         std::fs::set_permissions(&no_version, std::fs::Permissions::from_mode(0o755)).unwrap();
         let no_version = no_version.to_str().unwrap().to_owned();
-        let out = doctor(
-            &db.dir(),
-            &[
-                ("DATABASE_URL", url.as_str()),
-                ("FOREMAN_MANAGER_AGENT", "command"),
-                ("FOREMAN_MANAGER_COMMAND", no_version.as_str()),
-                ("FOREMAN_WORKER_AGENT", "command"),
-                ("FOREMAN_WORKER_COMMAND", no_version.as_str()),
-                ("FOREMAN_MIN_FREE_DISK", "0"),
-            ],
-        )
-        .await;
+        let sandbox = sandbox_env();
+        let mut env = vec![
+            ("DATABASE_URL", url.as_str()),
+            ("FOREMAN_MANAGER_AGENT", "command"),
+            ("FOREMAN_MANAGER_COMMAND", no_version.as_str()),
+            ("FOREMAN_WORKER_AGENT", "command"),
+            ("FOREMAN_WORKER_COMMAND", no_version.as_str()),
+            ("FOREMAN_MIN_FREE_DISK", "0"),
+        ];
+        env.extend(sandbox.iter().map(|(k, v)| (*k, v.as_str())));
+        let out = doctor(&db.dir(), &env).await;
         let report = String::from_utf8_lossy(&out.stdout).into_owned();
         assert!(!out.status.success(), "{report}");
         let database = line(&report, "database");
@@ -212,7 +234,7 @@ async fn no_app_and_a_new_database_say_what_to_do_and_change_nothing() {
             line(&report, "manager agent").starts_with("warn"),
             "{report}"
         );
-        assert!(report.ends_with("2 of 7 checks failed\n"), "{report}");
+        assert!(report.ends_with("2 of 8 checks failed\n"), "{report}");
     })
     .await;
 }

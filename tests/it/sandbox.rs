@@ -434,3 +434,24 @@ async fn nothing_a_turn_started_outlives_it(db: TestDb) {
     server.shutdown().await;
 }
 on_both_backends!(nothing_a_turn_started_outlives_it);
+
+/// foreman's database and its WAL are its user's alone, whatever the umask it started with.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    crate::support::with_db(crate::support::Kind::Sqlite, |db| async move {
+        let path = db.dir().join("foreman.db");
+        // An older foreman left it readable to everyone.
+        std::fs::write(&path, b"").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let server = crate::support::TestServer::start(&crate::support::serve_args(&db)).await;
+        server.store().live_objectives().await.unwrap();
+        for suffix in ["", "-wal", "-shm"] {
+            let file = format!("{}{suffix}", path.display());
+            let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{file}");
+        }
+        server.shutdown().await;
+    })
+    .await;
+}
