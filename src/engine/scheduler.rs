@@ -346,6 +346,10 @@ async fn recover(engine: &Arc<Engine>, session: &Session) -> Result<()> {
             .await?;
         return Ok(());
     }
+    if engine.agents.sandbox.ready().await.is_err() {
+        // It cannot be resumed before the sandbox can start; that costs it no recovery.
+        return Ok(());
+    }
     let recoveries = store.count_recovery(session.id).await?;
     if recoveries > MAX_RECOVERIES {
         let reason = format!("its turn was interrupted {recoveries} times; giving up");
