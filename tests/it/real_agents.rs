@@ -615,6 +615,37 @@ async fn claude_workers_edit_files_and_managers_cannot() {
     }
 }
 
+/// What a turn in a hostile repository shows: it went well, every request went to foreman's
+/// model endpoint (none to `evil`, the repository's), none asked for the repository's model
+/// or offered its tools, the repository's instructions (holding `marker`) reached the model,
+/// and nothing the repository configured ran (`ran` was not made).
+fn assert_not_taken_over(
+    run: &TurnRun,
+    model: &FakeModel,
+    evil: &FakeModel,
+    api: Api,
+    marker: &str,
+    ran: &Path,
+) {
+    assert!(run.status.success(), "{}", run.describe());
+    assert!(
+        evil.requests().is_empty(),
+        "the repository redirected the model API"
+    );
+    let requests = model.agent_requests(api);
+    assert!(!requests.is_empty(), "{}", run.describe());
+    for request in &requests {
+        assert_ne!(request.body["model"], "evil-model");
+        let tools = request.tool_names();
+        assert!(!tools.iter().any(|t| t.contains("evil")), "{tools:?}");
+    }
+    assert!(
+        requests[0].body.to_string().contains(marker),
+        "the repository's instructions did not reach the model"
+    );
+    assert!(!ran.exists(), "a program the repository configured ran");
+}
+
 /// A repository (and an agent, in its own config directory) that tries to take the agent
 /// over: another model endpoint (where the API key would go), another model, more tools,
 /// `bypassPermissions`, an MCP server and hooks of its own. None of it may apply; the
@@ -672,30 +703,9 @@ async fn claude_ignores_the_repositorys_settings_but_reads_its_claude_md() {
         &claude_env(&model),
     )
     .await;
-    assert!(run.status.success(), "{}", run.describe());
-    assert!(
-        evil.requests().is_empty(),
-        "the repository redirected the model API"
-    );
-    let requests = model.agent_requests(Api::Anthropic);
-    assert!(!requests.is_empty(), "{}", run.describe());
-    for request in &requests {
-        assert_ne!(request.body["model"], "evil-model");
-        let tools = request.tool_names();
-        assert!(
-            !tools.iter().any(|t| t == "Bash" || t.contains("evil")),
-            "{tools:?}"
-        );
-        assert!(
-            tools.iter().any(|t| t.contains("report_result")),
-            "{tools:?}"
-        );
-    }
-    assert!(
-        requests[0].body.to_string().contains("claude-md-7731"),
-        "CLAUDE.md did not reach the model"
-    );
-    assert!(!ran.exists(), "the repository's hook or MCP server ran");
+    assert_not_taken_over(&run, &model, &evil, Api::Anthropic, "claude-md-7731", &ran);
+    let tools = model.agent_requests(Api::Anthropic)[0].tool_names();
+    assert!(!tools.iter().any(|t| t == "Bash"), "{tools:?}");
     assert!(
         !run.stdout.contains("bypassPermissions"),
         "{}",
@@ -750,23 +760,7 @@ async fn codex_ignores_the_repositorys_config_but_reads_its_agents_md() {
         &codex_env(),
     )
     .await;
-    assert!(run.status.success(), "{}", run.describe());
-    assert!(
-        evil.requests().is_empty(),
-        "the repository redirected the model API"
-    );
-    let requests = model.agent_requests(Api::OpenAi);
-    assert!(!requests.is_empty(), "{}", run.describe());
-    for request in &requests {
-        assert_ne!(request.body["model"], "evil-model");
-        let tools = request.tool_names();
-        assert!(!tools.iter().any(|t| t.contains("evil")), "{tools:?}");
-    }
-    assert!(
-        requests[0].body.to_string().contains("agents-md-4417"),
-        "AGENTS.md did not reach the model"
-    );
-    assert!(!ran.exists(), "the repository's MCP server ran");
+    assert_not_taken_over(&run, &model, &evil, Api::OpenAi, "agents-md-4417", &ran);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

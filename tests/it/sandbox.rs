@@ -9,7 +9,6 @@
 //! (`FOREMAN_TEST_SANDBOX=bwrap`).
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -21,8 +20,8 @@ use crate::agents::{new_objective, reaches};
 use crate::on_both_backends;
 use crate::support::fake_github::FakeGitHub;
 use crate::support::{
-    Process, TestDb, WEBHOOK_SECRET, agents_dir, checkout_of, engine_on, eventually, git, origins,
-    processes_in, sandboxed, write_plan,
+    Process, TestDb, WEBHOOK_SECRET, agents_dir, checkout_of, engine_on, eventually,
+    files_containing, git, origins, processes_in, sandboxed, write_plan,
 };
 use secrecy::ExposeSecret;
 
@@ -63,29 +62,6 @@ fn probe<'a>(all: &'a [Probe], starts: &str) -> &'a Probe {
     all.iter()
         .find(|p| p.command.starts_with(starts))
         .unwrap_or_else(|| panic!("no probe `{starts}` in {all:#?}"))
-}
-
-/// Every file under `dir` whose bytes contain `needle`.
-fn files_containing(dir: &Path, needle: &str) -> Vec<std::path::PathBuf> {
-    let mut found = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return found;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let Ok(kind) = entry.file_type() else {
-            continue;
-        };
-        if kind.is_dir() {
-            found.extend(files_containing(&path, needle));
-        } else if kind.is_file()
-            && std::fs::read(&path)
-                .is_ok_and(|bytes| String::from_utf8_lossy(&bytes).contains(needle))
-        {
-            found.push(path);
-        }
-    }
-    found
 }
 
 /// An HTTP server playing "elsewhere": it counts the connections it gets.

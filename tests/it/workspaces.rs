@@ -591,29 +591,6 @@ async fn bad_origins_and_branches_are_clear_errors_and_leave_nothing() {
     assert_eq!(ok.base_ref, "main");
 }
 
-/// Every file under `dir` whose contents include `needle`.
-fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return found;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let Ok(kind) = entry.file_type() else {
-            continue;
-        };
-        if kind.is_dir() {
-            found.extend(files_containing(&path, needle));
-        } else if kind.is_file()
-            && std::fs::read(&path)
-                .is_ok_and(|bytes| String::from_utf8_lossy(&bytes).contains(needle))
-        {
-            found.push(path);
-        }
-    }
-    found
-}
-
 async fn the_installation_token_reaches_git_and_nowhere_else(db: TestDb) {
     let fake = FakeGitHub::start().await;
     let installation = fake.add_installation("octo");
@@ -698,7 +675,10 @@ async fn the_installation_token_reaches_git_and_nowhere_else(db: TestDb) {
     for token in &tokens {
         assert!(!argv.contains(token.as_str()), "token in a git argv");
         assert!(!log.contains(token.as_str()), "token in foreman's log");
-        let leaked = files_containing(&crate::support::scripted_agents(&db).work_root, token);
+        let leaked = crate::support::files_containing(
+            &crate::support::scripted_agents(&db).work_root,
+            token,
+        );
         assert!(leaked.is_empty(), "token written to {leaked:?}");
         for session in store.sessions_of(objective).await.unwrap() {
             let transcript = store.transcript(session.id).await.unwrap();

@@ -658,3 +658,26 @@ pub fn processes_in(dir: &std::path::Path) -> Vec<i32> {
 pub fn checkout_of(db: &TestDb, session: foreman::model::SessionId) -> PathBuf {
     db.dir().join("work/workspaces").join(format!("s{session}"))
 }
+
+/// Every file under `dir` whose contents include `needle`.
+pub fn files_containing(dir: &std::path::Path, needle: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        if kind.is_dir() {
+            found.extend(files_containing(&path, needle));
+        } else if kind.is_file()
+            && std::fs::read(&path)
+                .is_ok_and(|bytes| String::from_utf8_lossy(&bytes).contains(needle))
+        {
+            found.push(path);
+        }
+    }
+    found
+}
