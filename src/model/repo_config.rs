@@ -300,6 +300,41 @@ fn default_label() -> String {
     DEFAULT_TRIGGER_LABEL.to_owned()
 }
 
+/// The largest config file read (a real one is a few hundred bytes).
+pub const MAX_CONFIG_BYTES: usize = 64 * 1024;
+
+/// Limits for parsing a file foreman does not control: one document, shallow nesting, few
+/// nodes, and anchors and aliases bounded, so a YAML bomb (aliases of aliases) is an error,
+/// not gigabytes of memory.
+fn yaml_limits() -> serde_saphyr::Options {
+    serde_saphyr::options! {
+        budget: serde_saphyr::budget! {
+            max_reader_input_bytes: Some(MAX_CONFIG_BYTES),
+            max_events: 20_000,
+            max_aliases: 64,
+            max_anchors: 64,
+            max_recorded_anchor_events: 2_000,
+            max_recorded_anchor_bytes: MAX_CONFIG_BYTES,
+            max_depth: 16,
+            max_documents: 1,
+            max_nodes: 5_000,
+            max_total_scalar_bytes: MAX_CONFIG_BYTES,
+        },
+        with_snippet: false,
+    }
+}
+
+/// The parser's message, on one line and without the location it also gives apart.
+fn yaml_message(e: &serde_saphyr::Error) -> String {
+    let text = e.to_string();
+    let first = text.lines().next().unwrap_or_default().trim();
+    let first = match first.find(" at line ") {
+        Some(at) => &first[..at],
+        None => first,
+    };
+    first.trim_end_matches('.').to_owned()
+}
+
 /// What is wrong with a config file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{CONFIG_PATH}{}: {message}", line.map(|l| format!(" line {l}")).unwrap_or_default())]
@@ -315,18 +350,23 @@ impl RepoConfig {
         if text.trim().is_empty() {
             return Ok(RepoConfig::default());
         }
-        let config: RepoConfig = serde_yaml::from_str(text).map_err(|e| {
-            let message = e.to_string();
-            // serde_yaml appends " at line L column C"; the line is reported on its own.
-            let message = match message.find(" at line ") {
-                Some(at) => message[..at].to_owned(),
-                None => message,
-            };
-            ConfigError {
-                message,
-                line: e.location().map(|l| l.line()),
-            }
-        })?;
+        if text.len() > MAX_CONFIG_BYTES {
+            return Err(ConfigError {
+                message: format!(
+                    "the file is {} bytes; at most {MAX_CONFIG_BYTES} are read",
+                    text.len()
+                ),
+                line: None,
+            });
+        }
+        let config: RepoConfig =
+            serde_saphyr::from_str_with_options(text, yaml_limits()).map_err(|e| ConfigError {
+                message: yaml_message(&e),
+                line: e
+                    .location()
+                    .map(|l| usize::try_from(l.line()).unwrap_or(usize::MAX))
+                    .filter(|l| *l > 0),
+            })?;
         config.check()?;
         Ok(config)
     }
@@ -344,7 +384,7 @@ impl RepoConfig {
         if self.workers.max_parallel == Some(0) {
             return fail("workers.max_parallel: must be at least 1".to_owned());
         }
-        if self.budget.cost.is_some_and(|c| c.is_nan() || c <= 0.0) {
+        if self.budget.cost.is_some_and(|c| !c.is_finite() || c <= 0.0) {
             return fail("budget.cost: must be a positive number of dollars".to_owned());
         }
         if let Some(branch) = &self.base_branch
@@ -511,6 +551,36 @@ plan_approval: true
         assert!(e.message.contains("workers.max_parallel"), "{e}");
         assert!(RepoConfig::parse("[not, a, map]").is_err());
         assert!(RepoConfig::parse("base_branch: '../x'").is_err());
+        let e = RepoConfig::parse("budget:\n  cost: .inf\n").unwrap_err();
+        assert!(e.message.contains("budget.cost"), "{e}");
+    }
+
+    #[test]
+    fn a_yaml_bomb_is_a_config_error_not_a_memory_spike() {
+        // Aliases past the limit (each would replay its anchor's events).
+        let aliases = vec!["*a"; 100].join(", ");
+        let text = format!("trigger_label: &a lol\npermissions:\n  users: [{aliases}]\n");
+        let e = RepoConfig::parse(&text).unwrap_err();
+        assert!(e.message.contains("alias"), "{e}");
+        // The classic nested bomb: each level ten aliases of the one before.
+        let mut bomb = String::from(
+            "trigger_label: x\nplan_approval: false\npermissions:\n  users: &l0 [lol]\n",
+        );
+        for level in 1..10 {
+            let refs = vec![format!("*l{}", level - 1); 10].join(", ");
+            bomb.push_str(&format!("base_branch: &l{level} [{refs}]\n"));
+        }
+        assert!(RepoConfig::parse(&bomb).is_err());
+        // Too deep, and too big.
+        let deep = format!(
+            "permissions:\n  users: {}{}\n",
+            "[".repeat(40),
+            "]".repeat(40)
+        );
+        assert!(RepoConfig::parse(&deep).is_err());
+        let big = format!("trigger_label: {}\n", "x".repeat(MAX_CONFIG_BYTES));
+        let e = RepoConfig::parse(&big).unwrap_err();
+        assert!(e.message.contains("at most"), "{e}");
     }
 
     #[test]
