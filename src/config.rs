@@ -200,6 +200,18 @@ pub struct AgentArgs {
     /// Cost in US dollars one objective may spend (where agents report cost).
     #[arg(long = "budget-cost", env = "FOREMAN_BUDGET_COST")]
     pub budget_cost: Option<f64>,
+    /// The most sessions a repository's config may give an objective (default: FOREMAN_BUDGET_SESSIONS).
+    #[arg(long = "max-budget-sessions", env = "FOREMAN_MAX_BUDGET_SESSIONS")]
+    pub max_budget_sessions: Option<u32>,
+    /// The most turns a repository's config may give an objective (default: FOREMAN_BUDGET_TURNS).
+    #[arg(long = "max-budget-turns", env = "FOREMAN_MAX_BUDGET_TURNS")]
+    pub max_budget_turns: Option<u32>,
+    /// The most time a repository's config may give an objective (default: FOREMAN_BUDGET_TIME).
+    #[arg(long = "max-budget-time", env = "FOREMAN_MAX_BUDGET_TIME", value_parser = parse_duration)]
+    pub max_budget_time: Option<Duration>,
+    /// The most dollars a repository's config may give an objective (default: FOREMAN_BUDGET_COST).
+    #[arg(long = "max-budget-cost", env = "FOREMAN_MAX_BUDGET_COST")]
+    pub max_budget_cost: Option<f64>,
     /// Models a repository's `.github/foreman.yml` may choose, comma-separated (`*`: any;
     /// empty: none, the server's models only).
     #[arg(long = "repo-models", env = "FOREMAN_REPO_MODELS", default_value = "*")]
@@ -272,6 +284,22 @@ impl AgentArgs {
             cost_micros: self
                 .budget_cost
                 .map(|usd| (usd * 1e6).round().max(0.0) as u64),
+        }
+    }
+
+    /// The most a repository's config may give an objective: the `FOREMAN_MAX_BUDGET_*`
+    /// settings, each defaulting to the server's own budget (so a repository can only narrow
+    /// it unless the operator allows more).
+    pub fn budget_ceiling(&self) -> Budget {
+        let default = self.budget();
+        Budget {
+            sessions: self.max_budget_sessions.unwrap_or(default.sessions),
+            turns: self.max_budget_turns.unwrap_or(default.turns),
+            wall: self.max_budget_time.unwrap_or(default.wall),
+            cost_micros: self
+                .max_budget_cost
+                .map(|usd| (usd * 1e6).round().max(0.0) as u64)
+                .or(default.cost_micros),
         }
     }
 

@@ -18,7 +18,7 @@ use crate::github::events::{
 use crate::github::rest;
 use crate::model::repo_config::{Permission, RepoConfig};
 use crate::model::text::{Author, fence};
-use crate::model::{Budget, InstallationId, Objective, ObjectiveStatus};
+use crate::model::{InstallationId, Objective, ObjectiveStatus};
 use crate::store::{NewObjective, OutboxKind, OutboxWrite};
 
 /// A `/foreman` command.
@@ -367,7 +367,9 @@ async fn start(
         body: issue.body.clone(),
         author,
         author_permission: author_permission.as_str().to_owned(),
-        budget: budget(&cx.engine.agents.budget, &config),
+        budget: config
+            .budget
+            .apply(&cx.engine.agents.budget, &cx.engine.agents.budget_ceiling),
         config,
         trigger_key,
         previous,
@@ -382,20 +384,6 @@ async fn start(
         None => Ok(Outcome::Skipped(
             "this trigger already started an objective".to_owned(),
         )),
-    }
-}
-
-/// The server's budget with the repository's overrides.
-fn budget(default: &Budget, config: &RepoConfig) -> Budget {
-    let b = &config.budget;
-    Budget {
-        sessions: b.sessions.unwrap_or(default.sessions),
-        turns: b.turns.unwrap_or(default.turns),
-        wall: b.time.unwrap_or(default.wall),
-        cost_micros: b
-            .cost
-            .map(|usd| (usd * 1e6).round() as u64)
-            .or(default.cost_micros),
     }
 }
 

@@ -56,6 +56,8 @@ pub struct AgentSettings {
     pub turn_timeout: Duration,
     /// The budget new objectives get.
     pub budget: Budget,
+    /// The most a repository's config may give an objective.
+    pub budget_ceiling: Budget,
     /// Which models a repository's config may choose.
     pub repo_models: ModelPolicy,
     /// The sandbox agents (and git in their checkouts) run in.
@@ -86,6 +88,12 @@ impl Default for AgentSettings {
             },
             repo_models: ModelPolicy::Any,
             sandbox: Arc::new(Sandbox::bwrap()),
+            budget_ceiling: Budget {
+                sessions: 20,
+                turns: 200,
+                wall: Duration::from_secs(24 * 60 * 60),
+                cost_micros: None,
+            },
         }
     }
 }
@@ -115,6 +123,7 @@ impl AgentSettings {
             max_workers: args.max_workers.max(1),
             turn_timeout: args.turn_timeout,
             budget: args.budget(),
+            budget_ceiling: args.budget_ceiling(),
         })
     }
 

@@ -147,7 +147,7 @@ pub fn decide(s: &Snapshot<'_>) -> Vec<Action> {
                 .iter()
                 .find(|o| o.id == session.objective_id)
                 .and_then(|o| o.config.workers.max_parallel)
-                .unwrap_or(s.max_workers);
+                .map_or(s.max_workers, |asked| asked.min(s.max_workers));
             let count = workers_running.entry(session.objective_id).or_default();
             if *count >= cap {
                 continue;
@@ -446,6 +446,20 @@ mod tests {
             world.decide(2, 2),
             [Action::Start(SessionId(2))],
             "global cap"
+        );
+    }
+
+    #[test]
+    fn a_repositorys_max_parallel_narrows_the_servers_and_never_widens_it() {
+        let queued = |n: i64| session(n, 1, Worker, Queued, &[]);
+        let mut world = World::new((2..=7).map(queued).collect());
+        world.objectives[0].config.workers.max_parallel = Some(500);
+        assert_eq!(world.decide(10, 2).len(), 2, "the server's cap holds");
+        world.objectives[0].config.workers.max_parallel = Some(1);
+        assert_eq!(
+            world.decide(10, 2).len(),
+            1,
+            "the repository may ask for fewer"
         );
     }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::agent::AgentKind;
+use crate::model::Budget;
 
 /// The file's path in a repository.
 pub const CONFIG_PATH: &str = ".github/foreman.yml";
@@ -180,6 +181,31 @@ pub struct BudgetChoice {
     pub time: Option<Duration>,
     /// US dollars.
     pub cost: Option<f64>,
+}
+
+impl BudgetChoice {
+    /// The budget an objective gets: the server's `default` with what the repository asks
+    /// for, none of it above the server's `ceiling` (a repository narrows the server's
+    /// limits; only the operator widens them).
+    pub fn apply(&self, default: &Budget, ceiling: &Budget) -> Budget {
+        let cost = self
+            .cost
+            .map(|usd| (usd * 1e6).round().max(0.0) as u64)
+            .or(default.cost_micros);
+        Budget {
+            sessions: self
+                .sessions
+                .unwrap_or(default.sessions)
+                .min(ceiling.sessions),
+            turns: self.turns.unwrap_or(default.turns).min(ceiling.turns),
+            wall: self.time.unwrap_or(default.wall).min(ceiling.wall),
+            cost_micros: match (cost, ceiling.cost_micros) {
+                (Some(c), Some(max)) => Some(c.min(max)),
+                (None, Some(max)) => Some(max),
+                (c, None) => c,
+            },
+        }
+    }
 }
 
 /// Who may do what.
@@ -384,6 +410,15 @@ impl RepoConfig {
         if self.workers.max_parallel == Some(0) {
             return fail("workers.max_parallel: must be at least 1".to_owned());
         }
+        for (key, zero) in [
+            ("budget.sessions", self.budget.sessions == Some(0)),
+            ("budget.turns", self.budget.turns == Some(0)),
+            ("budget.time", self.budget.time == Some(Duration::ZERO)),
+        ] {
+            if zero {
+                return fail(format!("{key}: must be more than zero"));
+            }
+        }
         if self.budget.cost.is_some_and(|c| !c.is_finite() || c <= 0.0) {
             return fail("budget.cost: must be a positive number of dollars".to_owned());
         }
@@ -553,6 +588,46 @@ plan_approval: true
         assert!(RepoConfig::parse("base_branch: '../x'").is_err());
         let e = RepoConfig::parse("budget:\n  cost: .inf\n").unwrap_err();
         assert!(e.message.contains("budget.cost"), "{e}");
+    }
+
+    #[test]
+    fn a_repository_narrows_the_servers_budget_and_never_widens_it() {
+        let default = Budget {
+            sessions: 20,
+            turns: 200,
+            wall: Duration::from_secs(3600),
+            cost_micros: None,
+        };
+        let ceiling = Budget {
+            sessions: 40,
+            cost_micros: Some(50_000_000),
+            ..default
+        };
+        let asked = RepoConfig::parse(
+            "budget:\n  sessions: 1000000\n  turns: 5\n  time: 100h\n  cost: 900\n",
+        )
+        .unwrap()
+        .budget;
+        assert_eq!(
+            asked.apply(&default, &ceiling),
+            Budget {
+                sessions: 40,
+                turns: 5,
+                wall: Duration::from_secs(3600),
+                cost_micros: Some(50_000_000),
+            }
+        );
+        // Silent on cost: the ceiling still bounds it.
+        let none = BudgetChoice::default();
+        assert_eq!(none.apply(&default, &ceiling).cost_micros, Some(50_000_000));
+        assert_eq!(none.apply(&default, &default), default);
+        for zero in [
+            "budget:\n  sessions: 0\n",
+            "budget:\n  time: 0s\n",
+            "budget:\n  turns: -1\n",
+        ] {
+            assert!(RepoConfig::parse(zero).is_err(), "{zero}");
+        }
     }
 
     #[test]

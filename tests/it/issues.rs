@@ -341,6 +341,55 @@ async fn an_invalid_config_is_reported_and_nothing_starts(db: TestDb) {
 }
 on_both_backends!(an_invalid_config_is_reported_and_nothing_starts);
 
+/// A repository asks for far more than the server allows: it gets the server's ceiling.
+/// Nonsense (a negative budget, an infinite cost, zero turns) is a mistake reported with its
+/// key, and nothing starts.
+async fn the_servers_limits_are_ceilings_and_nonsense_is_refused(db: TestDb) {
+    let w = world(&db, json!({})).await;
+    for (n, (text, key)) in [
+        ("budget:\n  turns: -5\n", "line 2"),
+        ("budget:\n  cost: .inf\n", "budget.cost"),
+        ("budget:\n  turns: 0\n", "budget.turns"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        w.fake.set_file(REPO, "main", ".github/foreman.yml", text);
+        w.server.running.engine.repos.forget_config(REPO);
+        w.fake.remove_label(REPO, w.issue, "foreman");
+        w.label(&format!("d-bad-{n}"), "foreman", "alice", true)
+            .await;
+        let texts = eventually("the config reply", || async {
+            let r = replies(&w);
+            (r.len() > n).then_some(r)
+        })
+        .await;
+        assert!(texts[n].contains(key), "{key}: {}", texts[n]);
+    }
+    assert!(w.objectives().await.is_empty());
+    w.fake.set_file(
+        REPO,
+        "main",
+        ".github/foreman.yml",
+        "budget:\n  sessions: 1000000\n  turns: 3\n  time: 9999h\n  cost: 1000000\nworkers:\n  max_parallel: 500\n",
+    );
+    w.server.running.engine.repos.forget_config(REPO);
+    w.fake.remove_label(REPO, w.issue, "foreman");
+    w.label("d-big", "foreman", "alice", true).await;
+    let objective = w.objective_in(ObjectiveStatus::Active).await;
+    let ceiling = &w.server.running.engine.agents.budget_ceiling;
+    assert_eq!(objective.budget.sessions, ceiling.sessions, "capped");
+    assert_eq!(objective.budget.turns, 3, "narrowed as asked");
+    assert_eq!(objective.budget.wall, ceiling.wall, "capped");
+    assert_eq!(
+        objective.budget.cost_micros,
+        Some(1_000_000_000_000),
+        "no cost ceiling set"
+    );
+    w.server.shutdown().await;
+}
+on_both_backends!(the_servers_limits_are_ceilings_and_nonsense_is_refused);
+
 async fn a_config_file_changes_the_label_and_the_bar(db: TestDb) {
     let w = world(&db, json!({})).await;
     w.fake.set_file(

@@ -409,6 +409,10 @@ pub fn scripted_agents(db: &TestDb) -> AgentArgs {
         budget_turns: 200,
         budget_time: Duration::from_secs(24 * 60 * 60),
         budget_cost: None,
+        max_budget_sessions: None,
+        max_budget_turns: None,
+        max_budget_time: None,
+        max_budget_cost: None,
         repo_models: "*".to_owned(),
         sandbox: sandbox_args(&[&agents_dir(), plan.parent().unwrap()]),
     }
