@@ -582,6 +582,14 @@ pub struct ServeArgs {
     /// name; set it when several instances share a host).
     #[arg(long = "instance-id", env = "FOREMAN_INSTANCE_ID")]
     pub instance_id: Option<String>,
+    /// A bearer token `/metrics` requires (unset: `/metrics` is open).
+    #[arg(
+        long = "metrics-token",
+        env = "FOREMAN_METRICS_TOKEN",
+        hide_env_values = true,
+        value_parser = parse_secret
+    )]
+    pub metrics_token: Option<SecretString>,
 }
 
 /// A parsed and checked GitHub App configuration.

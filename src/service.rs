@@ -187,8 +187,8 @@ pub async fn start(args: &ServeArgs, clock: Arc<dyn Clock>) -> Result<Running> {
             stop.clone(),
         )),
     ];
-    let router =
-        crate::server::router(engine.clone()).merge(crate::server::setup::routes(setup.clone()));
+    let router = crate::server::router(engine.clone(), args.metrics_token.clone())
+        .merge(crate::server::setup::routes(setup.clone()));
     let server_stop = stop.clone();
     let server = tokio::spawn(async move {
         axum::serve(listener, router)

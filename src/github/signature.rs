@@ -46,6 +46,12 @@ pub fn verify(
 }
 
 /// The header value GitHub would send for `body` signed with `secret`.
+/// Whether two byte strings are equal, in time that depends only on their lengths (for
+/// comparing secrets a caller presents).
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 pub fn sign(secret: &SecretString, body: &[u8]) -> String {
     let mut mac = mac(secret);
     mac.update(body);

@@ -11,20 +11,29 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 
+use secrecy::SecretString;
+
 use crate::engine::Engine;
 
 /// GitHub caps webhook payloads at 25 MB; anything larger is refused with 413.
 pub const MAX_WEBHOOK_BODY: usize = 25 * 1024 * 1024;
 
-/// The router with every route foreman serves.
-pub fn router(engine: Arc<Engine>) -> Router {
+/// The router with every route foreman serves; `/metrics` asks for `metrics_token` as a
+/// bearer token when one is set.
+pub fn router(engine: Arc<Engine>, metrics_token: Option<SecretString>) -> Router {
+    let metrics = Router::new()
+        .route("/metrics", get(ops::metrics))
+        .with_state(ops::Metrics {
+            engine: engine.clone(),
+            token: metrics_token,
+        });
     Router::new()
         .route(
             "/webhooks/github",
             post(webhook::receive).layer(DefaultBodyLimit::max(MAX_WEBHOOK_BODY)),
         )
         .route("/healthz", get(ops::healthz))
-        .route("/metrics", get(ops::metrics))
         .with_state(engine.clone())
+        .merge(metrics)
         .merge(crate::mcp::router(engine))
 }

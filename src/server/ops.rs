@@ -3,8 +3,9 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::engine::Engine;
 
@@ -22,12 +23,39 @@ pub async fn healthz(State(engine): State<Arc<Engine>>) -> impl IntoResponse {
     }
 }
 
-/// Counters, latency histogram and inbox depth in the Prometheus text format.
-pub async fn metrics(State(engine): State<Arc<Engine>>) -> impl IntoResponse {
+/// What `/metrics` needs: the engine, and the bearer token it asks for, if any.
+#[derive(Clone)]
+pub struct Metrics {
+    pub engine: Arc<Engine>,
+    pub token: Option<SecretString>,
+}
+
+/// Counters, latency histogram and inbox depth in the Prometheus text format; 401 without
+/// the bearer token when one is configured.
+pub async fn metrics(State(state): State<Metrics>, headers: HeaderMap) -> Response {
+    if let Some(token) = &state.token {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        if !crate::github::signature::constant_time_eq(
+            given.as_bytes(),
+            token.expose_secret().as_bytes(),
+        ) {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                "a bearer token is required (FOREMAN_METRICS_TOKEN)\n",
+            )
+                .into_response();
+        }
+    }
     // The gauge is left out (rather than failing the scrape) when the database is down.
-    let depth = engine.store.inbox_depth().await.ok();
+    let depth = state.engine.store.inbox_depth().await.ok();
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        engine.metrics.render(depth),
+        state.engine.metrics.render(depth),
     )
+        .into_response()
 }

@@ -37,7 +37,13 @@ async fn setup_page(
     headers: HeaderMap,
 ) -> Response {
     if let Some(info) = setup.info() {
-        return html(StatusCode::OK, "foreman is set up", &done(&setup, &info));
+        // To anyone else, only that it is set up: which App, from where, and what is missing
+        // are for whoever holds the token from the log.
+        let body = match setup.check_token(params.get("token").map(String::as_str)) {
+            Ok(()) => done(&setup, &info),
+            Err(_) => paragraph("foreman is set up as a GitHub App. Nothing is registered here."),
+        };
+        return html(StatusCode::OK, "foreman is set up", &body);
     }
     if let Err(e) = setup.check_token(params.get("token").map(String::as_str)) {
         return refusal(StatusCode::FORBIDDEN, &e);

@@ -224,14 +224,7 @@ impl Setup {
     /// Checks the setup token, in constant time.
     pub fn check_token(&self, given: Option<&str>) -> Result<(), SetupError> {
         let given = given.unwrap_or_default().as_bytes();
-        let expected = self.token.as_bytes();
-        let same = given.len() == expected.len()
-            && given
-                .iter()
-                .zip(expected)
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0;
-        if same {
+        if crate::github::signature::constant_time_eq(given, self.token.as_bytes()) {
             Ok(())
         } else {
             Err(SetupError::BadToken)

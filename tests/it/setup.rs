@@ -247,8 +247,14 @@ async fn the_app_is_registered_from_the_setup_page(db: TestDb) {
         post_signed(&server.url(""), &secret, "restart-1").await,
         202
     );
+    // To a stranger the page says only that foreman is set up; the token shows which App.
     let (_, page) = setup_page(&server.url(""), "").await;
     assert!(page.contains("foreman is set up"), "{page}");
+    assert!(!page.contains(&fake.app_id().to_string()), "{page}");
+    assert!(!page.contains(fake.app_slug()), "{page}");
+    let token = server.running.setup.token().to_owned();
+    let (_, page) = setup_page(&server.url(""), &format!("token={token}")).await;
+    assert!(page.contains(&fake.app_id().to_string()), "{page}");
     server.shutdown().await;
 }
 on_both_backends!(the_app_is_registered_from_the_setup_page);

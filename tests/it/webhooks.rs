@@ -488,6 +488,32 @@ async fn health_and_metrics(db: TestDb) {
 }
 on_both_backends!(health_and_metrics);
 
+/// With `FOREMAN_METRICS_TOKEN`, `/metrics` answers only with it.
+async fn metrics_can_require_a_token(db: TestDb) {
+    let mut args = serve_args(&db);
+    args.metrics_token = Some(secrecy::SecretString::from("scrape-me".to_owned()));
+    let server = TestServer::start(&args).await;
+    let scrape = |token: Option<&'static str>| {
+        let mut request = server.client.get(server.url("/metrics"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    assert_eq!(scrape(None).await.unwrap().status(), 401);
+    assert_eq!(scrape(Some("wrong")).await.unwrap().status(), 401);
+    let ok = scrape(Some("scrape-me")).await.unwrap();
+    assert_eq!(ok.status(), 200);
+    assert!(
+        ok.text()
+            .await
+            .unwrap()
+            .contains("foreman_deliveries_received_total")
+    );
+    server.shutdown().await;
+}
+on_both_backends!(metrics_can_require_a_token);
+
 async fn a_database_that_goes_away_means_503_and_nothing_acknowledged(db: TestDb) {
     let server = TestServer::start(&serve_args(&db)).await;
     server.store().close().await;

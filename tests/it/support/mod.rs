@@ -208,6 +208,7 @@ pub fn serve_args(db: &TestDb) -> ServeArgs {
         inbox_retry_base: Duration::from_millis(20),
         inbox_claim_ttl: Duration::from_secs(2),
         instance_id: Some(format!("test-{}", random_suffix())),
+        metrics_token: None,
     }
 }
 
