@@ -35,7 +35,8 @@ pub async fn start_in(
     objective: &NewObjective,
 ) -> Result<Option<(ObjectiveId, SessionId)>> {
     let now = engine.clock.now();
-    let Some(id) = tx.insert_objective(objective, now).await? else {
+    let nonce = super::outbox::new_marker();
+    let Some(id) = tx.insert_objective(objective, &nonce, now).await? else {
         return Ok(None);
     };
     let manager = new_manager_in(engine, tx, id, &objective.config, None, now).await?;
@@ -50,12 +51,10 @@ pub async fn start_in(
             marker,
             target_id: None,
         };
-        let first = super::status::initial_comment(id);
-        tx.enqueue(
-            &target(OutboxKind::StatusComment, &first, format!("status-{id}")),
-            now,
-        )
-        .await?;
+        let marker = super::status::status_marker(id, &nonce);
+        let first = super::status::initial_comment(&marker);
+        tx.enqueue(&target(OutboxKind::StatusComment, &first, marker), now)
+            .await?;
         tx.enqueue(
             &target(OutboxKind::Reaction, "eyes", format!("eyes-{id}")),
             now,
@@ -379,7 +378,11 @@ pub async fn end_in(
                 issue_number: objective.issue_number,
                 kind: OutboxKind::Reaction,
                 body: reaction.to_owned(),
-                marker: format!("end-{}", objective.id),
+                marker: super::outbox::objective_marker(
+                    "end",
+                    objective.id,
+                    &objective.marker_nonce,
+                ),
                 target_id: None,
             },
             now,

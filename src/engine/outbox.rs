@@ -27,6 +27,16 @@ pub fn new_marker() -> String {
     hex::encode(bytes)
 }
 
+/// The marker of one of an objective's comments: its kind, an id, and the objective's random
+/// nonce (objectives from before nonces have none).
+pub fn objective_marker(kind: &str, id: impl std::fmt::Display, nonce: &str) -> String {
+    if nonce.is_empty() {
+        format!("{kind}-{id}")
+    } else {
+        format!("{kind}-{id}-{nonce}")
+    }
+}
+
 /// The hidden HTML comment that carries a marker in a GitHub comment.
 pub fn marker_comment(marker: &str) -> String {
     format!("<!-- foreman:{marker} -->")
@@ -132,7 +142,7 @@ async fn make(engine: &Engine, item: &OutboxItem) -> Result<()> {
             let marker = marker_comment(&item.marker);
             // An earlier attempt may have posted it without our hearing back.
             let earlier = if item.attempts > 0 {
-                rest::find_comment(&client, repo, issue, &marker).await?
+                rest::find_own_comment(&client, repo, issue, &marker, app.app_id()).await?
             } else {
                 None
             };

@@ -88,7 +88,7 @@ pub async fn ask_in(
     tx.set_objective_status(objective.id, ObjectiveStatus::Waiting, None, now)
         .await?;
     if let Some(installation_id) = objective.installation_id {
-        let marker = question_marker(id);
+        let marker = question_marker(id, &objective.marker_nonce);
         tx.enqueue(
             &OutboxWrite {
                 objective_id: Some(objective.id),
@@ -109,8 +109,8 @@ pub async fn ask_in(
 }
 
 /// The marker tying a question to its comment.
-pub fn question_marker(id: QuestionId) -> String {
-    format!("question-{id}")
+pub fn question_marker(id: QuestionId, nonce: &str) -> String {
+    super::outbox::objective_marker("question", id, nonce)
 }
 
 /// Who is asking, in words.
@@ -146,7 +146,7 @@ pub fn render(asker: Option<&Session>, kind: Kind, text: &str, marker: &str) -> 
 }
 
 /// How a closed question's comment reads.
-fn render_closed(question: &Question) -> String {
+fn render_closed(question: &Question, nonce: &str) -> String {
     let quoted: String = question
         .text
         .lines()
@@ -159,7 +159,7 @@ fn render_closed(question: &Question) -> String {
     };
     format!(
         "**Question** (closed)\n\n{quoted}\n{end}\n\n{}",
-        marker_comment(&question_marker(question.id))
+        marker_comment(&question_marker(question.id, nonce))
     )
 }
 
@@ -406,7 +406,7 @@ async fn close_comment(engine: &Engine, question: &Question) -> Result<()> {
         &client,
         &objective.repository,
         comment,
-        &render_closed(question),
+        &render_closed(question, &objective.marker_nonce),
     )
     .await
     {
@@ -500,10 +500,10 @@ mod tests {
         let mut closed = question(4, "Should nested braces be allowed?");
         closed.status = "answered".into();
         closed.answered_by = Some("alice".into());
-        all += &render_closed(&closed);
+        all += &render_closed(&closed, "");
         all += "\n---\n\n";
         closed.status = "cancelled".into();
-        all += &render_closed(&closed);
+        all += &render_closed(&closed, "");
         crate::snapshot::assert_snapshot("questions", &all);
     }
 }

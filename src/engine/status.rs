@@ -27,18 +27,19 @@ pub const MIN_EDIT_INTERVAL: Duration = Duration::from_secs(10);
 /// Longest one-line result shown for a worker.
 const RESULT_WIDTH: usize = 120;
 
-/// The first version of the status comment, posted when the objective starts.
-pub fn initial_comment(objective: ObjectiveId) -> String {
+/// The first version of the status comment (carrying `marker`), posted when the objective
+/// starts.
+pub fn initial_comment(marker: &str) -> String {
     format!(
         "**foreman** is starting work on this issue: a manager agent is reading it now. This \
          comment will show its progress.\n\n{}",
-        marker_comment(&status_marker(objective))
+        marker_comment(marker)
     )
 }
 
 /// The marker of an objective's status comment.
-pub fn status_marker(objective: ObjectiveId) -> String {
-    format!("status-{objective}")
+pub fn status_marker(objective: ObjectiveId, nonce: &str) -> String {
+    super::outbox::objective_marker("status", objective, nonce)
 }
 
 /// Everything the status comment shows.
@@ -192,7 +193,7 @@ pub fn render(view: &StatusView<'_>, now: Timestamp) -> String {
              `/foreman retry` · `/foreman help`</sub>\n"
         );
     }
-    out.push_str(&marker_comment(&status_marker(o.id)));
+    out.push_str(&marker_comment(&status_marker(o.id, &o.marker_nonce)));
     out
 }
 
@@ -464,6 +465,8 @@ mod tests {
 
     #[test]
     fn the_initial_comment_carries_the_marker() {
-        assert!(initial_comment(ObjectiveId(7)).ends_with("<!-- foreman:status-7 -->"));
+        let marker = status_marker(ObjectiveId(7), "ab12");
+        assert!(initial_comment(&marker).ends_with("<!-- foreman:status-7-ab12 -->"));
+        assert_eq!(status_marker(ObjectiveId(7), ""), "status-7");
     }
 }

@@ -134,12 +134,15 @@ pub async fn edit_comment(
     Ok(())
 }
 
-/// The comments of an issue that contain `needle`, oldest first (every page is read).
-pub async fn find_comment(
+/// The first comment of an issue that the App `app_id` wrote and that contains `needle`
+/// (every page is read). A comment by anyone else is never taken for foreman's, whatever
+/// marker it carries.
+pub async fn find_own_comment(
     client: &Octocrab,
     repository: &str,
     issue: u64,
     needle: &str,
+    app_id: u64,
 ) -> Result<Option<i64>, RestError> {
     const PER_PAGE: u32 = 100;
     for page in 1.. {
@@ -147,10 +150,10 @@ pub async fn find_comment(
             format!("/repos/{repository}/issues/{issue}/comments?per_page={PER_PAGE}&page={page}");
         let comments = call(client, Method::GET, &path, None).await?;
         let list = comments.as_array().cloned().unwrap_or_default();
-        if let Some(found) = list
-            .iter()
-            .find(|c| c["body"].as_str().is_some_and(|b| b.contains(needle)))
-        {
+        if let Some(found) = list.iter().find(|c| {
+            c["performed_via_github_app"]["id"].as_u64() == Some(app_id)
+                && c["body"].as_str().is_some_and(|b| b.contains(needle))
+        }) {
             return id_of(found).map(Some);
         }
         if list.len() < PER_PAGE as usize {

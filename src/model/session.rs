@@ -321,6 +321,8 @@ pub struct Objective {
     pub previous: Option<super::ObjectiveId>,
     /// foreman's status comment on the issue, once posted.
     pub status_comment_id: Option<i64>,
+    /// The random part of the hidden markers of its comments (empty for older objectives).
+    pub marker_nonce: String,
     /// When it ended, if it has.
     pub ended_at: Option<super::Timestamp>,
     /// Whether a human approved the manager's plan (when the repository asks for that).
@@ -425,6 +427,7 @@ pub(crate) mod fixtures {
             config: Default::default(),
             previous: None,
             status_comment_id: None,
+            marker_nonce: String::new(),
             ended_at: None,
             plan_approved: false,
             done_requested_at: None,

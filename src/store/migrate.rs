@@ -59,6 +59,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "pulls",
         sql: include_str!("../../migrations/0008_pulls.sql"),
     },
+    Migration {
+        version: 9,
+        name: "markers",
+        sql: include_str!("../../migrations/0009_markers.sql"),
+    },
 ];
 
 /// PostgreSQL advisory lock key that serialises migrations across instances.

@@ -37,7 +37,7 @@ const COLUMNS: &str = "id, installation_id, repository, issue_number, title, bod
      author_permission, status, \
      status_reason, manager_session_id, summary, budget_sessions, budget_turns, budget_wall_ms, \
      budget_cost_micros, budget_blocked, created_at, config, previous_objective_id, \
-     status_comment_id, ended_at, plan_approved_at, done_requested_at";
+     status_comment_id, ended_at, plan_approved_at, done_requested_at, marker_nonce";
 
 impl Store {
     /// One objective.
@@ -191,6 +191,7 @@ impl Tx {
     pub async fn insert_objective(
         &mut self,
         o: &NewObjective,
+        marker_nonce: &str,
         now: Timestamp,
     ) -> Result<Option<ObjectiveId>> {
         let config = serde_json::to_string(&o.config).context("cannot store the config")?;
@@ -198,9 +199,9 @@ impl Tx {
             "INSERT INTO objectives (installation_id, repository_id, repository, issue_number,
                 title, body, author, author_permission, status, budget_sessions, budget_turns,
                 budget_wall_ms, budget_cost_micros, created_at, updated_at, config, trigger_key,
-                previous_objective_id)
+                previous_objective_id, marker_nonce)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'active', $9, $10, $11, $12, $13, $13, $14,
-                $15, $16)
+                $15, $16, $17)
              ON CONFLICT DO NOTHING
              RETURNING id",
         )
@@ -220,6 +221,7 @@ impl Tx {
         .bind(config)
         .bind(&o.trigger_key)
         .bind(o.previous.map(|p| p.0))
+        .bind(marker_nonce)
         .fetch_optional(self.conn())
         .await
         .context("cannot store objective")?;
@@ -374,6 +376,7 @@ fn objective(row: &AnyRow) -> Result<Objective> {
         },
         previous: col::<Option<i64>>(row, "previous_objective_id")?.map(ObjectiveId),
         status_comment_id: col(row, "status_comment_id")?,
+        marker_nonce: col(row, "marker_nonce")?,
         ended_at: col::<Option<i64>>(row, "ended_at")?.map(Timestamp),
         plan_approved: col::<Option<i64>>(row, "plan_approved_at")?.is_some(),
         done_requested_at: col::<Option<i64>>(row, "done_requested_at")?.map(Timestamp),

@@ -390,6 +390,63 @@ async fn the_servers_limits_are_ceilings_and_nonsense_is_refused(db: TestDb) {
 }
 on_both_backends!(the_servers_limits_are_ceilings_and_nonsense_is_refused);
 
+/// Comments planted on the issue with foreman's markers — the old guessable one, and even the
+/// real one with its nonce — are never taken for foreman's own: a retry after a failed post
+/// makes its own status comment, and the planted ones are never edited.
+async fn a_planted_marker_is_never_adopted_or_edited(db: TestDb) {
+    let w = world(&db, json!({"manager": [{"calls": []}]})).await;
+    let comments = format!("/repos/{REPO}/issues/{}/comments", w.issue);
+    w.fake.fail_next("POST", &comments, 502, 5);
+    let guessed = w.fake.add_comment_as(
+        REPO,
+        w.issue,
+        "mallory",
+        "Status, honest.\n\n<!-- foreman:status-1 -->",
+    );
+    w.label("d-label", "foreman", "alice", true).await;
+    let objective = w.objective_in(ObjectiveStatus::Active).await;
+    assert_eq!(objective.marker_nonce.len(), 24, "a random nonce");
+    let exact = format!(
+        "<!-- foreman:status-{}-{} -->",
+        objective.id, objective.marker_nonce
+    );
+    let planted = w.fake.add_comment_as(
+        REPO,
+        w.issue,
+        "mallory",
+        &format!("I am foreman.\n\n{exact}"),
+    );
+    let store = w.server.store();
+    let status = eventually("foreman's own status comment", || async {
+        store
+            .objective(objective.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status_comment_id
+    })
+    .await;
+    assert!(
+        status != planted && status != guessed,
+        "a planted comment was adopted"
+    );
+    let own = w.fake.comment(REPO, status).unwrap();
+    assert_eq!(own.author, w.fake.bot_login());
+    assert!(own.body.contains(&exact), "{}", own.body);
+    // Status edits go to foreman's comment only.
+    w.comment("c-status", "alice", "/foreman status").await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    for id in [guessed, planted] {
+        assert_eq!(
+            w.fake.comment(REPO, id).unwrap().history.len(),
+            1,
+            "#{id} was edited"
+        );
+    }
+    w.server.shutdown().await;
+}
+on_both_backends!(a_planted_marker_is_never_adopted_or_edited);
+
 async fn a_config_file_changes_the_label_and_the_bar(db: TestDb) {
     let w = world(&db, json!({})).await;
     w.fake.set_file(

@@ -552,7 +552,7 @@ async fn objective_with_pull(store: &foreman::store::Store) -> (foreman::model::
     let now = Timestamp(1_000);
     let mut tx = store.begin().await.unwrap();
     let objective = tx
-        .insert_objective(&crate::agents::new_objective(7), now)
+        .insert_objective(&crate::agents::new_objective(7), "n0nce", now)
         .await
         .unwrap()
         .unwrap();
