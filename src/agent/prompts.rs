@@ -110,7 +110,7 @@ pub fn snapshot(s: &Snapshot<'_>) -> Result<String> {
             let mut line = format!(
                 "- #{} {} ({}, checks {}), from branch {}",
                 p.number,
-                one_line(&p.title, 120),
+                one_line(&clean(&p.title), 120),
                 p.state,
                 p.checks,
                 p.branch

@@ -16,7 +16,7 @@ use crate::github::events::{
 };
 use crate::github::rest::{self, PullNow};
 use crate::model::PullRequest;
-use crate::model::text::{Author, fence};
+use crate::model::text::{Author, clean, fence};
 use crate::store::{AuditEntry, NewPull};
 
 /// The pull request as it is now: read from GitHub, or taken from the payload when foreman
@@ -414,16 +414,19 @@ fn comment_item(author: Author<'_>, c: &rest::ReviewComment) -> (String, String)
         Some(line) => format!("{}:{line}", c.path),
         None => c.path.clone(),
     };
+    // The diff hunk is the pull request's own code, which anyone who pushed to it wrote:
+    // it goes inside the fence with the comment.
     let hunk = c
         .diff_hunk
         .as_deref()
-        .map(|h| format!("\n```diff\n{}\n```", h.trim_end()))
+        .map(|h| format!("```diff\n{}\n```\n", h.trim_end()))
         .unwrap_or_default();
     (
         format!("review-comment:{}", c.id),
         format!(
-            "On `{place}`:{hunk}\n{}",
-            fence("review comment", author, &c.body)
+            "On `{}`:\n{}",
+            clean(&place),
+            fence("review comment", author, &format!("{hunk}{}", c.body))
         ),
     )
 }

@@ -13,7 +13,7 @@ use crate::agent::prompts;
 use crate::github::rest::PullNow;
 use crate::model::pulls::{
     CheckRunView, Checks, CiAction, Completion, checks_state, completion, describe_failures,
-    must_close_issue, on_failing_checks,
+    fenced_failures, must_close_issue, on_failing_checks,
 };
 use crate::model::text::one_line;
 use crate::model::{Objective, ObjectiveStatus, PullRequest, Session};
@@ -247,7 +247,7 @@ pub async fn checks_in(
         )),
         CiAction::FollowUp => {
             let key = format!("ci:{}:{sha}", pull.id);
-            let instructions = prompts::followup_ci(pull, &failures)?;
+            let instructions = prompts::followup_ci(pull, &fenced_failures(&failures))?;
             match followups::start_in(engine, tx, &objective, pull, Kind::Ci, &key, instructions)
                 .await?
             {
@@ -271,8 +271,9 @@ pub async fn checks_in(
             }
             let note = format!(
                 "The checks of pull request #{n} still fail after {attempts} CI follow-ups, so \
-                 foreman starts no more:\n\n{failures}\n\nDecide what to do: spawn a worker \
-                 with a different approach, or ask the humans with `ask_user`."
+                 foreman starts no more:\n\n{}\n\nDecide what to do: spawn a worker \
+                 with a different approach, or ask the humans with `ask_user`.",
+                fenced_failures(&failures)
             );
             objectives::tell_manager_in(engine, tx, &objective, &note).await?;
             Ok(format!(

@@ -359,6 +359,8 @@ struct CheckRun {
     conclusion: Option<String>,
     started_at: i64,
     completed_at: Option<i64>,
+    /// `output.summary`, as the check's app wrote it.
+    summary: Option<String>,
 }
 
 struct CheckSuite {
@@ -1232,12 +1234,24 @@ impl FakeGitHub {
                 conclusion: conclusion.map(str::to_string),
                 started_at: now,
                 completed_at: (status == "completed").then_some(now),
+                summary: None,
             },
         );
         run_id
     }
 
     /// Moves a check run to a new status/conclusion.
+    /// Sets a check run's `output.summary` (what its app reported).
+    pub fn set_check_run_summary(&self, repo: &str, run_id: i64, summary: &str) {
+        let mut st = self.lock();
+        let r = st.repo_mut(repo);
+        let run = r
+            .check_runs
+            .get_mut(&run_id)
+            .unwrap_or_else(|| panic!("fake GitHub: no check run {run_id}"));
+        run.summary = Some(summary.to_owned());
+    }
+
     pub fn update_check_run(
         &self,
         repo: &str,
@@ -3825,7 +3839,7 @@ impl State {
             "completed_at": run.completed_at.map(rfc3339),
             "output": {
                 "title": null,
-                "summary": null,
+                "summary": run.summary,
                 "text": null,
                 "annotations_count": 0,
                 "annotations_url": format!("{url}/annotations"),
