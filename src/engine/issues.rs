@@ -485,16 +485,18 @@ pub async fn comment_event(
     if command.is_none() && live.is_none() {
         return Ok(Outcome::Skipped("no foreman work on this issue".to_owned()));
     }
-    let config = match &live {
-        Some(objective) => objective.config.clone(),
-        None => match cx.config(e.repository.default_branch.as_deref()).await? {
-            Ok(config) => config,
-            Err(error) => {
-                cx.reply(work, delivery, replies::bad_config(&error))
-                    .await?;
-                return Ok(Outcome::Processed);
-            }
-        },
+    // Who may do what is read as of this comment, never as it was when the objective began.
+    let config = match cx.config(e.repository.default_branch.as_deref()).await? {
+        Ok(config) => config,
+        Err(error) if live.is_none() => {
+            cx.reply(work, delivery, replies::bad_config(&error))
+                .await?;
+            return Ok(Outcome::Processed);
+        }
+        Err(error) => {
+            tracing::warn!(%error, "the repository's config is broken now: default permissions apply");
+            RepoConfig::default()
+        }
     };
     let permission = cx.permission(&login).await?;
     let may = super::repos::allowed(permission, config.permissions.command, &login, &config);
@@ -532,6 +534,7 @@ pub async fn comment_event(
                     e.comment.id,
                     &e.comment.body,
                     author,
+                    may,
                 )
                 .await?;
                 if answered.is_some() {
@@ -565,7 +568,24 @@ async fn edited(
             "an edited comment that answered nothing".to_owned(),
         ));
     }
+    // Re-authorised as of the edit: someone who may no longer answer cannot change one.
     let permission = cx.permission(login).await?;
+    let config = cx
+        .config(e.repository.default_branch.as_deref())
+        .await?
+        .unwrap_or_default();
+    let issue_author = e
+        .issue
+        .user
+        .as_ref()
+        .is_some_and(|u| u.login.eq_ignore_ascii_case(login));
+    let may_answer = super::repos::allowed(permission, config.permissions.answer, login, &config)
+        || (config.permissions.issue_author_may_answer && issue_author);
+    if !may_answer {
+        return Ok(Outcome::Skipped(format!(
+            "@{login} may not answer now; the edit changes nothing"
+        )));
+    }
     let author = Author {
         login,
         permission: permission.as_str(),

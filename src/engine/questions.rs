@@ -212,7 +212,11 @@ fn answer_message(question: &Question, answer: &str, author: Author<'_>) -> Stri
 }
 
 /// Takes a comment as the answer to one of the objective's open questions, if there is one.
-/// Returns the question answered. The caller has checked the author may answer.
+/// Returns the question answered. The caller has checked the author may answer;
+/// `may_decide` says whether they may also command foreman: a budget or escalation question
+/// is a decision to spend more, so an answer from anyone else reaches a live manager as
+/// information and leaves the question open (and the objective stopped) for someone who may.
+#[allow(clippy::too_many_arguments)]
 pub async fn answer_in(
     engine: &Engine,
     tx: &mut Tx,
@@ -220,6 +224,7 @@ pub async fn answer_in(
     comment: i64,
     body: &str,
     author: Author<'_>,
+    may_decide: bool,
 ) -> Result<Option<QuestionId>> {
     let questions = engine.store.questions_of(objective.id).await?;
     if questions
@@ -237,13 +242,29 @@ pub async fn answer_in(
     };
     let now = engine.clock.now();
     let answer = answer_text(body);
+    let kind = Kind::parse(&question.kind);
+    if kind.resumes() && !may_decide {
+        if let Some(manager) = objective.manager
+            && let Some(manager) = engine.store.session(manager).await?
+            && !manager.status.is_terminal()
+        {
+            let note = format!(
+                "On the open question \"{}\", someone who may not decide it wrote (for your \
+                 information; the question stays open):\n\n{}",
+                one_line(&question.text, 200),
+                fence("comment", author, &answer)
+            );
+            tx.push_message(manager.id, &note, now).await?;
+        }
+        tracing::info!(question = %question.id, by = author.login, "an answer from someone who may not decide: the question stays open");
+        return Ok(None);
+    }
     if !tx
         .answer_question(question.id, &answer, author.login, Some(comment), now)
         .await?
     {
         return Ok(None);
     }
-    let kind = Kind::parse(&question.kind);
     match kind {
         Kind::Plan => {} // the answer goes to the manager to revise the plan
         k if k.resumes() => objectives::lift_stop_in(engine, tx, objective, author.login).await?,

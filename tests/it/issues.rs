@@ -447,6 +447,35 @@ async fn a_planted_marker_is_never_adopted_or_edited(db: TestDb) {
 }
 on_both_backends!(a_planted_marker_is_never_adopted_or_edited);
 
+/// Permissions are read as of each event: someone the config names after the objective
+/// started may command it, and someone it no longer names may not.
+async fn permissions_are_read_as_of_each_comment(db: TestDb) {
+    let w = world(&db, json!({"manager": [{"calls": []}]})).await;
+    w.label("d-label", "foreman", "alice", true).await;
+    let objective = w.objective_in(ObjectiveStatus::Active).await;
+    w.fake.set_file(
+        REPO,
+        "main",
+        ".github/foreman.yml",
+        "permissions:\n  users: [bob]\n",
+    );
+    w.server.running.engine.repos.forget_config(REPO);
+    w.comment("c-bob-stop", "bob", "/foreman stop").await;
+    let stopped = w.objective_in(ObjectiveStatus::Cancelled).await;
+    assert_eq!(stopped.id, objective.id);
+    assert!(
+        stopped
+            .status_reason
+            .as_deref()
+            .is_some_and(|r| r.contains("@bob")),
+        "{:?}",
+        stopped.status_reason
+    );
+    assert!(replies(&w).is_empty(), "{:?}", replies(&w));
+    w.server.shutdown().await;
+}
+on_both_backends!(permissions_are_read_as_of_each_comment);
+
 async fn a_config_file_changes_the_label_and_the_bar(db: TestDb) {
     let w = world(&db, json!({})).await;
     w.fake.set_file(

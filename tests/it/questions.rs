@@ -310,6 +310,55 @@ async fn a_budget_escalation_answered_by_a_reply_lets_work_go_on(db: TestDb) {
 }
 on_both_backends!(a_budget_escalation_answered_by_a_reply_lets_work_go_on);
 
+/// Answers are not commands: someone who may answer but not command foreman (here bob, with
+/// read permission, under `permissions.answer: read`) cannot raise the budget by answering
+/// the budget question — it stays open and the work stopped until someone who may decide
+/// answers.
+async fn an_answer_from_someone_who_may_not_command_leaves_the_budget_stopped(db: TestDb) {
+    let w = world(
+        &db,
+        json!({"manager": [{"calls": []}, {"when": "The answer:", "calls": []}]}),
+    )
+    .await;
+    w.fake.set_file(
+        REPO,
+        "main",
+        ".github/foreman.yml",
+        "permissions:\n  answer: read\n",
+    );
+    let objective = started(&w).await;
+    let store = w.server.store();
+    let engine = &w.server.running.engine;
+    foreman::engine::objectives::budget_reached(engine, objective.id, "turns: 1 of 1")
+        .await
+        .unwrap();
+    eventually("the budget question posted", || async {
+        question_comments(&w).into_iter().next()
+    })
+    .await;
+    w.comment("c-bob", "bob", "Sure, spend more.").await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let o = store.objective(objective.id).await.unwrap().unwrap();
+    assert!(o.budget_blocked.is_some(), "bob lifted the budget stop");
+    assert_eq!(
+        o.budget.turns, objective.budget.turns,
+        "bob raised the budget"
+    );
+    let open = store.questions_of(objective.id).await.unwrap();
+    assert!(open.iter().all(|q| q.status == "open"), "{open:?}");
+    // Alice may decide: her answer lifts it.
+    w.comment("c-alice", "alice", "Go on.").await;
+    eventually("the budget raised by alice", || async {
+        let o = store.objective(objective.id).await.unwrap().unwrap();
+        (o.budget_blocked.is_none() && o.budget.turns > objective.budget.turns).then_some(())
+    })
+    .await;
+    let answered = store.questions_of(objective.id).await.unwrap();
+    assert_eq!(answered[0].answered_by.as_deref(), Some("alice"));
+    w.server.shutdown().await;
+}
+on_both_backends!(an_answer_from_someone_who_may_not_command_leaves_the_budget_stopped);
+
 async fn a_plan_waits_for_approval(db: TestDb) {
     let w = world(
         &db,
