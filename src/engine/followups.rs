@@ -132,9 +132,11 @@ pub async fn push(engine: &Engine, session: &Session) -> Result<String> {
         .as_deref()
         .map(|r| crate::model::text::one_line(r, 500))
         .unwrap_or_default();
-    let message = format!("{}\n\n{summary}", session.title)
-        .trim_end()
-        .to_owned();
+    let message = crate::model::pulls::only_own_closing(
+        format!("{}\n\n{summary}", session.title).trim_end(),
+        &objective.repository,
+        objective.issue_number,
+    );
     let Some(head) = engine.workspaces.take(&checkout, &message, &start).await? else {
         bail!(
             "it changed nothing, so there was nothing to push to #{}",

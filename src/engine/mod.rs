@@ -298,6 +298,30 @@ impl Engine {
         }
     }
 
+    /// Secret values no agent's post may carry: foreman's webhook secrets and the values of
+    /// the variables passed to agents whose names say they are keys, tokens or secrets.
+    pub fn known_secrets(&self) -> Vec<SecretString> {
+        let mut known: Vec<SecretString> = self.webhook_secrets().iter().cloned().collect();
+        let secret_name = |n: &str| {
+            ["KEY", "TOKEN", "SECRET", "PASSWORD"]
+                .iter()
+                .any(|w| n.to_ascii_uppercase().contains(w))
+        };
+        for name in self
+            .agents
+            .passthrough_env
+            .iter()
+            .filter(|n| secret_name(n))
+        {
+            if let Ok(value) = std::env::var(name)
+                && !value.is_empty()
+            {
+                known.push(SecretString::from(value));
+            }
+        }
+        known
+    }
+
     /// The webhook secrets accepted now (empty: none configured).
     pub fn webhook_secrets(&self) -> Arc<Vec<SecretString>> {
         self.identity().webhook_secrets.clone()

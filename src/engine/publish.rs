@@ -129,7 +129,11 @@ async fn publish_held(
         .as_deref()
         .map(|r| one_line(r, 500))
         .unwrap_or_default();
-    let message = format!("{}\n\n{summary}", req.title).trim_end().to_owned();
+    // Only the objective's own issue may be closed by what an agent wrote.
+    let own = |text: &str| {
+        crate::model::pulls::only_own_closing(text, &objective.repository, objective.issue_number)
+    };
+    let message = own(format!("{}\n\n{summary}", req.title).trim_end());
     let Some(head) = engine
         .workspaces
         .take(&checkout, &message, base_sha)
@@ -172,7 +176,7 @@ async fn publish_held(
     };
     let body = format!(
         "{}\n\n{link} #{}\n\n<!-- foreman:workspace:{} -->",
-        req.body.trim_end(),
+        own(req.body.trim_end()),
         objective.issue_number,
         workspace.id
     );

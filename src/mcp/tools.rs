@@ -18,6 +18,8 @@ use crate::engine::publish::{PublishRequest, publish};
 use crate::engine::{Engine, objectives};
 use crate::model::text::one_line;
 use crate::model::{Role, Session, SessionId};
+use crate::store::AuditEntry;
+use secrecy::ExposeSecret;
 
 /// Longest title of a worker.
 pub const MAX_TITLE: usize = 200;
@@ -264,7 +266,10 @@ impl rmcp::ServerHandler for ForemanTools {
                 caller.role.as_str(),
                 super::tools_of(caller.role).join(", ")
             )),
-            Some(_) => self.call(&caller, name, args).await,
+            Some(_) => {
+                let args = self.scrubbed(&caller, name, args).await;
+                self.call(&caller, name, args).await
+            }
         };
         tracing::info!(session = %caller.id, tool = name, ok = result.is_ok(), "tool call");
         let result = match result {
@@ -272,6 +277,22 @@ impl rmcp::ServerHandler for ForemanTools {
             Err(message) => CallToolResult::error(vec![ContentBlock::text(message)]),
         };
         Ok(result.into())
+    }
+}
+
+/// Scrubs every string inside `value`, collecting what kinds were redacted.
+fn scrub_value(value: &mut Value, known: &[&str], kinds: &mut Vec<&'static str>) {
+    match value {
+        Value::String(text) => {
+            let (clean, found) = crate::model::secrets::scrub(text, known);
+            if !found.is_empty() {
+                *text = clean;
+                kinds.extend(found);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| scrub_value(v, known, kinds)),
+        Value::Object(map) => map.values_mut().for_each(|v| scrub_value(v, known, kinds)),
+        _ => {}
     }
 }
 
@@ -362,6 +383,45 @@ struct Note {
 }
 
 impl ForemanTools {
+    /// The arguments with every secret-shaped string redacted (whatever an agent writes may
+    /// end up on GitHub: comments, questions, pull requests, commit messages); each redaction
+    /// is recorded in the objective's audit trail.
+    async fn scrubbed(&self, caller: &Session, tool: &str, mut args: Value) -> Value {
+        let known = self.engine.known_secrets();
+        let known: Vec<&str> = known.iter().map(|s| s.expose_secret()).collect();
+        let mut kinds = Vec::new();
+        scrub_value(&mut args, &known, &mut kinds);
+        if kinds.is_empty() {
+            return args;
+        }
+        tracing::warn!(session = %caller.id, tool, ?kinds, "redacted secret-shaped text an agent wrote");
+        let engine = &*self.engine;
+        let recorded = async {
+            let Some(objective) = engine.store.objective(caller.objective_id).await? else {
+                return Ok(());
+            };
+            let mut tx = engine.store.begin().await?;
+            let detail = format!(
+                "#{} ({}) wrote to `{tool}`: redacted {}",
+                caller.id,
+                caller.role.as_str(),
+                kinds.join(", ")
+            );
+            tx.audit(&AuditEntry::about(
+                &objective,
+                engine.clock.now(),
+                "agent.redacted",
+                detail,
+            ))
+            .await?;
+            tx.commit().await
+        };
+        if let Err(e) = recorded.await {
+            tracing::warn!(error = %format!("{e:#}"), "cannot record a redaction");
+        }
+        args
+    }
+
     async fn call(&self, caller: &Session, name: &str, args: Value) -> Result<String, String> {
         let engine = &*self.engine;
         let internal = |e: anyhow::Error| format!("{e:#}");

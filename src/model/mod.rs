@@ -6,6 +6,7 @@ pub mod gc;
 pub mod ids;
 pub mod pulls;
 pub mod repo_config;
+pub mod secrets;
 pub mod session;
 pub mod supervisor;
 pub mod text;

@@ -107,6 +107,94 @@ pub fn fenced_failures(described: &str) -> String {
     )
 }
 
+/// The words that make GitHub close an issue when the pull request (or a commit) naming it
+/// merges.
+const CLOSING_KEYWORDS: &[&str] = &[
+    "close", "closes", "closed", "fix", "fixes", "fixed", "resolve", "resolves", "resolved",
+];
+
+/// `text` (a pull request body, a commit message an agent wrote) in which a closing keyword
+/// may close only the objective's own issue (`#issue` of `repository`): any other becomes a
+/// plain reference ("see #12"), so an agent cannot close other issues by merging.
+pub fn only_own_closing(text: &str, repository: &str, issue: u64) -> String {
+    let lower = text.to_ascii_lowercase();
+    let bytes = lower.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut copied = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        let word_start = i == 0 || !bytes[i - 1].is_ascii_alphanumeric();
+        let keyword = word_start
+            .then(|| {
+                CLOSING_KEYWORDS
+                    .iter()
+                    .filter(|k| lower[i..].starts_with(**k))
+                    .max_by_key(|k| k.len())
+            })
+            .flatten();
+        let Some(keyword) = keyword else {
+            i += 1;
+            continue;
+        };
+        let mut j = i + keyword.len();
+        if bytes.get(j).is_some_and(u8::is_ascii_alphanumeric) {
+            i += 1;
+            continue;
+        }
+        if bytes.get(j) == Some(&b':') {
+            j += 1;
+        }
+        let spaces = lower[j..].len() - lower[j..].trim_start().len();
+        if spaces == 0 {
+            i += 1;
+            continue;
+        }
+        let reference_start = j + spaces;
+        let reference: String = lower[reference_start..]
+            .chars()
+            .take_while(|c| !c.is_whitespace() && !matches!(c, ',' | ';' | ')'))
+            .collect();
+        match referenced_issue(reference.trim_end_matches(['.', ':', '!', '?']), repository) {
+            Some(Some(n)) if n == issue => {}
+            Some(_) => {
+                out.push_str(&text[copied..i]);
+                out.push_str("see ");
+                copied = reference_start;
+            }
+            None => {}
+        }
+        i = reference_start.max(i + 1);
+    }
+    out.push_str(&text[copied..]);
+    out
+}
+
+/// What an issue reference points at: `Some(Some(n))` for issue `n` of `repository`,
+/// `Some(None)` for an issue elsewhere, `None` when it is no issue reference at all.
+fn referenced_issue(reference: &str, repository: &str) -> Option<Option<u64>> {
+    let repository = repository.to_ascii_lowercase();
+    let (repo, number) = if let Some(n) = reference.strip_prefix('#') {
+        (repository.clone(), n)
+    } else if let Some((repo, n)) = reference.split_once('#') {
+        (repo.to_owned(), n)
+    } else if let Some(path) = reference
+        .strip_prefix("https://")
+        .and_then(|r| r.split_once('/'))
+        .map(|(_, path)| path)
+    {
+        let mut parts = path.split('/');
+        let (owner, name, kind, n) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        if !matches!(kind, "issues" | "pull") {
+            return None;
+        }
+        (format!("{owner}/{name}"), n)
+    } else {
+        return None;
+    };
+    let number: u64 = number.parse().ok()?;
+    Some((repo == repository).then_some(number))
+}
+
 /// What failing checks on a pull request's head call for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CiAction {
@@ -229,6 +317,29 @@ mod tests {
             text,
             "- lint (failure): 3 errors in src/lib.rs\n  details and logs: https://ci.example/1"
         );
+    }
+
+    #[test]
+    fn a_body_closes_only_the_objectives_own_issue() {
+        let own = |t: &str| only_own_closing(t, "octo/widgets", 7);
+        assert_eq!(own("Closes #7"), "Closes #7");
+        assert_eq!(own("Fixes #12 and closes #7."), "see #12 and closes #7.");
+        assert_eq!(own("resolves: octo/other#7"), "see octo/other#7");
+        assert_eq!(
+            own("Fixed https://github.com/octo/widgets/issues/8"),
+            "see https://github.com/octo/widgets/issues/8"
+        );
+        assert_eq!(own("CLOSES OCTO/WIDGETS#7"), "CLOSES OCTO/WIDGETS#7");
+        assert_eq!(own("prefix closes #9"), "prefix see #9");
+        for kept in [
+            "It closes nothing.",
+            "disclosed #9",
+            "fixes: a bug",
+            "closes#9",
+            "Part of #9",
+        ] {
+            assert_eq!(own(kept), kept);
+        }
     }
 
     #[test]

@@ -177,6 +177,76 @@ async fn two_workers_in_parallel_publish_separate_pull_requests(db: TestDb) {
 }
 on_both_backends!(two_workers_in_parallel_publish_separate_pull_requests);
 
+/// What agents post is scrubbed: a token in a comment, an API key in a result (which becomes
+/// the commit message) are redacted and each redaction is audited; a pull request body closes
+/// only the objective's own issue.
+async fn what_agents_post_is_scrubbed_and_closes_only_their_issue(db: TestDb) {
+    const TOKEN: &str = "ghs_16C7e42F292c6912E7710c838347Ae178B4a";
+    const KEY: &str = "sk-ant-api03-abcdefghijklmnopqrstuvwxyz";
+    let (server, fake, objective) = setup(
+        &db,
+        json!({
+            "manager": [
+                {"calls": [
+                    {"tool": "comment_issue", "args": {"body": format!("Found a token: {TOKEN}")}},
+                    {"tool": "spawn_worker", "args": {"title": "Change", "instructions": "x"}, "save": "w"}
+                ]},
+                {"when": "\"Change\" succeeded", "calls": [
+                    {"tool": "publish_pr", "args": {"worker": "$w", "title": "Change",
+                     "body": "Fixes #99. Also resolves octo/other#1.", "closes_issue": true}}
+                ]}
+            ],
+            "workers": {"Change": {"write": {"change.txt": "c\n"}, "calls": [
+                {"tool": "report_result", "args": {"summary": format!("done with key {KEY}; fixes #98")}}
+            ]}}
+        }),
+    )
+    .await;
+    let store = server.store();
+    let issue = store
+        .objective(objective)
+        .await
+        .unwrap()
+        .unwrap()
+        .issue_number;
+    let pull = eventually("the pull request", || async {
+        store.pulls_of(objective).await.unwrap().into_iter().next()
+    })
+    .await;
+    let comment = eventually("the agent's comment", || async {
+        fake.comments(REPO, issue)
+            .into_iter()
+            .find(|c| c.body.contains("Found a token"))
+    })
+    .await;
+    assert!(
+        comment.body.contains("[REDACTED GitHub token]"),
+        "{}",
+        comment.body
+    );
+    assert!(!comment.body.contains(TOKEN));
+    let body = fake.pull(REPO, pull.number).body.unwrap_or_default();
+    assert!(
+        body.contains("see #99") && body.contains("see octo/other#1"),
+        "{body}"
+    );
+    assert!(body.contains(&format!("Closes #{issue}")), "{body}");
+    let message = git(&origin(&db), &["log", "-1", "--format=%B", &pull.branch]);
+    assert!(
+        !message.contains(KEY) && message.contains("[REDACTED API key]"),
+        "{message}"
+    );
+    assert!(message.contains("see #98"), "{message}");
+    let audit = store.audit_of(objective).await.unwrap();
+    let redactions: Vec<_> = audit
+        .iter()
+        .filter(|a| a.kind == "agent.redacted")
+        .collect();
+    assert_eq!(redactions.len(), 2, "{redactions:?}");
+    server.shutdown().await;
+}
+on_both_backends!(what_agents_post_is_scrubbed_and_closes_only_their_issue);
+
 async fn a_dependent_continues_on_its_dependencys_branch_and_republishing_updates_the_pr(
     db: TestDb,
 ) {
