@@ -71,13 +71,14 @@ fn scrub_prefixed(
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(at) = rest.find(prefix) {
-        let starts_word = rest[..at].chars().next_back().is_none_or(|c| !is_key(c));
+        out.push_str(&rest[..at]);
+        // What precedes it, across earlier rounds too: only a prefix that starts a word counts.
+        let starts_word = out.chars().next_back().is_none_or(|c| !is_key(c));
         let body_len: usize = rest[at + prefix.len()..]
             .chars()
             .take_while(|c| is_key(*c))
             .map(char::len_utf8)
             .sum();
-        out.push_str(&rest[..at]);
         if starts_word && body_len >= MIN_KEY_BODY {
             out.push_str(&format!("[REDACTED {kind}]"));
             found.push(kind);
