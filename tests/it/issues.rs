@@ -92,6 +92,27 @@ impl World {
         id
     }
 
+    /// The repository's `.github/foreman.yml` becomes `text`, and foreman reads it afresh.
+    pub fn set_config(&self, text: &str) {
+        self.fake
+            .set_file(REPO, "main", ".github/foreman.yml", text);
+        self.server.running.engine.repos.forget_config(REPO);
+    }
+
+    /// The objective's status comment, once foreman has recorded it.
+    pub async fn status_comment(&self, objective: foreman::model::ObjectiveId) -> i64 {
+        let store = self.server.store();
+        eventually("the status comment recorded", || async {
+            store
+                .objective(objective)
+                .await
+                .unwrap()
+                .unwrap()
+                .status_comment_id
+        })
+        .await
+    }
+
     pub async fn objectives(&self) -> Vec<foreman::model::Objective> {
         let store = self.server.store();
         let mut all = Vec::new();
@@ -354,8 +375,7 @@ async fn the_servers_limits_are_ceilings_and_nonsense_is_refused(db: TestDb) {
     .into_iter()
     .enumerate()
     {
-        w.fake.set_file(REPO, "main", ".github/foreman.yml", text);
-        w.server.running.engine.repos.forget_config(REPO);
+        w.set_config(text);
         w.fake.remove_label(REPO, w.issue, "foreman");
         w.label(&format!("d-bad-{n}"), "foreman", "alice", true)
             .await;
@@ -367,13 +387,7 @@ async fn the_servers_limits_are_ceilings_and_nonsense_is_refused(db: TestDb) {
         assert!(texts[n].contains(key), "{key}: {}", texts[n]);
     }
     assert!(w.objectives().await.is_empty());
-    w.fake.set_file(
-        REPO,
-        "main",
-        ".github/foreman.yml",
-        "budget:\n  sessions: 1000000\n  turns: 3\n  time: 9999h\n  cost: 1000000\nworkers:\n  max_parallel: 500\n",
-    );
-    w.server.running.engine.repos.forget_config(REPO);
+    w.set_config("budget:\n  sessions: 1000000\n  turns: 3\n  time: 9999h\n  cost: 1000000\nworkers:\n  max_parallel: 500\n");
     w.fake.remove_label(REPO, w.issue, "foreman");
     w.label("d-big", "foreman", "alice", true).await;
     let objective = w.objective_in(ObjectiveStatus::Active).await;
@@ -416,16 +430,7 @@ async fn a_planted_marker_is_never_adopted_or_edited(db: TestDb) {
         "mallory",
         &format!("I am foreman.\n\n{exact}"),
     );
-    let store = w.server.store();
-    let status = eventually("foreman's own status comment", || async {
-        store
-            .objective(objective.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .status_comment_id
-    })
-    .await;
+    let status = w.status_comment(objective.id).await;
     assert!(
         status != planted && status != guessed,
         "a planted comment was adopted"
@@ -453,13 +458,7 @@ async fn permissions_are_read_as_of_each_comment(db: TestDb) {
     let w = world(&db, json!({"manager": [{"calls": []}]})).await;
     w.label("d-label", "foreman", "alice", true).await;
     let objective = w.objective_in(ObjectiveStatus::Active).await;
-    w.fake.set_file(
-        REPO,
-        "main",
-        ".github/foreman.yml",
-        "permissions:\n  users: [bob]\n",
-    );
-    w.server.running.engine.repos.forget_config(REPO);
+    w.set_config("permissions:\n  users: [bob]\n");
     w.comment("c-bob-stop", "bob", "/foreman stop").await;
     let stopped = w.objective_in(ObjectiveStatus::Cancelled).await;
     assert_eq!(stopped.id, objective.id);
