@@ -626,10 +626,10 @@ impl ServeArgs {
         self.instance_id.clone().unwrap_or_else(default_instance_id)
     }
 
-    /// foreman's own files, which no agent may ever see: the SQLite database, the
-    /// credentials file, the App's key file.
+    /// foreman's own files, which no agent may ever see beyond its own checkout and state:
+    /// the SQLite database, the credentials file, the App's key file, the work root.
     pub fn protected_paths(&self) -> Vec<PathBuf> {
-        let mut paths = vec![self.setup.app_file.clone()];
+        let mut paths = vec![self.setup.app_file.clone(), self.agents.work_root.clone()];
         paths.extend(sqlite_path(self.database.url.expose_secret()));
         paths.extend(self.github.private_key_path.clone());
         paths

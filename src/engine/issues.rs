@@ -513,15 +513,7 @@ pub async fn comment_event(
         Some(command) => run_command(&cx, work, delivery, e, command, live, config, &login).await,
         None => {
             let objective = live.context("checked above")?;
-            let issue_author = e
-                .issue
-                .user
-                .as_ref()
-                .is_some_and(|u| u.login.eq_ignore_ascii_case(&login));
-            let may_answer =
-                super::repos::allowed(permission, config.permissions.answer, &login, &config)
-                    || (config.permissions.issue_author_may_answer && issue_author);
-            if may_answer {
+            if super::repos::may_answer(permission, &login, is_issue_author(e, &login), &config) {
                 let author = Author {
                     login: &login,
                     permission: permission.as_str(),
@@ -550,6 +542,14 @@ pub async fn comment_event(
     }
 }
 
+/// Whether `login` wrote the issue the comment is on.
+fn is_issue_author(e: &IssueCommentEvent, login: &str) -> bool {
+    e.issue
+        .user
+        .as_ref()
+        .is_some_and(|u| u.login.eq_ignore_ascii_case(login))
+}
+
 /// An edited comment: if it answered a question whose answer the agent has not read yet,
 /// the answer changes with it.
 async fn edited(
@@ -574,14 +574,7 @@ async fn edited(
         .config(e.repository.default_branch.as_deref())
         .await?
         .unwrap_or_default();
-    let issue_author = e
-        .issue
-        .user
-        .as_ref()
-        .is_some_and(|u| u.login.eq_ignore_ascii_case(login));
-    let may_answer = super::repos::allowed(permission, config.permissions.answer, login, &config)
-        || (config.permissions.issue_author_may_answer && issue_author);
-    if !may_answer {
+    if !super::repos::may_answer(permission, login, is_issue_author(e, login), &config) {
         return Ok(Outcome::Skipped(format!(
             "@{login} may not answer now; the edit changes nothing"
         )));

@@ -72,6 +72,12 @@ impl Default for AgentSettings {
             model: None,
             args: Vec::new(),
         };
+        let budget = Budget {
+            sessions: 20,
+            turns: 200,
+            wall: Duration::from_secs(24 * 60 * 60),
+            cost_micros: None,
+        };
         AgentSettings {
             work_root: PathBuf::from("foreman-work"),
             manager: claude.clone(),
@@ -80,28 +86,20 @@ impl Default for AgentSettings {
             max_sessions: 4,
             max_workers: 3,
             turn_timeout: Duration::from_secs(60 * 60),
-            budget: Budget {
-                sessions: 20,
-                turns: 200,
-                wall: Duration::from_secs(24 * 60 * 60),
-                cost_micros: None,
-            },
+            budget,
+            // Unless the operator says otherwise, a repository can only narrow the budget.
+            budget_ceiling: budget,
             repo_models: ModelPolicy::Any,
             sandbox: Arc::new(Sandbox::bwrap()),
-            budget_ceiling: Budget {
-                sessions: 20,
-                turns: 200,
-                wall: Duration::from_secs(24 * 60 * 60),
-                cost_micros: None,
-            },
         }
     }
 }
 
 impl AgentSettings {
     /// The settings of the command line, checked: a role whose agent cannot be started is a
-    /// startup error. `protected` are foreman's own files (database, credentials), which no
-    /// agent may see.
+    /// startup error. `protected` are foreman's own files and directories (database,
+    /// credentials, work root: [`crate::config::ServeArgs::protected_paths`]), which no agent
+    /// may see.
     pub fn from_args(args: &AgentArgs, protected: &[PathBuf]) -> anyhow::Result<AgentSettings> {
         use anyhow::Context;
         let work_root = std::path::absolute(&args.work_root).with_context(|| {
@@ -110,10 +108,8 @@ impl AgentSettings {
                 args.work_root.display()
             )
         })?;
-        let mut protected = protected.to_vec();
-        protected.push(work_root.clone());
         Ok(AgentSettings {
-            sandbox: Arc::new(Sandbox::from_args(&args.sandbox, &protected)?),
+            sandbox: Arc::new(Sandbox::from_args(&args.sandbox, protected)?),
             repo_models: ModelPolicy::parse(&args.repo_models),
             work_root,
             manager: args.profile(Role::Manager)?,

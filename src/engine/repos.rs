@@ -102,6 +102,18 @@ pub fn allowed(
             .any(|u| u.eq_ignore_ascii_case(login))
 }
 
+/// Whether someone may answer foreman's questions: `permissions.answer` (or named in
+/// `users`), or the issue's author where the config lets authors answer.
+pub fn may_answer(
+    permission: Permission,
+    login: &str,
+    is_issue_author: bool,
+    config: &RepoConfig,
+) -> bool {
+    allowed(permission, config.permissions.answer, login, config)
+        || (config.permissions.issue_author_may_answer && is_issue_author)
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }

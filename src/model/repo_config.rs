@@ -637,22 +637,22 @@ plan_approval: true
         let text = format!("trigger_label: &a lol\npermissions:\n  users: [{aliases}]\n");
         let e = RepoConfig::parse(&text).unwrap_err();
         assert!(e.message.contains("alias"), "{e}");
-        // The classic nested bomb: each level ten aliases of the one before.
-        let mut bomb = String::from(
-            "trigger_label: x\nplan_approval: false\npermissions:\n  users: &l0 [lol]\n",
-        );
+        // The classic nested bomb, where any value is read (`args`, read whole before it is
+        // refused): each level ten aliases of the one before.
+        let mut bomb = String::from("manager:\n  args:\n    l0: &l0 [lol, lol, lol, lol, lol]\n");
         for level in 1..10 {
             let refs = vec![format!("*l{}", level - 1); 10].join(", ");
-            bomb.push_str(&format!("base_branch: &l{level} [{refs}]\n"));
+            bomb.push_str(&format!("    l{level}: &l{level} [{refs}]\n"));
         }
-        assert!(RepoConfig::parse(&bomb).is_err());
-        // Too deep, and too big.
-        let deep = format!(
-            "permissions:\n  users: {}{}\n",
-            "[".repeat(40),
-            "]".repeat(40)
+        let e = RepoConfig::parse(&bomb).unwrap_err();
+        assert!(
+            e.message.contains("budget breached"),
+            "the bomb went off: {e}"
         );
-        assert!(RepoConfig::parse(&deep).is_err());
+        // Too deep.
+        let deep = format!("manager:\n  args: {}{}\n", "[".repeat(40), "]".repeat(40));
+        let e = RepoConfig::parse(&deep).unwrap_err();
+        assert!(e.message.contains("Depth"), "read to any depth: {e}");
         let big = format!("trigger_label: {}\n", "x".repeat(MAX_CONFIG_BYTES));
         let e = RepoConfig::parse(&big).unwrap_err();
         assert!(e.message.contains("at most"), "{e}");

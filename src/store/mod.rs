@@ -230,16 +230,15 @@ impl Tx {
     }
 }
 
-/// SQLite needs `mode=rwc` to create a missing file.
 /// The SQLite database and its `-wal`/`-shm` files are foreman's alone (mode 0600): created
 /// so before SQLite opens them, and made so if an older version left them readable.
 /// Nothing to do for PostgreSQL.
 pub fn private_database_files(url: &SecretString) -> Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let Some(path) = crate::config::sqlite_path(url.expose_secret()) else {
         return Ok(());
     };
     let path = path.as_path();
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     // A missing directory is SQLite's to report, with its own clear error.
     let dir_exists = path
         .parent()
@@ -264,6 +263,7 @@ pub fn private_database_files(url: &SecretString) -> Result<()> {
     Ok(())
 }
 
+/// SQLite needs `mode=rwc` to create a missing file.
 fn sqlite_url(url: &str) -> String {
     if url.contains("mode=") || url.contains(":memory:") {
         url.to_owned()

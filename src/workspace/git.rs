@@ -206,6 +206,9 @@ async fn collect(
     let errors = tokio::spawn(async move {
         let mut buf = Vec::new();
         let _ = (&mut stderr).take(1 << 20).read_to_end(&mut buf).await;
+        // Past the first MiB it is read and dropped: a process blocked on a full pipe would
+        // only end at its timeout.
+        let _ = tokio::io::copy(&mut stderr, &mut tokio::io::sink()).await;
         buf
     });
     let mut collected = Vec::new();

@@ -415,7 +415,10 @@ impl Workspaces {
         let config = self.checkout_config(&self.upstream_url(repository));
         let stale = std::fs::read_to_string(&path).map_or(true, |now| now != config);
         if stale {
-            let temp = path.with_extension(format!("tmp{}", std::process::id()));
+            // A name of its own, so two git commands preparing it at once cannot collide.
+            static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let temp = path.with_extension(format!("tmp-{}-{n}", std::process::id()));
             std::fs::write(&temp, &config)?;
             std::fs::rename(&temp, &path)?;
         }
