@@ -43,6 +43,7 @@ fn objective(issue: usize) -> NewObjective {
         config: Default::default(),
         trigger_key: None,
         previous: None,
+        started_by: None,
     }
 }
 

@@ -212,6 +212,21 @@ pub struct AgentArgs {
     /// The most dollars a repository's config may give an objective (default: FOREMAN_BUDGET_COST).
     #[arg(long = "max-budget-cost", env = "FOREMAN_MAX_BUDGET_COST")]
     pub max_budget_cost: Option<f64>,
+    /// Comments an objective's agents may post on its issue per hour (a repository's config
+    /// may lower it).
+    #[arg(
+        long = "max-comments-per-hour",
+        env = "FOREMAN_MAX_COMMENTS_PER_HOUR",
+        default_value_t = 10
+    )]
+    pub max_comments_per_hour: u32,
+    /// Questions an objective's agents may ask per hour (a repository's config may lower it).
+    #[arg(
+        long = "max-questions-per-hour",
+        env = "FOREMAN_MAX_QUESTIONS_PER_HOUR",
+        default_value_t = 5
+    )]
+    pub max_questions_per_hour: u32,
     /// Models a repository's `.github/foreman.yml` may choose, comma-separated (`*`: any;
     /// empty: none, the server's models only).
     #[arg(long = "repo-models", env = "FOREMAN_REPO_MODELS", default_value = "*")]

@@ -6,14 +6,14 @@
 
 use anyhow::Result;
 
-use super::Engine;
 use super::pull_events::{self, Checked};
+use super::{Engine, objectives};
 use crate::github::events::{
     Event, Installation, InstallationAction, InstallationEvent, InstallationRepositoriesAction,
     InstallationRepositoriesEvent, PingEvent, RepositorySummary,
 };
 use crate::model::delivery::ClaimedDelivery;
-use crate::model::{InstallationId, RepositoryId};
+use crate::model::{InstallationId, Objective, ObjectiveStatus, RepositoryId};
 use crate::store::{AuditEntry, InstallationState, Store, Tx};
 
 /// How a delivery ended.
@@ -82,6 +82,13 @@ pub async fn handle(
         kind: kind.to_owned(),
         detail,
     };
+    if !matches!(
+        event,
+        Event::Ping(_) | Event::Installation(_) | Event::InstallationRepositories(_)
+    ) && let Some(why) = refused(work.store(), event).await?
+    {
+        return Ok(Outcome::Skipped(why));
+    }
     match event {
         Event::Ping(ping) => {
             work.tx()
@@ -94,65 +101,41 @@ pub async fn handle(
         Event::InstallationRepositories(e) => {
             installation_repositories(engine, work, e, audit).await
         }
-        Event::Issues(e) if active(work.store(), other_installation(event)).await? => {
+        Event::Issues(e) => {
             super::issues::issues_event(engine, work, &delivery.delivery_id.0, e).await
         }
-        Event::IssueComment(e) if active(work.store(), other_installation(event)).await? => {
+        Event::IssueComment(e) => {
             super::issues::comment_event(engine, work, &delivery.delivery_id.0, e).await
         }
-        Event::PullRequest(e) if active(work.store(), other_installation(event)).await? => {
-            pull_events::pull_request(engine, work, e, audit).await
-        }
-        Event::CheckSuite(e) if active(work.store(), other_installation(event)).await? => {
-            pull_events::checks(engine, work, &Checked::suite(e), audit).await
-        }
-        Event::CheckRun(e) if active(work.store(), other_installation(event)).await? => {
-            pull_events::checks(engine, work, &Checked::run(e), audit).await
-        }
-        Event::WorkflowRun(e) if active(work.store(), other_installation(event)).await? => {
+        Event::PullRequest(e) => pull_events::pull_request(engine, work, e, audit).await,
+        Event::CheckSuite(e) => pull_events::checks(engine, work, &Checked::suite(e), audit).await,
+        Event::CheckRun(e) => pull_events::checks(engine, work, &Checked::run(e), audit).await,
+        Event::WorkflowRun(e) => {
             pull_events::checks(engine, work, &Checked::workflow(e), audit).await
         }
-        Event::PullRequestReview(e) if active(work.store(), other_installation(event)).await? => {
-            pull_events::review(engine, work, e, audit).await
-        }
-        Event::PullRequestReviewComment(e)
-            if active(work.store(), other_installation(event)).await? =>
-        {
+        Event::PullRequestReview(e) => pull_events::review(engine, work, e, audit).await,
+        Event::PullRequestReviewComment(e) => {
             pull_events::review_comment(engine, work, e, audit).await
         }
-        other => {
-            if let Some(id) = other.installation_id().map(InstallationId)
-                && let Some(state) = work.store().installation_state(id).await?
-                && state != InstallationState::Active
-            {
-                return Ok(Outcome::Skipped(format!(
-                    "installation {id} is {}",
-                    state.as_str()
-                )));
-            }
-            Ok(Outcome::Skipped(format!(
-                "no handler for `{}` events yet",
-                other.name()
-            )))
-        }
+        other => Ok(Outcome::Skipped(format!(
+            "no handler for `{}` events yet",
+            other.name()
+        ))),
     }
 }
 
-/// The installation an event came through, if any.
-fn other_installation(event: &Event) -> Option<InstallationId> {
-    event.installation_id().map(InstallationId)
-}
-
-/// Whether foreman acts for the installation: unknown ones are given the benefit of the
-/// doubt (installed before foreman first ran); suspended and deleted ones are not.
-async fn active(store: &Store, installation: Option<InstallationId>) -> Result<bool> {
-    let Some(id) = installation else {
-        return Ok(true);
-    };
-    Ok(matches!(
-        store.installation_state(id).await?,
-        None | Some(InstallationState::Active)
-    ))
+/// Why foreman does not act on an event about a repository: the installation it came through
+/// is suspended or deleted, or the repository was removed from it. Installations and
+/// repositories foreman has not heard of get the benefit of the doubt (installed before
+/// foreman first ran).
+async fn refused(store: &Store, event: &Event) -> Result<Option<String>> {
+    match event.installation_id() {
+        Some(id) => {
+            let repository = event.repository().map(|r| r.full_name.as_str());
+            store.standing(InstallationId(id), repository).await
+        }
+        None => Ok(None),
+    }
 }
 
 fn ping_detail(ping: &PingEvent) -> String {
@@ -181,6 +164,13 @@ async fn installation(
             return Ok(Outcome::Skipped("unknown installation action".to_owned()));
         }
     };
+    let live: Vec<Objective> = work
+        .store()
+        .live_objectives()
+        .await?
+        .into_iter()
+        .filter(|o| o.installation_id == Some(id))
+        .collect();
     let tx = work.tx().await?;
     tx.upsert_installation(
         id,
@@ -199,13 +189,27 @@ async fn installation(
             tx.add_repositories(id, &repositories(&e.repositories), now)
                 .await?;
         }
-        InstallationAction::Deleted => tx.clear_repositories(id).await?,
+        InstallationAction::Deleted => {
+            tx.clear_repositories(id).await?;
+            let why = format!("foreman was uninstalled from {account}");
+            for objective in &live {
+                objectives::end_in(engine, tx, objective, ObjectiveStatus::Cancelled, &why).await?;
+            }
+            tx.drop_outbox(id, &why).await?;
+        }
+        InstallationAction::Suspend => {
+            let why = format!("foreman's installation on {account} was suspended");
+            for objective in &live {
+                objectives::hold_in(engine, tx, objective, &why).await?;
+            }
+        }
         _ => {}
     }
     let detail = format!(
-        "installation {id} on {account}: {} ({} repositories listed)",
+        "installation {id} on {account}: {} ({} repositories listed; {} live objectives)",
         state.as_str(),
-        e.repositories.len()
+        e.repositories.len(),
+        live.len()
     );
     tx.audit(&audit(kind, detail)).await?;
     Ok(Outcome::Processed)
@@ -220,17 +224,29 @@ async fn installation_repositories(
     let id = InstallationId(e.installation.id);
     let account = account_name(&e.installation);
     let now = engine.clock.now();
+    let removed = repositories(&e.repositories_removed);
+    let stranded: Vec<Objective> = work
+        .store()
+        .live_objectives()
+        .await?
+        .into_iter()
+        .filter(|o| {
+            o.installation_id == Some(id) && removed.iter().any(|(_, name)| *name == o.repository)
+        })
+        .collect();
     let tx = work.tx().await?;
     // The installation may be news to us (installed before foreman first ran).
     tx.ensure_installation(id, &account, now).await?;
     tx.add_repositories(id, &repositories(&e.repositories_added), now)
         .await?;
-    let removed: Vec<RepositoryId> = e
-        .repositories_removed
-        .iter()
-        .map(|r| RepositoryId(r.id))
-        .collect();
-    tx.remove_repositories(id, &removed).await?;
+    tx.remove_repositories(id, &removed, now).await?;
+    for objective in &stranded {
+        let why = format!(
+            "{} was removed from foreman's installation on {account}",
+            objective.repository
+        );
+        objectives::hold_in(engine, tx, objective, &why).await?;
+    }
     let kind = match e.action.kind() {
         InstallationRepositoriesAction::Added => "installation.repositories_added",
         _ => "installation.repositories_removed",

@@ -248,6 +248,7 @@ pub async fn issues_event(
                 config,
                 trigger_key,
                 true,
+                sender,
             )
             .await
         }
@@ -287,6 +288,7 @@ pub async fn issues_event(
                 config,
                 Some(key),
                 true,
+                sender,
             )
             .await
         }
@@ -319,11 +321,75 @@ pub async fn issues_event(
             }
             stop(&cx, work, "the issue was closed").await
         }
+        IssuesAction::Edited => issue_edited(&cx, work, e, &config).await,
         _ => Ok(Outcome::Skipped(format!(
             "issues `{}` needs nothing from foreman",
             e.action.as_str()
         ))),
     }
+}
+
+/// The issue's title or body changed while an objective works on it. From someone who may
+/// start foreman, the new text is the agents' from now on and news for the manager. From
+/// anyone else it is not given to agents: the status comment says the text changed, and
+/// `/foreman retry` from someone allowed starts over from it.
+async fn issue_edited(
+    cx: &IssueContext<'_>,
+    work: &mut Work<'_>,
+    e: &IssuesEvent,
+    config: &RepoConfig,
+) -> Result<Outcome> {
+    let Some(objective) = work.store().live_objective(cx.repository, cx.issue).await? else {
+        return Ok(Outcome::Skipped("no foreman work on this issue".to_owned()));
+    };
+    if objective.title == e.issue.title && objective.body == e.issue.body {
+        return Ok(Outcome::Skipped(
+            "the agents already have this text".to_owned(),
+        ));
+    }
+    let sender = e
+        .sender
+        .as_ref()
+        .map(|u| u.login.as_str())
+        .unwrap_or_default();
+    let permission = cx.permission(sender).await?;
+    let may = !is_bot(e.sender.as_ref())
+        && super::repos::allowed(permission, config.permissions.trigger, sender, config);
+    let now = cx.engine.clock.now();
+    let tx = work.tx().await?;
+    if may {
+        tx.set_objective_text(objective.id, &e.issue.title, &e.issue.body)
+            .await?;
+        let author = Author {
+            login: sender,
+            permission: permission.as_str(),
+        };
+        let text = format!("# {}\n\n{}", e.issue.title, e.issue.body);
+        let note = format!(
+            "The issue was edited. Its text is now:\n\n{}",
+            fence("issue", author, &text)
+        );
+        objectives::tell_manager_in(cx.engine, tx, &objective, &note).await?;
+        cx.engine.tick_bell.notify_one();
+    } else {
+        tx.note_text_edit(objective.id, sender).await?;
+        tx.force_status_refresh(objective.id).await?;
+    }
+    let detail = if may {
+        format!("@{sender} edited the issue; the agents have the new text")
+    } else {
+        format!(
+            "@{sender}, who may not start foreman, edited the issue; the agents keep the text foreman started from"
+        )
+    };
+    tx.audit(&crate::store::AuditEntry::about(
+        &objective,
+        now,
+        "issue.edited",
+        detail,
+    ))
+    .await?;
+    Ok(Outcome::Processed)
 }
 
 /// Starts an objective for the issue, unless this trigger already started one (or, in the
@@ -338,6 +404,7 @@ async fn start(
     config: RepoConfig,
     trigger_key: Option<String>,
     needs_label: bool,
+    started_by: &str,
 ) -> Result<Outcome> {
     let store = work.store();
     let current = rest::issue(&cx.client, cx.repository, cx.issue).await?;
@@ -354,6 +421,17 @@ async fn start(
         .map(|u| u.login.clone())
         .unwrap_or_default();
     let author_permission = cx.permission(&author).await?;
+    // An issue its author could not have handed to foreman: the manager's plan waits for
+    // the approval of someone who may.
+    let mut config = config;
+    if !super::repos::allowed(
+        author_permission,
+        config.permissions.trigger,
+        &author,
+        &config,
+    ) {
+        config.plan_approval = true;
+    }
     let previous = store
         .latest_objective(cx.repository, cx.issue)
         .await?
@@ -373,6 +451,7 @@ async fn start(
         config,
         trigger_key,
         previous,
+        started_by: Some(started_by.to_owned()),
     };
     let tx = work.tx().await?;
     match objectives::start_in(cx.engine, tx, &objective).await? {
@@ -638,6 +717,7 @@ async fn run_command(
                 config,
                 Some(key),
                 false,
+                login,
             )
             .await?
             {

@@ -58,6 +58,8 @@ pub struct AgentSettings {
     pub budget: Budget,
     /// The most a repository's config may give an objective.
     pub budget_ceiling: Budget,
+    /// The most an objective's agents may post per hour (a repository may ask for less).
+    pub posting: crate::model::repo_config::PostingLimits,
     /// Which models a repository's config may choose.
     pub repo_models: ModelPolicy,
     /// The sandbox agents (and git in their checkouts) run in.
@@ -89,6 +91,7 @@ impl Default for AgentSettings {
             budget,
             // Unless the operator says otherwise, a repository can only narrow the budget.
             budget_ceiling: budget,
+            posting: Default::default(),
             repo_models: ModelPolicy::Any,
             sandbox: Arc::new(Sandbox::bwrap()),
         }
@@ -120,6 +123,10 @@ impl AgentSettings {
             turn_timeout: args.turn_timeout,
             budget: args.budget(),
             budget_ceiling: args.budget_ceiling(),
+            posting: crate::model::repo_config::PostingLimits {
+                comments_per_hour: args.max_comments_per_hour,
+                questions_per_hour: args.max_questions_per_hour,
+            },
         })
     }
 
@@ -286,11 +293,25 @@ impl Engine {
         repository: &str,
     ) -> anyhow::Result<Option<octocrab::Octocrab>> {
         match (installation, self.github()) {
-            (Some(id), Some(app)) => Ok(Some(
-                app.installation_client(crate::model::InstallationId(id), repository)
-                    .await?,
-            )),
+            (Some(id), Some(app)) => {
+                let id = crate::model::InstallationId(id);
+                self.may_act(id, repository).await?;
+                Ok(Some(app.installation_client(id, repository).await?))
+            }
             _ => Ok(None),
+        }
+    }
+
+    /// Refuses, saying why, when foreman may not act for `repository` through `installation`
+    /// (suspended, uninstalled, or the repository removed): nothing is posted or pushed there.
+    pub async fn may_act(
+        &self,
+        installation: crate::model::InstallationId,
+        repository: &str,
+    ) -> anyhow::Result<()> {
+        match self.store.standing(installation, Some(repository)).await? {
+            Some(why) => anyhow::bail!("foreman may not act for {repository}: {why}"),
+            None => Ok(()),
         }
     }
 

@@ -6,10 +6,11 @@ use anyhow::{Result, bail};
 
 use super::{Engine, turns};
 use crate::agent::AgentKind;
+use crate::model::repo_config::PostingLimits;
 use crate::model::{
     Objective, ObjectiveId, ObjectiveStatus, QuestionId, Role, Session, SessionId, SessionStatus,
 };
-use crate::store::{NewObjective, NewSession, OutboxKind, OutboxWrite, Tx};
+use crate::store::{AuditEntry, NewObjective, NewSession, OutboxKind, OutboxWrite, Tx};
 
 /// Starts an objective and queues its manager. Returns the objective and manager ids, or
 /// `None` when the objective already exists (its trigger started one, or the issue has a live
@@ -184,6 +185,21 @@ pub async fn ask_user(engine: &Engine, caller: &Session, question: &str) -> Resu
         .await?
         .filter(|o| !o.status.is_terminal())
         .ok_or_else(|| anyhow::anyhow!("your objective has ended"))?;
+    let limit = posting_limits(engine, &objective).questions_per_hour;
+    let asked = engine
+        .store
+        .questions_asked_since(
+            objective.id,
+            super::questions::Kind::Agent.as_str(),
+            engine.clock.now().minus(HOUR),
+        )
+        .await?;
+    if asked >= limit {
+        bail!(
+            "this objective's agents have asked {asked} questions in the last hour, its limit: \
+             wait for the answers, or put what you would ask in your result"
+        );
+    }
     let mut tx = engine.store.begin().await?;
     let id = super::questions::ask_in(
         engine,
@@ -255,6 +271,15 @@ pub async fn budget_reached(engine: &Engine, objective: ObjectiveId, reached: &s
     tx.commit().await
 }
 
+/// The start of the marker of a comment an agent asked for.
+const AGENT_COMMENT: &str = "agent-";
+const HOUR: std::time::Duration = std::time::Duration::from_secs(60 * 60);
+
+/// What the objective's agents may post per hour: the repository's ask under the server's.
+fn posting_limits(engine: &Engine, objective: &Objective) -> PostingLimits {
+    objective.config.limits.apply(&engine.agents.posting)
+}
+
 /// `comment_issue`: queues a comment on the objective's issue.
 pub async fn comment_issue(engine: &Engine, caller: &Session, body: &str) -> Result<()> {
     let Some(objective) = engine.store.objective(caller.objective_id).await? else {
@@ -263,7 +288,18 @@ pub async fn comment_issue(engine: &Engine, caller: &Session, body: &str) -> Res
     let Some(installation_id) = objective.installation_id else {
         bail!("the objective's repository is not reachable through a GitHub App installation");
     };
-    let marker = super::outbox::new_marker();
+    let limit = posting_limits(engine, &objective).comments_per_hour;
+    let posted = engine
+        .store
+        .queued_since(objective.id, AGENT_COMMENT, engine.clock.now().minus(HOUR))
+        .await?;
+    if posted >= limit {
+        bail!(
+            "this objective's agents have posted {posted} comments on the issue in the last \
+             hour, its limit: say the rest in your result or the pull request"
+        );
+    }
+    let marker = format!("{AGENT_COMMENT}{}", super::outbox::new_marker());
     let body = format!("{body}\n\n{}", super::outbox::marker_comment(&marker));
     let mut tx = engine.store.begin().await?;
     tx.enqueue(
@@ -324,7 +360,31 @@ pub async fn mark_done(engine: &Engine, caller: &Session, summary: &str) -> Resu
             list(&closed)
         ),
         Completion::WaitingForMerge(open) => {
-            tx.request_done(objective.id, engine.clock.now()).await?;
+            let now = engine.clock.now();
+            tx.request_done(objective.id, now).await?;
+            if let Some(installation_id) = objective.installation_id {
+                // Drafts become ready, and the person who started the work is asked to review.
+                for number in &open {
+                    tx.enqueue(
+                        &OutboxWrite {
+                            objective_id: Some(objective.id),
+                            installation_id,
+                            repository: &objective.repository,
+                            issue_number: *number,
+                            kind: OutboxKind::ReadyForReview,
+                            body: objective.started_by.clone().unwrap_or_default(),
+                            marker: super::outbox::objective_marker(
+                                &format!("ready-{number}"),
+                                objective.id,
+                                &objective.marker_nonce,
+                            ),
+                            target_id: Some(*number as i64),
+                        },
+                        now,
+                    )
+                    .await?;
+                }
+            }
             format!(
                 "Recorded. The objective completes when {} {} merged; you will hear if \
                  anything needs you meanwhile. End your turn.",
@@ -393,6 +453,34 @@ pub async fn end_in(
     Ok(true)
 }
 
+/// Holds an objective's work because foreman may not act for its repository (`why`): the
+/// scheduler ends its sessions (their processes killed) and starts nothing for it, and it
+/// waits for a human's `/foreman resume`. False when it was held already.
+pub async fn hold_in(
+    engine: &Engine,
+    tx: &mut Tx,
+    objective: &Objective,
+    why: &str,
+) -> Result<bool> {
+    if !tx.hold(objective.id, why).await? {
+        return Ok(false);
+    }
+    let now = engine.clock.now();
+    tx.set_objective_status(objective.id, ObjectiveStatus::Waiting, Some(why), now)
+        .await?;
+    tx.force_status_refresh(objective.id).await?;
+    tx.audit(&AuditEntry::about(
+        objective,
+        now,
+        "objective.held",
+        why.to_owned(),
+    ))
+    .await?;
+    tracing::warn!(objective = %objective.id, why, "objective held");
+    engine.tick_bell.notify_one();
+    Ok(true)
+}
+
 /// Gives an objective whose manager has ended a new manager — with `agent`, or the
 /// repository's choice — which starts with `note` as news, if there is one. Its first turn
 /// also tells it where the work stands (see [`turns`]). The objective's manager pointer moves
@@ -451,8 +539,9 @@ pub async fn resume_in(
     Ok(())
 }
 
-/// A human said go on: a budget stop is lifted (the budget grows by another allotment), the
-/// questions the stop raised are closed, and the supervisor's respawn budget starts afresh.
+/// A human said go on: a budget stop is lifted (the budget grows by another allotment), a
+/// hold released, the questions the stop raised are closed, and the supervisor's respawn
+/// budget starts afresh.
 pub async fn lift_stop_in(
     engine: &Engine,
     tx: &mut Tx,
@@ -462,6 +551,9 @@ pub async fn lift_stop_in(
     let now = engine.clock.now();
     if objective.budget_blocked.is_some() {
         tx.raise_budget(objective.id, &engine.agents.budget).await?;
+    }
+    if objective.held.is_some() {
+        tx.release_hold(objective.id).await?;
     }
     let answer = format!("resumed by @{by}");
     tx.answer_open_questions(objective.id, &["budget", "escalation"], &answer, by, now)

@@ -131,6 +131,28 @@ async fn make(engine: &Engine, item: &OutboxItem) -> Result<()> {
             rest::close_issue(&client, repo, issue).await?;
             None
         }
+        OutboxKind::ReadyForReview => {
+            let pull = u64::try_from(item.target_id.context("no pull request to mark ready")?)?;
+            if rest::ready_for_review(&client, repo, pull).await? && !item.body.is_empty() {
+                match rest::request_review(&client, repo, pull, &item.body).await {
+                    Ok(()) => {}
+                    // Not a collaborator, or its author: the pull request is ready all the same.
+                    Err(RestError::Status {
+                        status: 422,
+                        message,
+                    }) => {
+                        tracing::warn!(
+                            pull,
+                            reviewer = item.body,
+                            message,
+                            "cannot request a review"
+                        );
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            None
+        }
         OutboxKind::CommentReaction => {
             let comment = item
                 .target_id

@@ -264,6 +264,7 @@ async fn open_or_update(
     match pulls
         .create(&req.title, branch, base)
         .body(body)
+        .draft(objective.config.pull_requests.draft)
         .send()
         .await
     {

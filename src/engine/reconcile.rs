@@ -103,6 +103,14 @@ impl Reconcile {
             let Some(installation) = objective.installation_id else {
                 continue;
             };
+            if engine
+                .store
+                .standing(installation, Some(&pull.repository))
+                .await?
+                .is_some()
+            {
+                continue;
+            }
             let client = app
                 .installation_client(installation, &pull.repository)
                 .await?;
@@ -119,6 +127,14 @@ impl Reconcile {
                 let Some(installation) = objective.installation_id else {
                     continue;
                 };
+                if engine
+                    .store
+                    .standing(installation, Some(&objective.repository))
+                    .await?
+                    .is_some()
+                {
+                    continue;
+                }
                 let client = app
                     .installation_client(installation, &objective.repository)
                     .await?;

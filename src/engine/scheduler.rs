@@ -21,6 +21,7 @@ use crate::model::{
     Objective, ObjectiveId, ObjectiveStatus, Role, Session, SessionId, SessionStatus, Timestamp,
     Usage,
 };
+use crate::store::Orphaned;
 
 /// A session whose runner has not been heard from for this long is considered lost.
 pub const STALE_AFTER: Duration = Duration::from_secs(3 * 60);
@@ -81,16 +82,16 @@ pub fn decide(s: &Snapshot<'_>) -> Vec<Action> {
             .map(|x| x.status)
             .or_else(|| s.finished.get(&id).copied())
     };
-    let mut over_budget: HashSet<ObjectiveId> = HashSet::new();
+    let mut held_back: HashSet<ObjectiveId> = HashSet::new();
     for objective in s.objectives {
-        if objective.budget_blocked.is_some() {
-            over_budget.insert(objective.id);
+        if objective.budget_blocked.is_some() || objective.held.is_some() {
+            held_back.insert(objective.id);
         } else if let Some(reached) = s
             .usage
             .get(&objective.id)
             .and_then(|u| objective.budget.exceeded_by(&turn_budget_view(u)))
         {
-            over_budget.insert(objective.id);
+            held_back.insert(objective.id);
             // Only when there is work to hold back; an objective at rest is left alone.
             let wants_work = s.sessions.iter().any(|x| {
                 x.objective_id == objective.id
@@ -138,7 +139,7 @@ pub fn decide(s: &Snapshot<'_>) -> Vec<Action> {
             _ => None,
         };
         let Some(action) = turn_wanted else { continue };
-        if over_budget.contains(&session.objective_id) || running >= s.max_sessions {
+        if held_back.contains(&session.objective_id) || running >= s.max_sessions {
             continue;
         }
         if session.role != Role::Manager {
@@ -291,14 +292,15 @@ async fn start_or_fail(
 }
 
 /// Cancels what still runs of objectives that have ended (stopped, failed, or done with a
-/// session left over). A manager finishing the turn in which it marked its objective done is
+/// session left over) or whose work is held. A manager finishing the turn in which it marked its objective done is
 /// left to finish.
 pub async fn stop_orphans(engine: &Arc<Engine>) -> Result<()> {
-    for (session, objective_status) in engine.store.orphaned_sessions().await? {
-        if objective_status == ObjectiveStatus::Done && session.status.is_active_turn() {
-            continue;
-        }
-        let reason = format!("its objective is {}", objective_status.as_str());
+    for (session, why) in engine.store.orphaned_sessions().await? {
+        let reason = match why {
+            Orphaned::Ended(ObjectiveStatus::Done) if session.status.is_active_turn() => continue,
+            Orphaned::Ended(status) => format!("its objective is {}", status.as_str()),
+            Orphaned::Held(why) => format!("the work is held: {why}"),
+        };
         turns::cancel(engine, session.id, &reason).await?;
     }
     Ok(())

@@ -105,6 +105,25 @@ pub fn render(view: &StatusView<'_>, now: Timestamp) -> String {
             "⏸️ New work is on hold: the budget is reached ({reached}).\n"
         );
     }
+    if let Some(why) = o.held.as_deref().filter(|_| !o.status.is_terminal()) {
+        let _ = writeln!(
+            out,
+            "⏹️ The work is stopped: {why}. Once foreman may act here again, someone who may \
+             command foreman can say `/foreman resume`.\n"
+        );
+    }
+    if let Some(by) = o
+        .text_edited_by
+        .as_deref()
+        .filter(|_| !o.status.is_terminal())
+    {
+        let _ = writeln!(
+            out,
+            "✏️ The issue was edited by @{by}, who may not start foreman: the agents work \
+             from the text as it was when foreman started. `/foreman retry` from someone who \
+             may start foreman starts over from the text as it is now.\n"
+        );
+    }
     if let Some(manager) = view.sessions.iter().rev().find(|s| s.role == Role::Manager)
         && !o.status.is_terminal()
     {
@@ -279,6 +298,14 @@ impl StatusComments {
             return Ok(());
         }
         let store = &engine.store;
+        if store
+            .standing(installation, Some(&objective.repository))
+            .await?
+            .is_some()
+        {
+            // Nothing is posted where foreman may not act; it catches up once it may.
+            return Ok(());
+        }
         let sessions = store.sessions_of(objective.id).await?;
         let pulls = store.pulls_of(objective.id).await?;
         let questions = store.questions_of(objective.id).await?;

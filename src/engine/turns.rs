@@ -374,10 +374,13 @@ pub async fn installation_token(
     access: Access,
 ) -> Result<Option<SecretString>> {
     match (engine.github(), objective.installation_id) {
-        (Some(app), Some(installation)) => Ok(Some(
-            app.installation_token(installation, &objective.repository, access)
-                .await?,
-        )),
+        (Some(app), Some(installation)) => {
+            engine.may_act(installation, &objective.repository).await?;
+            Ok(Some(
+                app.installation_token(installation, &objective.repository, access)
+                    .await?,
+            ))
+        }
         _ => Ok(None),
     }
 }

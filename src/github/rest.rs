@@ -277,6 +277,53 @@ pub async fn close_issue(
     Ok(())
 }
 
+/// Marks a draft pull request ready for review (GraphQL: REST cannot). A pull request that
+/// is not a draft is left as it is. False when it is closed.
+pub async fn ready_for_review(
+    client: &Octocrab,
+    repository: &str,
+    number: u64,
+) -> Result<bool, RestError> {
+    let path = format!("/repos/{repository}/pulls/{number}");
+    let pull = call(client, Method::GET, &path, None).await?;
+    if pull["state"] != "open" {
+        return Ok(false);
+    }
+    if pull["draft"] != true {
+        return Ok(true);
+    }
+    let node = pull["node_id"].as_str().unwrap_or_default();
+    let query = json!({
+        "query": "mutation($id: ID!) { markPullRequestReadyForReview(input: {pullRequestId: $id}) \
+                  { pullRequest { number isDraft } } }",
+        "variables": { "id": node },
+    });
+    let answer = call(client, Method::POST, "/graphql", Some(&query)).await?;
+    match answer["errors"].as_array().and_then(|e| e.first()) {
+        Some(error) => Err(RestError::Status {
+            status: 200,
+            message: format!(
+                "markPullRequestReadyForReview: {}",
+                error["message"].as_str().unwrap_or("failed")
+            ),
+        }),
+        None => Ok(true),
+    }
+}
+
+/// Asks `login` to review a pull request.
+pub async fn request_review(
+    client: &Octocrab,
+    repository: &str,
+    number: u64,
+    login: &str,
+) -> Result<(), RestError> {
+    let path = format!("/repos/{repository}/pulls/{number}/requested_reviewers");
+    let body = json!({ "reviewers": [login] });
+    call(client, Method::POST, &path, Some(&body)).await?;
+    Ok(())
+}
+
 /// The repository's default branch.
 pub async fn default_branch(client: &Octocrab, repository: &str) -> Result<String, RestError> {
     let answer = call(client, Method::GET, &format!("/repos/{repository}"), None).await?;

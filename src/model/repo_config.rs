@@ -208,6 +208,49 @@ impl BudgetChoice {
     }
 }
 
+/// How much an objective's agents may post on the issue, per hour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PostingLimits {
+    pub comments_per_hour: u32,
+    pub questions_per_hour: u32,
+}
+
+impl Default for PostingLimits {
+    fn default() -> Self {
+        PostingLimits {
+            comments_per_hour: 10,
+            questions_per_hour: 5,
+        }
+    }
+}
+
+/// Posting limits a repository asks for.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsChoice {
+    pub comments_per_hour: Option<u32>,
+    pub questions_per_hour: Option<u32>,
+}
+
+impl LimitsChoice {
+    /// The limits an objective gets: what the repository asks for, none of it above the
+    /// server's (which are also the default).
+    pub fn apply(&self, server: &PostingLimits) -> PostingLimits {
+        PostingLimits {
+            comments_per_hour: self
+                .comments_per_hour
+                .map_or(server.comments_per_hour, |n| {
+                    n.min(server.comments_per_hour)
+                }),
+            questions_per_hour: self
+                .questions_per_hour
+                .map_or(server.questions_per_hour, |n| {
+                    n.min(server.questions_per_hour)
+                }),
+        }
+    }
+}
+
 /// Who may do what.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -270,6 +313,9 @@ pub struct RepoConfig {
     pub plan_approval: bool,
     #[serde(default)]
     pub pull_requests: PullRequestChoice,
+    /// How much the agents may post on the issue.
+    #[serde(default)]
+    pub limits: LimitsChoice,
 }
 
 /// How foreman looks after its pull requests.
@@ -282,6 +328,10 @@ pub struct PullRequestChoice {
     /// How a branch that conflicts with its base is brought up to date.
     #[serde(default)]
     pub update: UpdateStyle,
+    /// Open pull requests as drafts, marked ready for review when the manager says the work
+    /// is done.
+    #[serde(default = "yes")]
+    pub draft: bool,
 }
 
 impl Default for PullRequestChoice {
@@ -289,8 +339,13 @@ impl Default for PullRequestChoice {
         PullRequestChoice {
             ci_attempts: three(),
             update: UpdateStyle::Merge,
+            draft: true,
         }
     }
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn three() -> u32 {
@@ -318,6 +373,7 @@ impl Default for RepoConfig {
             base_branch: None,
             plan_approval: false,
             pull_requests: PullRequestChoice::default(),
+            limits: LimitsChoice::default(),
         }
     }
 }
@@ -588,6 +644,28 @@ plan_approval: true
         assert!(RepoConfig::parse("base_branch: '../x'").is_err());
         let e = RepoConfig::parse("budget:\n  cost: .inf\n").unwrap_err();
         assert!(e.message.contains("budget.cost"), "{e}");
+    }
+
+    #[test]
+    fn posting_limits_are_narrowed_by_the_repository_never_widened() {
+        let server = PostingLimits {
+            comments_per_hour: 10,
+            questions_per_hour: 5,
+        };
+        let asked =
+            RepoConfig::parse("limits:\n  comments_per_hour: 1000\n  questions_per_hour: 0\n")
+                .unwrap()
+                .limits;
+        assert_eq!(
+            asked.apply(&server),
+            PostingLimits {
+                comments_per_hour: 10,
+                questions_per_hour: 0
+            }
+        );
+        assert_eq!(LimitsChoice::default().apply(&server), server);
+        assert!(RepoConfig::parse("limits:\n  comments: 3\n").is_err());
+        assert!(RepoConfig::parse("limits:\n  comments_per_hour: -1\n").is_err());
     }
 
     #[test]

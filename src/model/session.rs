@@ -330,6 +330,13 @@ pub struct Objective {
     /// When its manager said the work is done while pull requests were still open: it ends
     /// done when they are merged.
     pub done_requested_at: Option<super::Timestamp>,
+    /// Why its work is held (foreman may not act for its repository), until a human resumes.
+    pub held: Option<String>,
+    /// Who edited the text after it started without being allowed to start foreman:
+    /// the agents keep the text it started from.
+    pub text_edited_by: Option<String>,
+    /// Who started it (the label's sender, or who said `/foreman retry`), when known.
+    pub started_by: Option<String>,
 }
 
 /// A session as stored.
@@ -431,6 +438,9 @@ pub(crate) mod fixtures {
             ended_at: None,
             plan_approved: false,
             done_requested_at: None,
+            held: None,
+            text_edited_by: None,
+            started_by: None,
         }
     }
 

@@ -56,7 +56,8 @@ impl Store {
             return Ok(None);
         };
         let repos = sqlx::query(
-            "SELECT id, full_name FROM repositories WHERE installation_id = $1 ORDER BY full_name",
+            "SELECT id, full_name FROM repositories
+             WHERE installation_id = $1 AND removed_at IS NULL ORDER BY full_name",
         )
         .bind(id.0)
         .fetch_all(&self.db.pool)
@@ -86,6 +87,42 @@ impl Store {
                 .await
                 .context("cannot read installation state")?;
         state.as_deref().map(InstallationState::parse).transpose()
+    }
+
+    /// Why foreman may not act for `repository` (or the whole installation) through
+    /// `installation` now — the installation is suspended or deleted, or the repository was
+    /// removed from it — or `None` when it may (an installation or repository foreman has not
+    /// heard of gets the benefit of the doubt).
+    pub async fn standing(
+        &self,
+        installation: InstallationId,
+        repository: Option<&str>,
+    ) -> Result<Option<String>> {
+        if let Some(state) = self.installation_state(installation).await?
+            && state != InstallationState::Active
+        {
+            return Ok(Some(format!(
+                "foreman's GitHub App installation {installation} is {}",
+                state.as_str()
+            )));
+        }
+        let Some(repository) = repository else {
+            return Ok(None);
+        };
+        let removed: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM repositories
+             WHERE installation_id = $1 AND full_name = $2 AND removed_at IS NOT NULL",
+        )
+        .bind(installation.0)
+        .bind(repository)
+        .fetch_optional(&self.db.pool)
+        .await
+        .context("cannot read the repository's standing")?;
+        Ok(removed.map(|_| {
+            format!(
+                "{repository} was removed from foreman's GitHub App installation {installation}"
+            )
+        }))
     }
 }
 
@@ -162,7 +199,8 @@ impl Tx {
                  ON CONFLICT (id) DO UPDATE SET
                     installation_id = excluded.installation_id,
                     full_name = excluded.full_name,
-                    updated_at = excluded.updated_at",
+                    updated_at = excluded.updated_at,
+                    removed_at = NULL",
             )
             .bind(id.0)
             .bind(installation.0)
@@ -175,19 +213,31 @@ impl Tx {
         Ok(())
     }
 
-    /// Removes repositories from an installation.
+    /// Records repositories as removed from an installation: nothing is done for them there
+    /// until they are added back.
     pub async fn remove_repositories(
         &mut self,
         installation: InstallationId,
-        repositories: &[RepositoryId],
+        repositories: &[(RepositoryId, String)],
+        now: Timestamp,
     ) -> Result<()> {
-        for id in repositories {
-            sqlx::query("DELETE FROM repositories WHERE id = $1 AND installation_id = $2")
-                .bind(id.0)
-                .bind(installation.0)
-                .execute(self.conn())
-                .await
-                .context("cannot remove repository")?;
+        for (id, full_name) in repositories {
+            sqlx::query(
+                "INSERT INTO repositories (id, installation_id, full_name, updated_at, removed_at)
+                 VALUES ($1, $2, $3, $4, $4)
+                 ON CONFLICT (id) DO UPDATE SET
+                    full_name = excluded.full_name,
+                    updated_at = excluded.updated_at,
+                    removed_at = excluded.removed_at
+                 WHERE repositories.installation_id = excluded.installation_id",
+            )
+            .bind(id.0)
+            .bind(installation.0)
+            .bind(full_name)
+            .bind(now.0)
+            .execute(self.conn())
+            .await
+            .context("cannot remove repository")?;
         }
         Ok(())
     }

@@ -64,6 +64,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "markers",
         sql: include_str!("../../migrations/0009_markers.sql"),
     },
+    Migration {
+        version: 10,
+        name: "authority",
+        sql: include_str!("../../migrations/0010_authority.sql"),
+    },
 ];
 
 /// PostgreSQL advisory lock key that serialises migrations across instances.

@@ -51,7 +51,7 @@ pub use objectives::NewObjective;
 pub use outbox::{OutboxItem, OutboxKind, OutboxWrite};
 pub use pulls::{FollowupInsert, NewFollowup, PullState};
 pub use questions::Question;
-pub use sessions::{NewSession, Progress, TranscriptLine, TurnStart};
+pub use sessions::{NewSession, Orphaned, Progress, TranscriptLine, TurnStart};
 pub use workspaces::{NewPull, NewWorkspace};
 
 /// How long a connection attempt may take before the database counts as unreachable.

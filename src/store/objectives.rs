@@ -31,13 +31,16 @@ pub struct NewObjective {
     pub trigger_key: Option<String>,
     /// The objective on the same issue before this one.
     pub previous: Option<ObjectiveId>,
+    /// Who started it (the label's sender, or who said `/foreman retry`).
+    pub started_by: Option<String>,
 }
 
 const COLUMNS: &str = "id, installation_id, repository, issue_number, title, body, author, \
      author_permission, status, \
      status_reason, manager_session_id, summary, budget_sessions, budget_turns, budget_wall_ms, \
      budget_cost_micros, budget_blocked, created_at, config, previous_objective_id, \
-     status_comment_id, ended_at, plan_approved_at, done_requested_at, marker_nonce";
+     status_comment_id, ended_at, plan_approved_at, done_requested_at, marker_nonce, held, \
+     text_edited_by, started_by";
 
 impl Store {
     /// One objective.
@@ -199,9 +202,9 @@ impl Tx {
             "INSERT INTO objectives (installation_id, repository_id, repository, issue_number,
                 title, body, author, author_permission, status, budget_sessions, budget_turns,
                 budget_wall_ms, budget_cost_micros, created_at, updated_at, config, trigger_key,
-                previous_objective_id, marker_nonce)
+                previous_objective_id, marker_nonce, started_by)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'active', $9, $10, $11, $12, $13, $13, $14,
-                $15, $16, $17)
+                $15, $16, $17, $18)
              ON CONFLICT DO NOTHING
              RETURNING id",
         )
@@ -222,6 +225,7 @@ impl Tx {
         .bind(&o.trigger_key)
         .bind(o.previous.map(|p| p.0))
         .bind(marker_nonce)
+        .bind(&o.started_by)
         .fetch_optional(self.conn())
         .await
         .context("cannot store objective")?;
@@ -324,6 +328,60 @@ impl Tx {
         Ok(())
     }
 
+    /// Holds the objective's work for `why` (foreman may not act for its repository): its
+    /// sessions are ended and nothing new starts until [`Tx::release_hold`]. False when it
+    /// was held already.
+    pub async fn hold(&mut self, id: ObjectiveId, why: &str) -> Result<bool> {
+        let updated = sqlx::query("UPDATE objectives SET held = $1 WHERE id = $2 AND held IS NULL")
+            .bind(why)
+            .bind(id.0)
+            .execute(self.conn())
+            .await
+            .context("cannot hold the objective")?;
+        Ok(updated.rows_affected() == 1)
+    }
+
+    /// Lets a held objective's work go on.
+    pub async fn release_hold(&mut self, id: ObjectiveId) -> Result<()> {
+        sqlx::query("UPDATE objectives SET held = NULL WHERE id = $1")
+            .bind(id.0)
+            .execute(self.conn())
+            .await
+            .context("cannot release the objective")?;
+        Ok(())
+    }
+
+    /// Notes that `by`, who could not have started foreman, edited the issue's text.
+    pub async fn note_text_edit(&mut self, id: ObjectiveId, by: &str) -> Result<()> {
+        sqlx::query("UPDATE objectives SET text_edited_by = $1 WHERE id = $2")
+            .bind(by)
+            .bind(id.0)
+            .execute(self.conn())
+            .await
+            .context("cannot note the issue's edit")?;
+        Ok(())
+    }
+
+    /// The issue's text as the objective's agents are to read it, after an edit by someone
+    /// who may start foreman.
+    pub async fn set_objective_text(
+        &mut self,
+        id: ObjectiveId,
+        title: &str,
+        body: &str,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE objectives SET title = $1, body = $2, text_edited_by = NULL WHERE id = $3",
+        )
+        .bind(title)
+        .bind(body)
+        .bind(id.0)
+        .execute(self.conn())
+        .await
+        .context("cannot store the issue's new text")?;
+        Ok(())
+    }
+
     /// Marks that a budget holds the objective's new work back. True only for the first
     /// caller, so the human is asked once.
     pub async fn block_on_budget(&mut self, id: ObjectiveId, what: &str) -> Result<bool> {
@@ -380,5 +438,8 @@ fn objective(row: &AnyRow) -> Result<Objective> {
         ended_at: col::<Option<i64>>(row, "ended_at")?.map(Timestamp),
         plan_approved: col::<Option<i64>>(row, "plan_approved_at")?.is_some(),
         done_requested_at: col::<Option<i64>>(row, "done_requested_at")?.map(Timestamp),
+        held: col(row, "held")?,
+        text_edited_by: col(row, "text_edited_by")?,
+        started_by: col(row, "started_by")?,
     })
 }

@@ -24,6 +24,9 @@ pub enum OutboxKind {
     Question,
     /// Closes the issue as completed.
     CloseIssue,
+    /// Marks pull request `target_id` ready for review (if it is a draft) and asks `body` (a
+    /// login; empty for nobody) to review it.
+    ReadyForReview,
 }
 
 impl OutboxKind {
@@ -35,6 +38,7 @@ impl OutboxKind {
             OutboxKind::CommentReaction => "comment_reaction",
             OutboxKind::Question => "question",
             OutboxKind::CloseIssue => "close_issue",
+            OutboxKind::ReadyForReview => "ready_for_review",
         }
     }
 
@@ -46,6 +50,7 @@ impl OutboxKind {
             "comment_reaction" => OutboxKind::CommentReaction,
             "question" => OutboxKind::Question,
             "close_issue" => OutboxKind::CloseIssue,
+            "ready_for_review" => OutboxKind::ReadyForReview,
             other => anyhow::bail!("unknown outbox kind `{other}`"),
         })
     }
@@ -91,6 +96,10 @@ impl Store {
     pub async fn due_outbox(&self, now: Timestamp, limit: u32) -> Result<Vec<OutboxItem>> {
         let sql = format!(
             "SELECT {COLUMNS} FROM outbox WHERE status = 'pending' AND next_attempt_at <= $1
+               AND installation_id NOT IN (SELECT id FROM installations WHERE state <> 'active')
+               AND repository NOT IN (SELECT r.full_name FROM repositories r
+                                      WHERE r.installation_id = outbox.installation_id
+                                        AND r.removed_at IS NOT NULL)
              ORDER BY id LIMIT $2"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -100,6 +109,26 @@ impl Store {
             .await
             .context("cannot read the outbox")?;
         rows.iter().map(item).collect()
+    }
+
+    /// The objective's items queued since `since` whose marker starts with `prefix`.
+    pub async fn queued_since(
+        &self,
+        objective: ObjectiveId,
+        prefix: &str,
+        since: Timestamp,
+    ) -> Result<u32> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM outbox
+             WHERE objective_id = $1 AND created_at >= $2 AND marker LIKE $3",
+        )
+        .bind(objective.0)
+        .bind(since.0)
+        .bind(format!("{prefix}%"))
+        .fetch_one(&self.db.pool)
+        .await
+        .context("cannot count the objective's posts")?;
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
     }
 
     /// Every outbox item of an objective, oldest first.
@@ -169,6 +198,20 @@ impl Store {
 }
 
 impl Tx {
+    /// Gives up on every pending item of an installation, for `why` (it was uninstalled).
+    pub async fn drop_outbox(&mut self, installation: InstallationId, why: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE outbox SET status = 'failed', last_error = $1
+             WHERE installation_id = $2 AND status = 'pending'",
+        )
+        .bind(why)
+        .bind(installation.0)
+        .execute(self.conn())
+        .await
+        .context("cannot drop the installation's outbox")?;
+        Ok(())
+    }
+
     /// Queues an effect. A marker seen before is not queued twice.
     pub async fn enqueue(&mut self, w: &OutboxWrite<'_>, now: Timestamp) -> Result<()> {
         sqlx::query(

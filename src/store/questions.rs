@@ -32,6 +32,26 @@ const COLUMNS: &str = "id, objective_id, session_id, kind, text, context, status
      answered_by, created_at, comment_id, answer_comment_id";
 
 impl Store {
+    /// Questions of `kind` the objective's sessions asked since `since`.
+    pub async fn questions_asked_since(
+        &self,
+        objective: ObjectiveId,
+        kind: &str,
+        since: Timestamp,
+    ) -> Result<u32> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM questions
+             WHERE objective_id = $1 AND kind = $2 AND created_at >= $3",
+        )
+        .bind(objective.0)
+        .bind(kind)
+        .bind(since.0)
+        .fetch_one(&self.db.pool)
+        .await
+        .context("cannot count questions")?;
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    }
+
     /// An objective's questions, oldest first.
     pub async fn questions_of(&self, objective: ObjectiveId) -> Result<Vec<Question>> {
         let sql = format!("SELECT {COLUMNS} FROM questions WHERE objective_id = $1 ORDER BY id");

@@ -59,6 +59,15 @@ const COLUMNS: &str = "id, objective_id, role, agent_kind, title, instructions, 
      input_tokens, output_tokens, cost_micros, workdir, runner, pid, heartbeat_at, created_at, \
      last_activity_at, turn_started_at, workspace_id, pull_request_id, followup_kind";
 
+/// Why a session that has not finished should not go on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Orphaned {
+    /// Its objective has ended, in this state.
+    Ended(ObjectiveStatus),
+    /// Its objective's work is held, for this reason.
+    Held(String),
+}
+
 impl Store {
     /// One session, with its dependencies.
     pub async fn session(&self, id: SessionId) -> Result<Option<Session>> {
@@ -118,15 +127,17 @@ impl Store {
         self.with_dependencies(rows).await
     }
 
-    /// Sessions not finished whose objective has, with the objective's state.
-    pub async fn orphaned_sessions(&self) -> Result<Vec<(Session, ObjectiveStatus)>> {
+    /// Sessions not finished whose objective has ended or is held, with why.
+    pub async fn orphaned_sessions(&self) -> Result<Vec<(Session, Orphaned)>> {
         let sql = format!(
-            "SELECT {COLUMNS}, (SELECT o.status FROM objectives o WHERE o.id = objective_id)
-                 AS objective_status
+            "SELECT {COLUMNS},
+                (SELECT o.status FROM objectives o WHERE o.id = objective_id) AS objective_status,
+                (SELECT o.held FROM objectives o WHERE o.id = objective_id) AS objective_held
              FROM sessions
              WHERE status NOT IN ('succeeded', 'failed', 'cancelled')
                AND objective_id IN (SELECT id FROM objectives
-                                    WHERE status IN ('done', 'failed', 'cancelled'))
+                                    WHERE status IN ('done', 'failed', 'cancelled')
+                                       OR held IS NOT NULL)
              ORDER BY id"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -138,7 +149,11 @@ impl Store {
                 let status: String = col(r, "objective_status")?;
                 let status = ObjectiveStatus::parse(&status)
                     .with_context(|| format!("unknown objective status `{status}`"))?;
-                Ok((session(r)?, status))
+                let why = match col::<Option<String>>(r, "objective_held")? {
+                    Some(why) if !status.is_terminal() => Orphaned::Held(why),
+                    _ => Orphaned::Ended(status),
+                };
+                Ok((session(r)?, why))
             })
             .collect()
     }

@@ -30,6 +30,7 @@ pub fn new_objective(issue: u64) -> NewObjective {
         config: Default::default(),
         trigger_key: None,
         previous: None,
+        started_by: None,
     }
 }
 

@@ -13,8 +13,8 @@ use crate::support::{
 
 pub const REPO: &str = "octo/widgets";
 
-/// A server against the fake GitHub with `octo/widgets` installed, alice (write) and bob
-/// (read) known, and an issue by carol.
+/// A server against the fake GitHub with `octo/widgets` installed, alice and dana (write),
+/// bob and carol (read) known, and an issue by dana.
 pub struct World {
     pub server: TestServer,
     pub fake: FakeGitHub,
@@ -29,9 +29,10 @@ pub async fn world(db: &TestDb, plan: Value) -> World {
     fake.set_permission(REPO, "alice", "write");
     fake.set_permission(REPO, "bob", "read");
     fake.set_permission(REPO, "carol", "read");
+    fake.set_permission(REPO, "dana", "write");
     let issue = fake.create_issue(
         REPO,
-        "carol",
+        "dana",
         "Widgets break",
         "They break when <!-- sneaky --> spun.",
     );
@@ -200,8 +201,8 @@ async fn an_allowed_label_starts_one_objective_with_a_living_status_comment(db: 
     w.post("issues", "d-label-2", &again).await;
     let done = w.objective_in(ObjectiveStatus::Done).await;
     assert_eq!(w.objectives().await.len(), 1, "exactly one objective");
-    assert_eq!(done.author, "carol");
-    assert_eq!(done.author_permission, "read");
+    assert_eq!(done.author, "dana");
+    assert_eq!(done.author_permission, "write");
     let status = eventually("the final status comment", || async {
         w.bot_comments().into_iter().find(|c| {
             c.body.contains("foreman:status-") && c.body.contains("has finished this issue")
@@ -242,7 +243,7 @@ async fn an_allowed_label_starts_one_objective_with_a_living_status_comment(db: 
         prompt.contains("They break when  spun.") && !prompt.contains("sneaky"),
         "{prompt}"
     );
-    assert!(prompt.contains("@carol (read permission)"));
+    assert!(prompt.contains("@dana (write permission)"));
     w.server.shutdown().await;
 }
 on_both_backends!(an_allowed_label_starts_one_objective_with_a_living_status_comment);

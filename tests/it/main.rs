@@ -1,6 +1,7 @@
 //! End-to-end and store tests: one test binary, so the crate and its dependencies link once.
 
 mod agents;
+mod authority;
 mod cli;
 mod crash;
 mod deploy;

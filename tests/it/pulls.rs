@@ -267,6 +267,18 @@ async fn two_prs_complete_after_both_merge(db: TestDb, first: usize) {
         Some(objective(&w).await).filter(|o| o.done_requested_at.is_some())
     })
     .await;
+    // They opened as drafts; with the work done they are ready, and alice, who started the
+    // objective, is asked to review them.
+    for pull in &pulls {
+        let number = pull.number;
+        let ready = eventually("the pull request ready for review", || async {
+            Some(w.fake.pull(REPO, number))
+                .filter(|p| !p.draft && !p.requested_reviewers.is_empty())
+        })
+        .await;
+        assert_eq!(ready.requested_reviewers, ["alice"]);
+    }
+    assert_eq!(waiting.started_by.as_deref(), Some("alice"));
     assert_eq!(waiting.status, ObjectiveStatus::Active);
     let manager = waiting.manager.unwrap();
     eventually("the manager told it completes on merge", || async {
@@ -453,6 +465,7 @@ async fn failing_checks_start_one_followup_per_head_up_to_the_cap(db: TestDb) {
     let pull = published(&w, 1).await.remove(0);
     let h0 = pull.head_sha.clone();
     assert_eq!(w.fake.pull(REPO, pull.number).head_sha, h0);
+    assert!(w.fake.pull(REPO, pull.number).draft, "opened as a draft");
 
     // A burst: three runs start on the head; two fail, one passes, then the suite completes.
     let runs: Vec<i64> = ["lint", "test", "build"]
@@ -799,7 +812,7 @@ async fn with_update_rebase_a_conflict_is_rebased_and_force_pushed_with_a_reason
     let w = start(
         &db,
         plan.clone(),
-        Some("pull_requests:\n  update: rebase\n"),
+        Some("pull_requests:\n  update: rebase\n  draft: false\n"),
     )
     .await;
     // The rebase stops at the conflict; the agent resolves it and continues.
@@ -815,6 +828,10 @@ async fn with_update_rebase_a_conflict_is_rebased_and_force_pushed_with_a_reason
                "calls": [{"tool": "report_result", "args": {"summary": "rebased onto main"}}]}),
     );
     let pull = published(&w, 1).await.remove(0);
+    assert!(
+        !w.fake.pull(REPO, pull.number).draft,
+        "draft: false opens it ready"
+    );
     let main = push_as_human(&db, "main", "README.md", "# Widgets and gadgets\n");
     assert_eq!(w.fake.pull(REPO, pull.number).mergeable, Some(false));
 

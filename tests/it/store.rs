@@ -409,7 +409,7 @@ async fn installations_track_state_and_repositories(db: TestDb) {
     );
 
     let mut tx = store.begin().await.unwrap();
-    tx.remove_repositories(id, &[RepositoryId(1)])
+    tx.remove_repositories(id, &[(RepositoryId(1), "octo/a".to_owned())], now)
         .await
         .unwrap();
     tx.upsert_installation(id, "octo", None, None, InstallationState::Suspended, now)
@@ -419,6 +419,8 @@ async fn installations_track_state_and_repositories(db: TestDb) {
     let got = store.installation(id).await.unwrap().unwrap();
     assert_eq!(got.state, InstallationState::Suspended);
     assert_eq!(got.repositories, [(RepositoryId(2), "octo/b".to_owned())]);
+    let standing = store.standing(id, Some("octo/b")).await.unwrap().unwrap();
+    assert!(standing.contains("is suspended"), "{standing}");
     assert_eq!(
         store.installation_state(id).await.unwrap(),
         Some(InstallationState::Suspended)

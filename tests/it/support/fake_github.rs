@@ -209,6 +209,8 @@ pub struct PullSnapshot {
     pub merge_commit_sha: Option<String>,
     pub mergeable: Option<bool>,
     pub labels: Vec<String>,
+    /// Logins asked to review it.
+    pub requested_reviewers: Vec<String>,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -312,6 +314,8 @@ struct Pull {
     merge_checked: Option<(String, String)>,
     reviews: Vec<Review>,
     review_comments: Vec<ReviewComment>,
+    /// Logins asked to review, in order.
+    requested_reviewers: Vec<String>,
 }
 
 struct Review {
@@ -723,6 +727,15 @@ impl FakeGitHub {
         st.repos[&key].id
     }
 
+    /// Takes a repository out of an installation (the repository stays on GitHub).
+    pub fn remove_repo(&self, installation_id: i64, full_name: &str) {
+        let mut st = self.lock();
+        let key = key_of(full_name);
+        st.installation_mut(installation_id)
+            .repos
+            .retain(|k| *k != key);
+    }
+
     /// Suspends an installation: its tokens stop working (403) and no new ones are issued.
     pub fn suspend_installation(&self, installation_id: i64) {
         let mut st = self.lock();
@@ -852,6 +865,14 @@ impl FakeGitHub {
         let lower = label.to_lowercase();
         let issue = st.issue_mut(repo, number);
         issue.labels.retain(|l| *l != lower);
+        issue.updated_at = now_secs();
+    }
+
+    /// Edits an issue's body (as a person would).
+    pub fn edit_issue(&self, repo: &str, number: u64, body: &str) {
+        let mut st = self.lock();
+        let issue = st.issue_mut(repo, number);
+        issue.body = Some(body.to_string());
         issue.updated_at = now_secs();
     }
 
@@ -1011,6 +1032,7 @@ impl FakeGitHub {
             merge_commit_sha: p.merge_commit_sha.clone(),
             mergeable: p.mergeable,
             labels: r.label_names(&i.labels),
+            requested_reviewers: p.requested_reviewers.clone(),
         }
     }
 
@@ -1708,6 +1730,7 @@ impl State {
             merge_checked: None,
             reviews: Vec::new(),
             review_comments: Vec::new(),
+            requested_reviewers: Vec::new(),
         };
         self.new_issue(key, author, title, body.map(str::to_string), Some(pull))
     }
@@ -2337,6 +2360,10 @@ impl State {
                 }
                 self.repo_routes(req, &key, rest)
             }
+            ["graphql"] if req.method == "POST" => match self.require_installation(req) {
+                Ok(caller) => self.graphql(req, &caller),
+                Err(reply) => reply,
+            },
             ["app-manifests", code, "conversions"] if req.method == "POST" => {
                 self.convert_manifest(code)
             }
@@ -2525,6 +2552,7 @@ impl State {
         match (req.method, tail) {
             ("GET", []) => Reply::from_option(self.pull_json(key, n, true)),
             ("PATCH" | "POST", []) => self.patch_pull(req, key, n),
+            ("POST", ["requested_reviewers"]) => self.request_reviewers(req, key, n),
             ("GET", ["reviews"]) => {
                 let repo = &self.repos[key];
                 let items = repo.issues[&n]
@@ -3005,6 +3033,102 @@ impl State {
         let body = req.body_str("body");
         let number = self.open_pull(key, head_ref, base, title, body, &bot_login(), draft);
         Reply::json(201, Value::Null).with_option(number.and_then(|n| self.pull_json(key, n, true)))
+    }
+
+    /// `POST /repos/{o}/{r}/pulls/{n}/requested_reviewers`: only people with access to the
+    /// repository, never the pull request's author (422 otherwise, as on GitHub).
+    fn request_reviewers(&mut self, req: &Req, key: &str, n: u64) -> Reply {
+        let Some(reviewers) = req
+            .body
+            .and_then(|b| b.get("reviewers"))
+            .and_then(Value::as_array)
+        else {
+            return Reply::error(422, "Invalid request: reviewers is missing");
+        };
+        let logins: Vec<String> = reviewers
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect();
+        let repo = &self.repos[key];
+        let Some(issue) = repo.issues.get(&n).filter(|i| i.pull.is_some()) else {
+            return Reply::not_found();
+        };
+        for login in &logins {
+            let role = repo.roles.get(&login.to_ascii_lowercase());
+            if login.eq_ignore_ascii_case(&issue.author) || role.is_none() {
+                return Reply::error(
+                    422,
+                    "Reviews may only be requested from collaborators. One or more of the users \
+                     or teams you specified is not a collaborator of the repository.",
+                );
+            }
+        }
+        let pull = self.pull_mut(key, n);
+        for login in logins {
+            if !pull.requested_reviewers.contains(&login) {
+                pull.requested_reviewers.push(login);
+            }
+        }
+        let mut reply = Reply::from_option(self.pull_json(key, n, true));
+        reply.status = 201;
+        reply
+    }
+
+    /// `POST /graphql`: the one mutation foreman uses, `markPullRequestReadyForReview`, on a
+    /// pull request named by its node id; it needs `pull_requests: write`.
+    fn graphql(&mut self, req: &Req, caller: &Caller) -> Reply {
+        let query = req
+            .body
+            .and_then(|b| b.get("query"))
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if !query.contains("markPullRequestReadyForReview") {
+            return Reply::ok(
+                json!({"errors": [{"message": "the fake GitHub only knows markPullRequestReadyForReview"}]}),
+            );
+        }
+        let id = req
+            .body
+            .and_then(|b| b.pointer("/variables/id"))
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let found = self.repos.iter().find_map(|(key, repo)| {
+            repo.issues.iter().find_map(|(n, issue)| {
+                issue
+                    .pull
+                    .as_ref()
+                    .filter(|p| format!("PR_kwDO{}", p.id) == id)
+                    .map(|_| (key.clone(), *n))
+            })
+        });
+        let not_found = || {
+            Reply::ok(
+                json!({"data": null, "errors": [{"type": "NOT_FOUND", "message": format!("Could not resolve to a node with the global id of '{id}'")}]}),
+            )
+        };
+        let Some((key, n)) = found else {
+            return not_found();
+        };
+        if !caller.can_access(self, &key) {
+            return not_found();
+        }
+        if !caller.allowed("POST", &["pulls"]) {
+            return Reply::ok(
+                json!({"data": null, "errors": [{"type": "FORBIDDEN", "message": "Resource not accessible by integration"}]}),
+            );
+        }
+        self.pull_mut(&key, n).draft = false;
+        self.repos
+            .get_mut(&key)
+            .unwrap()
+            .issues
+            .get_mut(&n)
+            .unwrap()
+            .updated_at = now_secs();
+        Reply::ok(
+            json!({"data": {"markPullRequestReadyForReview": {"pullRequest": {"number": n, "isDraft": false}}}}),
+        )
     }
 
     fn patch_pull(&mut self, req: &Req, key: &str, n: u64) -> Reply {
@@ -3688,7 +3812,7 @@ impl State {
             "merge_commit_sha": pull.merge_commit_sha,
             "assignee": null,
             "assignees": [],
-            "requested_reviewers": [],
+            "requested_reviewers": pull.requested_reviewers.iter().map(|l| self.user_json(l)).collect::<Vec<_>>(),
             "requested_teams": [],
         });
         let links = json!({

@@ -414,6 +414,8 @@ pub fn scripted_agents(db: &TestDb) -> AgentArgs {
         max_budget_turns: None,
         max_budget_time: None,
         max_budget_cost: None,
+        max_comments_per_hour: 10,
+        max_questions_per_hour: 5,
         repo_models: "*".to_owned(),
         sandbox: sandbox_args(&[&agents_dir(), plan.parent().unwrap()]),
     }
