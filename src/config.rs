@@ -597,6 +597,17 @@ pub struct ServeArgs {
     /// name; set it when several instances share a host).
     #[arg(long = "instance-id", env = "FOREMAN_INSTANCE_ID")]
     pub instance_id: Option<String>,
+    /// MiB of webhook bodies that may be being read at once (reserved by declared length); a
+    /// delivery that finds no room within a second is refused with 503.
+    #[arg(
+        long = "webhook-buffer",
+        env = "FOREMAN_WEBHOOK_BUFFER_MIB",
+        default_value_t = 256
+    )]
+    pub webhook_buffer_mib: usize,
+    /// The longest a webhook body may take to arrive (then 408).
+    #[arg(long = "webhook-read-timeout", env = "FOREMAN_WEBHOOK_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub webhook_read_timeout: Duration,
     /// A bearer token `/metrics` requires (unset: `/metrics` is open).
     #[arg(
         long = "metrics-token",

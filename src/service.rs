@@ -187,7 +187,11 @@ pub async fn start(args: &ServeArgs, clock: Arc<dyn Clock>) -> Result<Running> {
             stop.clone(),
         )),
     ];
-    let router = crate::server::router(engine.clone(), args.metrics_token.clone())
+    let webhooks = crate::server::WebhookLimits {
+        buffer_mib: args.webhook_buffer_mib,
+        read_timeout: args.webhook_read_timeout,
+    };
+    let router = crate::server::router(engine.clone(), args.metrics_token.clone(), webhooks)
         .merge(crate::server::setup::routes(setup.clone()));
     let server_stop = stop.clone();
     let server = tokio::spawn(async move {

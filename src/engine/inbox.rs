@@ -150,9 +150,13 @@ async fn lane(
 }
 
 /// Handles one claimed delivery to its end: handled, retried later, or dead.
-async fn process(engine: Arc<Engine>, settings: InboxSettings, delivery: ClaimedDelivery) {
+async fn process(engine: Arc<Engine>, settings: InboxSettings, mut delivery: ClaimedDelivery) {
     let started = Instant::now();
-    let result = match events::parse(&delivery.event, delivery.payload.as_bytes()) {
+    // Parsed, the payload's text is not needed again: it goes before the handler starts.
+    let payload = std::mem::take(&mut delivery.payload);
+    let parsed = events::parse(&delivery.event, payload.as_bytes());
+    drop(payload);
+    let result = match parsed {
         // A payload that does not parse will not parse next time either: park it, with the
         // reason, for an operator to replay after an upgrade.
         Err(e) => Err(Failure::Permanent(format!("cannot parse payload: {e}"))),

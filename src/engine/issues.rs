@@ -217,9 +217,12 @@ pub async fn issues_event(
                 .unwrap_or_default();
             let permission = cx.permission(sender).await?;
             if !super::repos::allowed(permission, config.permissions.trigger, sender, &config) {
+                // Told once an hour on this issue, however often they try.
+                let hour = cx.engine.clock.now().unix_seconds() / 3600;
+                let key = format!("{repository}#{}-may-not-{sender}-{hour}", cx.issue);
                 cx.reply(
                     work,
-                    delivery,
+                    &key,
                     replies::may_not_trigger(sender, label, &config.permissions),
                 )
                 .await?;
@@ -581,13 +584,11 @@ pub async fn comment_event(
     let may = super::repos::allowed(permission, config.permissions.command, &login, &config);
     match command {
         Some(_) if !may => {
-            cx.reply(
-                work,
-                delivery,
-                replies::may_not_command(&login, &config.permissions),
-            )
-            .await?;
-            Ok(Outcome::Processed)
+            // A reaction, never a reply: strangers cannot make foreman write on the issue.
+            cx.react(work, e.comment.id, "-1").await?;
+            Ok(Outcome::Skipped(format!(
+                "@{login} may not use /foreman commands"
+            )))
         }
         Some(command) => run_command(&cx, work, delivery, e, command, live, config, &login).await,
         None => {

@@ -24,14 +24,6 @@ pub fn may_not_trigger(login: &str, label: &str, permissions: &Permissions) -> S
     )
 }
 
-/// To someone who used a command without the right to.
-pub fn may_not_command(login: &str, permissions: &Permissions) -> String {
-    format!(
-        "@{login} `/foreman` commands are for {}, so this one was not carried out.",
-        who_may(permissions.command, permissions)
-    )
-}
-
 /// A label on a pull request.
 pub fn not_an_issue(label: &str) -> String {
     format!(
@@ -86,8 +78,8 @@ mod tests {
         all += &may_not_trigger("bob", "foreman", &permissions);
         all += "\n\n---\n\n";
         permissions.users = vec!["dana".into()];
-        permissions.command = Permission::Maintain;
-        all += &may_not_command("bob", &permissions);
+        permissions.trigger = Permission::Maintain;
+        all += &may_not_trigger("bob", "foreman", &permissions);
         all += "\n\n---\n\n";
         all += &not_an_issue("foreman");
         all += "\n\n---\n\n";

@@ -1515,24 +1515,29 @@ enum Frame {
 /// must be total: it tolerates any bytes.
 fn json_path_at(body: &[u8], offset: usize) -> String {
     let end = offset.min(body.len());
+    // Bounded, whatever the body: the first MAX_PATH_DEPTH levels are kept, deeper ones
+    // only counted, and keys are cut short.
     let mut stack: Vec<Frame> = Vec::new();
+    let mut deeper = 0usize;
     let mut i = 0;
     while i < end {
         match body[i] {
+            b'{' | b'[' if stack.len() >= MAX_PATH_DEPTH => deeper += 1,
             b'{' => stack.push(Frame::Object {
                 key: None,
                 awaiting_key: true,
             }),
             b'[' => stack.push(Frame::Array { index: 0 }),
+            b'}' | b']' if deeper > 0 => deeper -= 1,
             b'}' | b']' => {
                 stack.pop();
             }
-            b',' => match stack.last_mut() {
+            b',' if deeper == 0 => match stack.last_mut() {
                 Some(Frame::Object { awaiting_key, .. }) => *awaiting_key = true,
                 Some(Frame::Array { index }) => *index += 1,
                 None => {}
             },
-            b':' => {
+            b':' if deeper == 0 => {
                 if let Some(Frame::Object { awaiting_key, .. }) = stack.last_mut() {
                     *awaiting_key = false;
                 }
@@ -1540,12 +1545,18 @@ fn json_path_at(body: &[u8], offset: usize) -> String {
             b'"' => {
                 let start = i + 1;
                 let close = string_end(body, start, end);
-                if let Some(Frame::Object {
-                    key,
-                    awaiting_key: true,
-                }) = stack.last_mut()
+                if deeper == 0
+                    && let Some(Frame::Object {
+                        key,
+                        awaiting_key: true,
+                    }) = stack.last_mut()
                 {
-                    *key = Some(String::from_utf8_lossy(&body[start..close]).into_owned());
+                    let text = &body[start..close.min(start + MAX_PATH_KEY)];
+                    let mut name = String::from_utf8_lossy(text).into_owned();
+                    if close - start > MAX_PATH_KEY {
+                        name.push('…');
+                    }
+                    *key = Some(name);
                 }
                 i = close;
             }
@@ -1553,8 +1564,17 @@ fn json_path_at(body: &[u8], offset: usize) -> String {
         }
         i += 1;
     }
-    render_path(&stack)
+    let mut path = render_path(&stack);
+    if deeper > 0 {
+        path.push_str(&format!("…({deeper} levels deeper)"));
+    }
+    path
 }
+
+/// Levels of a JSON path kept when reporting where a payload went wrong.
+const MAX_PATH_DEPTH: usize = 32;
+/// Bytes of one key kept in a reported JSON path.
+const MAX_PATH_KEY: usize = 100;
 
 /// Index of the quote closing a JSON string whose text starts at `start`, or `end`.
 fn string_end(body: &[u8], start: usize, end: usize) -> usize {
@@ -2390,6 +2410,33 @@ mod tests {
         }
         assert_eq!(json_path_at(awkward, awkward.len()), "d");
         assert_eq!(json_path_at(awkward, 12), "a\\\"b[0]");
+    }
+
+    #[test]
+    fn the_path_of_a_deep_or_long_keyed_payload_stays_small() {
+        let mut deep = br#"{"issue": {"x": "#.to_vec();
+        deep.extend(std::iter::repeat_n(b'[', 100_000));
+        let path = json_path_at(&deep, deep.len());
+        assert!(path.starts_with("issue.x[0][0]"), "{path}");
+        assert!(path.ends_with("levels deeper)"), "{path}");
+        assert!(path.len() < 500, "{}", path.len());
+        // A missing field after a deep value that closed again: the path is exact.
+        let mut closed = br#"{"issue": {"x": "#.to_vec();
+        closed.extend(std::iter::repeat_n(b'[', 100_000));
+        closed.extend(std::iter::repeat_n(b']', 100_000));
+        closed.extend(br#", "y": 1"#);
+        assert_eq!(json_path_at(&closed, closed.len()), "issue.y");
+        let long = format!(r#"{{"{}": 1"#, "k".repeat(10_000));
+        let path = json_path_at(long.as_bytes(), long.len());
+        assert_eq!(path, format!("{}…", "k".repeat(100)));
+        // The whole parse of such a payload fails with a short error.
+        let mut body = br#"{"action": "opened", "issue": {"x": "#.to_vec();
+        body.extend(std::iter::repeat_n(b"[1,".as_slice(), 100_000).flatten());
+        body.push(b'1');
+        body.extend(std::iter::repeat_n(b']', 100_000));
+        body.extend(b"}}");
+        let error = parse("issues", &body).unwrap_err().to_string();
+        assert!(error.len() < 1000, "{error}");
     }
 
     #[test]

@@ -1,15 +1,24 @@
 //! `POST /webhooks/github`: verify the signature, store the delivery in the inbox, answer 202.
 //! Nothing else happens here: GitHub waits at most 10 seconds, and an acknowledged delivery
 //! must already be durable, so the handler's only job is to get it into the store.
+//!
+//! Anyone can reach this route, so what can be refused is refused before the body is read
+//! (no secret, no well-formed signature header, missing headers, a declared length over the
+//! limit). Bodies being read at once share a memory budget ([`Ingress::budget`], reserved by
+//! declared length, in KiB); each must arrive within a deadline, into one buffer of its
+//! declared size that is handed on, never copied.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::State;
+use axum::body::Body;
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt;
 use serde_json::json;
+use tokio::sync::Semaphore;
 
 use crate::engine::Engine;
 use crate::github::{events, signature};
@@ -24,17 +33,30 @@ const EVENT_HEADER: &str = "x-github-event";
 const DELIVERY_HEADER: &str = "x-github-delivery";
 /// Longest delivery id or event name accepted (GitHub's are GUIDs and short words).
 const MAX_HEADER_LEN: usize = 100;
+/// How long a delivery waits for room in the budget to read its body before it is told to
+/// come back (503).
+const BUDGET_WAIT: Duration = Duration::from_secs(1);
 
-pub async fn receive(
-    State(engine): State<Arc<Engine>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    match accept(&engine, &headers, body).await {
+/// The webhook route's state: the engine, and the limits on reading bodies.
+pub struct Ingress {
+    pub engine: Arc<Engine>,
+    /// KiB of bodies that may be being read at once.
+    pub budget: Semaphore,
+    /// The longest a body may take to arrive.
+    pub read_timeout: Duration,
+    /// The largest body accepted.
+    pub max_body: usize,
+}
+
+pub async fn receive(State(ingress): State<Arc<Ingress>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let headers = &parts.headers;
+    let engine = &ingress.engine;
+    match accept(&ingress, headers, body).await {
         Ok(response) => response,
         Err((status, message)) => {
             inc(&engine.metrics.deliveries_rejected);
-            let delivery = header(&headers, DELIVERY_HEADER).unwrap_or("-");
+            let delivery = header(headers, DELIVERY_HEADER).unwrap_or("-");
             tracing::warn!(
                 status = status.as_u16(),
                 delivery,
@@ -47,7 +69,8 @@ pub async fn receive(
 
 type Refusal = (StatusCode, String);
 
-async fn accept(engine: &Engine, headers: &HeaderMap, body: Bytes) -> Result<Response, Refusal> {
+async fn accept(ingress: &Ingress, headers: &HeaderMap, body: Body) -> Result<Response, Refusal> {
+    let engine = &ingress.engine;
     let secrets = engine.webhook_secrets();
     if secrets.is_empty() {
         // Not a client error: once the secret is configured, GitHub's retry will succeed.
@@ -56,20 +79,58 @@ async fn accept(engine: &Engine, headers: &HeaderMap, body: Bytes) -> Result<Res
             "no webhook secret is configured (GITHUB_WEBHOOK_SECRET)".into(),
         ));
     }
-    let given = headers
-        .get(signature::SIGNATURE_HEADER)
-        .map(|v| v.as_bytes());
-    signature::verify(&secrets, given, &body)
-        .map_err(|e| (StatusCode::UNAUTHORIZED, e.to_string()))?;
+    let digest = signature::digest(
+        headers
+            .get(signature::SIGNATURE_HEADER)
+            .map(|v| v.as_bytes()),
+    )
+    .map_err(|e| (StatusCode::UNAUTHORIZED, e.to_string()))?;
     let event = required_header(headers, EVENT_HEADER)?;
     let delivery_id = required_header(headers, DELIVERY_HEADER)?;
+    let declared = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > ingress.max_body) {
+        return Err(too_large(ingress.max_body));
+    }
+    let body = {
+        // Room for what it says it sends (a body that does not say may be as large as any).
+        let kib = declared.unwrap_or(ingress.max_body).div_ceil(1024).max(1);
+        let kib = u32::try_from(kib).unwrap_or(u32::MAX);
+        let _room = tokio::time::timeout(BUDGET_WAIT, ingress.budget.acquire_many(kib))
+            .await
+            .map_err(|_| {
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "too many deliveries are being received; redeliver it later".to_owned(),
+                )
+            })?
+            .map_err(|_| (StatusCode::SERVICE_UNAVAILABLE, "shutting down".to_owned()))?;
+        tokio::time::timeout(
+            ingress.read_timeout,
+            read_body(body, declared.unwrap_or(0), ingress.max_body),
+        )
+        .await
+        .map_err(|_| {
+            (
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the body did not arrive within {}s",
+                    ingress.read_timeout.as_secs()
+                ),
+            )
+        })??
+    };
+    signature::verify_digest(&secrets, &digest, &body)
+        .map_err(|e| (StatusCode::UNAUTHORIZED, e.to_string()))?;
     let envelope = events::envelope(&body).map_err(|e| {
         (
             StatusCode::BAD_REQUEST,
             format!("body is not a webhook payload: {e}"),
         )
     })?;
-    let payload = String::from_utf8(body.to_vec())
+    let payload = String::from_utf8(body)
         .map_err(|_| (StatusCode::BAD_REQUEST, "body is not UTF-8".to_owned()))?;
     let delivery = NewDelivery {
         delivery_id: DeliveryId(delivery_id.to_owned()),
@@ -81,7 +142,7 @@ async fn accept(engine: &Engine, headers: &HeaderMap, body: Bytes) -> Result<Res
         payload,
         received_at: engine.clock.now(),
     };
-    match engine.store.insert_delivery(&delivery).await {
+    match engine.store.insert_delivery(delivery).await {
         Ok(Inserted::New(seq)) => {
             inc(&engine.metrics.deliveries_received);
             engine.inbox_bell.notify_one();
@@ -111,6 +172,33 @@ async fn accept(engine: &Engine, headers: &HeaderMap, body: Bytes) -> Result<Res
             ))
         }
     }
+}
+
+/// Reads a body of at most `max` bytes into one buffer (of the declared size, when declared).
+async fn read_body(mut body: Body, declared: usize, max: usize) -> Result<Vec<u8>, Refusal> {
+    let mut buffer = Vec::with_capacity(declared.min(max));
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            (
+                StatusCode::BAD_REQUEST,
+                format!("the body could not be read: {e}"),
+            )
+        })?;
+        if let Ok(data) = frame.into_data() {
+            if buffer.len() + data.len() > max {
+                return Err(too_large(max));
+            }
+            buffer.extend_from_slice(&data);
+        }
+    }
+    Ok(buffer)
+}
+
+fn too_large(max: usize) -> Refusal {
+    (
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("the body is larger than {} MiB", max >> 20),
+    )
 }
 
 fn accepted(status: &str) -> Response {

@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
+use futures_util::TryStreamExt;
 use sqlx::any::AnyRow;
 use tokio::sync::{mpsc, oneshot};
 
@@ -36,17 +37,17 @@ pub struct DeliveryFilter {
 }
 
 const CLAIMED_COLUMNS: &str =
-    "seq, queue_key, delivery_id, event, action, payload, received_at, attempts";
+    "seq, queue_key, delivery_id, event, action, received_at, attempts, payload_bytes";
 const SUMMARY_COLUMNS: &str =
     "seq, delivery_id, event, action, repository, status, attempts, received_at, last_error";
 
 impl Store {
     /// Stores a delivery unless its id was stored before. Returns once the delivery is
     /// committed (or known to be a duplicate).
-    pub async fn insert_delivery(&self, d: &NewDelivery) -> Result<Inserted> {
+    pub async fn insert_delivery(&self, d: NewDelivery) -> Result<Inserted> {
         let (reply, answer) = oneshot::channel();
         self.inbox_writer
-            .send((d.clone(), reply))
+            .send((d, reply))
             .await
             .map_err(|_| anyhow!("cannot store delivery: the store is shut down"))?;
         answer
@@ -141,7 +142,26 @@ impl Store {
             .fetch_optional(&self.db.pool)
             .await
             .context("cannot claim delivery")?;
-        row.as_ref().map(claimed).transpose()
+        drop(_gate);
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let mut delivery = claimed(&row)?;
+        let size: i64 = col(&row, "payload_bytes")?;
+        delivery.payload = String::with_capacity(usize::try_from(size).unwrap_or(0));
+        let mut parts = sqlx::query_scalar::<_, String>(
+            "SELECT payload FROM delivery_payloads WHERE seq = $1 ORDER BY part",
+        )
+        .bind(delivery.seq.0)
+        .fetch(&self.db.pool);
+        while let Some(part) = parts
+            .try_next()
+            .await
+            .context("cannot read the delivery's payload")?
+        {
+            delivery.payload.push_str(&part);
+        }
+        Ok(Some(delivery))
     }
 
     /// Extends a claim `holder` still has.
@@ -269,15 +289,23 @@ impl Store {
 
     /// Deletes handled deliveries received before `before`; dead and pending ones are kept.
     pub async fn prune_deliveries(&self, before: Timestamp) -> Result<u64> {
-        let _gate = self.db.write_gate().await;
-        let result = sqlx::query(
-            "DELETE FROM deliveries
-             WHERE status IN ('processed', 'skipped') AND received_at < $1",
-        )
+        let mut tx = self.begin().await?;
+        let done = "status IN ('processed', 'skipped') AND received_at < $1";
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM delivery_payloads WHERE seq IN (SELECT seq FROM deliveries WHERE {done})"
+        )))
         .bind(before.0)
-        .execute(&self.db.pool)
+        .execute(tx.conn())
+        .await
+        .context("cannot prune old payloads")?;
+        let result = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM deliveries WHERE {done}"
+        )))
+        .bind(before.0)
+        .execute(tx.conn())
         .await
         .context("cannot prune old deliveries")?;
+        tx.commit().await?;
         Ok(result.rows_affected())
     }
 }
@@ -297,7 +325,7 @@ pub(super) fn spawn_writer(db: Db) -> mpsc::Sender<PendingInsert> {
     tokio::spawn(async move {
         let mut batch = Vec::with_capacity(MAX_BATCH);
         while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
-            let result = insert_batch(&db, &batch).await;
+            let result = insert_batch(&db, &mut batch).await;
             for (i, (_, reply)) in batch.drain(..).enumerate() {
                 let answer = match &result {
                     Ok(inserted) => Ok(inserted[i]),
@@ -311,14 +339,37 @@ pub(super) fn spawn_writer(db: Db) -> mpsc::Sender<PendingInsert> {
     sender
 }
 
-async fn insert_batch(db: &Db, batch: &[PendingInsert]) -> Result<Vec<Inserted>> {
+/// The most of a payload one statement carries.
+const PAYLOAD_PART: usize = 1 << 20;
+
+/// `text` in consecutive parts of at most `max` bytes (a character is never split).
+fn parts(text: &str, max: usize) -> impl Iterator<Item = &str> {
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut end = rest.len().min(max);
+        while !rest.is_char_boundary(end) {
+            end -= 1;
+        }
+        let (part, tail) = rest.split_at(end);
+        rest = tail;
+        Some(part)
+    })
+}
+
+/// Stores a batch; each payload goes in parts, so no statement copies a large one, and is let
+/// go as soon as it is written (before the commit that lets the processor read it back).
+async fn insert_batch(db: &Db, batch: &mut [PendingInsert]) -> Result<Vec<Inserted>> {
     let mut tx = db.begin().await?;
     let mut inserted = Vec::with_capacity(batch.len());
-    for (d, _) in batch {
+    for (d, _) in batch.iter_mut() {
+        let queue_key = d.queue_key();
         let row = sqlx::query(
             "INSERT INTO deliveries (delivery_id, event, action, installation_id, repository_id,
-                repository, queue_key, payload, received_at, next_attempt_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)
+                repository, queue_key, received_at, next_attempt_at, payload_bytes)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9)
              ON CONFLICT (delivery_id) DO NOTHING
              RETURNING seq",
         )
@@ -328,13 +379,27 @@ async fn insert_batch(db: &Db, batch: &[PendingInsert]) -> Result<Vec<Inserted>>
         .bind(d.installation_id.map(|i| i.0))
         .bind(d.repository_id.map(|r| r.0))
         .bind(&d.repository)
-        .bind(d.queue_key())
-        .bind(&d.payload)
+        .bind(queue_key)
         .bind(d.received_at.0)
+        .bind(i64::try_from(d.payload.len()).unwrap_or(i64::MAX))
         .fetch_optional(tx.conn())
         .await?;
         inserted.push(match row {
-            Some(row) => Inserted::New(DeliverySeq(col(&row, "seq")?)),
+            Some(row) => {
+                let seq: i64 = col(&row, "seq")?;
+                for (part, text) in parts(&d.payload, PAYLOAD_PART).enumerate() {
+                    sqlx::query(
+                        "INSERT INTO delivery_payloads (seq, part, payload) VALUES ($1, $2, $3)",
+                    )
+                    .bind(seq)
+                    .bind(part as i64)
+                    .bind(text.to_owned())
+                    .execute(tx.conn())
+                    .await?;
+                }
+                d.payload = String::new();
+                Inserted::New(DeliverySeq(seq))
+            }
             None => Inserted::Duplicate,
         });
     }
@@ -400,8 +465,24 @@ fn claimed(row: &AnyRow) -> Result<ClaimedDelivery> {
         delivery_id: DeliveryId(col(row, "delivery_id")?),
         event: col(row, "event")?,
         action: col(row, "action")?,
-        payload: col(row, "payload")?,
+        payload: String::new(),
         received_at: Timestamp(col(row, "received_at")?),
         attempts: count(col(row, "attempts")?),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parts;
+
+    #[test]
+    fn payload_parts_join_back_and_never_split_a_character() {
+        let text = "aé€😀".repeat(1000);
+        for max in [4, 5, 7, 1024, 1 << 20] {
+            let split: Vec<&str> = parts(&text, max).collect();
+            assert!(split.iter().all(|p| !p.is_empty() && p.len() <= max));
+            assert_eq!(split.concat(), text);
+        }
+        assert_eq!(parts("", 4).count(), 0);
+    }
 }

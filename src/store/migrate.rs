@@ -69,6 +69,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "authority",
         sql: include_str!("../../migrations/0010_authority.sql"),
     },
+    Migration {
+        version: 11,
+        name: "payloads",
+        sql: include_str!("../../migrations/0011_payloads.sql"),
+    },
 ];
 
 /// PostgreSQL advisory lock key that serialises migrations across instances.

@@ -110,16 +110,18 @@ def simulate(sim, role, prompt, state_dir, state, state_path):
     import random
     rng = random.Random("%s-%s-%d" % (sim["seed"], state_dir, state["turn"]))
     roll = rng.random()
+    # What it knows: what it spawned and every snapshot it was given (its conversation, which
+    # it keeps whatever it does with this turn).
+    known = set(state.setdefault("known", []))
+    known.update(re.findall(r"^- #\d+ (step-\d+) \((?:worker|followup), ", prompt, re.M))
+    state["known"] = sorted(known)
+    json.dump(state, open(state_path, "w"))
     if roll < sim["crash"]:
         print("crashing before doing anything", file=sys.stderr)
         sys.exit(1)
     if roll < sim["crash"] + sim["stall"]:
         print("Done for now; next I will spawn the next step.")
         sys.exit(0)
-    # What it knows: what it spawned and every snapshot it was given (its conversation).
-    known = set(state.setdefault("known", []))
-    known.update(re.findall(r"^- #\d+ (step-\d+) \((?:worker|followup), ", prompt, re.M))
-    state["known"] = sorted(known)
     missing = ["step-%d" % i for i in range(sim["steps"]) if "step-%d" % i not in known]
     mcp = Mcp(os.environ["FOREMAN_MCP_URL"], os.environ["FOREMAN_MCP_TOKEN"])
     mcp.initialize()

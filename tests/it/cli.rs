@@ -201,7 +201,7 @@ async fn dead_deliveries_are_listed_and_replayed(db: TestDb) {
     let store = db.store().await;
     for id in ["dead-1", "dead-2", "fine"] {
         store
-            .insert_delivery(&NewDelivery {
+            .insert_delivery(NewDelivery {
                 delivery_id: DeliveryId(id.into()),
                 event: "ping".into(),
                 action: None,

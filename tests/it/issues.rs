@@ -152,6 +152,23 @@ impl World {
             .collect()
     }
 
+    /// Lets the server work through what it was sent, so a test can assert nothing more
+    /// happens.
+    pub async fn settle(&self) {
+        let store = self.server.store();
+        eventually("the inbox to drain", || async {
+            (store.inbox_depth().await.unwrap() == 0).then_some(())
+        })
+        .await;
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let filter = foreman::store::DeliveryFilter {
+            status: Some(foreman::model::delivery::DeliveryStatus::Dead),
+            limit: 10,
+        };
+        let dead = store.list_deliveries(filter).await.unwrap();
+        assert!(dead.is_empty(), "every delivery was handled: {dead:?}");
+    }
+
     pub fn issue_reactions(&self) -> Vec<String> {
         self.fake
             .issue(REPO, self.issue)
@@ -507,13 +524,50 @@ async fn commands_from_allowed_and_disallowed_users(db: TestDb) {
     w.comment("c-help", "alice", "/foreman help").await;
     w.comment("c-dance", "alice", "/foreman dance").await;
     w.comment("c-resume-none", "alice", "/foreman resume").await;
-    w.comment("c-bob", "bob", "/foreman stop").await;
-    let texts = eventually("four replies", || async {
+    // bob may not command: his comments get a 👎 each, never a reply.
+    let mut bobs = Vec::new();
+    for n in 0..3 {
+        bobs.push(
+            w.comment(&format!("c-bob-{n}"), "bob", "/foreman stop")
+                .await,
+        );
+    }
+    let texts = eventually("three replies", || async {
+        let r = replies(&w);
+        (r.len() == 3).then_some(r)
+    })
+    .await;
+    foreman::snapshot::assert_snapshot("issue_command_replies", &texts.join("\n\n---\n\n"));
+    for bob in bobs {
+        let reactions = eventually("a 👎 on bob's command", || async {
+            let comment = w
+                .fake
+                .comments(REPO, w.issue)
+                .into_iter()
+                .find(|c| c.id == bob)?;
+            (!comment.reactions.is_empty()).then_some(comment.reactions)
+        })
+        .await;
+        assert_eq!(reactions.len(), 1);
+        assert_eq!(reactions[0].content, "-1");
+    }
+    // Labels from bob, again and again: one "you may not" reply this hour.
+    for n in 0..3 {
+        w.label(&format!("d-bob-{n}"), "foreman", "bob", true).await;
+        w.fake.remove_label(REPO, w.issue, "foreman");
+    }
+    let texts = eventually("the refusal", || async {
         let r = replies(&w);
         (r.len() == 4).then_some(r)
     })
     .await;
-    foreman::snapshot::assert_snapshot("issue_command_replies", &texts.join("\n\n---\n\n"));
+    assert!(
+        texts[3].starts_with("@bob the `foreman` label"),
+        "{}",
+        texts[3]
+    );
+    w.settle().await;
+    assert_eq!(replies(&w).len(), 4, "one refusal an hour");
 
     // With an objective running: status, resume after a budget stop, stop, retry.
     w.label("d-on", "foreman", "alice", true).await;

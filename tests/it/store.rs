@@ -35,12 +35,12 @@ on_both_backends!(migrations_are_idempotent);
 async fn a_delivery_id_is_stored_once(db: TestDb) {
     let store = db.store().await;
     let first = store
-        .insert_delivery(&delivery("a", Some(1), 10))
+        .insert_delivery(delivery("a", Some(1), 10))
         .await
         .unwrap();
     assert!(matches!(first, Inserted::New(_)));
     let again = store
-        .insert_delivery(&delivery("a", Some(1), 11))
+        .insert_delivery(delivery("a", Some(1), 11))
         .await
         .unwrap();
     assert_eq!(again, Inserted::Duplicate);
@@ -55,7 +55,7 @@ async fn concurrent_inserts_of_one_id_store_it_once(db: TestDb) {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
             store
-                .insert_delivery(&delivery("same", Some(1), i))
+                .insert_delivery(delivery("same", Some(1), i))
                 .await
                 .unwrap()
         }));
@@ -81,7 +81,7 @@ async fn ready_deliveries_are_the_head_of_each_queue(db: TestDb) {
         ("r3-a", 3),
     ] {
         store
-            .insert_delivery(&delivery(id, Some(repo), 0))
+            .insert_delivery(delivery(id, Some(repo), 0))
             .await
             .unwrap();
     }
@@ -142,7 +142,7 @@ async fn ids_of(store: &foreman::store::Store, seqs: &[DeliverySeq]) -> Vec<Stri
 async fn a_lapsed_claim_can_be_taken_over_and_the_old_holder_cannot_complete(db: TestDb) {
     let store = db.store().await;
     store
-        .insert_delivery(&delivery("x", Some(1), 0))
+        .insert_delivery(delivery("x", Some(1), 0))
         .await
         .unwrap();
     let seq = store.ready_deliveries(Timestamp(0), 1).await.unwrap()[0];
@@ -182,7 +182,7 @@ on_both_backends!(a_lapsed_claim_can_be_taken_over_and_the_old_holder_cannot_com
 async fn failures_retry_later_then_die_and_replay(db: TestDb) {
     let store = db.store().await;
     store
-        .insert_delivery(&delivery("f", Some(1), 0))
+        .insert_delivery(delivery("f", Some(1), 0))
         .await
         .unwrap();
     let id = DeliveryId("f".into());
@@ -273,7 +273,7 @@ async fn pruning_keeps_pending_and_dead(db: TestDb) {
     let store = db.store().await;
     for id in ["done", "dead", "waiting"] {
         store
-            .insert_delivery(&delivery(id, Some(1), 0))
+            .insert_delivery(delivery(id, Some(1), 0))
             .await
             .unwrap();
     }
@@ -475,7 +475,7 @@ async fn a_closed_store_fails_cleanly(db: TestDb) {
     let store = db.store().await;
     store.close().await;
     let err = store
-        .insert_delivery(&delivery("z", None, 0))
+        .insert_delivery(delivery("z", None, 0))
         .await
         .unwrap_err();
     assert!(
@@ -490,7 +490,7 @@ async fn a_lane_claims_the_next_of_its_queue_only_when_due(db: TestDb) {
     let store = db.store().await;
     for (id, repo) in [("a1", 1), ("b1", 2), ("a2", 1), ("a3", 1)] {
         store
-            .insert_delivery(&delivery(id, Some(repo), 0))
+            .insert_delivery(delivery(id, Some(repo), 0))
             .await
             .unwrap();
     }

@@ -190,13 +190,53 @@ on_both_backends!(malformed_requests_get_clear_errors);
 
 async fn bodies_over_the_limit_are_refused(db: TestDb) {
     let server = TestServer::start(&serve_args(&db)).await;
-    let mut body = br#"{"zen": ""#.to_vec();
-    body.resize(foreman::server::MAX_WEBHOOK_BODY + 10, b'a');
-    body.extend_from_slice(b"\"}");
-    let response = server.post_webhook("ping", "d-huge", &body).await;
-    assert_eq!(response.status(), 413);
+    let addr = server.running.addr;
+    // Declared too large: refused from the headers alone, before any of the body is sent.
+    let declared = format!("content-length: {}", foreman::server::MAX_WEBHOOK_BODY + 10);
+    let answer = raw_webhook(addr, "d-huge", &declared, |_| false).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    // Not declared (chunked): cut off once past the limit.
+    let answer = raw_webhook(addr, "d-chunked", "transfer-encoding: chunked", |sent| {
+        sent <= foreman::server::MAX_WEBHOOK_BODY + (1 << 20)
+    })
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     assert_eq!(server.store().inbox_depth().await.unwrap(), 0);
     server.shutdown().await;
+}
+
+/// Sends a webhook by hand: its headers (with a well-formed signature and `framing`), then
+/// 1 MiB chunks while `more(bytes sent)` says so, and returns the start of the answer.
+async fn raw_webhook(
+    addr: std::net::SocketAddr,
+    delivery: &str,
+    framing: &str,
+    more: impl Fn(usize) -> bool,
+) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /webhooks/github HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\n\
+         x-github-event: ping\r\nx-github-delivery: {delivery}\r\n\
+         x-hub-signature-256: sha256={}\r\n{framing}\r\n\r\n",
+        "ab".repeat(32)
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let chunk = vec![b'a'; 1 << 20];
+    let mut sent = 0;
+    while more(sent) {
+        let frame = [format!("{:x}\r\n", chunk.len()).as_bytes(), &chunk, b"\r\n"].concat();
+        if stream.write_all(&frame).await.is_err() {
+            break; // the server stopped reading: its answer is waiting
+        }
+        sent += chunk.len();
+    }
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut answer))
+        .await
+        .expect("an answer")
+        .unwrap_or(0);
+    String::from_utf8_lossy(&answer[..n]).into_owned()
 }
 on_both_backends!(bodies_over_the_limit_are_refused);
 
@@ -592,3 +632,159 @@ async fn rotated_secrets_are_all_accepted(db: TestDb) {
     server.shutdown().await;
 }
 on_both_backends!(rotated_secrets_are_all_accepted);
+
+/// The resident and peak resident memory of a process, in bytes.
+fn memory(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| -> u64 {
+        let line = status.lines().find(|l| l.starts_with(name)).unwrap();
+        line.split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            * 1024
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// Starts the peak over from what the process holds now (Linux: `clear_refs` 5), and
+/// returns that.
+fn reset_peak(pid: u32) -> u64 {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").unwrap();
+    memory(pid).0
+}
+
+/// A signed 25 MiB-ish `issues` delivery: one long issue body, or (`nested`) a value nested
+/// millions of levels deep that makes the typed parse fail after it.
+fn large_delivery(nested: bool) -> Vec<u8> {
+    let target = foreman::server::MAX_WEBHOOK_BODY - 4096;
+    if nested {
+        let depth = target / 4;
+        let mut body = br#"{"action": "opened", "issue": {"number": 1, "x": "#.to_vec();
+        body.extend(std::iter::repeat_n(b"[1,".as_slice(), depth).flatten());
+        body.push(b'1');
+        body.extend(std::iter::repeat_n(b']', depth));
+        body.extend(br#"}, "repository": {"id": 1, "full_name": "octo/widgets"}}"#);
+        body
+    } else {
+        // A real `issues` payload whose issue body is most of it.
+        let mut payload: Value = serde_json::from_slice(&fixture("issues.opened")).unwrap();
+        let rest = serde_json::to_vec(&payload).unwrap().len();
+        payload["issue"]["body"] = Value::String("x".repeat(target - rest));
+        serde_json::to_vec(&payload).unwrap()
+    }
+}
+
+async fn one_delivery_costs_at_most_three_times_its_body(db: TestDb) {
+    let store = db.store().await;
+    for (n, nested) in [false, true].into_iter().enumerate() {
+        // A fresh process each time, so one delivery's memory is not reused by the next.
+        let process = crate::support::Process::serve(&db, &[]).await;
+        let pid = process.child.id().unwrap();
+        let client = reqwest::Client::new();
+        let url = process.url("/webhooks/github");
+        let warm = post_webhook(&client, &url, "ping", &format!("warm-{n}"), b"{}").await;
+        assert_eq!(warm.status(), 202);
+        settled(&store, &format!("warm-{n}")).await;
+        let body = large_delivery(nested);
+        let before = reset_peak(pid);
+        let id = format!("large-{n}");
+        let response = post_webhook(&client, &url, "issues", &id, &body).await;
+        assert_eq!(response.status(), 202);
+        // Received, stored, claimed, parsed (or failed to parse) and recorded.
+        let status = settled(&store, &id).await;
+        let (_, peak) = memory(pid);
+        let cost = peak.saturating_sub(before);
+        eprintln!(
+            "one {} MiB delivery ({}): {status:?}, peak +{} MiB",
+            body.len() >> 20,
+            if nested { "nested" } else { "long text" },
+            cost >> 20
+        );
+        assert!(
+            cost <= 3 * body.len() as u64,
+            "one delivery of {} bytes cost {cost} bytes of memory",
+            body.len()
+        );
+        drop(process);
+    }
+}
+on_both_backends!(one_delivery_costs_at_most_three_times_its_body);
+
+async fn strangers_neither_exhaust_memory_nor_delay_a_signed_delivery(db: TestDb) {
+    let process =
+        crate::support::Process::serve(&db, &[("FOREMAN_WEBHOOK_BUFFER_MIB", "32")]).await;
+    let pid = process.child.id().unwrap();
+    let url = process.url("/webhooks/github");
+    let client = reqwest::Client::new();
+    let warm = post_webhook(&client, &url, "ping", "warm", b"{}").await;
+    assert_eq!(warm.status(), 202);
+    let before = reset_peak(pid);
+    // 200 strangers at once: half without a signature, each sending a MiB (refused from the
+    // headers), half with a forged one (read, within the budget, and refused).
+    let strangers: Vec<_> = (0..200)
+        .map(|n| {
+            let junk = vec![b'x'; if n % 2 == 1 { 256 << 10 } else { 1 << 20 }];
+            let (client, url) = (client.clone(), url.clone());
+            tokio::spawn(async move {
+                let mut request = client
+                    .post(&url)
+                    .header("x-github-event", "issues")
+                    .header("x-github-delivery", format!("stranger-{n}"))
+                    .body(junk);
+                if n % 2 == 1 {
+                    request = request
+                        .header("x-hub-signature-256", format!("sha256={}", "ab".repeat(32)));
+                }
+                request
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+                    .unwrap_or(0)
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    // GitHub's own connection, not one of the strangers' (which the server closes on them).
+    let github = reqwest::Client::new();
+    let started = std::time::Instant::now();
+    let signed = post_webhook(&github, &url, "ping", "signed", b"{\"zen\": \"hi\"}").await;
+    let took = started.elapsed();
+    assert_eq!(signed.status(), 202);
+    let mut answers = Vec::new();
+    for stranger in strangers {
+        answers.push(stranger.await.unwrap());
+    }
+    let (_, peak) = memory(pid);
+    eprintln!(
+        "signed delivery answered in {took:?} among 200 strangers; peak +{} MiB",
+        peak.saturating_sub(before) >> 20
+    );
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    assert!(
+        answers.iter().all(|s| *s == 401 || *s == 503 || *s == 0),
+        "strangers are refused: {answers:?}"
+    );
+    assert!(
+        peak.saturating_sub(before) < 100 << 20,
+        "200 MiB of strangers' bodies cost {} MiB",
+        peak.saturating_sub(before) >> 20
+    );
+    let store = db.store().await;
+    assert_eq!(settled(&store, "signed").await, DeliveryStatus::Processed);
+    for n in [0, 1, 199] {
+        assert!(status_of(&store, &format!("stranger-{n}")).await.is_none());
+    }
+}
+on_both_backends!(strangers_neither_exhaust_memory_nor_delay_a_signed_delivery);
+
+async fn a_body_that_never_finishes_is_cut_off(db: TestDb) {
+    let process =
+        crate::support::Process::serve(&db, &[("FOREMAN_WEBHOOK_READ_TIMEOUT", "1s")]).await;
+    // Headers promise 1000 bytes; none arrive.
+    let answer = raw_webhook(process.addr, "slow", "content-length: 1000", |_| false).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("did not arrive within 1s"), "{answer}");
+}
+on_both_backends!(a_body_that_never_finishes_is_cut_off);

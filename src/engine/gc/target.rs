@@ -53,8 +53,22 @@ impl Target for LocalTarget {
         Box::pin(async move {
             tokio::task::spawn_blocking(move || {
                 let bytes = disk_usage(&path);
-                std::fs::remove_dir_all(&path)
-                    .with_context(|| format!("cannot remove {}", path.display()))?;
+                // Moved aside first, in one step: whatever still reaches for the checkout by
+                // its path (a look from a concurrent pass, which may create files in it) finds
+                // nothing there instead of refilling what is being removed.
+                let name = path.file_name().context("a checkout path without a name")?;
+                let aside = path.with_file_name(format!(
+                    ".{}.removing-{}",
+                    name.to_string_lossy(),
+                    std::process::id()
+                ));
+                std::fs::rename(&path, &aside)
+                    .with_context(|| format!("cannot move {} aside", path.display()))?;
+                if let Err(e) = std::fs::remove_dir_all(&aside) {
+                    // Back where the next pass will find it and try again.
+                    let _ = std::fs::rename(&aside, &path);
+                    return Err(e).with_context(|| format!("cannot remove {}", path.display()));
+                }
                 Ok(bytes)
             })
             .await

@@ -209,6 +209,8 @@ pub fn serve_args(db: &TestDb) -> ServeArgs {
         inbox_claim_ttl: Duration::from_secs(2),
         instance_id: Some(format!("test-{}", random_suffix())),
         metrics_token: None,
+        webhook_buffer_mib: 256,
+        webhook_read_timeout: Duration::from_secs(10),
     }
 }
 
