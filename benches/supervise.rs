@@ -9,8 +9,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use foreman::agent::AgentKind;
 use foreman::engine::{Engine, objectives, supervisor};
+use foreman::model::AgentKind;
 use foreman::model::supervisor::Settings;
 use foreman::model::{Budget, ObjectiveStatus, Role, SessionStatus, SystemClock};
 use foreman::store::{NewObjective, NewSession};

@@ -11,8 +11,8 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::agent::AgentKind;
-use crate::model::{Budget, Role};
+use crate::github::app::AppCredentials;
+use crate::model::{AgentKind, Budget, Role};
 
 /// Default listen address when neither `FOREMAN_LISTEN` nor `PORT` is set.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:3000";
@@ -127,7 +127,8 @@ pub struct AgentArgs {
     #[arg(
         long = "manager-agent",
         env = "FOREMAN_MANAGER_AGENT",
-        default_value = "claude"
+        default_value = "claude",
+        value_parser = parse_agent_kind
     )]
     pub manager_agent: AgentKind,
     /// Program run for managers (default: `claude` or `codex`; required for `command`).
@@ -147,7 +148,8 @@ pub struct AgentArgs {
     #[arg(
         long = "worker-agent",
         env = "FOREMAN_WORKER_AGENT",
-        default_value = "claude"
+        default_value = "claude",
+        value_parser = parse_agent_kind
     )]
     pub worker_agent: AgentKind,
     /// Program run for workers (default: `claude` or `codex`; required for `command`).
@@ -618,22 +620,6 @@ pub struct ServeArgs {
     pub metrics_token: Option<SecretString>,
 }
 
-/// A parsed and checked GitHub App configuration.
-#[derive(Clone)]
-pub struct AppCredentials {
-    pub app_id: u64,
-    pub private_key_pem: SecretString,
-}
-
-impl std::fmt::Debug for AppCredentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppCredentials")
-            .field("app_id", &self.app_id)
-            .field("private_key_pem", &"[REDACTED]")
-            .finish()
-    }
-}
-
 impl ServeArgs {
     /// The address to bind: `FOREMAN_LISTEN`, else `127.0.0.1:$PORT`, else the default.
     pub fn listen_addr(&self) -> SocketAddr {
@@ -767,6 +753,12 @@ pub fn parse_bytes(value: &str) -> Result<u64, String> {
     };
     let number: f64 = number.parse().map_err(|_| bad())?;
     Ok((number * (1u64 << shift) as f64) as u64)
+}
+
+/// `claude`, `codex` or `command`.
+fn parse_agent_kind(text: &str) -> Result<AgentKind, String> {
+    AgentKind::parse(text)
+        .ok_or_else(|| format!("`{text}` is not an agent: claude, codex or command"))
 }
 
 /// Parses a duration such as `90s`, `5m`, `1h 30m` or `250ms`.

@@ -12,11 +12,11 @@ use anyhow::Result;
 use http::Method;
 use secrecy::ExposeSecret;
 
-use crate::agent::AgentKind;
 use crate::config::{AgentProfile, ServeArgs, redact_url, sqlite_path};
 use crate::engine::gc::{human_bytes, target::free_space};
 use crate::github::app::GitHubApp;
 use crate::github::rest::{self, RestError};
+use crate::model::AgentKind;
 use crate::model::SystemClock;
 use crate::setup::credentials::{self, Source};
 use crate::setup::manifest;

@@ -53,10 +53,8 @@ use anyhow::Result;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
-use super::{
-    Adapter, AgentEvent, AgentKind, MCP_SERVER_NAME, ParseState, TurnCommand, TurnRequest,
-};
-use crate::model::Role;
+use super::{Adapter, AgentEvent, MCP_SERVER_NAME, ParseState, TurnCommand, TurnRequest};
+use crate::model::{AgentKind, Role};
 
 /// The variable the MCP config's `Authorization` header is expanded from.
 pub const MCP_TOKEN_ENV: &str = "FOREMAN_MCP_TOKEN";

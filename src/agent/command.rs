@@ -6,7 +6,8 @@
 use anyhow::Result;
 use secrecy::SecretString;
 
-use super::{Adapter, AgentEvent, AgentKind, ParseState, TurnCommand, TurnRequest};
+use super::{Adapter, AgentEvent, ParseState, TurnCommand, TurnRequest};
+use crate::model::AgentKind;
 
 /// Runs a configured program for each turn.
 pub struct CommandAdapter;

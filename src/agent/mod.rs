@@ -15,47 +15,16 @@ pub mod codex;
 pub mod command;
 pub mod prompts;
 pub mod runtime;
+pub mod tools;
 
 use std::path::PathBuf;
 
 use secrecy::SecretString;
-use serde::{Deserialize, Serialize};
 
-use crate::model::{Role, SessionId};
+use crate::model::{AgentKind, Role, SessionId};
 
 /// The MCP server name agents see foreman's tools under (`mcp__foreman__spawn_worker`).
 pub const MCP_SERVER_NAME: &str = "foreman";
-
-/// Which kind of agent CLI runs a session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
-pub enum AgentKind {
-    /// Claude Code, headless (`claude -p … --output-format stream-json`).
-    Claude,
-    /// OpenAI Codex CLI (`codex exec --json`).
-    Codex,
-    /// Any program: gets the prompt and the MCP endpoint in its environment.
-    Command,
-}
-
-impl AgentKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AgentKind::Claude => "claude",
-            AgentKind::Codex => "codex",
-            AgentKind::Command => "command",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<AgentKind> {
-        Some(match s {
-            "claude" => AgentKind::Claude,
-            "codex" => AgentKind::Codex,
-            "command" => AgentKind::Command,
-            _ => return None,
-        })
-    }
-}
 
 /// How to reach foreman's tools: the URL and this session's bearer token.
 #[derive(Debug, Clone)]

@@ -13,7 +13,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::Engine;
-use super::handlers::{self, Outcome, Work};
+use super::handlers;
+use super::work::{Outcome, Work};
 use crate::github::events;
 use crate::metrics::inc;
 use crate::model::delivery::{ClaimedDelivery, DeliveryStatus, RetryDecision, retry_decision};

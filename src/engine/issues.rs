@@ -9,7 +9,7 @@
 use anyhow::{Context, Result};
 use octocrab::Octocrab;
 
-use super::handlers::{Outcome, Work};
+use super::work::{Outcome, Work};
 use super::{Engine, objectives, replies};
 use crate::github::events::Issue;
 use crate::github::events::{

@@ -21,6 +21,7 @@ pub mod status;
 pub mod supervisor;
 pub mod tick;
 pub mod turns;
+pub mod work;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -30,10 +31,10 @@ use std::time::Duration;
 use secrecy::SecretString;
 use tokio::sync::Notify;
 
-use crate::agent::AgentKind;
 use crate::config::{AgentArgs, AgentProfile, Posting};
 use crate::github::app::GitHubApp;
 use crate::metrics::Metrics;
+use crate::model::AgentKind;
 use crate::model::repo_config::ModelPolicy;
 use crate::model::{Budget, Clock, Role, SessionId};
 use crate::sandbox::Sandbox;

@@ -5,7 +5,7 @@
 use anyhow::{Result, bail};
 
 use super::{Engine, turns};
-use crate::agent::AgentKind;
+use crate::model::AgentKind;
 use crate::model::repo_config::PostingLimits;
 use crate::model::{
     Objective, ObjectiveId, ObjectiveStatus, QuestionId, Role, Session, SessionId, SessionStatus,

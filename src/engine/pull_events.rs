@@ -7,8 +7,8 @@ use anyhow::Result;
 use octocrab::Octocrab;
 
 use super::Engine;
-use super::handlers::{Outcome, Work};
 use super::pulls;
+use super::work::{Outcome, Work};
 use crate::github::events::{
     CheckRunEvent, CheckSuiteEvent, InstallationRef, PullRequest as PullPayload, PullRequestEvent,
     PullRequestRef, PullRequestReviewCommentEvent, PullRequestReviewEvent, Repository, ReviewState,

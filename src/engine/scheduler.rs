@@ -366,7 +366,7 @@ async fn recover(engine: &Arc<Engine>, session: &Session) -> Result<()> {
     }
     tracing::warn!(session = %session.id, recoveries, "resuming a session whose turn was interrupted");
     let kind =
-        if session.conversation_id.is_some() || session.agent == crate::agent::AgentKind::Command {
+        if session.conversation_id.is_some() || session.agent == crate::model::AgentKind::Command {
             TurnKind::Interrupted
         } else {
             TurnKind::First

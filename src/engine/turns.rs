@@ -175,7 +175,7 @@ async fn launch(
         TurnKind::First => None,
         _ => session.conversation_id.clone().or_else(|| {
             // The command adapter keeps no conversation id; it resumes by itself.
-            (session.agent == agent::AgentKind::Command).then(String::new)
+            (session.agent == crate::model::AgentKind::Command).then(String::new)
         }),
     };
     let outcome = run(engine, session, prompt, resume, dirs, token, cancel).await;
@@ -510,7 +510,7 @@ async fn run(
             url: engine.mcp_url(),
             token: token.clone(),
         },
-        tools: crate::mcp::tools_of(session.role),
+        tools: crate::agent::tools::tools_of(session.role),
         program: profile.program.clone(),
         model: profile.model.clone(),
         extra_args: profile.args.clone(),

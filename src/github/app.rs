@@ -17,7 +17,6 @@ use octocrab::Octocrab;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-use crate::config::AppCredentials;
 use crate::model::{Clock, InstallationId, Timestamp};
 
 /// How far `iat` is backdated, for clocks that drift (GitHub's advice).
@@ -108,6 +107,22 @@ impl std::fmt::Debug for GitHubApp {
             .field("app_id", &self.app_id)
             .field("api_url", &self.api_url)
             .finish_non_exhaustive()
+    }
+}
+
+/// A parsed and checked GitHub App configuration.
+#[derive(Clone)]
+pub struct AppCredentials {
+    pub app_id: u64,
+    pub private_key_pem: SecretString,
+}
+
+impl std::fmt::Debug for AppCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppCredentials")
+            .field("app_id", &self.app_id)
+            .field("private_key_pem", &"[REDACTED]")
+            .finish()
     }
 }
 

@@ -21,22 +21,11 @@ use secrecy::SecretString;
 
 use crate::engine::Engine;
 use crate::engine::turns::token_hash;
-use crate::model::{Role, Session};
-
-pub use tools::{TOOLS, ToolSpec};
+use crate::model::Session;
 
 /// The session a request is authenticated as.
 #[derive(Debug, Clone)]
 pub struct Caller(pub Session);
-
-/// The tool names a role may call.
-pub fn tools_of(role: Role) -> Vec<&'static str> {
-    TOOLS
-        .iter()
-        .filter(|t| t.roles.contains(&role))
-        .map(|t| t.name)
-        .collect()
-}
 
 /// The `/mcp` routes.
 pub fn router(engine: Arc<Engine>) -> Router {

@@ -14,6 +14,8 @@ pub mod time;
 pub mod workspace;
 
 pub use ids::*;
-pub use session::{Budget, Objective, ObjectiveStatus, Role, Session, SessionStatus, Usage};
+pub use session::{
+    AgentKind, Budget, Objective, ObjectiveStatus, Role, Session, SessionStatus, Usage,
+};
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};
 pub use workspace::{PullRequest, Workspace, WorkspaceStatus};

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::agent::AgentKind;
+use crate::model::AgentKind;
 use crate::model::Budget;
 
 /// The file's path in a repository.

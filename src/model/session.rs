@@ -41,6 +41,37 @@ impl Role {
     }
 }
 
+/// Which kind of agent CLI runs a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentKind {
+    /// Claude Code, headless (`claude -p … --output-format stream-json`).
+    Claude,
+    /// OpenAI Codex CLI (`codex exec --json`).
+    Codex,
+    /// Any program: gets the prompt and the MCP endpoint in its environment.
+    Command,
+}
+
+impl AgentKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentKind::Claude => "claude",
+            AgentKind::Codex => "codex",
+            AgentKind::Command => "command",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<AgentKind> {
+        Some(match s {
+            "claude" => AgentKind::Claude,
+            "codex" => AgentKind::Codex,
+            "command" => AgentKind::Command,
+            _ => return None,
+        })
+    }
+}
+
 /// Where a session stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -345,7 +376,7 @@ pub struct Session {
     pub id: super::SessionId,
     pub objective_id: super::ObjectiveId,
     pub role: Role,
-    pub agent: crate::agent::AgentKind,
+    pub agent: AgentKind,
     pub title: String,
     pub instructions: String,
     pub status: SessionStatus,
@@ -449,7 +480,7 @@ pub(crate) mod fixtures {
             id: SessionId(id),
             objective_id: ObjectiveId(objective),
             role,
-            agent: crate::agent::AgentKind::Command,
+            agent: AgentKind::Command,
             title: format!("Task {id}"),
             instructions: format!("Do task {id}."),
             status,

@@ -18,7 +18,7 @@
 
 use std::time::Duration;
 
-use crate::agent::AgentKind;
+use crate::model::AgentKind;
 use crate::model::{ObjectiveId, SessionStatus, Timestamp};
 
 /// The supervisor's limits.

@@ -15,7 +15,8 @@ use anyhow::{Context, Result, bail};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{AppCredentials, GitHubArgs, SetupArgs};
+use crate::config::{GitHubArgs, SetupArgs};
+use crate::github::app::AppCredentials;
 
 /// The file's mode: read and write for its owner only.
 pub const FILE_MODE: u32 = 0o600;

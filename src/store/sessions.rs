@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use sqlx::any::AnyRow;
 
 use super::{Store, Tx, col, count};
-use crate::agent::AgentKind;
+use crate::model::AgentKind;
 use crate::model::session::sql_list;
 use crate::model::{
     ObjectiveId, ObjectiveStatus, QuestionId, Role, Session, SessionId, SessionStatus, Timestamp,

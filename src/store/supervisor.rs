@@ -4,7 +4,7 @@
 use anyhow::{Context, Result};
 
 use super::{Backend, Store, Tx, count};
-use crate::agent::AgentKind;
+use crate::model::AgentKind;
 use crate::model::session::sql_list;
 use crate::model::supervisor::{Manager, ObjectiveView};
 use crate::model::{ObjectiveId, ObjectiveStatus, Role, SessionStatus, Timestamp};

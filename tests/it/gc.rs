@@ -17,11 +17,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use foreman::agent::AgentKind;
 use foreman::engine::gc::target::{LocalTarget, Target};
 use foreman::engine::gc::{self, GcSettings, PassReport};
 use foreman::engine::tick::BoxFuture;
 use foreman::engine::{AgentSettings, Engine, objectives};
+use foreman::model::AgentKind;
 use foreman::model::gc::{Inspection, Trigger};
 use foreman::model::{
     ObjectiveId, ObjectiveStatus, Role, SessionId, SessionStatus, SystemClock, WorkspaceId,

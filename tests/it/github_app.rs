@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use foreman::config::AppCredentials;
+use foreman::github::app::AppCredentials;
 use foreman::github::app::{Access, GitHubApp};
 use foreman::model::{InstallationId, SystemClock};
 use secrecy::{ExposeSecret, SecretString};

@@ -28,10 +28,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use foreman::agent::runtime::{self, Stream};
 use foreman::agent::{
-    Adapter, AgentEvent, AgentKind, McpEndpoint, ParseState, TurnCommand, TurnRequest, claude,
-    codex,
+    Adapter, AgentEvent, McpEndpoint, ParseState, TurnCommand, TurnRequest, claude, codex,
 };
-use foreman::model::{Role, SessionId};
+use foreman::model::{AgentKind, Role, SessionId};
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ListToolsResult,
     PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,

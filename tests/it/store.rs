@@ -594,7 +594,7 @@ async fn followup(
         session: foreman::store::NewSession {
             objective_id: objective,
             role: foreman::model::Role::Followup,
-            agent: foreman::agent::AgentKind::Command,
+            agent: foreman::model::AgentKind::Command,
             title: format!("Follow-up {key}"),
             instructions: "x".to_owned(),
             spawned_by: None,

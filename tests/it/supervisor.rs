@@ -182,7 +182,7 @@ async fn live_work_open_questions_and_healthy_pulls_are_left_alone(db: TestDb) {
             &NewSession {
                 objective_id: objective,
                 role: Role::Worker,
-                agent: foreman::agent::AgentKind::Command,
+                agent: foreman::model::AgentKind::Command,
                 title: "build".into(),
                 instructions: "build it".into(),
                 spawned_by: Some(manager),
@@ -280,7 +280,7 @@ async fn dead_managers_are_respawned_within_budget_then_escalated_once(db: TestD
     assert_ne!(second.id, first, "the manager pointer moved");
     assert_eq!(
         second.agent,
-        foreman::agent::AgentKind::Codex,
+        foreman::model::AgentKind::Codex,
         "the last manager's agent"
     );
 

@@ -10,8 +10,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use foreman::agent::AgentKind;
 use foreman::config::{AgentArgs, DatabaseArgs, GitArgs, GitHubArgs, ServeArgs};
+use foreman::model::AgentKind;
 use foreman::model::SystemClock;
 use foreman::service::Running;
 use foreman::store::Store;
