@@ -4,9 +4,10 @@
 
 use anyhow::{Result, bail};
 
+use crate::model::pulls::{Mergeable, PullState};
+use crate::model::question::{Question, QuestionStatus};
 use crate::model::text::{Author, clean, fence, one_line};
 use crate::model::{Objective, PullRequest, Role, Session};
-use crate::store::Question;
 
 const MANAGER: &str = include_str!("../../prompts/manager.md");
 const WORKER: &str = include_str!("../../prompts/worker.md");
@@ -115,7 +116,7 @@ pub fn snapshot(s: &Snapshot<'_>) -> Result<String> {
                 p.checks,
                 p.branch
             );
-            if p.state == "open" && p.mergeable.as_deref() == Some("conflicting") {
+            if p.state == PullState::Open && p.mergeable == Some(Mergeable::Conflicting) {
                 line.push_str("; conflicts with its base");
             }
             if let Some(decision) = &p.decision {
@@ -128,14 +129,14 @@ pub fn snapshot(s: &Snapshot<'_>) -> Result<String> {
         .questions
         .iter()
         .map(|q| {
-            let outcome = match (q.status.as_str(), &q.answer) {
-                ("answered", Some(answer)) => format!(
+            let outcome = match (q.status, &q.answer) {
+                (QuestionStatus::Answered, Some(answer)) => format!(
                     "answered by @{}: {}",
                     q.answered_by.as_deref().unwrap_or("someone"),
                     one_line(&clean(answer), 300)
                 ),
-                ("open", _) => "waiting for an answer".to_owned(),
-                (status, _) => status.to_owned(),
+                (QuestionStatus::Open, _) => "waiting for an answer".to_owned(),
+                (status, _) => status.as_str().to_owned(),
             };
             format!("- {} ({outcome})", one_line(&q.text, 300))
         })

@@ -10,9 +10,10 @@ use anyhow::{Context, Result, bail};
 use super::{Engine, turns};
 use crate::agent::prompts;
 use crate::github::app::Access;
+use crate::model::pulls::PullState;
 use crate::model::repo_config::UpdateStyle;
 use crate::model::{Objective, PullRequest, Role, Session};
-use crate::store::{AuditEntry, FollowupInsert, NewFollowup, NewSession, PullState, Tx};
+use crate::store::{AuditEntry, FollowupInsert, NewFollowup, NewSession, PullUpdate, Tx};
 
 /// Why a follow-up runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,7 +144,7 @@ pub async fn push(engine: &Engine, session: &Session) -> Result<String> {
             pull.number
         );
     };
-    if pull.state != "open" {
+    if pull.state != PullState::Open {
         bail!(
             "pull request #{} is {} now; its branch was not pushed to",
             pull.number,
@@ -169,8 +170,8 @@ pub async fn push(engine: &Engine, session: &Session) -> Result<String> {
     let mut tx = store.begin().await?;
     tx.set_pull_state(
         pull.id,
-        &PullState {
-            state: "open",
+        &PullUpdate {
+            state: PullState::Open,
             head_sha: &head,
             mergeable: None,
         },

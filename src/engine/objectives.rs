@@ -6,6 +6,7 @@ use anyhow::{Result, bail};
 
 use super::{Engine, turns};
 use crate::model::AgentKind;
+use crate::model::question::QuestionKind;
 use crate::model::repo_config::PostingLimits;
 use crate::model::{
     Objective, ObjectiveId, ObjectiveStatus, QuestionId, Role, Session, SessionId, SessionStatus,
@@ -190,7 +191,7 @@ pub async fn ask_user(engine: &Engine, caller: &Session, question: &str) -> Resu
         .store
         .questions_asked_since(
             objective.id,
-            super::questions::Kind::Agent.as_str(),
+            QuestionKind::Agent.as_str(),
             engine.clock.now().minus(HOUR),
         )
         .await?;
@@ -206,7 +207,7 @@ pub async fn ask_user(engine: &Engine, caller: &Session, question: &str) -> Resu
         &mut tx,
         &objective,
         Some(caller),
-        super::questions::Kind::Agent,
+        QuestionKind::Agent,
         question,
         None,
     )
@@ -233,7 +234,7 @@ pub async fn propose_plan(engine: &Engine, caller: &Session, plan: &str) -> Resu
         &mut tx,
         &objective,
         Some(caller),
-        super::questions::Kind::Plan,
+        QuestionKind::Plan,
         plan,
         None,
     )
@@ -261,7 +262,7 @@ pub async fn budget_reached(engine: &Engine, objective: ObjectiveId, reached: &s
             &mut tx,
             &objective,
             None,
-            super::questions::Kind::Budget,
+            QuestionKind::Budget,
             &text,
             Some(reached),
         )

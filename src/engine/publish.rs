@@ -8,6 +8,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use super::{Engine, turns};
 use crate::github::app::Access;
 use crate::github::app::describe;
+use crate::model::pulls::PullState;
 use crate::model::text::one_line;
 use crate::model::{Role, Session, SessionId, SessionStatus};
 use crate::store::NewPull;
@@ -107,13 +108,13 @@ async fn publish_held(
         .await?
         .context("your objective is gone")?;
     let existing = store.pull_by_branch(&objective.repository, &branch).await?;
-    match existing.as_ref().map(|p| p.state.as_str()) {
-        Some("merged") => bail!(
+    match existing.as_ref().map(|p| p.state) {
+        Some(PullState::Merged) => bail!(
             "pull request #{} from this branch was merged; pushing more to it is refused. \
              Spawn a new worker for further changes.",
             existing.as_ref().map_or(0, |p| p.number)
         ),
-        Some("closed") => bail!(
+        Some(PullState::Closed) => bail!(
             "pull request #{} from this branch was closed without being merged. Decide what \
              to do: ask the user, or have a new worker redo the work and publish that.",
             existing.as_ref().map_or(0, |p| p.number)
@@ -201,7 +202,7 @@ async fn publish_held(
                 branch: &branch,
                 base_ref: &workspace.base_ref,
                 head_sha: &head,
-                state: "open",
+                state: PullState::Open,
                 title: &req.title,
                 url: &url,
                 closes_issue: req.closes_issue,

@@ -16,6 +16,7 @@ use crate::github::events::{
 };
 use crate::github::rest::{self, PullNow};
 use crate::model::PullRequest;
+use crate::model::pulls::{Mergeable, PullState};
 use crate::model::text::{Author, clean, fence};
 use crate::store::{AuditEntry, NewPull};
 
@@ -27,17 +28,20 @@ async fn now_of(client: Option<&Octocrab>, repository: &str, pr: &PullPayload) -
         Some(client) => Ok(rest::pull(client, repository, number).await?),
         None => Ok(PullNow {
             state: if pr.is_merged() {
-                "merged"
+                PullState::Merged
             } else if pr.state.as_deref() == Some("closed") {
-                "closed"
+                PullState::Closed
             } else {
-                "open"
-            }
-            .to_owned(),
+                PullState::Open
+            },
             head_sha: pr.head.sha.clone(),
-            mergeable: pr
-                .mergeable
-                .map(|m| if m { "clean" } else { "conflicting" }.to_owned()),
+            mergeable: pr.mergeable.map(|clean| {
+                if clean {
+                    Mergeable::Clean
+                } else {
+                    Mergeable::Conflicting
+                }
+            }),
             by: None,
         }),
     }
@@ -85,7 +89,7 @@ pub async fn pull_request(
         .installation_client(e.installation.map(|i| i.id), repository)
         .await?;
     let mut now_is = now_of(client.as_ref(), repository, pr).await?;
-    if now_is.state == "closed" {
+    if now_is.state == PullState::Closed {
         // GitHub's pull request says who merged it, not who closed it: the sender did.
         now_is.by = e.sender.as_ref().map(|s| s.login.clone());
     }
@@ -106,7 +110,7 @@ pub async fn pull_request(
                 branch: &pr.head.ref_name,
                 base_ref: &pr.base.ref_name,
                 head_sha: &now_is.head_sha,
-                state: &now_is.state,
+                state: now_is.state,
                 title: &pr.title,
                 url: pr.html_url.as_deref().unwrap_or_default(),
                 closes_issue: pr.body.contains("Closes #"),
@@ -150,7 +154,7 @@ pub async fn checks(
         // Check events of forks (and some CI apps) name no pull request: go by the commit.
         pulls = store.open_pulls_at(event.repository, event.sha).await?;
     }
-    pulls.retain(|p| p.state == "open");
+    pulls.retain(|p| p.state == PullState::Open);
     if pulls.is_empty() {
         return Ok(Outcome::Skipped(format!(
             "no open foreman pull request has head {}",

@@ -12,12 +12,12 @@ use super::{Engine, objectives};
 use crate::agent::prompts;
 use crate::github::rest::PullNow;
 use crate::model::pulls::{
-    CheckRunView, Checks, CiAction, Completion, checks_state, completion, describe_failures,
-    fenced_failures, must_close_issue, on_failing_checks,
+    CheckRunView, Checks, CiAction, Completion, Mergeable, PullState, checks_state, completion,
+    describe_failures, fenced_failures, must_close_issue, on_failing_checks,
 };
 use crate::model::text::one_line;
 use crate::model::{Objective, ObjectiveStatus, PullRequest, Session};
-use crate::store::{FollowupInsert, OutboxKind, OutboxWrite, PullState, Tx};
+use crate::store::{FollowupInsert, OutboxKind, OutboxWrite, PullUpdate, Tx};
 
 /// Applies what GitHub says of one of foreman's pull requests now. Returns what happened,
 /// for the audit trail.
@@ -29,11 +29,11 @@ pub async fn observe_in(
 ) -> Result<String> {
     record_in(engine, tx, pull, now_is).await?;
     let mut after = pull.clone();
-    if pull.state != "merged" {
-        after.state = now_is.state.clone();
+    if pull.state != PullState::Merged {
+        after.state = now_is.state;
         after.head_sha = now_is.head_sha.clone();
     }
-    after.mergeable = now_is.mergeable.clone();
+    after.mergeable = now_is.mergeable;
     let objective = engine
         .store
         .objective(pull.objective_id)
@@ -43,22 +43,23 @@ pub async fn observe_in(
     if objective.status.is_terminal() {
         return Ok(format!("#{n} is {} (its objective has ended)", after.state));
     }
-    match (pull.state.as_str(), after.state.as_str()) {
-        ("merged", _) => Ok(format!("#{n} was merged before")),
-        (_, "merged") => merged_in(engine, tx, &objective, &after).await,
-        ("open", "closed") => closed_in(engine, tx, &objective, &after, now_is.by.as_deref()).await,
-        ("closed", "open") => {
+    use PullState::{Closed, Merged, Open};
+    match (pull.state, after.state) {
+        (Merged, _) => Ok(format!("#{n} was merged before")),
+        (_, Merged) => merged_in(engine, tx, &objective, &after).await,
+        (Open, Closed) => closed_in(engine, tx, &objective, &after, now_is.by.as_deref()).await,
+        (Closed, Open) => {
             let note = format!("Pull request #{n} (\"{}\") was reopened.", after.title);
             objectives::tell_manager_in(engine, tx, &objective, &note).await?;
             Ok(format!("#{n} was reopened"))
         }
-        ("open", "open") => {
+        (Open, Open) => {
             let mut what = Vec::new();
             if now_is.head_sha != pull.head_sha {
                 pushed_in(engine, tx, &objective, &after).await?;
                 what.push(format!("#{n} has a new head {}", now_is.head_sha));
             }
-            if after.mergeable.as_deref() == Some("conflicting") {
+            if after.mergeable == Some(Mergeable::Conflicting) {
                 what.push(conflict_in(engine, tx, &objective, &after).await?);
             }
             Ok(if what.is_empty() {
@@ -78,10 +79,10 @@ async fn record_in(
     pull: &PullRequest,
     now_is: &PullNow,
 ) -> Result<()> {
-    let state = PullState {
-        state: &now_is.state,
+    let state = PullUpdate {
+        state: now_is.state,
         head_sha: &now_is.head_sha,
-        mergeable: now_is.mergeable.as_deref(),
+        mergeable: now_is.mergeable,
     };
     tx.set_pull_state(pull.id, &state, engine.clock.now())
         .await?;
@@ -229,7 +230,7 @@ pub async fn checks_in(
         .objective(pull.objective_id)
         .await?
         .context("the pull request's objective is gone")?;
-    if state != Checks::Failing || pull.state != "open" || objective.status.is_terminal() {
+    if state != Checks::Failing || pull.state != PullState::Open || objective.status.is_terminal() {
         return Ok(format!("#{n} checks {}", state.as_str()));
     }
     let attempts = engine
@@ -307,7 +308,7 @@ pub async fn review_in(
         .objective(pull.objective_id)
         .await?
         .context("the pull request's objective is gone")?;
-    if objective.status.is_terminal() || pull.state != "open" {
+    if objective.status.is_terminal() || pull.state != PullState::Open {
         return Ok(format!(
             "review feedback on #{n}, which foreman no longer works on"
         ));
@@ -354,7 +355,7 @@ pub async fn complete_in(
         .unwrap_or_else(|| "The work is complete.".to_owned());
     let merged: Vec<u64> = pulls
         .iter()
-        .filter(|p| p.state == "merged")
+        .filter(|p| p.state == PullState::Merged)
         .map(|p| p.number)
         .collect();
     let merged = if merged.is_empty() {
@@ -399,12 +400,12 @@ pub async fn merged_closers(
         if !pull.closes_issue {
             continue;
         }
-        if pull.state == "merged" {
+        if pull.state == PullState::Merged {
             merged.push((pull, None));
-        } else if pull.state == "open" {
+        } else if pull.state == PullState::Open {
             let now_is =
                 crate::github::rest::pull(client, &objective.repository, pull.number).await?;
-            if now_is.state == "merged" {
+            if now_is.state == PullState::Merged {
                 merged.push((pull, Some(now_is)));
             }
         }
@@ -427,7 +428,7 @@ pub async fn closed_by_merge_in(
         }
         for p in &mut pulls {
             if p.id == pull.id {
-                p.state = "merged".to_owned();
+                p.state = PullState::Merged;
             }
         }
     }
@@ -458,10 +459,10 @@ pub async fn abandon(
         Some(p) if p.objective_id == objective.id => p,
         _ => bail!("#{number} is not one of your objective's pull requests"),
     };
-    match pull.state.as_str() {
-        "closed" => {}
-        "merged" => bail!("#{number} was merged; there is nothing to abandon"),
-        _ => bail!(
+    match pull.state {
+        PullState::Closed => {}
+        PullState::Merged => bail!("#{number} was merged; there is nothing to abandon"),
+        PullState::Open => bail!(
             "#{number} is still open; ask the humans to close it (or leave it for them to \
              merge) — foreman does not close pull requests"
         ),

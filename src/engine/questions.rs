@@ -14,55 +14,10 @@ use super::outbox::marker_comment;
 use super::tick::{BoxFuture, TickTask};
 use super::{Engine, objectives};
 use crate::github::rest;
+use crate::model::question::{Question, QuestionKind, QuestionStatus};
 use crate::model::text::{Author, fence, one_line};
 use crate::model::{Objective, ObjectiveStatus, QuestionId, Role, Session, SessionId};
-use crate::store::{OutboxKind, OutboxWrite, Question, Tx};
-
-/// What a question is about, which decides what an answer does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// An agent's `ask_user`.
-    Agent,
-    /// A budget was reached; new work waits.
-    Budget,
-    /// The supervisor gave up respawning the manager.
-    Escalation,
-    /// The manager's plan waits for approval.
-    Plan,
-    /// A pull request was closed without being merged.
-    ClosedPullRequest,
-    /// A follow-up could not fix what it was sent to fix.
-    FollowUp,
-}
-
-impl Kind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Agent => "agent",
-            Kind::Budget => "budget",
-            Kind::Escalation => "escalation",
-            Kind::Plan => "plan",
-            Kind::ClosedPullRequest => "closed_pull_request",
-            Kind::FollowUp => "followup",
-        }
-    }
-
-    pub fn parse(s: &str) -> Kind {
-        match s {
-            "budget" => Kind::Budget,
-            "escalation" => Kind::Escalation,
-            "plan" => Kind::Plan,
-            "closed_pull_request" => Kind::ClosedPullRequest,
-            "followup" => Kind::FollowUp,
-            _ => Kind::Agent,
-        }
-    }
-
-    /// Whether answering it lets stopped work go on (as `/foreman resume` does).
-    fn resumes(self) -> bool {
-        matches!(self, Kind::Budget | Kind::Escalation)
-    }
-}
+use crate::store::{OutboxKind, OutboxWrite, Tx};
 
 /// Records a question, sets its objective waiting, and queues its comment.
 pub async fn ask_in(
@@ -70,7 +25,7 @@ pub async fn ask_in(
     tx: &mut Tx,
     objective: &Objective,
     asker: Option<&Session>,
-    kind: Kind,
+    kind: QuestionKind,
     text: &str,
     context: Option<&str>,
 ) -> Result<QuestionId> {
@@ -123,19 +78,19 @@ fn asker_name(asker: Option<&Session>) -> String {
 }
 
 /// The question's comment.
-pub fn render(asker: Option<&Session>, kind: Kind, text: &str, marker: &str) -> String {
+pub fn render(asker: Option<&Session>, kind: QuestionKind, text: &str, marker: &str) -> String {
     let quoted: String = text.lines().map(|l| format!("> {l}\n")).collect();
     let commands = match kind {
-        Kind::Budget | Kind::Escalation => {
+        QuestionKind::Budget | QuestionKind::Escalation => {
             "\n`/foreman resume` continues as things are; `/foreman stop` ends the work.\n"
         }
-        Kind::Plan => {
+        QuestionKind::Plan => {
             "\n`/foreman approve` approves the plan as it is; any other reply goes back to the manager to revise it.\n"
         }
         _ => "",
     };
     let title = match kind {
-        Kind::Plan => format!("**The plan of {}, for your approval:**", asker_name(asker)),
+        QuestionKind::Plan => format!("**The plan of {}, for your approval:**", asker_name(asker)),
         _ => format!("**A question from {}:**", asker_name(asker)),
     };
     format!(
@@ -152,9 +107,9 @@ fn render_closed(question: &Question, nonce: &str) -> String {
         .lines()
         .map(|l| format!("> ~~{l}~~\n"))
         .collect();
-    let end = match (question.status.as_str(), &question.answered_by) {
-        ("answered", Some(by)) => format!("✅ Answered by @{by}."),
-        ("answered", None) => "✅ Answered.".to_owned(),
+    let end = match (question.status, &question.answered_by) {
+        (QuestionStatus::Answered, Some(by)) => format!("✅ Answered by @{by}."),
+        (QuestionStatus::Answered, None) => "✅ Answered.".to_owned(),
         _ => "Closed without an answer: the work it was for has ended.".to_owned(),
     };
     format!(
@@ -235,14 +190,14 @@ pub async fn answer_in(
     }
     let open: Vec<Question> = questions
         .into_iter()
-        .filter(|q| q.status == "open")
+        .filter(|q| q.status == QuestionStatus::Open)
         .collect();
     let Some(question) = answered_by(&open, body) else {
         return Ok(None);
     };
     let now = engine.clock.now();
     let answer = answer_text(body);
-    let kind = Kind::parse(&question.kind);
+    let kind = question.kind;
     if kind.resumes() && !may_decide {
         if let Some(manager) = objective.manager
             && let Some(manager) = engine.store.session(manager).await?
@@ -266,7 +221,7 @@ pub async fn answer_in(
         return Ok(None);
     }
     match kind {
-        Kind::Plan => {} // the answer goes to the manager to revise the plan
+        QuestionKind::Plan => {} // the answer goes to the manager to revise the plan
         k if k.resumes() => objectives::lift_stop_in(engine, tx, objective, author.login).await?,
         _ => {}
     }
@@ -368,7 +323,13 @@ pub async fn approve_plan_in(
     tx.approve_plan(objective.id, now).await?;
     let answer = format!("approved by @{by}");
     let n = tx
-        .answer_open_questions(objective.id, &[Kind::Plan.as_str()], &answer, by, now)
+        .answer_open_questions(
+            objective.id,
+            &[QuestionKind::Plan.as_str()],
+            &answer,
+            by,
+            now,
+        )
         .await?;
     let note = format!("@{by} approved your plan. Start the workers now.");
     objectives::tell_manager_in(engine, tx, objective, &note).await?;
@@ -449,10 +410,10 @@ mod tests {
             id: QuestionId(id),
             objective_id: ObjectiveId(1),
             session_id: None,
-            kind: "agent".into(),
+            kind: QuestionKind::Agent,
             text: text.into(),
             context: None,
-            status: "open".into(),
+            status: QuestionStatus::Open,
             answer: None,
             answered_by: None,
             created_at: Timestamp(0),
@@ -499,31 +460,31 @@ mod tests {
         let manager = fixtures::session(2, 1, Role::Manager, SessionStatus::Running);
         let mut all = render(
             Some(&worker),
-            Kind::Agent,
+            QuestionKind::Agent,
             "Should nested braces be allowed?\nThe spec is silent.",
             "question-4",
         );
         all += "\n---\n\n";
         all += &render(
             Some(&manager),
-            Kind::Plan,
+            QuestionKind::Plan,
             "1. Fix the lexer\n2. Add tests",
             "question-5",
         );
         all += "\n---\n\n";
         all += &render(
             None,
-            Kind::Budget,
+            QuestionKind::Budget,
             "The budget is reached (turns: 200 of 200).",
             "question-6",
         );
         all += "\n---\n\n";
         let mut closed = question(4, "Should nested braces be allowed?");
-        closed.status = "answered".into();
+        closed.status = QuestionStatus::Answered;
         closed.answered_by = Some("alice".into());
         all += &render_closed(&closed, "");
         all += "\n---\n\n";
-        closed.status = "cancelled".into();
+        closed.status = QuestionStatus::Cancelled;
         all += &render_closed(&closed, "");
         crate::snapshot::assert_snapshot("questions", &all);
     }

@@ -22,6 +22,7 @@ use super::tick::{BoxFuture, TickTask};
 use super::{Engine, objectives, pulls};
 use crate::github::rest::{self, Conditional, RestError};
 use crate::metrics::inc;
+use crate::model::pulls::{Checks, PullState};
 use crate::model::{ObjectiveStatus, PullRequest};
 use crate::store::AuditEntry;
 
@@ -180,21 +181,21 @@ impl Reconcile {
                 "{what} (reconciled)"
             );
         }
-        if !full || now_is.state != "open" {
+        if !full || now_is.state != PullState::Open {
             return Ok(());
         }
         let sha = now_is.head_sha.as_str();
-        if pull.checks_sha.as_deref() == Some(sha) && pull.checks != "pending" {
+        if pull.checks_sha.as_deref() == Some(sha) && pull.checks != Checks::Pending {
             return Ok(()); // this head's checks are settled and known
         }
         let runs = rest::check_runs(client, &pull.repository, sha).await?;
         let state = crate::model::pulls::checks_state(&runs);
-        if pull.checks_sha.as_deref() == Some(sha) && pull.checks == state.as_str() {
+        if pull.checks_sha.as_deref() == Some(sha) && pull.checks == state {
             return Ok(());
         }
         let mut current = pull.clone();
         current.head_sha = sha.to_owned();
-        current.state = now_is.state.clone();
+        current.state = now_is.state;
         let mut tx = engine.store.begin().await?;
         let what = pulls::checks_in(engine, &mut tx, &current, sha, &runs).await?;
         tx.audit(&entry(engine, pull, "reconcile.checks", &what))

@@ -15,12 +15,13 @@ use super::Engine;
 use super::outbox::marker_comment;
 use super::tick::{BoxFuture, TickTask};
 use crate::github::rest::{self, RestError};
+use crate::model::pulls::{Mergeable, PullState};
+use crate::model::question::{Question, QuestionStatus};
 use crate::model::text::one_line;
 use crate::model::{
     InstallationId, Objective, ObjectiveId, ObjectiveStatus, PullRequest, Role, Session,
     SessionStatus, Timestamp,
 };
-use crate::store::Question;
 
 /// Least time between two edits of one status comment.
 pub const MIN_EDIT_INTERVAL: Duration = Duration::from_secs(10);
@@ -167,17 +168,18 @@ pub fn render(view: &StatusView<'_>, now: Timestamp) -> String {
         let _ = writeln!(out, "**Pull requests**");
         for p in view.pulls {
             let checks = match p.checks.as_str() {
-                _ if p.state == "closed" => "",
+                _ if p.state == PullState::Closed => "",
                 "passing" => " · checks passing ✅",
                 "failing" => " · checks failing ❌",
-                "pending" if p.state == "open" => " · checks pending ⏳",
+                "pending" if p.state == PullState::Open => " · checks pending ⏳",
                 _ => "",
             };
-            let conflict = if p.state == "open" && p.mergeable.as_deref() == Some("conflicting") {
-                " · conflicts with its base ⚠️"
-            } else {
-                ""
-            };
+            let conflict =
+                if p.state == PullState::Open && p.mergeable == Some(Mergeable::Conflicting) {
+                    " · conflicts with its base ⚠️"
+                } else {
+                    ""
+                };
             let decision = match (p.state.as_str(), p.decision.as_deref()) {
                 ("closed", Some(d)) => format!(" · {}", one_line(d, 160)),
                 ("closed", None) => " · waiting for the manager's decision".to_owned(),
@@ -196,7 +198,7 @@ pub fn render(view: &StatusView<'_>, now: Timestamp) -> String {
     let open: Vec<&Question> = view
         .questions
         .iter()
-        .filter(|q| q.status == "open")
+        .filter(|q| q.status == QuestionStatus::Open)
         .collect();
     if !open.is_empty() && !o.status.is_terminal() {
         let _ = writeln!(out, "**Waiting for you** — reply on this issue to answer:");
@@ -380,10 +382,10 @@ mod tests {
             id: QuestionId(4),
             objective_id: ObjectiveId(1),
             session_id: None,
-            kind: "agent".into(),
+            kind: crate::model::question::QuestionKind::Agent,
             text: text.into(),
             context: None,
-            status: status.into(),
+            status: QuestionStatus::parse(status).unwrap(),
             answer: None,
             answered_by: None,
             created_at: Timestamp(0),
@@ -403,8 +405,8 @@ mod tests {
             branch: "foreman/42-fix-s3".into(),
             base_ref: "main".into(),
             head_sha: "abc".into(),
-            state: "open".into(),
-            checks: "passing".into(),
+            state: crate::model::pulls::PullState::Open,
+            checks: crate::model::pulls::Checks::Passing,
             title: "Fix the parser".into(),
             url: "https://github.com/octo/widgets/pull/12".into(),
             closes_issue: true,
@@ -431,15 +433,15 @@ mod tests {
         let sessions = [manager, done, running];
         let mut conflicting = pull();
         conflicting.number = 13;
-        conflicting.checks = "failing".into();
-        conflicting.mergeable = Some("conflicting".into());
+        conflicting.checks = crate::model::pulls::Checks::Failing;
+        conflicting.mergeable = Some(crate::model::pulls::Mergeable::Conflicting);
         let mut abandoned = pull();
         abandoned.number = 14;
-        abandoned.state = "closed".into();
+        abandoned.state = crate::model::pulls::PullState::Closed;
         abandoned.decision = Some("abandoned by the manager: done upstream".into());
         let mut undecided = pull();
         undecided.number = 15;
-        undecided.state = "closed".into();
+        undecided.state = crate::model::pulls::PullState::Closed;
         let pulls = [pull(), conflicting, abandoned, undecided];
         let questions = [
             question("Which colour should the widget be?", "open"),
@@ -468,7 +470,7 @@ mod tests {
             SessionStatus::Succeeded,
         )];
         let mut merged = pull();
-        merged.state = "merged".into();
+        merged.state = crate::model::pulls::PullState::Merged;
         let view = StatusView {
             objective: &done,
             sessions: &sessions,

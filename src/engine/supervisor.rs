@@ -9,11 +9,12 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use super::questions::{self, Kind};
+use super::questions;
 use super::tick::{BoxFuture, TickTask};
 use super::{Engine, objectives, turns};
 use crate::agent::prompts;
 use crate::metrics::inc;
+use crate::model::question::QuestionKind;
 use crate::model::supervisor::{Action, Settings, decide};
 use crate::model::{Role, Timestamp};
 use crate::store::AuditEntry;
@@ -148,7 +149,7 @@ async fn apply(
                 &mut tx,
                 &objective,
                 None,
-                Kind::Escalation,
+                QuestionKind::Escalation,
                 &text,
                 None,
             )

@@ -11,6 +11,8 @@ use http::{Method, StatusCode};
 use octocrab::Octocrab;
 use serde_json::{Value, json};
 
+use crate::model::pulls::{Mergeable, PullState};
+
 /// How long to wait on a rate limit that does not say (GitHub: "at least one minute").
 const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(60);
 /// Longest wait a rate limit is taken at its word for.
@@ -336,11 +338,10 @@ pub async fn default_branch(client: &Octocrab, repository: &str) -> Result<Strin
 /// What foreman needs to know about a pull request right now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PullNow {
-    /// `open`, `merged` or `closed`.
-    pub state: String,
+    pub state: PullState,
     pub head_sha: String,
-    /// `clean` or `conflicting`; `None` while GitHub is still computing it.
-    pub mergeable: Option<String>,
+    /// `None` while GitHub is still computing it.
+    pub mergeable: Option<Mergeable>,
     /// Who merged it (GitHub says), or closed it (the webhook's sender), when known.
     pub by: Option<String>,
 }
@@ -354,22 +355,22 @@ pub async fn pull(client: &Octocrab, repository: &str, number: u64) -> Result<Pu
 /// What a pull request's JSON says of it.
 pub fn pull_now(answer: &Value) -> PullNow {
     let state = if answer["merged"] == true || !answer["merged_at"].is_null() {
-        "merged"
+        PullState::Merged
     } else if answer["state"] == "closed" {
-        "closed"
+        PullState::Closed
     } else {
-        "open"
+        PullState::Open
     };
     let mergeable = match (
         answer["mergeable"].as_bool(),
         answer["mergeable_state"].as_str(),
     ) {
-        (_, Some("dirty")) | (Some(false), _) => Some("conflicting".to_owned()),
-        (Some(true), _) => Some("clean".to_owned()),
+        (_, Some("dirty")) | (Some(false), _) => Some(Mergeable::Conflicting),
+        (Some(true), _) => Some(Mergeable::Clean),
         _ => None,
     };
     PullNow {
-        state: state.to_owned(),
+        state,
         head_sha: answer["head"]["sha"]
             .as_str()
             .unwrap_or_default()

@@ -9,6 +9,7 @@
 //! checkout holding work that exists nowhere else (uncommitted changes, commits no upstream
 //! ref reaches) is kept: that is checked with git, under a claim, just before removal.
 
+use super::pulls::PullState;
 use std::collections::{HashMap, HashSet};
 use std::path::{Component, Path};
 use std::time::Duration;
@@ -67,8 +68,7 @@ pub struct GcSession {
 pub struct GcPull {
     pub workspace_id: WorkspaceId,
     pub number: u64,
-    /// `open`, `merged` or `closed`.
-    pub state: String,
+    pub state: PullState,
     pub head_sha: String,
 }
 
@@ -180,7 +180,7 @@ fn plan_for(
         return Plan::Keep(format!("its session #{creator} is live"));
     }
     let pulls: Vec<&GcPull> = s.pulls.iter().filter(|p| p.workspace_id == w.id).collect();
-    if let Some(open) = pulls.iter().find(|p| p.state == "open") {
+    if let Some(open) = pulls.iter().find(|p| p.state == PullState::Open) {
         return Plan::Keep(format!("its pull request #{} is open", open.number));
     }
     if pulls.is_empty() {
@@ -433,7 +433,7 @@ mod tests {
         GcPull {
             workspace_id: WorkspaceId(ws),
             number,
-            state: state.into(),
+            state: crate::model::pulls::PullState::parse(state).unwrap(),
             head_sha: "def".into(),
         }
     }
@@ -518,7 +518,7 @@ mod tests {
             Plan::Keep("its pull request #11 is open".into())
         );
         assert!(reclaims(&plan(&s, 3), Check::NothingPublished));
-        s.pulls[1].state = "closed".into();
+        s.pulls[1].state = crate::model::pulls::PullState::Closed;
         assert!(reclaims(&plan(&s, 2), Check::NothingUnpushed));
         s.pulls.push(pull(2, 12, "open"));
         assert!(

@@ -46,6 +46,13 @@ pub enum Checks {
 }
 
 impl Checks {
+    pub const ALL: [Checks; 4] = [
+        Checks::None,
+        Checks::Pending,
+        Checks::Passing,
+        Checks::Failing,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Checks::None => "none",
@@ -54,7 +61,69 @@ impl Checks {
             Checks::Failing => "failing",
         }
     }
+
+    pub fn parse(s: &str) -> Option<Checks> {
+        Checks::ALL.into_iter().find(|c| c.as_str() == s)
+    }
 }
+
+/// Where a pull request stands on GitHub.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PullState {
+    Open,
+    Merged,
+    /// Closed without being merged.
+    Closed,
+}
+
+impl PullState {
+    pub const ALL: [PullState; 3] = [PullState::Open, PullState::Merged, PullState::Closed];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PullState::Open => "open",
+            PullState::Merged => "merged",
+            PullState::Closed => "closed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<PullState> {
+        PullState::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+/// Whether a pull request merges into its base without conflicts, as GitHub last said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mergeable {
+    Clean,
+    Conflicting,
+}
+
+impl Mergeable {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mergeable::Clean => "clean",
+            Mergeable::Conflicting => "conflicting",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Mergeable> {
+        [Mergeable::Clean, Mergeable::Conflicting]
+            .into_iter()
+            .find(|v| v.as_str() == s)
+    }
+}
+
+macro_rules! shown_as_str {
+    ($($t:ty),*) => {$(
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    )*};
+}
+shown_as_str!(Checks, PullState, Mergeable);
 
 /// The state of a head commit's checks: failing as soon as one failed (the rest cannot make
 /// it pass), passing once all completed well.
@@ -241,7 +310,7 @@ pub enum Completion {
 pub fn completion(pulls: &[PullRequest]) -> Completion {
     let undecided: Vec<u64> = pulls
         .iter()
-        .filter(|p| p.state == "closed" && p.decision.is_none())
+        .filter(|p| p.state == PullState::Closed && p.decision.is_none())
         .map(|p| p.number)
         .collect();
     if !undecided.is_empty() {
@@ -249,7 +318,7 @@ pub fn completion(pulls: &[PullRequest]) -> Completion {
     }
     let open: Vec<u64> = pulls
         .iter()
-        .filter(|p| p.state == "open")
+        .filter(|p| p.state == PullState::Open)
         .map(|p| p.number)
         .collect();
     if open.is_empty() {
@@ -262,7 +331,9 @@ pub fn completion(pulls: &[PullRequest]) -> Completion {
 /// Whether the issue is left open once the work is done: when no merged pull request said
 /// `Closes #N`, GitHub has not closed it, and foreman does.
 pub fn must_close_issue(pulls: &[PullRequest]) -> bool {
-    !pulls.iter().any(|p| p.state == "merged" && p.closes_issue)
+    !pulls
+        .iter()
+        .any(|p| p.state == PullState::Merged && p.closes_issue)
 }
 
 #[cfg(test)]
@@ -383,8 +454,8 @@ mod tests {
             branch: format!("b{number}"),
             base_ref: "main".into(),
             head_sha: "abc".into(),
-            state: state.into(),
-            checks: "passing".into(),
+            state: crate::model::pulls::PullState::parse(state).unwrap(),
+            checks: crate::model::pulls::Checks::Passing,
             title: "t".into(),
             url: "u".into(),
             closes_issue: closes,

@@ -72,16 +72,15 @@ pub struct PullRequest {
     pub branch: String,
     pub base_ref: String,
     pub head_sha: String,
-    /// `open`, `merged` or `closed`.
-    pub state: String,
-    /// `pending`, `passing`, `failing` or `none`.
-    pub checks: String,
+    pub state: super::pulls::PullState,
+    /// What its head's checks add up to.
+    pub checks: super::pulls::Checks,
     pub title: String,
     pub url: String,
     pub closes_issue: bool,
     pub updated_at: Timestamp,
-    /// What GitHub last said of merging it: `clean`, `conflicting`, or unknown.
-    pub mergeable: Option<String>,
+    /// What GitHub last said of merging it, if it has said.
+    pub mergeable: Option<super::pulls::Mergeable>,
     /// The manager's decision about it, once closed without merge.
     pub decision: Option<String>,
     /// The head commit `checks` is about, and what failed there.

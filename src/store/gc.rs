@@ -91,7 +91,7 @@ impl Store {
                 Ok(GcPull {
                     workspace_id: WorkspaceId(col(r, "workspace_id")?),
                     number: u64::try_from(col::<i64>(r, "number")?).unwrap_or(0),
-                    state: col(r, "state")?,
+                    state: super::parse_pull_state(&col::<String>(r, "state")?)?,
                     head_sha: col(r, "head_sha")?,
                 })
             })

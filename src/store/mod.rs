@@ -49,8 +49,7 @@ pub use inbox::{DeliveryFilter, Inserted};
 pub use installations::{Installation, InstallationState};
 pub use objectives::NewObjective;
 pub use outbox::{OutboxItem, OutboxKind, OutboxWrite};
-pub use pulls::{FollowupInsert, NewFollowup, PullState};
-pub use questions::Question;
+pub use pulls::{FollowupInsert, NewFollowup, PullUpdate};
 pub use sessions::{NewSession, Orphaned, Progress, TranscriptLine, TurnStart};
 pub use workspaces::{NewPull, NewWorkspace};
 
@@ -291,6 +290,12 @@ where
 {
     row.try_get(name)
         .with_context(|| format!("cannot read column `{name}`"))
+}
+
+/// A stored pull request state.
+fn parse_pull_state(text: &str) -> Result<crate::model::pulls::PullState> {
+    crate::model::pulls::PullState::parse(text)
+        .with_context(|| format!("unknown pull request state `{text}`"))
 }
 
 /// Converts a stored count to the unsigned type callers want, clamping nonsense to zero.

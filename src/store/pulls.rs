@@ -4,17 +4,17 @@
 use anyhow::{Context, Result};
 
 use super::{Store, Tx, count, workspaces::PULL_COLUMNS, workspaces::pull};
+use crate::model::pulls::{Mergeable, PullState};
 use crate::model::{ObjectiveId, PullRequest, SessionId, Timestamp};
 use crate::store::NewSession;
 
 /// What GitHub says of a pull request now.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PullState<'a> {
-    /// `open`, `merged` or `closed`.
-    pub state: &'a str,
+pub struct PullUpdate<'a> {
+    pub state: PullState,
     pub head_sha: &'a str,
-    /// `clean` or `conflicting`; `None` while GitHub is still working it out.
-    pub mergeable: Option<&'a str>,
+    /// `None` while GitHub is still working it out.
+    pub mergeable: Option<Mergeable>,
 }
 
 /// A follow-up session to create on a pull request.
@@ -142,15 +142,16 @@ impl Tx {
     pub async fn set_pull_state(
         &mut self,
         id: i64,
-        now_is: &PullState<'_>,
+        now_is: &PullUpdate<'_>,
         now: Timestamp,
-    ) -> Result<Option<String>> {
+    ) -> Result<Option<PullState>> {
         let before: Option<String> =
             sqlx::query_scalar("SELECT state FROM pull_requests WHERE id = $1")
                 .bind(id)
                 .fetch_optional(self.conn())
                 .await
                 .context("cannot read pull request")?;
+        let before = before.as_deref().map(super::parse_pull_state).transpose()?;
         sqlx::query(
             "UPDATE pull_requests
              SET state = CASE WHEN state = 'merged' THEN 'merged' ELSE $1 END,
@@ -162,9 +163,9 @@ impl Tx {
                  mergeable = $3, updated_at = $4
              WHERE id = $5",
         )
-        .bind(now_is.state)
+        .bind(now_is.state.as_str())
         .bind(now_is.head_sha)
-        .bind(now_is.mergeable)
+        .bind(now_is.mergeable.map(Mergeable::as_str))
         .bind(now.0)
         .bind(id)
         .execute(self.conn())

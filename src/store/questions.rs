@@ -5,28 +5,8 @@ use anyhow::{Context, Result};
 use sqlx::any::AnyRow;
 
 use super::{Store, Tx, col};
+use crate::model::question::{Question, QuestionKind, QuestionStatus};
 use crate::model::{ObjectiveId, QuestionId, SessionId, Timestamp};
-
-/// A stored question.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Question {
-    pub id: QuestionId,
-    pub objective_id: ObjectiveId,
-    pub session_id: Option<SessionId>,
-    /// `agent`, `budget`, `escalation`, …
-    pub kind: String,
-    pub text: String,
-    pub context: Option<String>,
-    /// `open`, `answered` or `cancelled`.
-    pub status: String,
-    pub answer: Option<String>,
-    pub answered_by: Option<String>,
-    pub created_at: Timestamp,
-    /// The comment that asks it on the issue, once posted.
-    pub comment_id: Option<i64>,
-    /// The comment that answered it.
-    pub answer_comment_id: Option<i64>,
-}
 
 const COLUMNS: &str = "id, objective_id, session_id, kind, text, context, status, answer, \
      answered_by, created_at, comment_id, answer_comment_id";
@@ -296,10 +276,14 @@ fn question(row: &AnyRow) -> Result<Question> {
         id: QuestionId(col(row, "id")?),
         objective_id: ObjectiveId(col(row, "objective_id")?),
         session_id: col::<Option<i64>>(row, "session_id")?.map(SessionId),
-        kind: col(row, "kind")?,
+        kind: QuestionKind::parse(&col::<String>(row, "kind")?),
         text: col(row, "text")?,
         context: col(row, "context")?,
-        status: col(row, "status")?,
+        status: {
+            let status: String = col(row, "status")?;
+            QuestionStatus::parse(&status)
+                .with_context(|| format!("unknown question status `{status}`"))?
+        },
         answer: col(row, "answer")?,
         answered_by: col(row, "answered_by")?,
         created_at: Timestamp(col(row, "created_at")?),

@@ -5,6 +5,7 @@ use anyhow::{Context, Result};
 use sqlx::any::AnyRow;
 
 use super::{Store, Tx, col};
+use crate::model::pulls::{Checks, Mergeable, PullState};
 use crate::model::{
     ObjectiveId, PullRequest, SessionId, Timestamp, Workspace, WorkspaceId, WorkspaceStatus,
 };
@@ -32,7 +33,7 @@ pub struct NewPull<'a> {
     pub branch: &'a str,
     pub base_ref: &'a str,
     pub head_sha: &'a str,
-    pub state: &'a str,
+    pub state: PullState,
     pub title: &'a str,
     pub url: &'a str,
     pub closes_issue: bool,
@@ -270,7 +271,7 @@ impl Tx {
         .bind(p.branch)
         .bind(p.base_ref)
         .bind(p.head_sha)
-        .bind(p.state)
+        .bind(p.state.as_str())
         .bind(p.title)
         .bind(p.url)
         .bind(i64::from(p.closes_issue))
@@ -312,13 +313,18 @@ pub(super) fn pull(row: &AnyRow) -> Result<PullRequest> {
         branch: col(row, "branch")?,
         base_ref: col(row, "base_ref")?,
         head_sha: col(row, "head_sha")?,
-        state: col(row, "state")?,
-        checks: col(row, "checks")?,
+        state: super::parse_pull_state(&col::<String>(row, "state")?)?,
+        checks: {
+            let checks: String = col(row, "checks")?;
+            Checks::parse(&checks).with_context(|| format!("unknown checks state `{checks}`"))?
+        },
         title: col(row, "title")?,
         url: col(row, "url")?,
         closes_issue: col::<i64>(row, "closes_issue")? != 0,
         updated_at: Timestamp(col(row, "updated_at")?),
-        mergeable: col(row, "mergeable")?,
+        mergeable: col::<Option<String>>(row, "mergeable")?
+            .as_deref()
+            .and_then(Mergeable::parse),
         decision: col(row, "decision")?,
         checks_sha: col(row, "checks_sha")?,
         checks_detail: col(row, "checks_detail")?,

@@ -465,7 +465,10 @@ async fn a_reached_budget_stops_new_work_and_asks_once(db: TestDb) {
     assert_eq!(o.budget_blocked.as_deref(), Some("sessions: 2 of 2"));
     let questions = store.questions_of(objective).await.unwrap();
     assert_eq!(questions.len(), 1, "asked once: {questions:?}");
-    assert_eq!(questions[0].kind, "budget");
+    assert_eq!(
+        questions[0].kind,
+        foreman::model::question::QuestionKind::Budget
+    );
     assert_eq!(session_titled(store, objective, "Two").await, None);
     server.shutdown().await;
 }

@@ -309,7 +309,7 @@ impl World {
                     branch: workspace.branch.as_deref().unwrap(),
                     base_ref: "main",
                     head_sha: &head,
-                    state,
+                    state: foreman::model::pulls::PullState::parse(state).unwrap(),
                     title: "Work",
                     url: "https://example.com/pull",
                     closes_issue: false,

@@ -275,7 +275,7 @@ async fn two_prs_complete_after_both_merge(db: TestDb, first: usize) {
     w.fake.merge_pull(REPO, order[0]);
     pull_hook(&w, "closed", order[0], "alice").await;
     wait_pull(&w, order[0], "the first merge recorded", |p| {
-        p.state == "merged"
+        p.state == foreman::model::pulls::PullState::Merged
     })
     .await;
     let told = format!("#{} (\"", order[0]);
@@ -402,7 +402,7 @@ async fn a_pull_request_closed_without_merge_needs_the_managers_decision(db: Tes
     let done = objective_is(&w, ObjectiveStatus::Done).await;
     assert_eq!(done.summary.as_deref(), Some("Not needed after all."));
     let decided = pull_now(&w, pull.number).await;
-    assert_eq!(decided.state, "closed");
+    assert_eq!(decided.state, foreman::model::pulls::PullState::Closed);
     assert_eq!(
         decided.decision.as_deref(),
         Some("abandoned by the manager: the maintainers fixed it another way")
@@ -457,7 +457,7 @@ async fn failing_checks_start_one_followup_per_head_up_to_the_cap(db: TestDb) {
         .collect();
     complete_run(&w, runs[0], "failure").await;
     wait_pull(&w, pull.number, "the checks failing", |p| {
-        p.checks == "failing"
+        p.checks == foreman::model::pulls::Checks::Failing
     })
     .await;
     // Whoever pushes can make CI print anything: it reaches the follow-up cleaned and fenced.
@@ -506,7 +506,7 @@ async fn failing_checks_start_one_followup_per_head_up_to_the_cap(db: TestDb) {
     );
     assert_eq!(
         pull_now(&w, pull.number).await.checks,
-        "pending",
+        foreman::model::pulls::Checks::Pending,
         "a new head has no checks yet"
     );
 
@@ -521,7 +521,10 @@ async fn failing_checks_start_one_followup_per_head_up_to_the_cap(db: TestDb) {
     hook(&w, "workflow_run", "alice", workflow).await;
     w.settle().await;
     assert_eq!(followups(&w).await.len(), 1, "one follow-up for the burst");
-    assert_eq!(pull_now(&w, pull.number).await.checks, "pending");
+    assert_eq!(
+        pull_now(&w, pull.number).await.checks,
+        foreman::model::pulls::Checks::Pending
+    );
 
     // The second attempt changes nothing: without a new head it has failed.
     set_followup_plan(
@@ -575,7 +578,10 @@ async fn failing_checks_start_one_followup_per_head_up_to_the_cap(db: TestDb) {
     })
     .await;
     assert_eq!(followups(&w).await.len(), 2, "no attempt past the cap");
-    assert_eq!(pull_now(&w, pull.number).await.checks, "failing");
+    assert_eq!(
+        pull_now(&w, pull.number).await.checks,
+        foreman::model::pulls::Checks::Failing
+    );
     w.server.shutdown().await;
 }
 on_both_backends!(failing_checks_start_one_followup_per_head_up_to_the_cap);
@@ -784,8 +790,8 @@ async fn a_conflict_found_by_the_refresh_gets_a_followup_that_merges_the_base(db
     w.settle().await;
     assert_eq!(followups(&w).await.len(), 1);
     assert_eq!(
-        pull_now(&w, pull.number).await.mergeable.as_deref(),
-        Some("clean")
+        pull_now(&w, pull.number).await.mergeable,
+        Some(foreman::model::pulls::Mergeable::Clean)
     );
     w.server.shutdown().await;
 }
@@ -884,7 +890,10 @@ async fn a_lost_merge_webhook_is_recovered_by_reconciliation(db: TestDb) {
     assert!(pass.repaired >= 1, "{pass:?}");
     let done = objective_is(&w, ObjectiveStatus::Done).await;
     assert_eq!(done.summary.as_deref(), Some("Published."));
-    assert_eq!(pull_now(&w, pull.number).await.state, "merged");
+    assert_eq!(
+        pull_now(&w, pull.number).await.state,
+        foreman::model::pulls::PullState::Merged
+    );
     // A second pass finds nothing to repair, and costs no rate limit for what is unchanged.
     let again = reconcile.pass(engine, true).await.unwrap();
     assert_eq!(again.repaired, 0, "{again:?}");

@@ -127,7 +127,9 @@ async fn two_questions_answered_by_quoting_and_by_order(db: TestDb) {
     w.comment("c-order", "alice", "Yes, slowly.").await;
     let questions = eventually("both answered", || async {
         let q = store.questions_of(objective.id).await.unwrap();
-        q.iter().all(|q| q.status == "answered").then_some(q)
+        q.iter()
+            .all(|q| q.status == foreman::model::question::QuestionStatus::Answered)
+            .then_some(q)
     })
     .await;
     assert_eq!(questions[0].text, "Should it spin?");
@@ -345,7 +347,11 @@ async fn an_answer_from_someone_who_may_not_command_leaves_the_budget_stopped(db
         "bob raised the budget"
     );
     let open = store.questions_of(objective.id).await.unwrap();
-    assert!(open.iter().all(|q| q.status == "open"), "{open:?}");
+    assert!(
+        open.iter()
+            .all(|q| q.status == foreman::model::question::QuestionStatus::Open),
+        "{open:?}"
+    );
     // Alice may decide: her answer lifts it.
     w.comment("c-alice", "alice", "Go on.").await;
     eventually("the budget raised by alice", || async {

@@ -568,7 +568,7 @@ async fn objective_with_pull(store: &foreman::store::Store) -> (foreman::model::
         branch: "foreman/7-x-s1",
         base_ref: "main",
         head_sha: "aaaa",
-        state: "open",
+        state: foreman::model::pulls::PullState::Open,
         title: "Work",
         url: "https://example.com/pull/8",
         closes_issue: true,

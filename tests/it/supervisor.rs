@@ -210,7 +210,7 @@ async fn live_work_open_questions_and_healthy_pulls_are_left_alone(db: TestDb) {
                 branch: "foreman/2-build",
                 base_ref: "main",
                 head_sha: "abc",
-                state: "open",
+                state: foreman::model::pulls::PullState::Open,
                 title: "Build it",
                 url: "http://example/7",
                 closes_issue: true,
@@ -246,7 +246,7 @@ async fn live_work_open_questions_and_healthy_pulls_are_left_alone(db: TestDb) {
         &mut tx,
         &o,
         None,
-        foreman::engine::questions::Kind::Agent,
+        foreman::model::question::QuestionKind::Agent,
         "Which colour?",
         None,
     )
@@ -320,7 +320,7 @@ async fn dead_managers_are_respawned_within_budget_then_escalated_once(db: TestD
     let questions = w.store().questions_of(objective).await.unwrap();
     let escalations: Vec<_> = questions
         .iter()
-        .filter(|q| q.kind == "escalation")
+        .filter(|q| q.kind == foreman::model::question::QuestionKind::Escalation)
         .collect();
     assert_eq!(escalations.len(), 1);
     assert!(
@@ -369,7 +369,7 @@ async fn dead_managers_are_respawned_within_budget_then_escalated_once(db: TestD
         .await
         .unwrap()
         .into_iter()
-        .filter(|q| q.status == "open")
+        .filter(|q| q.status == foreman::model::question::QuestionStatus::Open)
         .collect();
     assert_eq!(open.len(), 1, "never two open escalations");
     assert_eq!(metric(&w.engine, "foreman_supervisor_escalations_total"), 2);
@@ -460,13 +460,13 @@ async fn simulation(db: TestDb) {
         let (mut settled, mut done, mut escalated) = (0, 0, 0);
         for &id in &ids {
             let o = store.objective(id).await.unwrap().unwrap();
-            let open: Vec<String> = store
+            let open: Vec<&str> = store
                 .questions_of(id)
                 .await
                 .unwrap()
                 .into_iter()
-                .filter(|q| q.status == "open")
-                .map(|q| q.kind)
+                .filter(|q| q.status == foreman::model::question::QuestionStatus::Open)
+                .map(|q| q.kind.as_str())
                 .collect();
             assert!(open.len() <= 1, "objective {id}: open questions {open:?}");
             match o.status {

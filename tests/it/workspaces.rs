@@ -428,7 +428,7 @@ async fn an_agents_own_pull_request_is_adopted_and_a_merged_one_refused(db: Test
     .await;
     eventually("the pull request to be merged", || async {
         let p = store.pulls_of(objective).await.unwrap();
-        (p[0].state == "merged").then_some(())
+        (p[0].state == foreman::model::pulls::PullState::Merged).then_some(())
     })
     .await;
     let mut tx = store.begin().await.unwrap();
