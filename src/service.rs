@@ -52,6 +52,18 @@ fn protect_self() -> Result<()> {
     crate::sandbox::protect_process()
 }
 
+/// Large buffers go back to the system as soon as they are freed. A webhook payload can be
+/// 25 MiB; glibc's allocator otherwise raises its threshold for giving memory back after the
+/// first such buffer is freed, and keeps the next ones in heaps it rarely returns, so the
+/// memory of one delivery would linger (and add up across threads) after it is handled.
+fn return_large_buffers() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets a parameter of the C allocator; 4 MiB is a valid threshold.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
+    }
+}
+
 /// Says how agents will run: the sandbox ready, not ready (and why), or off.
 async fn announce_sandbox(agents: &AgentSettings) {
     let sandbox = &agents.sandbox;
@@ -81,6 +93,7 @@ pub async fn open_store(url: &secrecy::SecretString) -> Result<Store> {
 /// Starts everything `foreman serve` runs and returns once the server is listening.
 pub async fn start(args: &ServeArgs, clock: Arc<dyn Clock>) -> Result<Running> {
     protect_self()?;
+    return_large_buffers();
     let identity = crate::setup::credentials::resolve(&args.github, &args.setup)?;
     let agents = AgentSettings::from_args(&args.agents, &args.protected_paths())?;
     announce_sandbox(&agents).await;
