@@ -120,6 +120,13 @@ impl IssueContext<'_> {
             .await
     }
 
+    /// `login`'s permission now, and whether it may start foreman (`permissions.trigger`).
+    async fn may_start(&self, login: &str, config: &RepoConfig) -> Result<(Permission, bool)> {
+        let permission = self.permission(login).await?;
+        let allowed = super::repos::allowed(permission, config.permissions.trigger, login, config);
+        Ok((permission, allowed))
+    }
+
     async fn config(
         &self,
         default_branch: Option<&str>,
@@ -151,6 +158,14 @@ async fn context<'a>(
         repository,
         issue: u64::try_from(issue).context("negative issue number")?,
     }))
+}
+
+/// Who sent an `issues` event.
+fn sender_of(e: &IssuesEvent) -> &str {
+    e.sender
+        .as_ref()
+        .map(|u| u.login.as_str())
+        .unwrap_or_default()
 }
 
 /// Whether a GitHub account is a bot (foreman itself included).
@@ -210,13 +225,8 @@ pub async fn issues_event(
                     .await?;
                 return Ok(Outcome::Processed);
             }
-            let sender = e
-                .sender
-                .as_ref()
-                .map(|u| u.login.as_str())
-                .unwrap_or_default();
-            let permission = cx.permission(sender).await?;
-            if !super::repos::allowed(permission, config.permissions.trigger, sender, &config) {
+            let sender = sender_of(e);
+            if !cx.may_start(sender, &config).await?.1 {
                 // Told once an hour on this issue, however often they try.
                 let hour = cx.engine.clock.now().unix_seconds() / 3600;
                 let key = format!("{repository}#{}-may-not-{sender}-{hour}", cx.issue);
@@ -263,13 +273,8 @@ pub async fn issues_event(
                     "reopened without the trigger label".to_owned(),
                 ));
             }
-            let sender = e
-                .sender
-                .as_ref()
-                .map(|u| u.login.as_str())
-                .unwrap_or_default();
-            let permission = cx.permission(sender).await?;
-            if !super::repos::allowed(permission, config.permissions.trigger, sender, &config) {
+            let sender = sender_of(e);
+            if !cx.may_start(sender, &config).await?.1 {
                 return Ok(Outcome::Skipped(format!("@{sender} may not start foreman")));
             }
             if work
@@ -302,11 +307,7 @@ pub async fn issues_event(
                     "the label is back on the issue".to_owned(),
                 ));
             }
-            let sender = e
-                .sender
-                .as_ref()
-                .map(|u| u.login.as_str())
-                .unwrap_or_default();
+            let sender = sender_of(e);
             stop(
                 &cx,
                 work,
@@ -350,14 +351,9 @@ async fn issue_edited(
             "the agents already have this text".to_owned(),
         ));
     }
-    let sender = e
-        .sender
-        .as_ref()
-        .map(|u| u.login.as_str())
-        .unwrap_or_default();
-    let permission = cx.permission(sender).await?;
-    let may = !is_bot(e.sender.as_ref())
-        && super::repos::allowed(permission, config.permissions.trigger, sender, config);
+    let sender = sender_of(e);
+    let (permission, allowed) = cx.may_start(sender, config).await?;
+    let may = allowed && !is_bot(e.sender.as_ref());
     let now = cx.engine.clock.now();
     let tx = work.tx().await?;
     if may {
@@ -423,16 +419,11 @@ async fn start(
         .as_ref()
         .map(|u| u.login.clone())
         .unwrap_or_default();
-    let author_permission = cx.permission(&author).await?;
+    let (author_permission, author_may_start) = cx.may_start(&author, &config).await?;
     // An issue its author could not have handed to foreman: the manager's plan waits for
     // the approval of someone who may.
     let mut config = config;
-    if !super::repos::allowed(
-        author_permission,
-        config.permissions.trigger,
-        &author,
-        &config,
-    ) {
+    if !author_may_start {
         config.plan_approval = true;
     }
     let previous = store

@@ -90,15 +90,7 @@ async fn a_suspended_installation_stops_its_work_until_someone_resumes(db: TestD
     label["issue"] = w.fake.issue_json(REPO, other);
     label["label"] = json!({"name": "foreman"});
     w.post("issues", "d-label-suspended", &label).await;
-    let skipped = eventually("the label skipped", || async {
-        w.server
-            .store()
-            .delivery(&foreman::model::DeliveryId("d-label-suspended".into()))
-            .await
-            .unwrap()
-            .and_then(|d| d.last_error)
-    })
-    .await;
+    let skipped = w.delivery_note("d-label-suspended").await;
     assert!(skipped.contains("suspended"), "{skipped}");
     assert!(
         w.server
@@ -176,15 +168,7 @@ async fn a_removed_repository_or_an_uninstall_stops_the_work(db: TestDb) {
     // Events still arriving for it (a redelivery) start nothing.
     w.comment("d-after-removal", "alice", "/foreman resume")
         .await;
-    let skipped = eventually("the command skipped", || async {
-        w.server
-            .store()
-            .delivery(&foreman::model::DeliveryId("d-after-removal".into()))
-            .await
-            .unwrap()
-            .and_then(|d| d.last_error)
-    })
-    .await;
+    let skipped = w.delivery_note("d-after-removal").await;
     assert!(skipped.contains("was removed from"), "{skipped}");
     assert!(
         w.objective_in(ObjectiveStatus::Waiting)

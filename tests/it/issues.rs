@@ -152,6 +152,23 @@ impl World {
             .collect()
     }
 
+    /// Why delivery `id` was skipped or failed, once it has been handled.
+    pub async fn delivery_note(&self, id: &str) -> String {
+        let store = self.server.store();
+        let id = foreman::model::DeliveryId(id.to_owned());
+        eventually(
+            &format!("delivery {} handled with a note", id.0),
+            || async {
+                store
+                    .delivery(&id)
+                    .await
+                    .unwrap()
+                    .and_then(|d| d.last_error)
+            },
+        )
+        .await
+    }
+
     /// Lets the server work through what it was sent, so a test can assert nothing more
     /// happens.
     pub async fn settle(&self) {
