@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use foreman::agent::TurnCommand;
-use foreman::agent::runtime;
+use foreman::engine::runtime::process as runtime;
 use foreman::sandbox::{Jail, Sandbox};
 
 /// Process starts timed per mode, after the warm-up.

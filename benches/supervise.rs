@@ -9,7 +9,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use foreman::engine::{Engine, objectives, supervisor};
+use foreman::engine::Engine;
+use foreman::engine::objective::lifecycle;
+use foreman::engine::periodic::supervisor;
 use foreman::model::AgentKind;
 use foreman::model::supervisor::Settings;
 use foreman::model::{Budget, ObjectiveStatus, Role, SessionStatus, SystemClock};
@@ -56,7 +58,7 @@ async fn populate(engine: &Engine, from: usize, to: usize) {
         let mut tx = engine.store.begin().await.unwrap();
         for i in issue..(issue + BATCH).min(to) {
             let now = engine.clock.now();
-            let (id, manager) = objectives::start_in(engine, &mut tx, &objective(i))
+            let (id, manager) = lifecycle::start_in(engine, &mut tx, &objective(i))
                 .await
                 .unwrap()
                 .unwrap();

@@ -233,7 +233,7 @@ fn check_config(args: &ServeArgs) -> Result<()> {
     println!(
         "workspace gc    every {}, keeps {} free on the work root, mirror gc every {}",
         humantime::format_duration(args.gc.interval),
-        crate::engine::gc::human_bytes(args.gc.min_free_disk),
+        crate::model::text::human_bytes(args.gc.min_free_disk),
         humantime::format_duration(args.gc.mirror_gc_every)
     );
     let missing = identity.missing();

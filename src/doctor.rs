@@ -13,14 +13,15 @@ use http::Method;
 use secrecy::ExposeSecret;
 
 use crate::config::{AgentProfile, ServeArgs, redact_url, sqlite_path};
-use crate::engine::gc::{human_bytes, target::free_space};
 use crate::github::app::GitHubApp;
 use crate::github::rest::{self, RestError};
 use crate::model::AgentKind;
 use crate::model::SystemClock;
+use crate::model::text::human_bytes;
 use crate::setup::credentials::{self, Source};
 use crate::setup::manifest;
 use crate::store::{Backend, Store};
+use crate::workspace::free_space;
 
 /// How long one probe (a connection, a `--version`, a call to GitHub) may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(20);

@@ -14,7 +14,6 @@ pub mod claude;
 pub mod codex;
 pub mod command;
 pub mod prompts;
-pub mod runtime;
 pub mod tools;
 
 use std::path::PathBuf;

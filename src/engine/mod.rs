@@ -2,26 +2,10 @@
 //! event handlers; the tick loop runs periodic work. Everything here reads from and writes to
 //! the store; the HTTP layer only feeds it.
 
-pub mod followups;
-pub mod gc;
-pub mod handlers;
-pub mod inbox;
-pub mod issues;
-pub mod objectives;
-pub mod outbox;
-pub mod publish;
-pub mod pull_events;
-pub mod pulls;
-pub mod questions;
-pub mod reconcile;
-pub mod replies;
-pub mod repos;
-pub mod scheduler;
-pub mod status;
-pub mod supervisor;
-pub mod tick;
-pub mod turns;
-pub mod work;
+pub mod ingest;
+pub mod objective;
+pub mod periodic;
+pub mod runtime;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -40,6 +24,9 @@ use crate::model::{Budget, Clock, Role, SessionId};
 use crate::sandbox::Sandbox;
 use crate::store::Store;
 use crate::workspace::{WorkspaceSettings, Workspaces};
+use ingest::repos;
+use periodic::gc;
+use runtime::turns;
 
 /// How agents run: the settings of [`crate::config::AgentArgs`], checked.
 #[derive(Debug, Clone)]

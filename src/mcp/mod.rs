@@ -20,7 +20,7 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 use secrecy::SecretString;
 
 use crate::engine::Engine;
-use crate::engine::turns::token_hash;
+use crate::engine::runtime::tokens::token_hash;
 use crate::model::Session;
 
 /// The session a request is authenticated as.

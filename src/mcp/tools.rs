@@ -15,8 +15,9 @@ use serde_json::{Value, json};
 
 use super::Caller;
 use crate::agent::tools::{TOOLS, ToolSpec};
-use crate::engine::publish::{PublishRequest, publish};
-use crate::engine::{Engine, objectives};
+use crate::engine::Engine;
+use crate::engine::objective::publish::{PublishRequest, publish};
+use crate::engine::objective::requests;
 use crate::model::text::one_line;
 use crate::model::{Role, Session, SessionId};
 use crate::store::AuditEntry;
@@ -282,7 +283,7 @@ impl ForemanTools {
                 capped("title", &a.title, MAX_TITLE)?;
                 capped("instructions", &a.instructions, MAX_TEXT)?;
                 let deps: Vec<SessionId> = a.depends_on.into_iter().map(SessionId).collect();
-                let id = objectives::spawn_worker(engine, caller, &a.title, &a.instructions, &deps)
+                let id = requests::spawn_worker(engine, caller, &a.title, &a.instructions, &deps)
                     .await
                     .map_err(internal)?;
                 Ok(format!(
@@ -309,14 +310,14 @@ impl ForemanTools {
             "message_worker" => {
                 let a: MessageWorker = parse(name, args)?;
                 capped("message", &a.message, MAX_TEXT)?;
-                objectives::message_worker(engine, caller, SessionId(a.worker), &a.message)
+                requests::message_worker(engine, caller, SessionId(a.worker), &a.message)
                     .await
                     .map_err(internal)?;
                 Ok(format!("Message left for worker #{}.", a.worker))
             }
             "cancel_worker" => {
                 let a: Worker = parse(name, args)?;
-                let cancelled = objectives::cancel_worker(engine, caller, SessionId(a.worker))
+                let cancelled = requests::cancel_worker(engine, caller, SessionId(a.worker))
                     .await
                     .map_err(internal)?;
                 Ok(if cancelled {
@@ -344,14 +345,14 @@ impl ForemanTools {
             "propose_plan" => {
                 let a: Plan = parse(name, args)?;
                 capped("plan", &a.plan, MAX_TEXT)?;
-                objectives::propose_plan(engine, caller, &a.plan)
+                requests::propose_plan(engine, caller, &a.plan)
                     .await
                     .map_err(internal)
             }
             "ask_user" => {
                 let a: Question = parse(name, args)?;
                 capped("question", &a.question, MAX_TEXT)?;
-                let id = objectives::ask_user(engine, caller, &a.question)
+                let id = requests::ask_user(engine, caller, &a.question)
                     .await
                     .map_err(internal)?;
                 Ok(format!(
@@ -362,7 +363,7 @@ impl ForemanTools {
             "comment_issue" => {
                 let a: Body = parse(name, args)?;
                 capped("body", &a.body, MAX_COMMENT)?;
-                objectives::comment_issue(engine, caller, &a.body)
+                requests::comment_issue(engine, caller, &a.body)
                     .await
                     .map_err(internal)?;
                 Ok("The comment is queued and will appear on the issue shortly.".to_owned())
@@ -370,14 +371,14 @@ impl ForemanTools {
             "mark_objective_done" => {
                 let a: Summary = parse(name, args)?;
                 capped("summary", &a.summary, MAX_TEXT)?;
-                objectives::mark_done(engine, caller, &a.summary)
+                requests::mark_done(engine, caller, &a.summary)
                     .await
                     .map_err(internal)
             }
             "abandon_pr" => {
                 let a: Abandon = parse(name, args)?;
                 capped("reason", &a.reason, MAX_NOTE)?;
-                crate::engine::pulls::abandon(engine, caller, a.number, &a.reason)
+                crate::engine::objective::pulls::abandon(engine, caller, a.number, &a.reason)
                     .await
                     .map_err(internal)
             }

@@ -4,6 +4,7 @@
 pub mod delivery;
 pub mod gc;
 pub mod ids;
+pub mod markers;
 pub mod pulls;
 pub mod question;
 pub mod repo_config;
@@ -16,7 +17,8 @@ pub mod workspace;
 
 pub use ids::*;
 pub use session::{
-    AgentKind, Budget, Objective, ObjectiveStatus, Role, Session, SessionStatus, Usage,
+    AgentKind, Budget, FollowupKind, Objective, ObjectiveStatus, Role, Session, SessionStatus,
+    Usage,
 };
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};
 pub use workspace::{PullRequest, Workspace, WorkspaceStatus};

@@ -401,9 +401,52 @@ pub struct Session {
     pub turn_started_at: Option<super::Timestamp>,
     /// The checkout it works in, once prepared.
     pub workspace_id: Option<super::WorkspaceId>,
-    /// For a follow-up: the pull request it works on, and why (`ci`, `review`, `conflict`).
+    /// For a follow-up: the pull request it works on, and why.
     pub pull_request_id: Option<i64>,
-    pub followup_kind: Option<String>,
+    pub followup_kind: Option<FollowupKind>,
+}
+
+/// Why a follow-up works on one of foreman's pull requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FollowupKind {
+    /// Its checks failed.
+    Ci,
+    /// A reviewer asked for changes.
+    Review,
+    /// It conflicts with its base.
+    Conflict,
+}
+
+impl FollowupKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FollowupKind::Ci => "ci",
+            FollowupKind::Review => "review",
+            FollowupKind::Conflict => "conflict",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<FollowupKind> {
+        [
+            FollowupKind::Ci,
+            FollowupKind::Review,
+            FollowupKind::Conflict,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == text)
+    }
+
+    /// The follow-up session's title.
+    pub fn title(self, pull: &super::PullRequest) -> String {
+        match self {
+            FollowupKind::Ci => format!("Fix the failing checks of #{}", pull.number),
+            FollowupKind::Review => format!("Address the review of #{}", pull.number),
+            FollowupKind::Conflict => format!(
+                "Resolve the conflicts of #{} with {}",
+                pull.number, pull.base_ref
+            ),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -129,6 +129,22 @@ pub fn one_line(text: &str, max: usize) -> String {
     truncate(first, max)
 }
 
+/// `1.5 GiB`, `640 KiB`, `12 B`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,5 +215,12 @@ mod tests {
         assert_eq!(truncate("héllo", 2), "h… [truncated]");
         assert_eq!(truncate("short", 10), "short");
         assert_eq!(one_line("\n  first line  \nsecond", 100), "first line");
+    }
+
+    #[test]
+    fn sizes_read_like_a_human_wrote_them() {
+        assert_eq!(human_bytes(12), "12 B");
+        assert_eq!(human_bytes(640 * 1024), "640.0 KiB");
+        assert_eq!(human_bytes(3 << 29), "1.5 GiB");
     }
 }

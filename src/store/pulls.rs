@@ -22,8 +22,7 @@ pub struct PullUpdate<'a> {
 pub struct NewFollowup<'a> {
     pub session: NewSession,
     pub pull_request_id: i64,
-    /// `ci`, `review` or `conflict`.
-    pub kind: &'a str,
+    pub kind: crate::model::FollowupKind,
     /// At most one follow-up is ever created per key.
     pub key: &'a str,
 }
@@ -112,12 +111,16 @@ impl Store {
     }
 
     /// How many follow-ups of `kind` a pull request has had.
-    pub async fn followups_of(&self, pull_request: i64, kind: &str) -> Result<u32> {
+    pub async fn followups_of(
+        &self,
+        pull_request: i64,
+        kind: crate::model::FollowupKind,
+    ) -> Result<u32> {
         let n: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM sessions WHERE pull_request_id = $1 AND followup_kind = $2",
         )
         .bind(pull_request)
-        .bind(kind)
+        .bind(kind.as_str())
         .fetch_one(&self.db.pool)
         .await
         .context("cannot count follow-ups")?;
@@ -255,7 +258,7 @@ impl Tx {
              WHERE id = $4",
         )
         .bind(f.pull_request_id)
-        .bind(f.kind)
+        .bind(f.kind.as_str())
         .bind(f.key)
         .bind(id.0)
         .execute(self.conn())

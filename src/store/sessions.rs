@@ -647,6 +647,11 @@ fn session(row: &AnyRow) -> Result<Session> {
         turn_started_at: col::<Option<i64>>(row, "turn_started_at")?.map(Timestamp),
         workspace_id: col::<Option<i64>>(row, "workspace_id")?.map(WorkspaceId),
         pull_request_id: col(row, "pull_request_id")?,
-        followup_kind: col(row, "followup_kind")?,
+        followup_kind: col::<Option<String>>(row, "followup_kind")?
+            .map(|k| {
+                crate::model::FollowupKind::parse(&k)
+                    .with_context(|| format!("unknown follow-up kind `{k}`"))
+            })
+            .transpose()?,
     })
 }

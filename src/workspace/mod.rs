@@ -20,6 +20,9 @@
 
 pub mod copy;
 pub mod git;
+mod space;
+
+pub use space::free_space;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

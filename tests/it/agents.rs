@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use foreman::engine::{objectives, turns};
+use foreman::engine::objective::{lifecycle, requests};
+use foreman::engine::runtime::turns;
 use foreman::model::{ObjectiveId, ObjectiveStatus, Role, Session, SessionId, SessionStatus};
 use foreman::store::{NewObjective, Store};
 use serde_json::{Value, json};
@@ -102,7 +103,7 @@ async fn a_manager_runs_two_dependent_workers_to_done(db: TestDb) {
     );
     let server = TestServer::start(&serve_args(&db)).await;
     let engine = &server.running.engine;
-    let (objective, manager) = objectives::start(engine, &new_objective(7))
+    let (objective, manager) = lifecycle::start(engine, &new_objective(7))
         .await
         .unwrap()
         .unwrap();
@@ -209,7 +210,7 @@ async fn roles_and_objectives_bound_what_a_token_can_do(db: TestDb) {
     );
     let server = TestServer::start(&serve_args(&db)).await;
     let engine = &server.running.engine;
-    let (objective, manager) = objectives::start(engine, &new_objective(8))
+    let (objective, manager) = lifecycle::start(engine, &new_objective(8))
         .await
         .unwrap()
         .unwrap();
@@ -240,7 +241,7 @@ async fn roles_and_objectives_bound_what_a_token_can_do(db: TestDb) {
     assert_eq!(worker_tools, ["tools: ask_user,report_result,note"]);
 
     // The manager's reference to a session of another objective is refused.
-    let (other, _) = objectives::start(engine, &new_objective(9))
+    let (other, _) = lifecycle::start(engine, &new_objective(9))
         .await
         .unwrap()
         .unwrap();
@@ -275,7 +276,7 @@ async fn roles_and_objectives_bound_what_a_token_can_do(db: TestDb) {
         .manager
         .unwrap();
     let caller = store.session(manager).await.unwrap().unwrap();
-    let err = objectives::message_worker(engine, &caller, other_manager, "hello")
+    let err = requests::message_worker(engine, &caller, other_manager, "hello")
         .await
         .unwrap_err();
     assert!(
@@ -322,7 +323,7 @@ async fn cancel_kills_the_whole_process_group(db: TestDb) {
     );
     let server = TestServer::start(&serve_args(&db)).await;
     let engine = &server.running.engine;
-    let (objective, _) = objectives::start(engine, &new_objective(10))
+    let (objective, _) = lifecycle::start(engine, &new_objective(10))
         .await
         .unwrap()
         .unwrap();
@@ -382,7 +383,7 @@ async fn failures_timeouts_and_dependencies(db: TestDb) {
     args.agents.turn_timeout = Duration::from_secs(6);
     let server = TestServer::start(&args).await;
     let engine = &server.running.engine;
-    let (objective, manager) = objectives::start(engine, &new_objective(11))
+    let (objective, manager) = lifecycle::start(engine, &new_objective(11))
         .await
         .unwrap()
         .unwrap();
@@ -442,10 +443,7 @@ async fn a_reached_budget_stops_new_work_and_asks_once(db: TestDb) {
     let engine = &server.running.engine;
     let mut objective = new_objective(12);
     objective.budget.sessions = 2;
-    let (objective, manager) = objectives::start(engine, &objective)
-        .await
-        .unwrap()
-        .unwrap();
+    let (objective, manager) = lifecycle::start(engine, &objective).await.unwrap().unwrap();
     let store = server.store();
     let calls = eventually("the manager's calls", || async {
         let c = calls(&db, manager);
@@ -487,7 +485,7 @@ async fn a_question_from_a_worker_leaves_it_waiting(db: TestDb) {
     );
     let server = TestServer::start(&serve_args(&db)).await;
     let engine = &server.running.engine;
-    let (objective, _) = objectives::start(engine, &new_objective(13))
+    let (objective, _) = lifecycle::start(engine, &new_objective(13))
         .await
         .unwrap()
         .unwrap();
@@ -543,7 +541,7 @@ async fn a_restart_resumes_interrupted_sessions(db: TestDb) {
     let env = [("FOREMAN_INSTANCE_ID", "restart-test")];
     let first = crate::support::Process::serve_scripted(&db, &env).await;
     let (store, engine) = crate::support::engine_on(&db).await;
-    let (objective, _) = objectives::start(&engine, &new_objective(14))
+    let (objective, _) = lifecycle::start(&engine, &new_objective(14))
         .await
         .unwrap()
         .unwrap();
@@ -612,7 +610,7 @@ async fn comments_are_posted_once_even_when_a_response_is_lost(db: TestDb) {
     let server = TestServer::start(&args).await;
     let mut objective = new_objective(issue);
     objective.installation_id = Some(foreman::model::InstallationId(installation));
-    let (objective, manager) = objectives::start(&server.running.engine, &objective)
+    let (objective, manager) = lifecycle::start(&server.running.engine, &objective)
         .await
         .unwrap()
         .unwrap();

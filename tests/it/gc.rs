@@ -17,10 +17,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use foreman::engine::gc::target::{LocalTarget, Target};
-use foreman::engine::gc::{self, GcSettings, PassReport};
-use foreman::engine::tick::BoxFuture;
-use foreman::engine::{AgentSettings, Engine, objectives};
+use foreman::engine::objective::{lifecycle, requests};
+use foreman::engine::periodic::gc::target::{LocalTarget, Target};
+use foreman::engine::periodic::gc::{self, GcSettings, PassReport};
+use foreman::engine::periodic::tick::BoxFuture;
+use foreman::engine::{AgentSettings, Engine};
 use foreman::model::AgentKind;
 use foreman::model::gc::{Inspection, Trigger};
 use foreman::model::{
@@ -151,7 +152,7 @@ struct World {
 impl World {
     async fn new(db: &TestDb) -> World {
         let (engine, probe) = engine(db, "gc-test").await;
-        let (objective, manager) = objectives::start(&engine, &new_objective(42))
+        let (objective, manager) = lifecycle::start(&engine, &new_objective(42))
             .await
             .unwrap()
             .unwrap();
@@ -843,7 +844,7 @@ async fn an_ended_objective_is_swept_by_the_tick_loop(db: TestDb) {
     args.gc.interval = Duration::from_millis(200);
     let server = TestServer::start(&args).await;
     let engine = &server.running.engine;
-    let (objective, _) = objectives::start(engine, &new_objective(5))
+    let (objective, _) = lifecycle::start(engine, &new_objective(5))
         .await
         .unwrap()
         .unwrap();
@@ -901,7 +902,7 @@ async fn a_pass_racing_a_session_starting_in_a_checkout_never_removes_it(db: Tes
     let probe = Arc::new(Probe::default());
     engine.gc.set_target("local", probe.clone());
     let store = server.store();
-    let (objective, manager) = objectives::start(engine, &new_objective(6))
+    let (objective, manager) = lifecycle::start(engine, &new_objective(6))
         .await
         .unwrap()
         .unwrap();
@@ -922,7 +923,7 @@ async fn a_pass_racing_a_session_starting_in_a_checkout_never_removes_it(db: Tes
         async move { gc::run_pass(&engine, Trigger::Manual).await }
     });
     gate.reached.notified().await;
-    let cont = objectives::spawn_worker(engine, &manager, "Continue", "x", &[look.id])
+    let cont = requests::spawn_worker(engine, &manager, "Continue", "x", &[look.id])
         .await
         .unwrap();
     eventually("the dependent to take the checkout over", || async {
@@ -947,7 +948,7 @@ async fn a_pass_racing_a_session_starting_in_a_checkout_never_removes_it(db: Tes
 
     // 2. The pass gets there first: it has claimed a finished checkout and is removing it when
     //    a dependent wants to continue in it. The dependent waits, then starts afresh.
-    objectives::spawn_worker(engine, &manager, "Peek", "x", &[])
+    requests::spawn_worker(engine, &manager, "Peek", "x", &[])
         .await
         .unwrap();
     let peek = reaches(store, objective, "Peek", SessionStatus::Succeeded).await;
@@ -963,7 +964,7 @@ async fn a_pass_racing_a_session_starting_in_a_checkout_never_removes_it(db: Tes
         store.workspace(peek_ws).await.unwrap().unwrap().status,
         WorkspaceStatus::Reclaiming
     );
-    let later = objectives::spawn_worker(engine, &manager, "Later", "x", &[peek.id])
+    let later = requests::spawn_worker(engine, &manager, "Later", "x", &[peek.id])
         .await
         .unwrap();
     // A few scheduler ticks: it tries, finds the checkout being reclaimed, and waits.
@@ -1005,7 +1006,7 @@ async fn the_startup_pass_sweeps_what_a_crashed_process_left(db: TestDb) {
     ];
     let first = Process::serve_scripted(&db, &env).await;
     let (store, engine) = crate::support::engine_on(&db).await;
-    let (objective, _) = objectives::start(&engine, &new_objective(9))
+    let (objective, _) = lifecycle::start(&engine, &new_objective(9))
         .await
         .unwrap()
         .unwrap();
@@ -1058,7 +1059,7 @@ async fn under_disk_pressure_a_pass_runs_at_once_and_new_checkouts_wait(db: Test
     let server = TestServer::start(&args).await;
     let engine = &server.running.engine;
     let store = server.store();
-    let (first, _) = objectives::start(engine, &new_objective(11))
+    let (first, _) = lifecycle::start(engine, &new_objective(11))
         .await
         .unwrap()
         .unwrap();
@@ -1079,7 +1080,7 @@ async fn under_disk_pressure_a_pass_runs_at_once_and_new_checkouts_wait(db: Test
     });
     all_archived(store, first, 2).await;
 
-    let (second, manager) = objectives::start(engine, &new_objective(12))
+    let (second, manager) = lifecycle::start(engine, &new_objective(12))
         .await
         .unwrap()
         .unwrap();

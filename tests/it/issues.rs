@@ -592,7 +592,7 @@ async fn commands_from_allowed_and_disallowed_users(db: TestDb) {
     let status = w.comment("c-status", "alice", "/foreman status").await;
     let store = w.server.store();
     let engine = &w.server.running.engine;
-    foreman::engine::objectives::budget_reached(engine, first.id, "turns: 1 of 1")
+    foreman::engine::objective::requests::budget_reached(engine, first.id, "turns: 1 of 1")
         .await
         .unwrap();
     assert_eq!(
@@ -698,7 +698,7 @@ async fn comments_reach_a_live_manager_and_revive_a_dead_one(db: TestDb) {
         "a comment by someone not allowed never reaches an agent"
     );
     // The manager dies; the next comment brings a new one.
-    foreman::engine::turns::cancel(&w.server.running.engine, manager, "test")
+    foreman::engine::runtime::turns::cancel(&w.server.running.engine, manager, "test")
         .await
         .unwrap();
     w.comment("c-again", "alice", "Use green").await;

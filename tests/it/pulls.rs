@@ -6,8 +6,10 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use foreman::engine::reconcile::Reconcile;
-use foreman::model::{Objective, ObjectiveStatus, PullRequest, Role, Session, SessionStatus};
+use foreman::engine::periodic::reconcile::Reconcile;
+use foreman::model::{
+    FollowupKind, Objective, ObjectiveStatus, PullRequest, Role, Session, SessionStatus,
+};
 use serde_json::{Value, json};
 
 use crate::agents::state_file;
@@ -470,7 +472,7 @@ async fn failing_checks_start_one_followup_per_head_up_to_the_cap(db: TestDb) {
     complete_run(&w, runs[2], "success").await;
     check_suite(&w, runs[0]).await;
     let fixed = followup_ends(&w, 0, SessionStatus::Succeeded).await;
-    assert_eq!(fixed.followup_kind.as_deref(), Some("ci"));
+    assert_eq!(fixed.followup_kind, Some(FollowupKind::Ci));
     let prompt = state_file(&db, fixed.id, "prompts.txt");
     assert!(prompt.contains("- test (failure): 2 failed"), "{prompt}");
     assert!(
@@ -695,7 +697,7 @@ async fn reviews_from_allowed_users_reach_one_followup_with_every_comment(db: Te
     );
     review_hooks(review, Vec::new()).await;
     let followup = followup_ends(&w, 0, SessionStatus::Succeeded).await;
-    assert_eq!(followup.followup_kind.as_deref(), Some("review"));
+    assert_eq!(followup.followup_kind, Some(FollowupKind::Review));
     for text in [
         "Two things.",
         "`src/lib.rs:1`",
@@ -766,7 +768,7 @@ async fn a_conflict_found_by_the_refresh_gets_a_followup_that_merges_the_base(db
     let pass = reconcile.pass(engine, false).await.unwrap();
     assert_eq!((pass.pulls, pass.repaired), (1, 1), "{pass:?}");
     let followup = followup_ends(&w, 0, SessionStatus::Succeeded).await;
-    assert_eq!(followup.followup_kind.as_deref(), Some("conflict"));
+    assert_eq!(followup.followup_kind, Some(FollowupKind::Conflict));
     let head = wait_pull(&w, pull.number, "the merge pushed", |p| {
         p.head_sha != pull.head_sha
     })
@@ -832,7 +834,7 @@ async fn with_update_rebase_a_conflict_is_rebased_and_force_pushed_with_a_reason
     let reconcile = Reconcile::new(Duration::from_secs(600), Duration::from_secs(120));
     reconcile.pass(engine, false).await.unwrap();
     let followup = followup_ends(&w, 0, SessionStatus::Succeeded).await;
-    assert_eq!(followup.followup_kind.as_deref(), Some("conflict"));
+    assert_eq!(followup.followup_kind, Some(FollowupKind::Conflict));
     let head = wait_pull(&w, pull.number, "the rebase pushed", |p| {
         p.head_sha != pull.head_sha
     })

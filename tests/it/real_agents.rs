@@ -26,10 +26,10 @@ use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use foreman::agent::runtime::{self, Stream};
 use foreman::agent::{
     Adapter, AgentEvent, McpEndpoint, ParseState, TurnCommand, TurnRequest, claude, codex,
 };
+use foreman::engine::runtime::process::{self as runtime, Stream};
 use foreman::model::{AgentKind, Role, SessionId};
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ListToolsResult,
@@ -1068,7 +1068,7 @@ async fn an_objective_through_foreman(
         foreman::config::Posting::default(),
     );
     let (objective, manager_id) =
-        foreman::engine::objectives::start(&engine, &crate::agents::new_objective(21))
+        foreman::engine::objective::lifecycle::start(&engine, &crate::agents::new_objective(21))
             .await
             .unwrap()
             .unwrap();

@@ -12,7 +12,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use foreman::engine::objectives;
+use foreman::engine::objective::lifecycle;
 use foreman::model::{InstallationId, SessionId, SessionStatus};
 use serde_json::json;
 
@@ -158,7 +158,7 @@ async fn an_agent_that_tries_every_escape_sees_and_changes_nothing_of_foremans(d
     let (store, engine) = engine_on(&db).await;
     let mut objective = new_objective(issue);
     objective.installation_id = Some(InstallationId(installation));
-    let (objective, _) = objectives::start(&engine, &objective)
+    let (objective, _) = lifecycle::start(&engine, &objective)
         .await
         .unwrap()
         .unwrap();
@@ -339,7 +339,7 @@ async fn sessions_wait_while_the_sandbox_cannot_start(db: TestDb) {
     args.agents.sandbox.bwrap = "/nonexistent/bwrap".to_owned();
     let server = crate::support::TestServer::start(&args).await;
     let engine = &server.running.engine;
-    let (objective, _) = objectives::start(engine, &new_objective(7))
+    let (objective, _) = lifecycle::start(engine, &new_objective(7))
         .await
         .unwrap()
         .unwrap();
@@ -354,7 +354,7 @@ async fn sessions_wait_while_the_sandbox_cannot_start(db: TestDb) {
         manager
             .activity
             .as_deref()
-            .is_some_and(|a| a.starts_with(foreman::engine::scheduler::SANDBOX_WAIT))
+            .is_some_and(|a| a.starts_with(foreman::engine::periodic::scheduler::SANDBOX_WAIT))
             .then_some(manager)
     })
     .await;
@@ -391,7 +391,7 @@ async fn nothing_a_turn_started_outlives_it(db: TestDb) {
         }),
     );
     let server = crate::support::TestServer::start(&crate::support::serve_args(&db)).await;
-    let (objective, _) = objectives::start(&server.running.engine, &new_objective(8))
+    let (objective, _) = lifecycle::start(&server.running.engine, &new_objective(8))
         .await
         .unwrap()
         .unwrap();

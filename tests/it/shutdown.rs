@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use foreman::engine::objectives;
+use foreman::engine::objective::lifecycle;
 use foreman::model::delivery::DeliveryStatus;
 use foreman::model::{DeliveryId, ObjectiveStatus, SessionStatus};
 use serde_json::{Value, json};
@@ -152,7 +152,7 @@ async fn sigterm_leaves_agent_sessions_resumable(db: TestDb) {
     ];
     let first = Process::serve_scripted(&db, &env).await;
     let (store, engine) = crate::support::engine_on(&db).await;
-    let (objective, _) = objectives::start(&engine, &new_objective(21))
+    let (objective, _) = lifecycle::start(&engine, &new_objective(21))
         .await
         .unwrap()
         .unwrap();

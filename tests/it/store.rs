@@ -601,7 +601,7 @@ async fn followup(
             depends_on: Vec::new(),
         },
         pull_request_id: pull,
-        kind: "ci",
+        kind: foreman::model::FollowupKind::Ci,
         key,
     };
     let inserted = tx.insert_followup(&new, Timestamp(1_001)).await.unwrap();
@@ -633,7 +633,13 @@ async fn one_followup_per_key_and_never_two_live_on_a_pull_request(db: TestDb) {
         panic!("a key refused while busy may start one later");
     };
     assert_ne!(first, second);
-    assert_eq!(store.followups_of(pull, "ci").await.unwrap(), 2);
+    assert_eq!(
+        store
+            .followups_of(pull, foreman::model::FollowupKind::Ci)
+            .await
+            .unwrap(),
+        2
+    );
     store
         .set_session_status(
             second,

@@ -6,8 +6,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use foreman::engine::supervisor::{Pass, supervise};
-use foreman::engine::{Engine, objectives};
+use foreman::engine::Engine;
+use foreman::engine::objective::lifecycle;
+use foreman::engine::periodic::supervisor::{Pass, supervise};
 use foreman::model::supervisor::Settings;
 use foreman::model::{
     ManualClock, ObjectiveId, ObjectiveStatus, Role, SessionId, SessionStatus, Timestamp,
@@ -56,7 +57,7 @@ impl World {
     }
 
     async fn start(&self, issue: u64) -> (ObjectiveId, SessionId) {
-        objectives::start(&self.engine, &new_objective(issue))
+        lifecycle::start(&self.engine, &new_objective(issue))
             .await
             .unwrap()
             .unwrap()
@@ -241,7 +242,7 @@ async fn live_work_open_questions_and_healthy_pulls_are_left_alone(db: TestDb) {
     // A question waiting for a human: the objective is waiting, and left alone.
     let o = w.store().objective(objective).await.unwrap().unwrap();
     let mut tx = w.store().begin().await.unwrap();
-    foreman::engine::questions::ask_in(
+    foreman::engine::objective::questions::ask_in(
         &w.engine,
         &mut tx,
         &o,
@@ -339,7 +340,7 @@ async fn dead_managers_are_respawned_within_budget_then_escalated_once(db: TestD
 
     // A human says go on: a new manager starts at once and the budget counts afresh.
     let mut tx = w.store().begin().await.unwrap();
-    objectives::resume_in(&w.engine, &mut tx, &o, "alice")
+    lifecycle::resume_in(&w.engine, &mut tx, &o, "alice")
         .await
         .unwrap();
     tx.commit().await.unwrap();
@@ -449,7 +450,7 @@ async fn simulation(db: TestDb) {
     let started = std::time::Instant::now();
     let mut ids = Vec::new();
     for issue in 1..=SIMULATED {
-        let (id, _) = objectives::start(&engine, &new_objective(issue))
+        let (id, _) = lifecycle::start(&engine, &new_objective(issue))
             .await
             .unwrap()
             .unwrap();

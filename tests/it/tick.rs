@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use foreman::engine::Engine;
-use foreman::engine::tick::{self, BoxFuture, TickSettings, TickTask};
+use foreman::engine::periodic::tick::{self, BoxFuture, TickSettings, TickTask};
 use foreman::model::SystemClock;
 use tokio_util::sync::CancellationToken;
 

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use foreman::engine::objectives;
+use foreman::engine::objective::lifecycle;
 use foreman::model::{InstallationId, ObjectiveId, SessionStatus, WorkspaceStatus};
 use foreman::workspace::Prepare;
 use serde_json::json;
@@ -32,7 +32,7 @@ async fn setup(db: &TestDb, plan: serde_json::Value) -> (TestServer, FakeGitHub,
     let server = TestServer::start(&args).await;
     let mut objective = new_objective(issue);
     objective.installation_id = Some(InstallationId(installation));
-    let (objective, _) = objectives::start(&server.running.engine, &objective)
+    let (objective, _) = lifecycle::start(&server.running.engine, &objective)
         .await
         .unwrap()
         .unwrap();
@@ -721,7 +721,7 @@ async fn the_installation_token_reaches_git_and_nowhere_else(db: TestDb) {
     let (store, engine) = crate::support::engine_on(&db).await;
     let mut objective = new_objective(issue);
     objective.installation_id = Some(InstallationId(installation));
-    let (objective, _) = objectives::start(&engine, &objective)
+    let (objective, _) = lifecycle::start(&engine, &objective)
         .await
         .unwrap()
         .unwrap();

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use tokio_util::sync::CancellationToken;
 
-use super::Engine;
+use crate::engine::Engine;
 use crate::metrics::inc;
 
 /// A tick task taking longer than this holds every other one up, which is worth a warning.

@@ -5,7 +5,8 @@
 
 use anyhow::{Context, Result, anyhow, bail};
 
-use super::{Engine, turns};
+use crate::engine::Engine;
+use crate::engine::runtime::tokens;
 use crate::github::app::Access;
 use crate::github::app::describe;
 use crate::model::pulls::PullState;
@@ -145,7 +146,7 @@ async fn publish_held(
             worker.id
         );
     };
-    let auth = turns::installation_token(engine, &objective, Access::GitWrite).await?;
+    let auth = tokens::installation_token(engine, &objective, Access::GitWrite).await?;
     let force_over = match &req.force_reason {
         Some(reason) => {
             let upstream = engine

@@ -29,15 +29,17 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use super::Engine;
-use super::tick::{BoxFuture, TickTask};
+use crate::engine::Engine;
+use crate::engine::periodic::tick::{BoxFuture, TickTask};
+use crate::engine::runtime::capacity::measure_free;
 use crate::github::app::Access;
 use crate::metrics::{add, inc};
+use crate::model::WorkspaceId;
 use crate::model::gc::{
     Check, Claim, GcWorkspace, PassClock, Plan, Rules, Snapshot, Trigger, decide, mirror_gc_due,
     pass_due, removable, verdict,
 };
-use crate::model::{Session, WorkspaceId};
+use crate::model::text::human_bytes;
 use crate::store::AuditEntry;
 use crate::workspace::{Inspect, LOCAL_TARGET, Upstream};
 use target::{LocalTarget, Target};
@@ -47,8 +49,6 @@ pub const CLAIM_STALE_AFTER: Duration = Duration::from_secs(30 * 60);
 /// A workspace still `preparing` this long after its last change, by a session that has
 /// ended, was abandoned (longer than any git command may take).
 pub const ABANDONED_AFTER: Duration = Duration::from_secs(60 * 60);
-/// How a session waiting for disk space says so (the start of its `activity`).
-pub const DISK_WAIT: &str = "waiting for disk space";
 
 /// How GC behaves.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,7 +144,7 @@ impl Gc {
         self.running.try_lock().is_err()
     }
 
-    fn pass_clock(&self) -> std::sync::MutexGuard<'_, PassClock> {
+    pub fn pass_clock(&self) -> std::sync::MutexGuard<'_, PassClock> {
         self.clock.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -213,54 +213,6 @@ impl TickTask for GcTask {
             Ok(())
         })
     }
-}
-
-/// Measures free space on the work root (and shows it in the metrics).
-pub fn measure_free(engine: &Engine) -> Option<u64> {
-    match target::free_space(&engine.agents.work_root) {
-        Ok(free) => {
-            engine.metrics.work_root_free_bytes.set(free);
-            Some(free)
-        }
-        Err(e) => {
-            tracing::debug!(error = %e, "cannot measure free space on the work root");
-            None
-        }
-    }
-}
-
-/// Whether a new checkout may be made for `session` now. Under the free-space threshold it
-/// may not: a pass is asked for at once, and the session records why it waits (its status
-/// says so) — it stays queued instead of failing half-way through a checkout.
-pub async fn checkout_allowed(engine: &Engine, session: &Session) -> Result<bool> {
-    let min = engine.gc.settings().min_free_disk;
-    if min == 0 {
-        return Ok(true);
-    }
-    let Some(free) = measure_free(engine) else {
-        return Ok(true);
-    };
-    if free >= min {
-        return Ok(true);
-    }
-    inc(&engine.metrics.checkouts_refused);
-    engine.gc.pass_clock().requested = true;
-    engine.tick_bell.notify_one();
-    let why = format!(
-        "{DISK_WAIT}: {} free on the work root, {} needed for a new checkout; finished \
-         checkouts are being reclaimed",
-        human_bytes(free),
-        human_bytes(min)
-    );
-    if session
-        .activity
-        .as_deref()
-        .is_none_or(|a| !a.starts_with(DISK_WAIT))
-    {
-        tracing::warn!(session = %session.id, why, "new checkout refused; the session waits");
-    }
-    engine.store.note_session_waiting(session.id, &why).await?;
-    Ok(false)
 }
 
 /// One pass.
@@ -567,32 +519,4 @@ async fn maintain_mirrors(engine: &Engine) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// `1.5 GiB`, `640 KiB`, `12 B`.
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes_read_like_a_human_wrote_them() {
-        assert_eq!(human_bytes(12), "12 B");
-        assert_eq!(human_bytes(640 * 1024), "640.0 KiB");
-        assert_eq!(human_bytes(3 << 29), "1.5 GiB");
-    }
 }

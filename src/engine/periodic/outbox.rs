@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use super::Engine;
-use super::tick::{BoxFuture, TickTask};
+use crate::engine::Engine;
+use crate::engine::periodic::tick::{BoxFuture, TickTask};
 use crate::github::rest::{self, RestError};
+use crate::model::markers::marker_comment;
 use crate::model::{QuestionId, Timestamp};
 use crate::store::{OutboxItem, OutboxKind};
 
@@ -19,28 +20,6 @@ const RETRY_MAX: Duration = Duration::from_secs(10 * 60);
 const MAX_ATTEMPTS: u32 = 200;
 /// Items made per pass.
 const BATCH: u32 = 20;
-
-/// A new unique marker.
-pub fn new_marker() -> String {
-    use rand::RngExt;
-    let bytes: [u8; 12] = rand::rng().random();
-    hex::encode(bytes)
-}
-
-/// The marker of one of an objective's comments: its kind, an id, and the objective's random
-/// nonce (objectives from before nonces have none).
-pub fn objective_marker(kind: &str, id: impl std::fmt::Display, nonce: &str) -> String {
-    if nonce.is_empty() {
-        format!("{kind}-{id}")
-    } else {
-        format!("{kind}-{id}-{nonce}")
-    }
-}
-
-/// The hidden HTML comment that carries a marker in a GitHub comment.
-pub fn marker_comment(marker: &str) -> String {
-    format!("<!-- foreman:{marker} -->")
-}
 
 /// The tick task that makes due outbox items.
 pub struct Outbox;

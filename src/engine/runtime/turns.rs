@@ -10,13 +10,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
 use secrecy::{ExposeSecret, SecretString};
-use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::Engine;
-use crate::agent::runtime::{self, AgentProcess, Stream};
 use crate::agent::{self, AgentEvent, McpEndpoint, ParseState, TurnRequest, prompts};
+use crate::engine::Engine;
+use crate::engine::runtime::process::{self, AgentProcess, Stream};
+use crate::engine::runtime::tokens::{installation_token, new_token, token_hash};
+use crate::engine::runtime::{capacity, push};
 use crate::github::app::Access;
 use crate::model::text::{one_line, truncate};
 use crate::model::{Objective, Role, Session, SessionId, SessionStatus};
@@ -273,7 +274,7 @@ async fn workdir_for(engine: &Engine, session: &Session) -> Result<Option<PathBu
         tracing::info!(workspace = %ws, "continuing in its dependency's checkout");
         return Ok(Some(PathBuf::from(workspace.path)));
     }
-    if !super::gc::checkout_allowed(engine, session).await? {
+    if !capacity::checkout_allowed(engine, session).await? {
         return Ok(None); // short of disk space: wait (the session says why)
     }
     new_workspace(engine, session).await.map(Some)
@@ -366,25 +367,6 @@ async fn new_workspace(engine: &Engine, session: &Session) -> Result<PathBuf> {
     }
 }
 
-/// The installation token for the objective's repository, when foreman acts as a GitHub App
-/// for it (a repository served without one — a local origin — needs none).
-pub async fn installation_token(
-    engine: &Engine,
-    objective: &crate::model::Objective,
-    access: Access,
-) -> Result<Option<SecretString>> {
-    match (engine.github(), objective.installation_id) {
-        (Some(app), Some(installation)) => {
-            engine.may_act(installation, &objective.repository).await?;
-            Ok(Some(
-                app.installation_token(installation, &objective.repository, access)
-                    .await?,
-            ))
-        }
-        _ => Ok(None),
-    }
-}
-
 /// Records that a session failed before or outside a turn, and tells its manager.
 async fn fail(engine: &Engine, session: &Session, reason: &str) {
     let now = engine.clock.now();
@@ -420,7 +402,10 @@ pub async fn cancel(engine: &Engine, id: SessionId, reason: &str) -> Result<bool
     }
     if moved {
         tracing::info!(session = %id, reason, "session cancelled");
-        super::questions::close_for_session(engine, id).await?;
+        // What it asked is closed: nobody is left to hear the answer.
+        let mut tx = engine.store.begin().await?;
+        tx.cancel_session_questions(id, engine.clock.now()).await?;
+        tx.commit().await?;
         engine.tick_bell.notify_one();
     }
     Ok(moved)
@@ -429,18 +414,6 @@ pub async fn cancel(engine: &Engine, id: SessionId, reason: &str) -> Result<bool
 /// Whether this process is running a turn of the session.
 pub fn is_local(engine: &Engine, id: SessionId) -> bool {
     engine.turns().contains_key(&id)
-}
-
-/// A fresh random bearer token for a turn.
-fn new_token() -> SecretString {
-    use rand::RngExt;
-    let bytes: [u8; 32] = rand::rng().random();
-    SecretString::from(format!("fm_{}", hex::encode(bytes)))
-}
-
-/// The form a token is stored in: only its hash is ever written down.
-pub fn token_hash(token: &SecretString) -> String {
-    hex::encode(Sha256::digest(token.expose_secret().as_bytes()))
 }
 
 async fn objective_of(engine: &Engine, session: &Session) -> Result<Objective> {
@@ -518,7 +491,7 @@ async fn run(
     let spawned = match adapter.command(&request) {
         Ok(cmd) => {
             let jail = agent_jail(engine, &dirs, &repository, &cmd);
-            runtime::spawn(
+            process::spawn(
                 &cmd,
                 &engine.agents.sandbox,
                 &jail,
@@ -559,11 +532,11 @@ async fn run(
         }
     };
     if why_stopped.is_some() {
-        runtime::kill_group(process.pid);
+        process::kill_group(process.pid);
     }
     let status = wait(&mut process).await;
     // Whatever the turn left running (a server started in the background) ends with it.
-    runtime::kill_group(process.pid);
+    process::kill_group(process.pid);
     follow.flush().await;
     follow.finish_usage().await;
     match why_stopped {
@@ -614,7 +587,7 @@ async fn wait(process: &mut AgentProcess) -> Option<std::process::ExitStatus> {
     match tokio::time::timeout(Duration::from_secs(30), process.wait()).await {
         Ok(Ok(status)) => Some(status),
         _ => {
-            runtime::kill_group(process.pid);
+            process::kill_group(process.pid);
             process.wait().await.ok()
         }
     }
@@ -837,7 +810,7 @@ async fn try_finish(
                 if session.pull_request_id.is_some() {
                     // A follow-up's work counts once it is on its pull request.
                     let current = now_is.unwrap_or_else(|| session.clone());
-                    match super::followups::push(engine, &current).await {
+                    match push::push(engine, &current).await {
                         Ok(head) => {
                             let said = result.as_deref().unwrap_or("(no result reported)");
                             result = Some(format!("pushed {head} to the pull request. {said}"));

@@ -18,8 +18,10 @@ use anyhow::Result;
 use octocrab::Octocrab;
 use serde_json::Value;
 
-use super::tick::{BoxFuture, TickTask};
-use super::{Engine, objectives, pulls};
+use crate::engine::Engine;
+use crate::engine::objective::lifecycle;
+use crate::engine::objective::pulls;
+use crate::engine::periodic::tick::{BoxFuture, TickTask};
 use crate::github::rest::{self, Conditional, RestError};
 use crate::metrics::inc;
 use crate::model::pulls::{Checks, PullState};
@@ -247,7 +249,7 @@ impl Reconcile {
             } else {
                 "the issue was closed".to_owned()
             };
-            objectives::end_in(
+            lifecycle::end_in(
                 engine,
                 &mut tx,
                 objective,

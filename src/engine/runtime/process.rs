@@ -13,7 +13,7 @@ use secrecy::ExposeSecret;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use super::TurnCommand;
+use crate::agent::TurnCommand;
 use crate::sandbox::{Jail, Sandbox};
 
 /// Longest output line kept. Agents print whole tool results on one line; the final

@@ -8,15 +8,14 @@
 //! session that asked — or, if that session has ended, to the objective's manager — as a
 //! message for its next turn.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
-use super::outbox::marker_comment;
-use super::tick::{BoxFuture, TickTask};
-use super::{Engine, objectives};
-use crate::github::rest;
+use crate::engine::Engine;
+use crate::engine::objective::lifecycle;
+use crate::model::markers::{marker_comment, question_marker};
 use crate::model::question::{Question, QuestionKind, QuestionStatus};
 use crate::model::text::{Author, fence, one_line};
-use crate::model::{Objective, ObjectiveStatus, QuestionId, Role, Session, SessionId};
+use crate::model::{Objective, ObjectiveStatus, QuestionId, Role, Session};
 use crate::store::{OutboxKind, OutboxWrite, Tx};
 
 /// Records a question, sets its objective waiting, and queues its comment.
@@ -63,11 +62,6 @@ pub async fn ask_in(
     Ok(id)
 }
 
-/// The marker tying a question to its comment.
-pub fn question_marker(id: QuestionId, nonce: &str) -> String {
-    super::outbox::objective_marker("question", id, nonce)
-}
-
 /// Who is asking, in words.
 fn asker_name(asker: Option<&Session>) -> String {
     match asker {
@@ -101,7 +95,7 @@ pub fn render(asker: Option<&Session>, kind: QuestionKind, text: &str, marker: &
 }
 
 /// How a closed question's comment reads.
-fn render_closed(question: &Question, nonce: &str) -> String {
+pub fn render_closed(question: &Question, nonce: &str) -> String {
     let quoted: String = question
         .text
         .lines()
@@ -222,7 +216,7 @@ pub async fn answer_in(
     }
     match kind {
         QuestionKind::Plan => {} // the answer goes to the manager to revise the plan
-        k if k.resumes() => objectives::lift_stop_in(engine, tx, objective, author.login).await?,
+        k if k.resumes() => lifecycle::lift_stop_in(engine, tx, objective, author.login).await?,
         _ => {}
     }
     deliver_in(
@@ -282,7 +276,7 @@ async fn deliver_in(
         Some(manager) => tx.push_answer(manager.id, message, question.id, now).await,
         None => {
             let manager =
-                objectives::respawn_manager_in(engine, tx, objective, None, Some(message)).await?;
+                lifecycle::respawn_manager_in(engine, tx, objective, None, Some(message)).await?;
             tracing::info!(manager = %manager, "a new manager carries the answer");
             Ok(())
         }
@@ -332,71 +326,12 @@ pub async fn approve_plan_in(
         )
         .await?;
     let note = format!("@{by} approved your plan. Start the workers now.");
-    objectives::tell_manager_in(engine, tx, objective, &note).await?;
+    lifecycle::tell_manager_in(engine, tx, objective, &note).await?;
     if !tx.has_open_questions(objective.id).await? {
         tx.set_objective_status(objective.id, ObjectiveStatus::Active, None, now)
             .await?;
     }
     Ok(n > 0)
-}
-
-/// Closes what a cancelled session asked.
-pub async fn close_for_session(engine: &Engine, session: SessionId) -> Result<()> {
-    let mut tx = engine.store.begin().await?;
-    tx.cancel_session_questions(session, engine.clock.now())
-        .await?;
-    tx.commit().await
-}
-
-/// Edits the comments of questions that have closed to say how.
-pub struct QuestionComments;
-
-impl TickTask for QuestionComments {
-    fn name(&self) -> &'static str {
-        "question-comments"
-    }
-
-    fn run<'a>(&'a self, engine: &'a Engine) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async move {
-            for question in engine.store.questions_to_close_on_github().await? {
-                if let Err(e) = close_comment(engine, &question).await {
-                    tracing::warn!(question = %question.id, error = %format!("{e:#}"), "cannot update a question's comment");
-                }
-            }
-            Ok(())
-        })
-    }
-}
-
-async fn close_comment(engine: &Engine, question: &Question) -> Result<()> {
-    let objective = engine
-        .store
-        .objective(question.objective_id)
-        .await?
-        .context("the question's objective is gone")?;
-    let (Some(installation), Some(comment)) = (objective.installation_id, question.comment_id)
-    else {
-        return Ok(());
-    };
-    let app = engine
-        .github()
-        .context("the GitHub App is not configured")?;
-    let client = app
-        .installation_client(installation, &objective.repository)
-        .await?;
-    match rest::edit_comment(
-        &client,
-        &objective.repository,
-        comment,
-        &render_closed(question, &objective.marker_nonce),
-    )
-    .await
-    {
-        Ok(()) | Err(rest::RestError::Status { status: 404, .. }) => {
-            engine.store.question_comment_final(question.id).await
-        }
-        Err(e) => Err(e.into()),
-    }
 }
 
 #[cfg(test)]

@@ -1,14 +1,14 @@
 //! Webhooks about foreman's pull requests: `pull_request`, the check events (`check_suite`,
 //! `check_run`, `workflow_run`) and reviews. Each finds the pull request foreman knows,
-//! reads what GitHub says of it now, and hands that to [`super::pulls`]. Events about pull
+//! reads what GitHub says of it now, and hands that to [`crate::engine::objective::pulls`]. Events about pull
 //! requests foreman did not make are skipped.
 
 use anyhow::Result;
 use octocrab::Octocrab;
 
-use super::Engine;
-use super::pulls;
-use super::work::{Outcome, Work};
+use crate::engine::Engine;
+use crate::engine::ingest::work::{Outcome, Work};
+use crate::engine::objective::pulls;
 use crate::github::events::{
     CheckRunEvent, CheckSuiteEvent, InstallationRef, PullRequest as PullPayload, PullRequestEvent,
     PullRequestRef, PullRequestReviewCommentEvent, PullRequestReviewEvent, Repository, ReviewState,
@@ -256,10 +256,13 @@ async fn reviewer_allowed(
         .repos
         .permission(client, &pull.repository, &user.login, engine.clock.now())
         .await?;
-    Ok(
-        super::repos::allowed(permission, config.permissions.review, &user.login, config)
-            .then(|| (user.login.clone(), permission.as_str().to_owned())),
+    Ok(crate::engine::ingest::repos::allowed(
+        permission,
+        config.permissions.review,
+        &user.login,
+        config,
     )
+    .then(|| (user.login.clone(), permission.as_str().to_owned())))
 }
 
 /// `pull_request_review` submitted: a review asking for changes, or commenting on lines,

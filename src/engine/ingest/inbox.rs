@@ -12,9 +12,9 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::Engine;
-use super::handlers;
-use super::work::{Outcome, Work};
+use crate::engine::Engine;
+use crate::engine::ingest::handlers;
+use crate::engine::ingest::work::{Outcome, Work};
 use crate::github::events;
 use crate::metrics::inc;
 use crate::model::delivery::{ClaimedDelivery, DeliveryStatus, RetryDecision, retry_decision};

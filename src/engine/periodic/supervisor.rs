@@ -9,10 +9,12 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use super::questions;
-use super::tick::{BoxFuture, TickTask};
-use super::{Engine, objectives, turns};
 use crate::agent::prompts;
+use crate::engine::Engine;
+use crate::engine::objective::lifecycle;
+use crate::engine::objective::questions;
+use crate::engine::periodic::tick::{BoxFuture, TickTask};
+use crate::engine::runtime::turns;
 use crate::metrics::inc;
 use crate::model::question::QuestionKind;
 use crate::model::supervisor::{Action, Settings, decide};
@@ -127,7 +129,7 @@ async fn apply(
         }
         Action::Respawn(_, agent) => {
             let new =
-                objectives::respawn_manager_in(engine, &mut tx, &objective, agent, None).await?;
+                lifecycle::respawn_manager_in(engine, &mut tx, &objective, agent, None).await?;
             inc(&engine.metrics.supervisor_respawns);
             let before = manager
                 .map(|m| format!("manager #{} {}", m.id, m.status.as_str()))

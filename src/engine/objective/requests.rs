@@ -1,71 +1,17 @@
-//! What can be done to an objective and its sessions: start it, spawn and steer workers, ask
-//! a human, finish it. The MCP tools and the GitHub triggers both come through here, so the
-//! rules (same objective only, budgets, terminal states) hold whoever asks.
+//! What agents ask of their objective through their tools — spawn, message and cancel
+//! workers, ask a human, propose a plan, comment on the issue, say the work is done — and a
+//! budget reached. Each checks that the caller may (its own objective only, within budgets
+//! and posting limits) before it changes anything.
 
 use anyhow::{Result, bail};
 
-use super::{Engine, turns};
-use crate::model::AgentKind;
+use crate::engine::Engine;
+use crate::engine::objective::pulls;
+use crate::engine::runtime::turns;
 use crate::model::question::QuestionKind;
 use crate::model::repo_config::PostingLimits;
-use crate::model::{
-    Objective, ObjectiveId, ObjectiveStatus, QuestionId, Role, Session, SessionId, SessionStatus,
-};
-use crate::store::{AuditEntry, NewObjective, NewSession, OutboxKind, OutboxWrite, Tx};
-
-/// Starts an objective and queues its manager. Returns the objective and manager ids, or
-/// `None` when the objective already exists (its trigger started one, or the issue has a live
-/// one).
-pub async fn start(
-    engine: &Engine,
-    objective: &NewObjective,
-) -> Result<Option<(ObjectiveId, SessionId)>> {
-    let mut tx = engine.store.begin().await?;
-    let started = start_in(engine, &mut tx, objective).await?;
-    tx.commit().await?;
-    if started.is_some() {
-        engine.tick_bell.notify_one();
-    }
-    Ok(started)
-}
-
-/// [`start`], inside a transaction of the caller's (a delivery's handler). For an issue
-/// reached through an installation it also queues the status comment and the 👀 reaction.
-pub async fn start_in(
-    engine: &Engine,
-    tx: &mut Tx,
-    objective: &NewObjective,
-) -> Result<Option<(ObjectiveId, SessionId)>> {
-    let now = engine.clock.now();
-    let nonce = super::outbox::new_marker();
-    let Some(id) = tx.insert_objective(objective, &nonce, now).await? else {
-        return Ok(None);
-    };
-    let manager = new_manager_in(engine, tx, id, &objective.config, None, now).await?;
-    if let Some(installation_id) = objective.installation_id {
-        let target = |kind, body: &str, marker: String| OutboxWrite {
-            objective_id: Some(id),
-            installation_id,
-            repository: &objective.repository,
-            issue_number: objective.issue_number,
-            kind,
-            body: body.to_owned(),
-            marker,
-            target_id: None,
-        };
-        let marker = super::status::status_marker(id, &nonce);
-        let first = super::status::initial_comment(&marker);
-        tx.enqueue(&target(OutboxKind::StatusComment, &first, marker), now)
-            .await?;
-        tx.enqueue(
-            &target(OutboxKind::Reaction, "eyes", format!("eyes-{id}")),
-            now,
-        )
-        .await?;
-    }
-    tracing::info!(objective = %id, repository = %objective.repository, issue = objective.issue_number, "objective started");
-    Ok(Some((id, manager)))
-}
+use crate::model::{Objective, ObjectiveId, QuestionId, Role, Session, SessionId, SessionStatus};
+use crate::store::{NewSession, OutboxKind, OutboxWrite};
 
 /// A worker of the caller's objective, or an error naming why not.
 async fn worker_of(engine: &Engine, caller: &Session, worker: SessionId) -> Result<Session> {
@@ -202,7 +148,7 @@ pub async fn ask_user(engine: &Engine, caller: &Session, question: &str) -> Resu
         );
     }
     let mut tx = engine.store.begin().await?;
-    let id = super::questions::ask_in(
+    let id = crate::engine::objective::questions::ask_in(
         engine,
         &mut tx,
         &objective,
@@ -229,7 +175,7 @@ pub async fn propose_plan(engine: &Engine, caller: &Session, plan: &str) -> Resu
         return Ok("No approval is needed: go ahead and spawn the workers.".to_owned());
     }
     let mut tx = engine.store.begin().await?;
-    let id = super::questions::ask_in(
+    let id = crate::engine::objective::questions::ask_in(
         engine,
         &mut tx,
         &objective,
@@ -257,7 +203,7 @@ pub async fn budget_reached(engine: &Engine, objective: ObjectiveId, reached: &s
             "This objective reached its budget ({reached}), so no new work is starting. \
              Should it continue, be re-scoped, or stop?"
         );
-        super::questions::ask_in(
+        crate::engine::objective::questions::ask_in(
             engine,
             &mut tx,
             &objective,
@@ -300,8 +246,11 @@ pub async fn comment_issue(engine: &Engine, caller: &Session, body: &str) -> Res
              hour, its limit: say the rest in your result or the pull request"
         );
     }
-    let marker = format!("{AGENT_COMMENT}{}", super::outbox::new_marker());
-    let body = format!("{body}\n\n{}", super::outbox::marker_comment(&marker));
+    let marker = format!("{AGENT_COMMENT}{}", crate::model::markers::new_marker());
+    let body = format!(
+        "{body}\n\n{}",
+        crate::model::markers::marker_comment(&marker)
+    );
     let mut tx = engine.store.begin().await?;
     tx.enqueue(
         &OutboxWrite {
@@ -374,7 +323,7 @@ pub async fn mark_done(engine: &Engine, caller: &Session, summary: &str) -> Resu
                             issue_number: *number,
                             kind: OutboxKind::ReadyForReview,
                             body: objective.started_by.clone().unwrap_or_default(),
-                            marker: super::outbox::objective_marker(
+                            marker: crate::model::markers::objective_marker(
                                 &format!("ready-{number}"),
                                 objective.id,
                                 &objective.marker_nonce,
@@ -397,7 +346,7 @@ pub async fn mark_done(engine: &Engine, caller: &Session, summary: &str) -> Resu
             let mut done = objective.clone();
             done.summary = Some(summary.to_owned());
             let reason = "marked done by its manager";
-            super::pulls::complete_in(engine, &mut tx, &done, &pulls, reason).await?;
+            pulls::complete_in(engine, &mut tx, &done, &pulls, reason).await?;
             "The objective is done. Thank you; end your turn.".to_owned()
         }
     };
@@ -405,194 +354,4 @@ pub async fn mark_done(engine: &Engine, caller: &Session, summary: &str) -> Resu
     tracing::info!(objective = %objective.id, "{reply}");
     engine.tick_bell.notify_one();
     Ok(reply)
-}
-
-/// Ends an objective inside the caller's transaction: its state, its open questions closed,
-/// and the reaction that tells the issue (🚀 done, 😕 otherwise). The scheduler then cancels
-/// whatever of it still runs. False when it had already ended.
-pub async fn end_in(
-    engine: &Engine,
-    tx: &mut Tx,
-    objective: &Objective,
-    status: ObjectiveStatus,
-    reason: &str,
-) -> Result<bool> {
-    let now = engine.clock.now();
-    if !tx
-        .set_objective_status(objective.id, status, Some(reason), now)
-        .await?
-    {
-        return Ok(false);
-    }
-    tx.cancel_questions(objective.id, now).await?;
-    if let Some(installation_id) = objective.installation_id {
-        let reaction = if status == ObjectiveStatus::Done {
-            "rocket"
-        } else {
-            "confused"
-        };
-        tx.enqueue(
-            &OutboxWrite {
-                objective_id: Some(objective.id),
-                installation_id,
-                repository: &objective.repository,
-                issue_number: objective.issue_number,
-                kind: OutboxKind::Reaction,
-                body: reaction.to_owned(),
-                marker: super::outbox::objective_marker(
-                    "end",
-                    objective.id,
-                    &objective.marker_nonce,
-                ),
-                target_id: None,
-            },
-            now,
-        )
-        .await?;
-    }
-    tracing::info!(objective = %objective.id, status = status.as_str(), reason, "objective ended");
-    Ok(true)
-}
-
-/// Holds an objective's work because foreman may not act for its repository (`why`): the
-/// scheduler ends its sessions (their processes killed) and starts nothing for it, and it
-/// waits for a human's `/foreman resume`. False when it was held already.
-pub async fn hold_in(
-    engine: &Engine,
-    tx: &mut Tx,
-    objective: &Objective,
-    why: &str,
-) -> Result<bool> {
-    if !tx.hold(objective.id, why).await? {
-        return Ok(false);
-    }
-    let now = engine.clock.now();
-    tx.set_objective_status(objective.id, ObjectiveStatus::Waiting, Some(why), now)
-        .await?;
-    tx.force_status_refresh(objective.id).await?;
-    tx.audit(&AuditEntry::about(
-        objective,
-        now,
-        "objective.held",
-        why.to_owned(),
-    ))
-    .await?;
-    tracing::warn!(objective = %objective.id, why, "objective held");
-    engine.tick_bell.notify_one();
-    Ok(true)
-}
-
-/// Gives an objective whose manager has ended a new manager — with `agent`, or the
-/// repository's choice — which starts with `note` as news, if there is one. Its first turn
-/// also tells it where the work stands (see [`turns`]). The objective's manager pointer moves
-/// to it.
-pub async fn respawn_manager_in(
-    engine: &Engine,
-    tx: &mut Tx,
-    objective: &Objective,
-    agent: Option<AgentKind>,
-    note: Option<&str>,
-) -> Result<SessionId> {
-    let now = engine.clock.now();
-    let manager = new_manager_in(engine, tx, objective.id, &objective.config, agent, now).await?;
-    if let Some(note) = note {
-        tx.push_message(manager, note, now).await?;
-    }
-    tracing::info!(objective = %objective.id, manager = %manager, "manager respawned");
-    Ok(manager)
-}
-
-/// Tells the objective's manager something for its next turn; a manager that has ended is
-/// replaced by one that starts with it.
-pub async fn tell_manager_in(
-    engine: &Engine,
-    tx: &mut Tx,
-    objective: &Objective,
-    note: &str,
-) -> Result<SessionId> {
-    let manager = match objective.manager {
-        Some(id) => engine.store.session(id).await?,
-        None => None,
-    };
-    match manager.filter(|m| !m.status.is_terminal()) {
-        Some(m) => {
-            tx.push_message(m.id, note, engine.clock.now()).await?;
-            Ok(m.id)
-        }
-        None => respawn_manager_in(engine, tx, objective, None, Some(note)).await,
-    }
-}
-
-/// `/foreman resume`: lifts what stopped the work ([`lift_stop_in`]) and tells the manager to
-/// continue.
-pub async fn resume_in(
-    engine: &Engine,
-    tx: &mut Tx,
-    objective: &Objective,
-    by: &str,
-) -> Result<()> {
-    lift_stop_in(engine, tx, objective, by).await?;
-    let note = format!(
-        "@{by} asked you to continue (`/foreman resume`). Pick the work up where it stands."
-    );
-    tell_manager_in(engine, tx, objective, &note).await?;
-    tracing::info!(objective = %objective.id, by, "objective resumed");
-    Ok(())
-}
-
-/// A human said go on: a budget stop is lifted (the budget grows by another allotment), a
-/// hold released, the questions the stop raised are closed, and the supervisor's respawn
-/// budget starts afresh.
-pub async fn lift_stop_in(
-    engine: &Engine,
-    tx: &mut Tx,
-    objective: &Objective,
-    by: &str,
-) -> Result<()> {
-    let now = engine.clock.now();
-    if objective.budget_blocked.is_some() {
-        tx.raise_budget(objective.id, &engine.agents.budget).await?;
-    }
-    if objective.held.is_some() {
-        tx.release_hold(objective.id).await?;
-    }
-    let answer = format!("resumed by @{by}");
-    tx.answer_open_questions(objective.id, &["budget", "escalation"], &answer, by, now)
-        .await?;
-    tx.reset_supervision(objective.id).await?;
-    if !tx.has_open_questions(objective.id).await? {
-        tx.set_objective_status(objective.id, ObjectiveStatus::Active, None, now)
-            .await?;
-    }
-    Ok(())
-}
-
-/// Queues a new manager session for an objective and points the objective at it; its agent
-/// is the repository's choice, or the server's.
-async fn new_manager_in(
-    engine: &Engine,
-    tx: &mut Tx,
-    objective: ObjectiveId,
-    config: &crate::model::repo_config::RepoConfig,
-    agent: Option<AgentKind>,
-    now: crate::model::Timestamp,
-) -> Result<SessionId> {
-    let manager = tx
-        .insert_session(
-            &NewSession {
-                objective_id: objective,
-                role: Role::Manager,
-                agent: agent
-                    .or(config.manager.agent)
-                    .unwrap_or(engine.agents.manager.kind),
-                title: "manager".to_owned(),
-                instructions: String::new(),
-                spawned_by: None,
-                depends_on: Vec::new(),
-            },
-            now,
-        )
-        .await?;
-    tx.set_manager(objective, manager).await?;
-    Ok(manager)
 }

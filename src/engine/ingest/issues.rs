@@ -9,8 +9,10 @@
 use anyhow::{Context, Result};
 use octocrab::Octocrab;
 
-use super::work::{Outcome, Work};
-use super::{Engine, objectives, replies};
+use crate::engine::Engine;
+use crate::engine::ingest::replies;
+use crate::engine::ingest::work::{Outcome, Work};
+use crate::engine::objective::lifecycle;
 use crate::github::events::Issue;
 use crate::github::events::{
     IssueCommentAction, IssueCommentEvent, IssuesAction, IssuesEvent, User,
@@ -71,7 +73,10 @@ impl IssueContext<'_> {
     /// Queues a reply on the issue, once per `key` (a delivery id makes it once per event).
     async fn reply(&self, work: &mut Work<'_>, key: &str, body: String) -> Result<()> {
         let marker = format!("reply-{key}");
-        let body = format!("{body}\n\n{}", super::outbox::marker_comment(&marker));
+        let body = format!(
+            "{body}\n\n{}",
+            crate::model::markers::marker_comment(&marker)
+        );
         let now = self.engine.clock.now();
         work.tx()
             .await?
@@ -123,7 +128,12 @@ impl IssueContext<'_> {
     /// `login`'s permission now, and whether it may start foreman (`permissions.trigger`).
     async fn may_start(&self, login: &str, config: &RepoConfig) -> Result<(Permission, bool)> {
         let permission = self.permission(login).await?;
-        let allowed = super::repos::allowed(permission, config.permissions.trigger, login, config);
+        let allowed = crate::engine::ingest::repos::allowed(
+            permission,
+            config.permissions.trigger,
+            login,
+            config,
+        );
         Ok((permission, allowed))
     }
 
@@ -368,7 +378,7 @@ async fn issue_edited(
             "The issue was edited. Its text is now:\n\n{}",
             fence("issue", author, &text)
         );
-        objectives::tell_manager_in(cx.engine, tx, &objective, &note).await?;
+        lifecycle::tell_manager_in(cx.engine, tx, &objective, &note).await?;
         cx.engine.tick_bell.notify_one();
     } else {
         tx.note_text_edit(objective.id, sender).await?;
@@ -448,7 +458,7 @@ async fn start(
         started_by: Some(started_by.to_owned()),
     };
     let tx = work.tx().await?;
-    match objectives::start_in(cx.engine, tx, &objective).await? {
+    match lifecycle::start_in(cx.engine, tx, &objective).await? {
         Some((id, _)) => {
             cx.engine.tick_bell.notify_one();
             tracing::info!(objective = %id, "objective started from the issue");
@@ -467,12 +477,13 @@ async fn closed_by_merge(cx: &IssueContext<'_>, work: &mut Work<'_>) -> Result<O
     let Some(objective) = store.live_objective(cx.repository, cx.issue).await? else {
         return Ok(None);
     };
-    let merged = super::pulls::merged_closers(cx.engine, &cx.client, &objective).await?;
+    let merged =
+        crate::engine::objective::pulls::merged_closers(cx.engine, &cx.client, &objective).await?;
     if merged.is_empty() {
         return Ok(None);
     }
     let tx = work.tx().await?;
-    super::pulls::closed_by_merge_in(cx.engine, tx, &objective, &merged).await?;
+    crate::engine::objective::pulls::closed_by_merge_in(cx.engine, tx, &objective, &merged).await?;
     cx.engine.tick_bell.notify_one();
     Ok(Some(Outcome::Processed))
 }
@@ -483,7 +494,7 @@ async fn stop(cx: &IssueContext<'_>, work: &mut Work<'_>, reason: &str) -> Resul
         return Ok(Outcome::Skipped("no live objective to stop".to_owned()));
     };
     let tx = work.tx().await?;
-    objectives::end_in(
+    lifecycle::end_in(
         cx.engine,
         tx,
         &objective,
@@ -572,7 +583,12 @@ pub async fn comment_event(
         }
     };
     let permission = cx.permission(&login).await?;
-    let may = super::repos::allowed(permission, config.permissions.command, &login, &config);
+    let may = crate::engine::ingest::repos::allowed(
+        permission,
+        config.permissions.command,
+        &login,
+        &config,
+    );
     match command {
         Some(_) if !may => {
             // A reaction, never a reply: strangers cannot make foreman write on the issue.
@@ -584,13 +600,18 @@ pub async fn comment_event(
         Some(command) => run_command(&cx, work, delivery, e, command, live, config, &login).await,
         None => {
             let objective = live.context("checked above")?;
-            if super::repos::may_answer(permission, &login, is_issue_author(e, &login), &config) {
+            if crate::engine::ingest::repos::may_answer(
+                permission,
+                &login,
+                is_issue_author(e, &login),
+                &config,
+            ) {
                 let author = Author {
                     login: &login,
                     permission: permission.as_str(),
                 };
                 let tx = work.tx().await?;
-                let answered = super::questions::answer_in(
+                let answered = crate::engine::objective::questions::answer_in(
                     cx.engine,
                     tx,
                     &objective,
@@ -645,7 +666,12 @@ async fn edited(
         .config(e.repository.default_branch.as_deref())
         .await?
         .unwrap_or_default();
-    if !super::repos::may_answer(permission, login, is_issue_author(e, login), &config) {
+    if !crate::engine::ingest::repos::may_answer(
+        permission,
+        login,
+        is_issue_author(e, login),
+        &config,
+    ) {
         return Ok(Outcome::Skipped(format!(
             "@{login} may not answer now; the edit changes nothing"
         )));
@@ -655,7 +681,14 @@ async fn edited(
         permission: permission.as_str(),
     };
     let tx = work.tx().await?;
-    super::questions::edit_answer_in(cx.engine, tx, e.comment.id, &e.comment.body, author).await?;
+    crate::engine::objective::questions::edit_answer_in(
+        cx.engine,
+        tx,
+        e.comment.id,
+        &e.comment.body,
+        author,
+    )
+    .await?;
     Ok(Outcome::Processed)
 }
 
@@ -683,12 +716,17 @@ async fn run_command(
             cx.react(work, comment, "+1").await?;
         }
         (Command::Resume, Some(objective)) => {
-            objectives::resume_in(cx.engine, work.tx().await?, &objective, login).await?;
+            lifecycle::resume_in(cx.engine, work.tx().await?, &objective, login).await?;
             cx.react(work, comment, "+1").await?;
         }
         (Command::Approve, Some(objective)) => {
-            super::questions::approve_plan_in(cx.engine, work.tx().await?, &objective, login)
-                .await?;
+            crate::engine::objective::questions::approve_plan_in(
+                cx.engine,
+                work.tx().await?,
+                &objective,
+                login,
+            )
+            .await?;
             cx.react(work, comment, "+1").await?;
         }
         (Command::Retry, live) => {
@@ -750,7 +788,7 @@ async fn steer(
         fence("comment", author, &e.comment.body)
     );
     let tx = work.tx().await?;
-    objectives::tell_manager_in(cx.engine, tx, objective, &note).await?;
+    lifecycle::tell_manager_in(cx.engine, tx, objective, &note).await?;
     cx.engine.tick_bell.notify_one();
     Ok(Outcome::Processed)
 }

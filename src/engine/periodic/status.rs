@@ -11,37 +11,22 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use super::Engine;
-use super::outbox::marker_comment;
-use super::tick::{BoxFuture, TickTask};
+use crate::engine::Engine;
+use crate::engine::periodic::tick::{BoxFuture, TickTask};
 use crate::github::rest::{self, RestError};
+use crate::model::markers::{marker_comment, status_marker};
 use crate::model::pulls::{Mergeable, PullState};
 use crate::model::question::{Question, QuestionStatus};
 use crate::model::text::one_line;
 use crate::model::{
-    InstallationId, Objective, ObjectiveId, ObjectiveStatus, PullRequest, Role, Session,
-    SessionStatus, Timestamp,
+    InstallationId, Objective, ObjectiveStatus, PullRequest, Role, Session, SessionStatus,
+    Timestamp,
 };
 
 /// Least time between two edits of one status comment.
 pub const MIN_EDIT_INTERVAL: Duration = Duration::from_secs(10);
 /// Longest one-line result shown for a worker.
 const RESULT_WIDTH: usize = 120;
-
-/// The first version of the status comment (carrying `marker`), posted when the objective
-/// starts.
-pub fn initial_comment(marker: &str) -> String {
-    format!(
-        "**foreman** is starting work on this issue: a manager agent is reading it now. This \
-         comment will show its progress.\n\n{}",
-        marker_comment(marker)
-    )
-}
-
-/// The marker of an objective's status comment.
-pub fn status_marker(objective: ObjectiveId, nonce: &str) -> String {
-    super::outbox::objective_marker("status", objective, nonce)
-}
 
 /// Everything the status comment shows.
 pub struct StatusView<'a> {
@@ -374,6 +359,7 @@ fn without_time(rendered: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::ObjectiveId;
     use crate::model::session::fixtures;
     use crate::model::{QuestionId, SessionId};
 
@@ -490,12 +476,5 @@ mod tests {
             questions: &[question("Unanswered?", "cancelled")],
         };
         crate::snapshot::assert_snapshot("status_stopped", &render(&view, Timestamp(99_999_999)));
-    }
-
-    #[test]
-    fn the_initial_comment_carries_the_marker() {
-        let marker = status_marker(ObjectiveId(7), "ab12");
-        assert!(initial_comment(&marker).ends_with("<!-- foreman:status-7-ab12 -->"));
-        assert_eq!(status_marker(ObjectiveId(7), ""), "status-7");
     }
 }

@@ -13,10 +13,11 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use super::tick::{BoxFuture, TickTask};
-use super::turns::{self, TurnKind};
-use super::{Engine, objectives};
-use crate::agent::runtime;
+use crate::engine::Engine;
+use crate::engine::objective::requests;
+use crate::engine::periodic::tick::{BoxFuture, TickTask};
+use crate::engine::runtime::process;
+use crate::engine::runtime::turns::{self, TurnKind};
 use crate::model::{
     Objective, ObjectiveId, ObjectiveStatus, Role, Session, SessionId, SessionStatus, Timestamp,
     Usage,
@@ -262,7 +263,7 @@ async fn apply(engine: &Arc<Engine>, sessions: &[Session], action: &Action) -> R
             }
         }
         Action::BudgetReached(objective, reached) => {
-            objectives::budget_reached(engine, *objective, reached).await?;
+            requests::budget_reached(engine, *objective, reached).await?;
         }
     }
     Ok(())
@@ -318,10 +319,10 @@ pub async fn recover_lost(engine: &Arc<Engine>) -> Result<()> {
         if session.runner.as_deref() == Some(engine.runner.as_str())
             && let Some(pid) = session.pid
             && let Ok(pid) = u32::try_from(pid)
-            && runtime::group_alive(pid)
+            && process::group_alive(pid)
         {
             // An orphan of an earlier life of this instance: stop it before resuming.
-            runtime::kill_group(pid);
+            process::kill_group(pid);
         }
         recover(engine, &session).await?;
     }

@@ -6,9 +6,10 @@
 
 use anyhow::Result;
 
-use super::pull_events::{self, Checked};
-use super::work::{Outcome, Work};
-use super::{Engine, objectives};
+use crate::engine::Engine;
+use crate::engine::ingest::pull_events::{self, Checked};
+use crate::engine::ingest::work::{Outcome, Work};
+use crate::engine::objective::lifecycle;
 use crate::github::events::{
     Event, Installation, InstallationAction, InstallationEvent, InstallationRepositoriesAction,
     InstallationRepositoriesEvent, PingEvent, RepositorySummary,
@@ -63,10 +64,12 @@ pub async fn handle(
             installation_repositories(engine, work, e, audit).await
         }
         Event::Issues(e) => {
-            super::issues::issues_event(engine, work, &delivery.delivery_id.0, e).await
+            crate::engine::ingest::issues::issues_event(engine, work, &delivery.delivery_id.0, e)
+                .await
         }
         Event::IssueComment(e) => {
-            super::issues::comment_event(engine, work, &delivery.delivery_id.0, e).await
+            crate::engine::ingest::issues::comment_event(engine, work, &delivery.delivery_id.0, e)
+                .await
         }
         Event::PullRequest(e) => pull_events::pull_request(engine, work, e, audit).await,
         Event::CheckSuite(e) => pull_events::checks(engine, work, &Checked::suite(e), audit).await,
@@ -154,14 +157,14 @@ async fn installation(
             tx.clear_repositories(id).await?;
             let why = format!("foreman was uninstalled from {account}");
             for objective in &live {
-                objectives::end_in(engine, tx, objective, ObjectiveStatus::Cancelled, &why).await?;
+                lifecycle::end_in(engine, tx, objective, ObjectiveStatus::Cancelled, &why).await?;
             }
             tx.drop_outbox(id, &why).await?;
         }
         InstallationAction::Suspend => {
             let why = format!("foreman's installation on {account} was suspended");
             for objective in &live {
-                objectives::hold_in(engine, tx, objective, &why).await?;
+                lifecycle::hold_in(engine, tx, objective, &why).await?;
             }
         }
         _ => {}
@@ -206,7 +209,7 @@ async fn installation_repositories(
             "{} was removed from foreman's installation on {account}",
             objective.repository
         );
-        objectives::hold_in(engine, tx, objective, &why).await?;
+        lifecycle::hold_in(engine, tx, objective, &why).await?;
     }
     let kind = match e.action.kind() {
         InstallationRepositoriesAction::Added => "installation.repositories_added",

@@ -7,10 +7,12 @@
 
 use anyhow::{Context, Result, bail};
 
-use super::followups::{self, Kind};
-use super::{Engine, objectives};
 use crate::agent::prompts;
+use crate::engine::Engine;
+use crate::engine::objective::followups;
+use crate::engine::objective::lifecycle;
 use crate::github::rest::PullNow;
+use crate::model::FollowupKind as Kind;
 use crate::model::pulls::{
     CheckRunView, Checks, CiAction, Completion, Mergeable, PullState, checks_state, completion,
     describe_failures, fenced_failures, must_close_issue, on_failing_checks,
@@ -50,7 +52,7 @@ pub async fn observe_in(
         (Open, Closed) => closed_in(engine, tx, &objective, &after, now_is.by.as_deref()).await,
         (Closed, Open) => {
             let note = format!("Pull request #{n} (\"{}\") was reopened.", after.title);
-            objectives::tell_manager_in(engine, tx, &objective, &note).await?;
+            lifecycle::tell_manager_in(engine, tx, &objective, &note).await?;
             Ok(format!("#{n} was reopened"))
         }
         (Open, Open) => {
@@ -114,7 +116,7 @@ async fn merged_in(
          `mark_objective_done`; otherwise carry on with what is left.",
         pull.title
     );
-    objectives::tell_manager_in(engine, tx, objective, &note).await?;
+    lifecycle::tell_manager_in(engine, tx, objective, &note).await?;
     Ok(format!("#{n} was merged; the manager is told"))
 }
 
@@ -136,7 +138,7 @@ async fn closed_in(
          `ask_user`.",
         pull.title
     );
-    objectives::tell_manager_in(engine, tx, objective, &note).await?;
+    lifecycle::tell_manager_in(engine, tx, objective, &note).await?;
     Ok(format!(
         "#{n} was closed without merge; the manager decides"
     ))
@@ -233,10 +235,7 @@ pub async fn checks_in(
     if state != Checks::Failing || pull.state != PullState::Open || objective.status.is_terminal() {
         return Ok(format!("#{n} checks {}", state.as_str()));
     }
-    let attempts = engine
-        .store
-        .followups_of(pull.id, Kind::Ci.as_str())
-        .await?;
+    let attempts = engine.store.followups_of(pull.id, Kind::Ci).await?;
     let live = engine.store.live_followup(pull.id).await?.is_some();
     let cap = objective.config.pull_requests.ci_attempts;
     match on_failing_checks(runs, attempts, cap, live) {
@@ -276,7 +275,7 @@ pub async fn checks_in(
                  with a different approach, or ask the humans with `ask_user`.",
                 fenced_failures(&failures)
             );
-            objectives::tell_manager_in(engine, tx, &objective, &note).await?;
+            lifecycle::tell_manager_in(engine, tx, &objective, &note).await?;
             Ok(format!(
                 "#{n} checks failing after {attempts} follow-ups; the manager is asked"
             ))
@@ -341,7 +340,7 @@ pub async fn complete_in(
     pulls: &[PullRequest],
     reason: &str,
 ) -> Result<bool> {
-    if !objectives::end_in(engine, tx, objective, ObjectiveStatus::Done, reason).await? {
+    if !lifecycle::end_in(engine, tx, objective, ObjectiveStatus::Done, reason).await? {
         return Ok(false);
     }
     let Some(installation_id) = objective.installation_id else {
@@ -376,7 +375,7 @@ pub async fn complete_in(
     };
     let body = format!(
         "✅ **foreman** has finished this issue.\n\n{summary}{merged}\n\n{}",
-        super::outbox::marker_comment(&marker)
+        crate::model::markers::marker_comment(&marker)
     );
     tx.enqueue(&write(OutboxKind::Comment, body, marker), now)
         .await?;

@@ -1,0 +1,255 @@
+//! An objective's life: start it with its manager, end it, hold and resume its work, replace
+//! its manager, and leave its manager news. The webhook handlers, the agents' requests and the
+//! periodic passes all come through here, so the rules (terminal states, one live manager)
+//! hold whoever asks.
+
+use anyhow::Result;
+
+use crate::engine::Engine;
+use crate::model::AgentKind;
+use crate::model::{Objective, ObjectiveId, ObjectiveStatus, Role, SessionId};
+use crate::store::{AuditEntry, NewObjective, NewSession, OutboxKind, OutboxWrite, Tx};
+
+/// Starts an objective and queues its manager. Returns the objective and manager ids, or
+/// `None` when the objective already exists (its trigger started one, or the issue has a live
+/// one).
+pub async fn start(
+    engine: &Engine,
+    objective: &NewObjective,
+) -> Result<Option<(ObjectiveId, SessionId)>> {
+    let mut tx = engine.store.begin().await?;
+    let started = start_in(engine, &mut tx, objective).await?;
+    tx.commit().await?;
+    if started.is_some() {
+        engine.tick_bell.notify_one();
+    }
+    Ok(started)
+}
+
+/// [`start`], inside a transaction of the caller's (a delivery's handler). For an issue
+/// reached through an installation it also queues the status comment and the 👀 reaction.
+pub async fn start_in(
+    engine: &Engine,
+    tx: &mut Tx,
+    objective: &NewObjective,
+) -> Result<Option<(ObjectiveId, SessionId)>> {
+    let now = engine.clock.now();
+    let nonce = crate::model::markers::new_marker();
+    let Some(id) = tx.insert_objective(objective, &nonce, now).await? else {
+        return Ok(None);
+    };
+    let manager = new_manager_in(engine, tx, id, &objective.config, None, now).await?;
+    if let Some(installation_id) = objective.installation_id {
+        let target = |kind, body: &str, marker: String| OutboxWrite {
+            objective_id: Some(id),
+            installation_id,
+            repository: &objective.repository,
+            issue_number: objective.issue_number,
+            kind,
+            body: body.to_owned(),
+            marker,
+            target_id: None,
+        };
+        let marker = crate::model::markers::status_marker(id, &nonce);
+        let first = crate::model::markers::initial_comment(&marker);
+        tx.enqueue(&target(OutboxKind::StatusComment, &first, marker), now)
+            .await?;
+        tx.enqueue(
+            &target(OutboxKind::Reaction, "eyes", format!("eyes-{id}")),
+            now,
+        )
+        .await?;
+    }
+    tracing::info!(objective = %id, repository = %objective.repository, issue = objective.issue_number, "objective started");
+    Ok(Some((id, manager)))
+}
+
+/// Ends an objective inside the caller's transaction: its state, its open questions closed,
+/// and the reaction that tells the issue (🚀 done, 😕 otherwise). The scheduler then cancels
+/// whatever of it still runs. False when it had already ended.
+pub async fn end_in(
+    engine: &Engine,
+    tx: &mut Tx,
+    objective: &Objective,
+    status: ObjectiveStatus,
+    reason: &str,
+) -> Result<bool> {
+    let now = engine.clock.now();
+    if !tx
+        .set_objective_status(objective.id, status, Some(reason), now)
+        .await?
+    {
+        return Ok(false);
+    }
+    tx.cancel_questions(objective.id, now).await?;
+    if let Some(installation_id) = objective.installation_id {
+        let reaction = if status == ObjectiveStatus::Done {
+            "rocket"
+        } else {
+            "confused"
+        };
+        tx.enqueue(
+            &OutboxWrite {
+                objective_id: Some(objective.id),
+                installation_id,
+                repository: &objective.repository,
+                issue_number: objective.issue_number,
+                kind: OutboxKind::Reaction,
+                body: reaction.to_owned(),
+                marker: crate::model::markers::objective_marker(
+                    "end",
+                    objective.id,
+                    &objective.marker_nonce,
+                ),
+                target_id: None,
+            },
+            now,
+        )
+        .await?;
+    }
+    tracing::info!(objective = %objective.id, status = status.as_str(), reason, "objective ended");
+    Ok(true)
+}
+
+/// Holds an objective's work because foreman may not act for its repository (`why`): the
+/// scheduler ends its sessions (their processes killed) and starts nothing for it, and it
+/// waits for a human's `/foreman resume`. False when it was held already.
+pub async fn hold_in(
+    engine: &Engine,
+    tx: &mut Tx,
+    objective: &Objective,
+    why: &str,
+) -> Result<bool> {
+    if !tx.hold(objective.id, why).await? {
+        return Ok(false);
+    }
+    let now = engine.clock.now();
+    tx.set_objective_status(objective.id, ObjectiveStatus::Waiting, Some(why), now)
+        .await?;
+    tx.force_status_refresh(objective.id).await?;
+    tx.audit(&AuditEntry::about(
+        objective,
+        now,
+        "objective.held",
+        why.to_owned(),
+    ))
+    .await?;
+    tracing::warn!(objective = %objective.id, why, "objective held");
+    engine.tick_bell.notify_one();
+    Ok(true)
+}
+
+/// Gives an objective whose manager has ended a new manager — with `agent`, or the
+/// repository's choice — which starts with `note` as news, if there is one. Its first turn
+/// also tells it where the work stands (see [`turns`]). The objective's manager pointer moves
+/// to it.
+pub async fn respawn_manager_in(
+    engine: &Engine,
+    tx: &mut Tx,
+    objective: &Objective,
+    agent: Option<AgentKind>,
+    note: Option<&str>,
+) -> Result<SessionId> {
+    let now = engine.clock.now();
+    let manager = new_manager_in(engine, tx, objective.id, &objective.config, agent, now).await?;
+    if let Some(note) = note {
+        tx.push_message(manager, note, now).await?;
+    }
+    tracing::info!(objective = %objective.id, manager = %manager, "manager respawned");
+    Ok(manager)
+}
+
+/// Tells the objective's manager something for its next turn; a manager that has ended is
+/// replaced by one that starts with it.
+pub async fn tell_manager_in(
+    engine: &Engine,
+    tx: &mut Tx,
+    objective: &Objective,
+    note: &str,
+) -> Result<SessionId> {
+    let manager = match objective.manager {
+        Some(id) => engine.store.session(id).await?,
+        None => None,
+    };
+    match manager.filter(|m| !m.status.is_terminal()) {
+        Some(m) => {
+            tx.push_message(m.id, note, engine.clock.now()).await?;
+            Ok(m.id)
+        }
+        None => respawn_manager_in(engine, tx, objective, None, Some(note)).await,
+    }
+}
+
+/// `/foreman resume`: lifts what stopped the work ([`lift_stop_in`]) and tells the manager to
+/// continue.
+pub async fn resume_in(
+    engine: &Engine,
+    tx: &mut Tx,
+    objective: &Objective,
+    by: &str,
+) -> Result<()> {
+    lift_stop_in(engine, tx, objective, by).await?;
+    let note = format!(
+        "@{by} asked you to continue (`/foreman resume`). Pick the work up where it stands."
+    );
+    tell_manager_in(engine, tx, objective, &note).await?;
+    tracing::info!(objective = %objective.id, by, "objective resumed");
+    Ok(())
+}
+
+/// A human said go on: a budget stop is lifted (the budget grows by another allotment), a
+/// hold released, the questions the stop raised are closed, and the supervisor's respawn
+/// budget starts afresh.
+pub async fn lift_stop_in(
+    engine: &Engine,
+    tx: &mut Tx,
+    objective: &Objective,
+    by: &str,
+) -> Result<()> {
+    let now = engine.clock.now();
+    if objective.budget_blocked.is_some() {
+        tx.raise_budget(objective.id, &engine.agents.budget).await?;
+    }
+    if objective.held.is_some() {
+        tx.release_hold(objective.id).await?;
+    }
+    let answer = format!("resumed by @{by}");
+    tx.answer_open_questions(objective.id, &["budget", "escalation"], &answer, by, now)
+        .await?;
+    tx.reset_supervision(objective.id).await?;
+    if !tx.has_open_questions(objective.id).await? {
+        tx.set_objective_status(objective.id, ObjectiveStatus::Active, None, now)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Queues a new manager session for an objective and points the objective at it; its agent
+/// is the repository's choice, or the server's.
+async fn new_manager_in(
+    engine: &Engine,
+    tx: &mut Tx,
+    objective: ObjectiveId,
+    config: &crate::model::repo_config::RepoConfig,
+    agent: Option<AgentKind>,
+    now: crate::model::Timestamp,
+) -> Result<SessionId> {
+    let manager = tx
+        .insert_session(
+            &NewSession {
+                objective_id: objective,
+                role: Role::Manager,
+                agent: agent
+                    .or(config.manager.agent)
+                    .unwrap_or(engine.agents.manager.kind),
+                title: "manager".to_owned(),
+                instructions: String::new(),
+                spawned_by: None,
+                depends_on: Vec::new(),
+            },
+            now,
+        )
+        .await?;
+    tx.set_manager(objective, manager).await?;
+    Ok(manager)
+}

@@ -1,0 +1,60 @@
+//! Room for new checkouts: under the work root's free-space threshold a session waits for
+//! GC instead of failing half-way through a checkout.
+
+use anyhow::Result;
+
+use crate::engine::Engine;
+use crate::metrics::inc;
+use crate::model::Session;
+use crate::model::text::human_bytes;
+
+/// How a session waiting for disk space says so (the start of its `activity`).
+pub const DISK_WAIT: &str = "waiting for disk space";
+
+/// Measures free space on the work root (and shows it in the metrics).
+pub fn measure_free(engine: &Engine) -> Option<u64> {
+    match crate::workspace::free_space(&engine.agents.work_root) {
+        Ok(free) => {
+            engine.metrics.work_root_free_bytes.set(free);
+            Some(free)
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot measure free space on the work root");
+            None
+        }
+    }
+}
+
+/// Whether a new checkout may be made for `session` now. Under the free-space threshold it
+/// may not: a pass is asked for at once, and the session records why it waits (its status
+/// says so) — it stays queued instead of failing half-way through a checkout.
+pub async fn checkout_allowed(engine: &Engine, session: &Session) -> Result<bool> {
+    let min = engine.gc.settings().min_free_disk;
+    if min == 0 {
+        return Ok(true);
+    }
+    let Some(free) = measure_free(engine) else {
+        return Ok(true);
+    };
+    if free >= min {
+        return Ok(true);
+    }
+    inc(&engine.metrics.checkouts_refused);
+    engine.gc.pass_clock().requested = true;
+    engine.tick_bell.notify_one();
+    let why = format!(
+        "{DISK_WAIT}: {} free on the work root, {} needed for a new checkout; finished \
+         checkouts are being reclaimed",
+        human_bytes(free),
+        human_bytes(min)
+    );
+    if session
+        .activity
+        .as_deref()
+        .is_none_or(|a| !a.starts_with(DISK_WAIT))
+    {
+        tracing::warn!(session = %session.id, why, "new checkout refused; the session waits");
+    }
+    engine.store.note_session_waiting(session.id, &why).await?;
+    Ok(false)
+}
