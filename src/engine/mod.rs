@@ -202,8 +202,9 @@ pub struct Engine {
     turns: Mutex<HashMap<SessionId, turns::LocalTurn>>,
     /// Rung when a delivery is stored.
     pub inbox_bell: Notify,
-    /// Rung when something changed that periodic work should look at soon.
-    pub tick_bell: Notify,
+    /// Rung when something changed that periodic work should look at soon: the store's due
+    /// bell, which every committed transaction that made work due rings by itself.
+    pub tick_bell: Arc<Notify>,
     identity: RwLock<Identity>,
 }
 
@@ -250,6 +251,7 @@ impl Engine {
         posting: Posting,
     ) -> Engine {
         Engine {
+            tick_bell: store.due_bell(),
             store,
             clock,
             metrics: Metrics::default(),
@@ -262,7 +264,6 @@ impl Engine {
             mcp_url: OnceLock::new(),
             turns: Mutex::new(HashMap::new()),
             inbox_bell: Notify::new(),
-            tick_bell: Notify::new(),
             identity: RwLock::new(Identity::default()),
         }
     }

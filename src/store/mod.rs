@@ -41,14 +41,14 @@ use anyhow::{Context, Result};
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyPool, ConnectOptions, Connection, Row};
-use tokio::sync::{Mutex, OwnedMutexGuard, mpsc};
+use tokio::sync::{Mutex, Notify, OwnedMutexGuard, mpsc};
 
 pub use audit::AuditEntry;
 pub use gc::WorkspaceGcInfo;
 pub use inbox::{DeliveryFilter, Inserted};
 pub use installations::{Installation, InstallationState};
 pub use objectives::NewObjective;
-pub use outbox::{OutboxItem, OutboxKind, OutboxWrite};
+pub use outbox::{OutboxItem, OutboxKind, OutboxWrite, Thread};
 pub use pulls::{FollowupInsert, NewFollowup, PullUpdate};
 pub use sessions::{NewSession, Orphaned, Progress, TranscriptLine, TurnStart};
 pub use workspaces::{NewPull, NewWorkspace};
@@ -97,12 +97,18 @@ struct Db {
     backend: Backend,
     /// SQLite only: one writer at a time in this process.
     write_gate: Option<Arc<Mutex<()>>>,
+    /// Rung when a committed transaction made work due for the periodic passes.
+    due_bell: Arc<Notify>,
 }
 
-/// A write transaction. Dropping it without [`Tx::commit`] rolls it back.
+/// A write transaction. Dropping it without [`Tx::commit`] rolls it back. Committing one
+/// that made work due — an effect queued, a message left, a session or objective changed —
+/// rings the store's due bell, so the passes that make that work run at once.
 pub struct Tx {
     inner: sqlx::Transaction<'static, Any>,
     _gate: Option<OwnedMutexGuard<()>>,
+    due_bell: Arc<Notify>,
+    made_due: bool,
 }
 
 impl Db {
@@ -121,7 +127,12 @@ impl Db {
             Backend::Postgres => self.pool.begin().await,
         }
         .context("cannot start a database transaction")?;
-        Ok(Tx { inner, _gate: gate })
+        Ok(Tx {
+            inner,
+            _gate: gate,
+            due_bell: self.due_bell.clone(),
+            made_due: false,
+        })
     }
 }
 
@@ -178,11 +189,18 @@ impl Store {
             pool,
             backend,
             write_gate: (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(()))),
+            due_bell: Arc::new(Notify::new()),
         };
         Ok(Store {
             inbox_writer: inbox::spawn_writer(db.clone()),
             db,
         })
+    }
+
+    /// Rung whenever a committed transaction made work due (see [`Tx`]); the tick loop waits
+    /// on it.
+    pub fn due_bell(&self) -> Arc<Notify> {
+        self.db.due_bell.clone()
     }
 
     /// Which engine this store runs on.
@@ -221,7 +239,16 @@ impl Tx {
         self.inner
             .commit()
             .await
-            .context("cannot commit transaction")
+            .context("cannot commit transaction")?;
+        if self.made_due {
+            self.due_bell.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Notes that this transaction makes work due: committing it rings the due bell.
+    fn made_due(&mut self) {
+        self.made_due = true;
     }
 
     fn conn(&mut self) -> &mut sqlx::AnyConnection {

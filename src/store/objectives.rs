@@ -197,6 +197,7 @@ impl Tx {
         marker_nonce: &str,
         now: Timestamp,
     ) -> Result<Option<ObjectiveId>> {
+        self.made_due();
         let config = serde_json::to_string(&o.config).context("cannot store the config")?;
         let id: Option<i64> = sqlx::query_scalar(
             "INSERT INTO objectives (installation_id, repository_id, repository, issue_number,
@@ -252,6 +253,7 @@ impl Tx {
         reason: Option<&str>,
         now: Timestamp,
     ) -> Result<bool> {
+        self.made_due();
         let from = sql_list(to.predecessors(), ObjectiveStatus::as_str);
         let ended = to.is_terminal().then_some(now.0);
         let sql = format!(
@@ -284,6 +286,7 @@ impl Tx {
 
     /// Records that a human approved the manager's plan.
     pub async fn approve_plan(&mut self, id: ObjectiveId, now: Timestamp) -> Result<()> {
+        self.made_due();
         sqlx::query(
             "UPDATE objectives SET plan_approved_at = COALESCE(plan_approved_at, $1) WHERE id = $2",
         )
@@ -297,6 +300,7 @@ impl Tx {
 
     /// Makes the status comment render and be edited at the next pass, whatever it shows.
     pub async fn force_status_refresh(&mut self, id: ObjectiveId) -> Result<()> {
+        self.made_due();
         sqlx::query(
             "UPDATE objectives SET status_rendered = NULL, status_edited_at = NULL WHERE id = $1",
         )
@@ -309,6 +313,7 @@ impl Tx {
 
     /// Adds `extra` to the objective's budget and lifts a budget stop.
     pub async fn raise_budget(&mut self, id: ObjectiveId, extra: &Budget) -> Result<()> {
+        self.made_due();
         sqlx::query(
             "UPDATE objectives SET budget_blocked = NULL,
                  budget_sessions = budget_sessions + $1, budget_turns = budget_turns + $2,
@@ -332,6 +337,7 @@ impl Tx {
     /// sessions are ended and nothing new starts until [`Tx::release_hold`]. False when it
     /// was held already.
     pub async fn hold(&mut self, id: ObjectiveId, why: &str) -> Result<bool> {
+        self.made_due();
         let updated = sqlx::query("UPDATE objectives SET held = $1 WHERE id = $2 AND held IS NULL")
             .bind(why)
             .bind(id.0)
@@ -343,6 +349,7 @@ impl Tx {
 
     /// Lets a held objective's work go on.
     pub async fn release_hold(&mut self, id: ObjectiveId) -> Result<()> {
+        self.made_due();
         sqlx::query("UPDATE objectives SET held = NULL WHERE id = $1")
             .bind(id.0)
             .execute(self.conn())
@@ -370,6 +377,7 @@ impl Tx {
         title: &str,
         body: &str,
     ) -> Result<()> {
+        self.made_due();
         sqlx::query(
             "UPDATE objectives SET title = $1, body = $2, text_edited_by = NULL WHERE id = $3",
         )
@@ -385,6 +393,7 @@ impl Tx {
     /// Marks that a budget holds the objective's new work back. True only for the first
     /// caller, so the human is asked once.
     pub async fn block_on_budget(&mut self, id: ObjectiveId, what: &str) -> Result<bool> {
+        self.made_due();
         let updated = sqlx::query(
             "UPDATE objectives SET budget_blocked = $1 WHERE id = $2 AND budget_blocked IS NULL",
         )

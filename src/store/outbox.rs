@@ -7,7 +7,8 @@ use anyhow::{Context, Result};
 use sqlx::any::AnyRow;
 
 use super::{Store, Tx, col, count};
-use crate::model::{InstallationId, ObjectiveId, Timestamp};
+use crate::model::markers::marker_comment;
+use crate::model::{InstallationId, Objective, ObjectiveId, QuestionId, Timestamp};
 
 /// What an outbox item does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +87,100 @@ pub struct OutboxWrite<'a> {
     /// Unique per effect: the same marker is queued once.
     pub marker: String,
     pub target_id: Option<i64>,
+}
+
+/// Where effects land: an issue (or pull request) of a repository reached through an
+/// installation, and the objective they are for, if any. Every effect foreman queues is made
+/// here, so each kind is spelled out once.
+#[derive(Debug, Clone, Copy)]
+pub struct Thread<'a> {
+    pub objective_id: Option<ObjectiveId>,
+    pub installation_id: InstallationId,
+    pub repository: &'a str,
+    pub issue_number: u64,
+}
+
+impl<'a> Thread<'a> {
+    /// The objective's issue; `None` when foreman does not reach it through an installation
+    /// (a repository served without a GitHub App has nowhere to post).
+    pub fn of(objective: &'a Objective) -> Option<Thread<'a>> {
+        Some(Thread {
+            objective_id: Some(objective.id),
+            installation_id: objective.installation_id?,
+            repository: &objective.repository,
+            issue_number: objective.issue_number,
+        })
+    }
+
+    fn write(
+        self,
+        kind: OutboxKind,
+        body: String,
+        marker: String,
+        target_id: Option<i64>,
+    ) -> OutboxWrite<'a> {
+        OutboxWrite {
+            objective_id: self.objective_id,
+            installation_id: self.installation_id,
+            repository: self.repository,
+            issue_number: self.issue_number,
+            kind,
+            body,
+            marker,
+            target_id,
+        }
+    }
+
+    /// A comment, with its marker hidden at its end.
+    pub fn comment(self, body: &str, marker: String) -> OutboxWrite<'a> {
+        let body = format!("{body}\n\n{}", marker_comment(&marker));
+        self.write(OutboxKind::Comment, body, marker, None)
+    }
+
+    /// The objective's status comment (`body` carries the marker already).
+    pub fn status_comment(self, body: String, marker: String) -> OutboxWrite<'a> {
+        self.write(OutboxKind::StatusComment, body, marker, None)
+    }
+
+    /// A question's comment (`body` carries the marker already).
+    pub fn question(self, id: QuestionId, body: String, marker: String) -> OutboxWrite<'a> {
+        self.write(OutboxKind::Question, body, marker, Some(id.0))
+    }
+
+    /// A reaction to the issue.
+    pub fn reaction(self, content: &str, marker: String) -> OutboxWrite<'a> {
+        self.write(OutboxKind::Reaction, content.to_owned(), marker, None)
+    }
+
+    /// A reaction to one of the issue's comments.
+    pub fn comment_reaction(self, comment: i64, content: &str, marker: String) -> OutboxWrite<'a> {
+        self.write(
+            OutboxKind::CommentReaction,
+            content.to_owned(),
+            marker,
+            Some(comment),
+        )
+    }
+
+    /// Closes the issue as completed.
+    pub fn close_issue(self, marker: String) -> OutboxWrite<'a> {
+        self.write(OutboxKind::CloseIssue, String::new(), marker, None)
+    }
+
+    /// Pull request `number` of the repository made ready for review, `reviewer` (a login;
+    /// empty for nobody) asked to review it.
+    pub fn ready_for_review(self, number: u64, reviewer: &str, marker: String) -> OutboxWrite<'a> {
+        let on_pull = Thread {
+            issue_number: number,
+            ..self
+        };
+        on_pull.write(
+            OutboxKind::ReadyForReview,
+            reviewer.to_owned(),
+            marker,
+            Some(number as i64),
+        )
+    }
 }
 
 const COLUMNS: &str = "id, objective_id, installation_id, repository, issue_number, kind, body, \
@@ -214,6 +309,7 @@ impl Tx {
 
     /// Queues an effect. A marker seen before is not queued twice.
     pub async fn enqueue(&mut self, w: &OutboxWrite<'_>, now: Timestamp) -> Result<()> {
+        self.made_due();
         sqlx::query(
             "INSERT INTO outbox (objective_id, installation_id, repository, issue_number, kind,
                 body, marker, target_id, status, next_attempt_at, created_at)

@@ -148,6 +148,7 @@ impl Tx {
         now_is: &PullUpdate<'_>,
         now: Timestamp,
     ) -> Result<Option<PullState>> {
+        self.made_due();
         let before: Option<String> =
             sqlx::query_scalar("SELECT state FROM pull_requests WHERE id = $1")
                 .bind(id)
@@ -186,6 +187,7 @@ impl Tx {
         checks: &str,
         detail: Option<&str>,
     ) -> Result<bool> {
+        self.made_due();
         let done = sqlx::query(
             "UPDATE pull_requests SET checks = $1, checks_sha = $2, checks_detail = $3
              WHERE id = $4 AND head_sha = $2",
@@ -202,6 +204,7 @@ impl Tx {
 
     /// Records the manager's decision about a pull request closed without merge.
     pub async fn set_pull_decision(&mut self, id: i64, decision: &str) -> Result<()> {
+        self.made_due();
         sqlx::query("UPDATE pull_requests SET decision = $1 WHERE id = $2")
             .bind(decision)
             .bind(id)
@@ -232,6 +235,7 @@ impl Tx {
         f: &NewFollowup<'_>,
         now: Timestamp,
     ) -> Result<FollowupInsert> {
+        self.made_due();
         sqlx::query("UPDATE pull_requests SET updated_at = updated_at WHERE id = $1")
             .bind(f.pull_request_id)
             .execute(self.conn())
@@ -270,6 +274,7 @@ impl Tx {
     /// The manager said done while pull requests were open: the objective ends when they
     /// are merged.
     pub async fn request_done(&mut self, id: ObjectiveId, now: Timestamp) -> Result<()> {
+        self.made_due();
         sqlx::query(
             "UPDATE objectives SET done_requested_at = COALESCE(done_requested_at, $1)
              WHERE id = $2",
@@ -284,6 +289,7 @@ impl Tx {
 
     /// The work is not done after all (a pull request was closed without merge).
     pub async fn withdraw_done(&mut self, id: ObjectiveId) -> Result<()> {
+        self.made_due();
         sqlx::query("UPDATE objectives SET done_requested_at = NULL WHERE id = $1")
             .bind(id.0)
             .execute(self.conn())

@@ -125,6 +125,7 @@ impl Tx {
         context: Option<&str>,
         now: Timestamp,
     ) -> Result<QuestionId> {
+        self.made_due();
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO questions (objective_id, session_id, kind, text, context, status, created_at)
              VALUES ($1, $2, $3, $4, $5, 'open', $6) RETURNING id",
@@ -151,6 +152,7 @@ impl Tx {
         comment: Option<i64>,
         now: Timestamp,
     ) -> Result<bool> {
+        self.made_due();
         let updated = sqlx::query(
             "UPDATE questions SET status = 'answered', answer = $1, answered_by = $2,
                  answered_at = $3, answer_comment_id = $5
@@ -177,6 +179,7 @@ impl Tx {
         answered_by: &str,
         now: Timestamp,
     ) -> Result<u64> {
+        self.made_due();
         let mut n = 0;
         for kind in kinds {
             let updated = sqlx::query(
@@ -211,6 +214,7 @@ impl Tx {
 
     /// Replaces the text of an answer (its comment was edited).
     pub async fn edit_answer(&mut self, id: QuestionId, answer: &str) -> Result<()> {
+        self.made_due();
         sqlx::query("UPDATE questions SET answer = $1 WHERE id = $2")
             .bind(answer)
             .bind(id.0)
@@ -226,6 +230,7 @@ impl Tx {
         session: SessionId,
         now: Timestamp,
     ) -> Result<u64> {
+        self.made_due();
         let updated = sqlx::query(
             "UPDATE questions SET status = 'cancelled', answered_at = $1
              WHERE session_id = $2 AND status = 'open'",
@@ -258,6 +263,7 @@ impl Tx {
         objective: ObjectiveId,
         now: Timestamp,
     ) -> Result<u64> {
+        self.made_due();
         let updated = sqlx::query(
             "UPDATE questions SET status = 'cancelled', answered_at = $1
              WHERE objective_id = $2 AND status = 'open'",

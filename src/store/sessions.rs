@@ -496,6 +496,7 @@ impl Store {
 impl Tx {
     /// Creates a session, queued.
     pub async fn insert_session(&mut self, s: &NewSession, now: Timestamp) -> Result<SessionId> {
+        self.made_due();
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO sessions (objective_id, role, agent_kind, title, instructions, status,
                 spawned_by, created_at)
@@ -534,6 +535,7 @@ impl Tx {
         reason: Option<&str>,
         now: Timestamp,
     ) -> Result<bool> {
+        self.made_due();
         let from = sql_list(to.predecessors(), SessionStatus::as_str);
         let terminal = to.is_terminal();
         let sql = format!(
@@ -563,6 +565,7 @@ impl Tx {
         question: QuestionId,
         now: Timestamp,
     ) -> Result<()> {
+        self.made_due();
         sqlx::query(
             "INSERT INTO session_messages (session_id, body, created_at, question_id)
              VALUES ($1, $2, $3, $4)",
@@ -584,6 +587,7 @@ impl Tx {
         question: QuestionId,
         body: &str,
     ) -> Result<bool> {
+        self.made_due();
         let updated = sqlx::query(
             "UPDATE session_messages SET body = $1
              WHERE question_id = $2 AND delivered_at IS NULL",
@@ -598,6 +602,7 @@ impl Tx {
 
     /// Leaves a message for a session's next turn.
     pub async fn push_message(&mut self, id: SessionId, body: &str, now: Timestamp) -> Result<()> {
+        self.made_due();
         sqlx::query(
             "INSERT INTO session_messages (session_id, body, created_at) VALUES ($1, $2, $3)",
         )

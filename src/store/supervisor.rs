@@ -158,6 +158,7 @@ impl Tx {
     /// A human said go on: the manager budget counts afresh from the next session, and a new
     /// escalation may be raised once that budget is spent again.
     pub async fn reset_supervision(&mut self, id: ObjectiveId) -> Result<()> {
+        self.made_due();
         sqlx::query(
             "UPDATE objectives
              SET supervisor_base = (SELECT COALESCE(MAX(s.id), 0) FROM sessions s

@@ -244,6 +244,7 @@ impl Tx {
     /// Records a pull request, or updates the one with its repository and number (an
     /// adopted one keeps its origin). True when it was new.
     pub async fn upsert_pull(&mut self, p: &NewPull<'_>, now: Timestamp) -> Result<bool> {
+        self.made_due();
         let existed: Option<i64> = sqlx::query_scalar(
             "SELECT id FROM pull_requests WHERE repository = $1 AND number = $2",
         )

@@ -667,3 +667,53 @@ async fn one_followup_per_key_and_never_two_live_on_a_pull_request(db: TestDb) {
     assert_eq!(created, 1, "{raced:?}");
 }
 on_both_backends!(one_followup_per_key_and_never_two_live_on_a_pull_request);
+
+async fn committing_queued_work_rings_the_due_bell_and_nothing_else_does(db: TestDb) {
+    use foreman::store::{AuditEntry, Thread};
+    let store = db.store().await;
+    let bell = store.due_bell();
+    let rung = || async {
+        tokio::time::timeout(Duration::from_millis(50), bell.notified())
+            .await
+            .is_ok()
+    };
+    let thread = Thread {
+        objective_id: None,
+        installation_id: InstallationId(1),
+        repository: "octo/repo",
+        issue_number: 7,
+    };
+    // Only written, never committed: rolled back, and nobody is woken.
+    let mut tx = store.begin().await.unwrap();
+    tx.enqueue(&thread.reaction("eyes", "eyes-rolled-back".into()), Timestamp(1))
+        .await
+        .unwrap();
+    drop(tx);
+    assert!(!rung().await, "a rolled-back transaction rang the bell");
+    // A write that makes nothing due: no ring.
+    let mut tx = store.begin().await.unwrap();
+    tx.audit(&AuditEntry {
+        at: Timestamp(1),
+        objective_id: None,
+        delivery_id: None,
+        installation_id: None,
+        repository_id: None,
+        kind: "test".into(),
+        detail: "nothing due".into(),
+    })
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    assert!(!rung().await, "an audit entry rang the bell");
+    // An effect queued and committed: the bell rings, once the commit is done.
+    let mut tx = store.begin().await.unwrap();
+    tx.enqueue(&thread.comment("hello", "reply-1".into()), Timestamp(2))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert!(rung().await, "a queued comment did not ring the bell");
+    let due = store.due_outbox(Timestamp(3), 10).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert!(due[0].body.starts_with("hello\n\n<!-- foreman:reply-1 -->"));
+}
+on_both_backends!(committing_queued_work_rings_the_due_bell_and_nothing_else_does);

@@ -21,7 +21,7 @@ use crate::github::rest;
 use crate::model::repo_config::{Permission, RepoConfig};
 use crate::model::text::{Author, fence};
 use crate::model::{InstallationId, Objective, ObjectiveStatus};
-use crate::store::{NewObjective, OutboxKind, OutboxWrite};
+use crate::store::{NewObjective, Thread};
 
 /// A `/foreman` command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,45 +73,31 @@ impl IssueContext<'_> {
     /// Queues a reply on the issue, once per `key` (a delivery id makes it once per event).
     async fn reply(&self, work: &mut Work<'_>, key: &str, body: String) -> Result<()> {
         let marker = format!("reply-{key}");
-        let body = format!(
-            "{body}\n\n{}",
-            crate::model::markers::marker_comment(&marker)
-        );
         let now = self.engine.clock.now();
         work.tx()
             .await?
-            .enqueue(
-                &OutboxWrite {
-                    objective_id: None,
-                    installation_id: self.installation,
-                    repository: self.repository,
-                    issue_number: self.issue,
-                    kind: OutboxKind::Comment,
-                    body,
-                    marker,
-                    target_id: None,
-                },
-                now,
-            )
+            .enqueue(&self.thread().comment(&body, marker), now)
             .await
+    }
+
+    /// The issue, as a place to post (for no objective).
+    fn thread(&self) -> Thread<'_> {
+        Thread {
+            objective_id: None,
+            installation_id: self.installation,
+            repository: self.repository,
+            issue_number: self.issue,
+        }
     }
 
     /// Acknowledges a comment with a reaction.
     async fn react(&self, work: &mut Work<'_>, comment: i64, content: &str) -> Result<()> {
         let now = self.engine.clock.now();
+        let marker = format!("react-{comment}-{content}");
         work.tx()
             .await?
             .enqueue(
-                &OutboxWrite {
-                    objective_id: None,
-                    installation_id: self.installation,
-                    repository: self.repository,
-                    issue_number: self.issue,
-                    kind: OutboxKind::CommentReaction,
-                    body: content.to_owned(),
-                    marker: format!("react-{comment}-{content}"),
-                    target_id: Some(comment),
-                },
+                &self.thread().comment_reaction(comment, content, marker),
                 now,
             )
             .await
@@ -379,7 +365,6 @@ async fn issue_edited(
             fence("issue", author, &text)
         );
         lifecycle::tell_manager_in(cx.engine, tx, &objective, &note).await?;
-        cx.engine.tick_bell.notify_one();
     } else {
         tx.note_text_edit(objective.id, sender).await?;
         tx.force_status_refresh(objective.id).await?;
@@ -460,7 +445,6 @@ async fn start(
     let tx = work.tx().await?;
     match lifecycle::start_in(cx.engine, tx, &objective).await? {
         Some((id, _)) => {
-            cx.engine.tick_bell.notify_one();
             tracing::info!(objective = %id, "objective started from the issue");
             Ok(Outcome::Processed)
         }
@@ -484,7 +468,6 @@ async fn closed_by_merge(cx: &IssueContext<'_>, work: &mut Work<'_>) -> Result<O
     }
     let tx = work.tx().await?;
     crate::engine::objective::pulls::closed_by_merge_in(cx.engine, tx, &objective, &merged).await?;
-    cx.engine.tick_bell.notify_one();
     Ok(Some(Outcome::Processed))
 }
 
@@ -502,7 +485,6 @@ async fn stop(cx: &IssueContext<'_>, work: &mut Work<'_>, reason: &str) -> Resul
         reason,
     )
     .await?;
-    cx.engine.tick_bell.notify_one();
     Ok(Outcome::Processed)
 }
 
@@ -622,7 +604,6 @@ pub async fn comment_event(
                 )
                 .await?;
                 if answered.is_some() {
-                    cx.engine.tick_bell.notify_one();
                     return Ok(Outcome::Processed);
                 }
             }
@@ -764,7 +745,6 @@ async fn run_command(
                 .await?;
         }
     }
-    cx.engine.tick_bell.notify_one();
     Ok(Outcome::Processed)
 }
 
@@ -789,7 +769,6 @@ async fn steer(
     );
     let tx = work.tx().await?;
     lifecycle::tell_manager_in(cx.engine, tx, objective, &note).await?;
-    cx.engine.tick_bell.notify_one();
     Ok(Outcome::Processed)
 }
 

@@ -128,7 +128,6 @@ pub async fn pull_request(
         }
         (None, None) => unreachable!("returned above"),
     }
-    engine.tick_bell.notify_one();
     Ok(Outcome::Processed)
 }
 
@@ -194,7 +193,6 @@ pub async fn checks(
         tx.audit(&audited(&audit, &pull, "pull_request.checks", what))
             .await?;
     }
-    engine.tick_bell.notify_one();
     Ok(Outcome::Processed)
 }
 
@@ -411,7 +409,6 @@ async fn review_items(
     let what = pulls::review_in(engine, tx, pull, items).await?;
     tx.audit(&audited(&audit, pull, "pull_request.review", what))
         .await?;
-    engine.tick_bell.notify_one();
     Ok(Outcome::Processed)
 }
 

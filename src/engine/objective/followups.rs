@@ -55,7 +55,6 @@ pub async fn start_in(
         tx.audit(&AuditEntry::about(objective, now, what, detail))
             .await?;
         tracing::info!(objective = %objective.id, followup = %id, pull = pull.number, kind = kind.as_str(), "follow-up created");
-        engine.tick_bell.notify_one();
     }
     Ok(created)
 }

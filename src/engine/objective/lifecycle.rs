@@ -8,7 +8,7 @@ use anyhow::Result;
 use crate::engine::Engine;
 use crate::model::AgentKind;
 use crate::model::{Objective, ObjectiveId, ObjectiveStatus, Role, SessionId};
-use crate::store::{AuditEntry, NewObjective, NewSession, OutboxKind, OutboxWrite, Tx};
+use crate::store::{AuditEntry, NewObjective, NewSession, Thread, Tx};
 
 /// Starts an objective and queues its manager. Returns the objective and manager ids, or
 /// `None` when the objective already exists (its trigger started one, or the issue has a live
@@ -20,9 +20,6 @@ pub async fn start(
     let mut tx = engine.store.begin().await?;
     let started = start_in(engine, &mut tx, objective).await?;
     tx.commit().await?;
-    if started.is_some() {
-        engine.tick_bell.notify_one();
-    }
     Ok(started)
 }
 
@@ -40,25 +37,18 @@ pub async fn start_in(
     };
     let manager = new_manager_in(engine, tx, id, &objective.config, None, now).await?;
     if let Some(installation_id) = objective.installation_id {
-        let target = |kind, body: &str, marker: String| OutboxWrite {
+        let thread = Thread {
             objective_id: Some(id),
             installation_id,
             repository: &objective.repository,
             issue_number: objective.issue_number,
-            kind,
-            body: body.to_owned(),
-            marker,
-            target_id: None,
         };
         let marker = crate::model::markers::status_marker(id, &nonce);
         let first = crate::model::markers::initial_comment(&marker);
-        tx.enqueue(&target(OutboxKind::StatusComment, &first, marker), now)
+        tx.enqueue(&thread.status_comment(first, marker), now)
             .await?;
-        tx.enqueue(
-            &target(OutboxKind::Reaction, "eyes", format!("eyes-{id}")),
-            now,
-        )
-        .await?;
+        tx.enqueue(&thread.reaction("eyes", format!("eyes-{id}")), now)
+            .await?;
     }
     tracing::info!(objective = %id, repository = %objective.repository, issue = objective.issue_number, "objective started");
     Ok(Some((id, manager)))
@@ -82,30 +72,15 @@ pub async fn end_in(
         return Ok(false);
     }
     tx.cancel_questions(objective.id, now).await?;
-    if let Some(installation_id) = objective.installation_id {
+    if let Some(thread) = Thread::of(objective) {
         let reaction = if status == ObjectiveStatus::Done {
             "rocket"
         } else {
             "confused"
         };
-        tx.enqueue(
-            &OutboxWrite {
-                objective_id: Some(objective.id),
-                installation_id,
-                repository: &objective.repository,
-                issue_number: objective.issue_number,
-                kind: OutboxKind::Reaction,
-                body: reaction.to_owned(),
-                marker: crate::model::markers::objective_marker(
-                    "end",
-                    objective.id,
-                    &objective.marker_nonce,
-                ),
-                target_id: None,
-            },
-            now,
-        )
-        .await?;
+        let marker =
+            crate::model::markers::objective_marker("end", objective.id, &objective.marker_nonce);
+        tx.enqueue(&thread.reaction(reaction, marker), now).await?;
     }
     tracing::info!(objective = %objective.id, status = status.as_str(), reason, "objective ended");
     Ok(true)
@@ -135,7 +110,6 @@ pub async fn hold_in(
     ))
     .await?;
     tracing::warn!(objective = %objective.id, why, "objective held");
-    engine.tick_bell.notify_one();
     Ok(true)
 }
 

@@ -19,7 +19,7 @@ use crate::model::pulls::{
 };
 use crate::model::text::one_line;
 use crate::model::{Objective, ObjectiveStatus, PullRequest, Session};
-use crate::store::{FollowupInsert, OutboxKind, OutboxWrite, PullUpdate, Tx};
+use crate::store::{FollowupInsert, PullUpdate, Thread, Tx};
 
 /// Applies what GitHub says of one of foreman's pull requests now. Returns what happened,
 /// for the audit trail.
@@ -343,7 +343,7 @@ pub async fn complete_in(
     if !lifecycle::end_in(engine, tx, objective, ObjectiveStatus::Done, reason).await? {
         return Ok(false);
     }
-    let Some(installation_id) = objective.installation_id else {
+    let Some(thread) = Thread::of(objective) else {
         return Ok(true);
     };
     let now = engine.clock.now();
@@ -363,26 +363,11 @@ pub async fn complete_in(
         format!("\n\nMerged: {}.", numbers(&merged))
     };
     let marker = format!("summary-{}", objective.id);
-    let write = |kind, body: String, marker: String| OutboxWrite {
-        objective_id: Some(objective.id),
-        installation_id,
-        repository: &objective.repository,
-        issue_number: objective.issue_number,
-        kind,
-        body,
-        marker,
-        target_id: None,
-    };
-    let body = format!(
-        "✅ **foreman** has finished this issue.\n\n{summary}{merged}\n\n{}",
-        crate::model::markers::marker_comment(&marker)
-    );
-    tx.enqueue(&write(OutboxKind::Comment, body, marker), now)
-        .await?;
+    let body = format!("✅ **foreman** has finished this issue.\n\n{summary}{merged}");
+    tx.enqueue(&thread.comment(&body, marker), now).await?;
     if must_close_issue(pulls) {
         let marker = format!("close-{}", objective.id);
-        tx.enqueue(&write(OutboxKind::CloseIssue, String::new(), marker), now)
-            .await?;
+        tx.enqueue(&thread.close_issue(marker), now).await?;
     }
     Ok(true)
 }
@@ -483,7 +468,6 @@ pub async fn abandon(
         )
         .await?;
     tx.commit().await?;
-    engine.tick_bell.notify_one();
     Ok(if done {
         format!("#{number} is recorded as abandoned; the objective is done.")
     } else {

@@ -16,7 +16,7 @@ use crate::model::markers::{marker_comment, question_marker};
 use crate::model::question::{Question, QuestionKind, QuestionStatus};
 use crate::model::text::{Author, fence, one_line};
 use crate::model::{Objective, ObjectiveStatus, QuestionId, Role, Session};
-use crate::store::{OutboxKind, OutboxWrite, Tx};
+use crate::store::{Thread, Tx};
 
 /// Records a question, sets its objective waiting, and queues its comment.
 pub async fn ask_in(
@@ -41,22 +41,10 @@ pub async fn ask_in(
         .await?;
     tx.set_objective_status(objective.id, ObjectiveStatus::Waiting, None, now)
         .await?;
-    if let Some(installation_id) = objective.installation_id {
+    if let Some(thread) = Thread::of(objective) {
         let marker = question_marker(id, &objective.marker_nonce);
-        tx.enqueue(
-            &OutboxWrite {
-                objective_id: Some(objective.id),
-                installation_id,
-                repository: &objective.repository,
-                issue_number: objective.issue_number,
-                kind: OutboxKind::Question,
-                body: render(asker, kind, text, &marker),
-                marker,
-                target_id: Some(id.0),
-            },
-            now,
-        )
-        .await?;
+        let body = render(asker, kind, text, &marker);
+        tx.enqueue(&thread.question(id, body, marker), now).await?;
     }
     tracing::info!(objective = %objective.id, question = %id, kind = kind.as_str(), "question for a human");
     Ok(id)
@@ -227,21 +215,10 @@ pub async fn answer_in(
         &answer_message(question, &answer, author),
     )
     .await?;
-    if let Some(installation_id) = objective.installation_id {
-        tx.enqueue(
-            &OutboxWrite {
-                objective_id: Some(objective.id),
-                installation_id,
-                repository: &objective.repository,
-                issue_number: objective.issue_number,
-                kind: OutboxKind::CommentReaction,
-                body: "+1".to_owned(),
-                marker: format!("answered-{comment}"),
-                target_id: Some(comment),
-            },
-            now,
-        )
-        .await?;
+    if let Some(thread) = Thread::of(objective) {
+        let marker = format!("answered-{comment}");
+        tx.enqueue(&thread.comment_reaction(comment, "+1", marker), now)
+            .await?;
     }
     if !tx.has_open_questions(objective.id).await? {
         tx.set_objective_status(objective.id, ObjectiveStatus::Active, None, now)

@@ -11,7 +11,7 @@ use crate::engine::runtime::turns;
 use crate::model::question::QuestionKind;
 use crate::model::repo_config::PostingLimits;
 use crate::model::{Objective, ObjectiveId, QuestionId, Role, Session, SessionId, SessionStatus};
-use crate::store::{NewSession, OutboxKind, OutboxWrite};
+use crate::store::{NewSession, Thread};
 
 /// A worker of the caller's objective, or an error naming why not.
 async fn worker_of(engine: &Engine, caller: &Session, worker: SessionId) -> Result<Session> {
@@ -86,7 +86,6 @@ pub async fn spawn_worker(
         .await?;
     tx.commit().await?;
     tracing::info!(objective = %caller.objective_id, worker = %id, title, "worker spawned");
-    engine.tick_bell.notify_one();
     Ok(id)
 }
 
@@ -114,7 +113,6 @@ pub async fn message_worker(
     )
     .await?;
     tx.commit().await?;
-    engine.tick_bell.notify_one();
     Ok(())
 }
 
@@ -232,7 +230,7 @@ pub async fn comment_issue(engine: &Engine, caller: &Session, body: &str) -> Res
     let Some(objective) = engine.store.objective(caller.objective_id).await? else {
         bail!("your objective is gone");
     };
-    let Some(installation_id) = objective.installation_id else {
+    let Some(thread) = Thread::of(&objective) else {
         bail!("the objective's repository is not reachable through a GitHub App installation");
     };
     let limit = posting_limits(engine, &objective).comments_per_hour;
@@ -247,27 +245,10 @@ pub async fn comment_issue(engine: &Engine, caller: &Session, body: &str) -> Res
         );
     }
     let marker = format!("{AGENT_COMMENT}{}", crate::model::markers::new_marker());
-    let body = format!(
-        "{body}\n\n{}",
-        crate::model::markers::marker_comment(&marker)
-    );
     let mut tx = engine.store.begin().await?;
-    tx.enqueue(
-        &OutboxWrite {
-            objective_id: Some(objective.id),
-            installation_id,
-            repository: &objective.repository,
-            issue_number: objective.issue_number,
-            kind: OutboxKind::Comment,
-            body,
-            marker,
-            target_id: None,
-        },
-        engine.clock.now(),
-    )
-    .await?;
+    tx.enqueue(&thread.comment(body, marker), engine.clock.now())
+        .await?;
     tx.commit().await?;
-    engine.tick_bell.notify_one();
     Ok(())
 }
 
@@ -312,27 +293,17 @@ pub async fn mark_done(engine: &Engine, caller: &Session, summary: &str) -> Resu
         Completion::WaitingForMerge(open) => {
             let now = engine.clock.now();
             tx.request_done(objective.id, now).await?;
-            if let Some(installation_id) = objective.installation_id {
+            if let Some(thread) = Thread::of(&objective) {
                 // Drafts become ready, and the person who started the work is asked to review.
+                let reviewer = objective.started_by.as_deref().unwrap_or_default();
                 for number in &open {
-                    tx.enqueue(
-                        &OutboxWrite {
-                            objective_id: Some(objective.id),
-                            installation_id,
-                            repository: &objective.repository,
-                            issue_number: *number,
-                            kind: OutboxKind::ReadyForReview,
-                            body: objective.started_by.clone().unwrap_or_default(),
-                            marker: crate::model::markers::objective_marker(
-                                &format!("ready-{number}"),
-                                objective.id,
-                                &objective.marker_nonce,
-                            ),
-                            target_id: Some(*number as i64),
-                        },
-                        now,
-                    )
-                    .await?;
+                    let marker = crate::model::markers::objective_marker(
+                        &format!("ready-{number}"),
+                        objective.id,
+                        &objective.marker_nonce,
+                    );
+                    tx.enqueue(&thread.ready_for_review(*number, reviewer, marker), now)
+                        .await?;
                 }
             }
             format!(
@@ -352,6 +323,5 @@ pub async fn mark_done(engine: &Engine, caller: &Session, summary: &str) -> Resu
     };
     tx.commit().await?;
     tracing::info!(objective = %objective.id, "{reply}");
-    engine.tick_bell.notify_one();
     Ok(reply)
 }

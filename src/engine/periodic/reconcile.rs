@@ -269,7 +269,6 @@ impl Reconcile {
         tx.commit().await?;
         done.repaired += 1;
         tracing::info!(objective = %objective.id, "{what} (reconciled)");
-        engine.tick_bell.notify_one();
         Ok(())
     }
 }

@@ -76,9 +76,6 @@ pub async fn supervise(engine: &Engine, settings: &Settings) -> Result<Pass> {
             ),
         }
     }
-    if pass.pokes + pass.respawns + pass.escalations > 0 {
-        engine.tick_bell.notify_one();
-    }
     Ok(pass)
 }
 

@@ -406,7 +406,6 @@ pub async fn cancel(engine: &Engine, id: SessionId, reason: &str) -> Result<bool
         let mut tx = engine.store.begin().await?;
         tx.cancel_session_questions(id, engine.clock.now()).await?;
         tx.commit().await?;
-        engine.tick_bell.notify_one();
     }
     Ok(moved)
 }
@@ -857,6 +856,5 @@ pub async fn tell_manager(engine: &Engine, worker: &Session, what: &str) -> Resu
     let mut tx = engine.store.begin().await?;
     tx.push_message(manager, &text, engine.clock.now()).await?;
     tx.commit().await?;
-    engine.tick_bell.notify_one();
     Ok(())
 }
