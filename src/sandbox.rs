@@ -116,7 +116,7 @@ impl Sandbox {
         }
         Ok(Sandbox {
             mode: args.mode,
-            bwrap: args.bwrap.clone(),
+            bwrap: resolve_program(&args.bwrap),
             read_only,
             allow_root: args.allow_root_agents,
             protected,
@@ -260,7 +260,7 @@ impl Sandbox {
                 if is_root() && !self.allow_root {
                     bail!("refusing to run `{program}` as root without a sandbox");
                 }
-                let mut command = tokio::process::Command::new(program);
+                let mut command = tokio::process::Command::new(resolve_program(program));
                 command.args(args).current_dir(&jail.cwd);
                 Ok(command)
             }
@@ -364,6 +364,29 @@ impl Sandbox {
     }
 }
 
+/// Where a bare program name is found on foreman's `PATH`.
+fn on_path(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| is_executable(candidate))
+}
+
+/// `program` by its absolute path when it is a bare name found on foreman's `PATH`, else as
+/// given (a missing program then fails where it is started, with its name). Started by path,
+/// a child that gets its own `PATH` is spawned with `posix_spawn`; by bare name the standard
+/// library must fork all of foreman to search the child's `PATH` — a copy of every page table
+/// of a large process for each git command.
+pub fn resolve_program(program: &str) -> String {
+    if program.contains('/') {
+        return program.to_owned();
+    }
+    match on_path(program).and_then(|p| std::path::absolute(p).ok()) {
+        Some(found) => found.display().to_string(),
+        None => program.to_owned(),
+    }
+}
+
 /// Where `program` is on foreman's search path (as `execvp` would find it), and the
 /// directories outside the system it needs to be visible: its own, and for a program
 /// installed with npm the whole `node_modules` tree it lives in (a CLI's launcher finds its
@@ -372,11 +395,7 @@ fn locate(program: &str) -> Result<(PathBuf, Vec<PathBuf>)> {
     let found = if program.contains('/') {
         PathBuf::from(program)
     } else {
-        let path = std::env::var_os("PATH").unwrap_or_default();
-        std::env::split_paths(&path)
-            .map(|dir| dir.join(program))
-            .find(|candidate| is_executable(candidate))
-            .with_context(|| format!("`{program}` is not on foreman's PATH"))?
+        on_path(program).with_context(|| format!("`{program}` is not on foreman's PATH"))?
     };
     let found = std::path::absolute(&found)
         .with_context(|| format!("cannot resolve `{}`", found.display()))?;

@@ -65,7 +65,7 @@ impl WorkspaceSettings {
     ) -> WorkspaceSettings {
         WorkspaceSettings {
             git: Git {
-                program: args.git.clone(),
+                program: crate::sandbox::resolve_program(&args.git),
             },
             git_url: args.git_url.clone(),
             author_name: args.author_name.clone(),
@@ -79,7 +79,7 @@ impl WorkspaceSettings {
     pub fn github(root: PathBuf, sandbox: Arc<Sandbox>) -> WorkspaceSettings {
         WorkspaceSettings {
             git: Git {
-                program: "git".to_owned(),
+                program: crate::sandbox::resolve_program("git"),
             },
             git_url: "https://github.com".to_owned(),
             author_name: "foreman[bot]".to_owned(),

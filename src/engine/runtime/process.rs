@@ -75,13 +75,17 @@ pub async fn spawn(
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
-    // SAFETY: prctl is async-signal-safe and touches no memory of the parent; it asks the
-    // kernel to kill the agent if foreman dies, so no agent outlives its supervisor.
-    unsafe {
-        command.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
+    // No agent outlives its supervisor. In the sandbox, bubblewrap sees to it
+    // (`--die-with-parent`); unconfined, the kernel is asked to kill the agent when foreman
+    // dies. The hook costs a full fork of foreman, so it is added only where it is needed.
+    if sandbox.mode() == crate::config::SandboxMode::None {
+        // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
     }
     let mut child = command
         .spawn()
