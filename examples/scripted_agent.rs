@@ -47,7 +47,9 @@ use serde_json::{Map, Value, json};
 const PROTOCOL: &str = "2025-06-18";
 
 fn main() {
-    let plan_path = std::env::args().nth(1).expect("usage: scripted_agent PLAN.json");
+    let plan_path = std::env::args()
+        .nth(1)
+        .expect("usage: scripted_agent PLAN.json");
     let plan: Value = serde_json::from_str(&read(Path::new(&plan_path))).expect("plan JSON");
     let role = env("FOREMAN_ROLE");
     let prompt_file = PathBuf::from(env("FOREMAN_PROMPT_FILE"));
@@ -61,7 +63,10 @@ fn main() {
         // same write as the turn counter (a turn can be killed right after its prompt is logged).
         let title = prompt
             .lines()
-            .find_map(|l| l.split_once("Your task: ").map(|(_, t)| t.trim().to_owned()))
+            .find_map(|l| {
+                l.split_once("Your task: ")
+                    .map(|(_, t)| t.trim().to_owned())
+            })
             .or_else(|| state.0["title"].as_str().map(str::to_owned))
             .unwrap_or_default();
         state.0["title"] = json!(title);
@@ -161,8 +166,16 @@ fn run_turn(turn: &Value, prompt: &str, state: &mut State) {
             exit(5);
         }
     }
-    for (path, content) in turn.get("write").and_then(Value::as_object).into_iter().flatten() {
-        if let Some(parent) = Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
+    for (path, content) in turn
+        .get("write")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+    {
+        if let Some(parent) = Path::new(path)
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+        {
             fs::create_dir_all(parent).expect("create directories");
         }
         fs::write(path, content.as_str().unwrap_or_default()).expect("write file");
@@ -185,6 +198,8 @@ fn run_turn(turn: &Value, prompt: &str, state: &mut State) {
         exit(3);
     }
     if let Some(seconds) = turn.get("spawn_sleeper").filter(|s| truthy(s)) {
+        // Left running on purpose: foreman must kill the turn's whole process group.
+        #[allow(clippy::zombie_processes)]
         let child = Command::new("sleep")
             .arg(seconds.to_string())
             .spawn()
@@ -238,19 +253,18 @@ fn simulate(sim: &Value, role: &str, prompt: &str, state: &mut State) -> ! {
         exit(0);
     }
     let number = |key: &str| sim[key].as_f64().unwrap_or(0.0);
-    let seed = format!(
-        "{}-{}-{}",
-        sim["seed"],
-        state.1.display(),
-        state.turn()
-    );
+    let seed = format!("{}-{}-{}", sim["seed"], state.1.display(), state.turn());
     let mut rng = Rng::new(&seed);
     let roll = rng.next();
     // What it knows: what it spawned and every snapshot it was given (its conversation, which
     // it keeps whatever it does with this turn).
     let mut known: Vec<String> = state.0["known"]
         .as_array()
-        .map(|k| k.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect())
+        .map(|k| {
+            k.iter()
+                .filter_map(|s| s.as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default();
     for line in prompt.lines() {
         if let Some(step) = listed_step(line)
@@ -368,7 +382,8 @@ impl Mcp {
     fn request(&mut self, method: &str, params: Value) -> Value {
         let id = self.next_id;
         self.next_id += 1;
-        let reply = self.post(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
+        let reply =
+            self.post(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
         match reply {
             Some(mut r) if r.get("error").is_none() => r["result"].take(),
             other => panic!("{method} failed: {other:?}"),
@@ -386,13 +401,21 @@ impl Mcp {
             .collect();
         let is_error = result["isError"].as_bool().unwrap_or(false);
         println!("{tool} -> {}{text}", if is_error { "ERROR " } else { "" });
-        let entry = json!({"tool": tool, "error": is_error, "text": text});
-        append(&dir.join("calls.jsonl"), &format!("{entry}\n"));
+        // One JSON object a line, spaced like Python's `json.dumps` (tests read it as text).
+        let entry = format!(
+            "{{\"tool\": {}, \"error\": {is_error}, \"text\": {}}}\n",
+            json!(tool),
+            json!(text)
+        );
+        append(&dir.join("calls.jsonl"), &entry);
         (text, is_error)
     }
 
     fn post(&mut self, message: &Value) -> Option<Value> {
-        let rest = self.url.strip_prefix("http://").expect("an http:// MCP URL");
+        let rest = self
+            .url
+            .strip_prefix("http://")
+            .expect("an http:// MCP URL");
         let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
         let path = if path.is_empty() { "/" } else { path };
         let body = message.to_string();

@@ -18,6 +18,6 @@ pub mod sandbox;
 pub mod server;
 pub mod service;
 pub mod setup;
-pub mod snapshot;
+mod snapshot;
 pub mod store;
 pub mod workspace;

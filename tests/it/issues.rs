@@ -309,7 +309,7 @@ async fn labels_from_the_wrong_people_and_places_start_nothing(db: TestDb) {
     let mut all = texts[0].clone();
     all += "\n\n---\n\n";
     all += on_pr[0].body.split("\n\n<!-- foreman:").next().unwrap();
-    foreman::snapshot::assert_snapshot("issue_refusals", &all);
+    foreman::assert_text_snapshot!("issue_refusals", &all);
     assert!(w.objectives().await.is_empty());
     let deliveries = w
         .server
@@ -391,7 +391,7 @@ async fn an_invalid_config_is_reported_and_nothing_starts(db: TestDb) {
         (!r.is_empty()).then_some(r)
     })
     .await;
-    foreman::snapshot::assert_snapshot("issue_bad_config", &texts[0]);
+    foreman::assert_text_snapshot!("issue_bad_config", &texts[0]);
     assert!(w.objectives().await.is_empty());
     w.server.shutdown().await;
 }
@@ -554,7 +554,7 @@ async fn commands_from_allowed_and_disallowed_users(db: TestDb) {
         (r.len() == 3).then_some(r)
     })
     .await;
-    foreman::snapshot::assert_snapshot("issue_command_replies", &texts.join("\n\n---\n\n"));
+    foreman::assert_text_snapshot!("issue_command_replies", &texts.join("\n\n---\n\n"));
     for bob in bobs {
         let reactions = eventually("a 👎 on bob's command", || async {
             let comment = w

@@ -685,9 +685,12 @@ async fn committing_queued_work_rings_the_due_bell_and_nothing_else_does(db: Tes
     };
     // Only written, never committed: rolled back, and nobody is woken.
     let mut tx = store.begin().await.unwrap();
-    tx.enqueue(&thread.reaction("eyes", "eyes-rolled-back".into()), Timestamp(1))
-        .await
-        .unwrap();
+    tx.enqueue(
+        &thread.reaction("eyes", "eyes-rolled-back".into()),
+        Timestamp(1),
+    )
+    .await
+    .unwrap();
     drop(tx);
     assert!(!rung().await, "a rolled-back transaction rang the bell");
     // A write that makes nothing due: no ring.

@@ -69,7 +69,6 @@ pub fn nothing_running(command: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snapshot::assert_snapshot;
 
     #[test]
     fn replies_read_well() {
@@ -93,6 +92,6 @@ mod tests {
         all += &help(Some("dance"));
         all += "\n\n---\n\n";
         all += &nothing_running("resume");
-        assert_snapshot("replies", &all);
+        crate::assert_text_snapshot!("replies", &all);
     }
 }

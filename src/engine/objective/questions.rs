@@ -398,6 +398,6 @@ mod tests {
         all += "\n---\n\n";
         closed.status = QuestionStatus::Cancelled;
         all += &render_closed(&closed, "");
-        crate::snapshot::assert_snapshot("questions", &all);
+        crate::assert_text_snapshot!("questions", &all);
     }
 }

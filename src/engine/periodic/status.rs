@@ -440,7 +440,7 @@ mod tests {
             questions: &questions,
         };
         let text = render(&view, Timestamp(0).plus(Duration::from_secs(12 * 60 + 5)));
-        crate::snapshot::assert_snapshot("status_active", &text);
+        crate::assert_text_snapshot!("status_active", &text);
     }
 
     #[test]
@@ -463,7 +463,7 @@ mod tests {
             pulls: &[merged],
             questions: &[],
         };
-        crate::snapshot::assert_snapshot("status_done", &render(&view, Timestamp(99_999_999)));
+        crate::assert_text_snapshot!("status_done", &render(&view, Timestamp(99_999_999)));
 
         let mut stopped = fixtures::objective(1);
         stopped.status = ObjectiveStatus::Cancelled;
@@ -475,6 +475,6 @@ mod tests {
             pulls: &[],
             questions: &[question("Unanswered?", "cancelled")],
         };
-        crate::snapshot::assert_snapshot("status_stopped", &render(&view, Timestamp(99_999_999)));
+        crate::assert_text_snapshot!("status_stopped", &render(&view, Timestamp(99_999_999)));
     }
 }

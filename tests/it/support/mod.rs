@@ -98,11 +98,7 @@ impl TestDb {
                 })
             }
             Kind::Postgres => {
-                let admin = std::env::var(POSTGRES_ENV).unwrap_or_else(|_| DEFAULT_POSTGRES.into());
-                if admin == "skip" {
-                    eprintln!("PostgreSQL variant skipped: {POSTGRES_ENV}=skip");
-                    return None;
-                }
+                let admin = postgres_admin()?;
                 let schema = format!("t_{}_{}", std::process::id(), random_suffix());
                 admin_execute(&admin, &format!("CREATE SCHEMA {schema}")).await;
                 let sep = if admin.contains('?') { '&' } else { '?' };
@@ -122,6 +118,46 @@ impl TestDb {
             admin_execute(admin, &format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).await;
         }
     }
+}
+
+/// The PostgreSQL server the PostgreSQL variants use, or `None` to skip them. Named by
+/// `FOREMAN_TEST_POSTGRES`, it is required (CI names one); unnamed, the default local server
+/// is used when one answers, and otherwise the variants are skipped — said once per run on
+/// the terminal, past the test harness's capture.
+fn postgres_admin() -> Option<String> {
+    static CHOSEN: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    CHOSEN
+        .get_or_init(|| {
+            let say = |what: String| {
+                use std::io::Write;
+                let _ = writeln!(std::io::stderr(), "\n*** {what} ***\n");
+            };
+            match std::env::var(POSTGRES_ENV) {
+                Ok(admin) if admin == "skip" => {
+                    say(format!(
+                        "PostgreSQL variants SKIPPED: {POSTGRES_ENV}=skip; only SQLite is tested"
+                    ));
+                    None
+                }
+                Ok(admin) => Some(admin),
+                Err(_) => {
+                    let local = "127.0.0.1:5432".parse().expect("address");
+                    let answers =
+                        std::net::TcpStream::connect_timeout(&local, Duration::from_secs(1))
+                            .is_ok();
+                    if answers {
+                        Some(DEFAULT_POSTGRES.to_owned())
+                    } else {
+                        say(format!(
+                            "PostgreSQL variants SKIPPED: no server at 127.0.0.1:5432 and \
+                             {POSTGRES_ENV} is not set (CI sets it and runs them)"
+                        ));
+                        None
+                    }
+                }
+            }
+        })
+        .clone()
 }
 
 async fn admin_execute(admin: &str, sql: &str) {
@@ -362,14 +398,24 @@ pub fn sandbox_env(args: &foreman::config::SandboxArgs) -> Vec<(&'static str, St
     ]
 }
 
-/// The Python the scripted agents run with: the system's (visible in the sandbox) when
-/// there is one.
-pub fn python3() -> &'static str {
-    if std::path::Path::new("/usr/bin/python3").exists() {
-        "/usr/bin/python3"
-    } else {
-        "python3"
-    }
+/// The scripted agent (`examples/scripted_agent.rs`), which `cargo test` builds beside the
+/// test binaries.
+pub fn scripted_agent() -> &'static str {
+    static PATH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        let exe = std::env::current_exe().expect("the test binary's path");
+        let debug = exe
+            .parent()
+            .and_then(|deps| deps.parent())
+            .expect("the test binary lives in target/<profile>/deps");
+        let agent = debug.join("examples/scripted_agent");
+        assert!(
+            agent.exists(),
+            "{} is missing: run the tests with `cargo test`, which builds the examples",
+            agent.display()
+        );
+        agent.display().to_string()
+    })
 }
 
 /// The directory of the scripted agents' code.
@@ -377,7 +423,7 @@ pub fn agents_dir() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/agents"))
 }
 
-/// Writes the plan the scripted agents follow (see `tests/agents/scripted_agent.py`).
+/// Writes the plan the scripted agents follow (see `examples/scripted_agent.rs`).
 pub fn write_plan(db: &TestDb, plan: &serde_json::Value) {
     std::fs::write(plan_path(db), serde_json::to_vec_pretty(plan).unwrap()).unwrap();
 }
@@ -387,21 +433,17 @@ pub fn scripted_agents(db: &TestDb) -> AgentArgs {
     if !plan_path(db).exists() {
         write_plan(db, &serde_json::json!({}));
     }
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/agents/scripted_agent.py"
-    );
     let plan = plan_path(db);
-    let args = format!("{script} {}", plan.display());
+    let args = plan.display().to_string();
     AgentArgs {
         work_root: db.dir().join("work"),
         mcp_url: None,
         manager_agent: AgentKind::Command,
-        manager_command: Some(python3().to_owned()),
+        manager_command: Some(scripted_agent().to_owned()),
         manager_model: None,
         manager_args: args.clone(),
         worker_agent: AgentKind::Command,
-        worker_command: Some(python3().to_owned()),
+        worker_command: Some(scripted_agent().to_owned()),
         worker_model: None,
         worker_args: args,
         agent_env: String::new(),
@@ -586,10 +628,10 @@ impl Process {
             ("FOREMAN_TICK_INTERVAL", "200ms"),
             ("FOREMAN_WORK_ROOT", work_root.as_str()),
             ("FOREMAN_MANAGER_AGENT", "command"),
-            ("FOREMAN_MANAGER_COMMAND", python3()),
+            ("FOREMAN_MANAGER_COMMAND", scripted_agent()),
             ("FOREMAN_MANAGER_ARGS", agents.manager_args.as_str()),
             ("FOREMAN_WORKER_AGENT", "command"),
-            ("FOREMAN_WORKER_COMMAND", python3()),
+            ("FOREMAN_WORKER_COMMAND", scripted_agent()),
             ("FOREMAN_WORKER_ARGS", agents.worker_args.as_str()),
         ];
         env.extend(sandbox.iter().map(|(k, v)| (*k, v.as_str())));
