@@ -17,7 +17,7 @@ use super::Caller;
 use crate::agent::tools::{TOOLS, ToolSpec};
 use crate::engine::Engine;
 use crate::engine::objective::publish::{PublishRequest, publish};
-use crate::engine::objective::requests;
+use crate::engine::objective::{Refused, requests};
 use crate::model::text::one_line;
 use crate::model::{Role, Session, SessionId};
 use crate::store::AuditEntry;
@@ -148,6 +148,39 @@ fn scrub_value(value: &mut Value, known: &[&str], kinds: &mut Vec<&'static str>)
     }
 }
 
+/// What an agent is told when its tool call failed. A refusal ([`Refused`]: a rule of the
+/// objective said no) and a failure of the work itself (git's verdict on a checkout, say) are
+/// told as they are: the agent can act on them. A failure of foreman's own machinery — the
+/// database, the GitHub API, the file system — is logged with a reference, and the agent hears
+/// only that it happened: its details are no business of an agent's and may name internals.
+fn explain(caller: &Session, tool: &str, e: anyhow::Error) -> String {
+    if let Some(refused) = e.downcast_ref::<Refused>() {
+        return refused.0.clone();
+    }
+    let internal = e.chain().any(|cause| {
+        cause.is::<sqlx::Error>()
+            || cause.is::<octocrab::Error>()
+            || cause.is::<crate::github::rest::RestError>()
+            || cause.is::<std::io::Error>()
+    });
+    if !internal {
+        return format!("{e:#}");
+    }
+    let reference = crate::model::markers::new_marker();
+    tracing::error!(
+        session = %caller.id,
+        tool,
+        reference,
+        error = %format!("{e:#}"),
+        "a tool call failed inside foreman"
+    );
+    format!(
+        "foreman could not complete `{tool}` because of an internal error (reference \
+         {reference}, logged for its operators). Try again in a while; if it keeps failing, \
+         carry on without it and say so in your result."
+    )
+}
+
 /// Parses a tool's arguments, naming what is wrong.
 fn parse<T: DeserializeOwned>(tool: &str, args: Value) -> Result<T, String> {
     serde_json::from_value(args).map_err(|e| format!("invalid arguments for `{tool}`: {e}"))
@@ -276,7 +309,7 @@ impl ForemanTools {
 
     async fn call(&self, caller: &Session, name: &str, args: Value) -> Result<String, String> {
         let engine = &*self.engine;
-        let internal = |e: anyhow::Error| format!("{e:#}");
+        let internal = |e: anyhow::Error| explain(caller, name, e);
         match name {
             "spawn_worker" => {
                 let a: SpawnWorker = parse(name, args)?;
@@ -431,6 +464,29 @@ fn describe_worker(s: &Session) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refusals_and_failed_work_are_told_internal_errors_only_referenced() {
+        use crate::model::session::fixtures;
+        use crate::model::{Role, SessionStatus};
+        let caller = fixtures::session(3, 1, Role::Manager, SessionStatus::Running);
+        let refused =
+            anyhow::Error::new(Refused("worker 9 is not yours".into())).context("while spawning");
+        assert_eq!(
+            explain(&caller, "spawn_worker", refused),
+            "worker 9 is not yours"
+        );
+        let work = anyhow::anyhow!("it changed nothing, so there was nothing to push to #4");
+        assert!(explain(&caller, "publish_pr", work).contains("nothing to push"));
+        let database = anyhow::Error::new(sqlx::Error::PoolTimedOut)
+            .context("cannot read session 3 at postgres://db.internal/foreman");
+        let told = explain(&caller, "list_workers", database);
+        assert!(told.contains("internal error (reference "), "{told}");
+        assert!(
+            !told.contains("db.internal") && !told.contains("pool"),
+            "{told}"
+        );
+    }
 
     #[test]
     fn every_schema_has_a_required_array() {

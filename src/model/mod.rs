@@ -5,6 +5,7 @@ pub mod delivery;
 pub mod gc;
 pub mod ids;
 pub mod markers;
+pub mod outbox;
 pub mod pulls;
 pub mod question;
 pub mod repo_config;

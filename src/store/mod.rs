@@ -48,7 +48,7 @@ pub use gc::WorkspaceGcInfo;
 pub use inbox::{DeliveryFilter, Inserted};
 pub use installations::{Installation, InstallationState};
 pub use objectives::NewObjective;
-pub use outbox::{OutboxItem, OutboxKind, OutboxWrite, Thread};
+pub use outbox::{OutboxItem, OutboxKind, OutboxStatus, OutboxWrite, Thread};
 pub use pulls::{FollowupInsert, NewFollowup, PullUpdate};
 pub use sessions::{NewSession, Orphaned, Progress, TranscriptLine, TurnStart};
 pub use workspaces::{NewPull, NewWorkspace};

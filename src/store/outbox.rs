@@ -8,54 +8,8 @@ use sqlx::any::AnyRow;
 
 use super::{Store, Tx, col, count};
 use crate::model::markers::marker_comment;
+pub use crate::model::outbox::{OutboxKind, OutboxStatus};
 use crate::model::{InstallationId, Objective, ObjectiveId, QuestionId, Timestamp};
-
-/// What an outbox item does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OutboxKind {
-    /// Posts a comment on the issue.
-    Comment,
-    /// Posts the objective's status comment (later edits go to it).
-    StatusComment,
-    /// Reacts to the issue (`body` is the reaction).
-    Reaction,
-    /// Reacts to a comment (`target_id`; `body` is the reaction).
-    CommentReaction,
-    /// Posts a question (`target_id` is the question).
-    Question,
-    /// Closes the issue as completed.
-    CloseIssue,
-    /// Marks pull request `target_id` ready for review (if it is a draft) and asks `body` (a
-    /// login; empty for nobody) to review it.
-    ReadyForReview,
-}
-
-impl OutboxKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OutboxKind::Comment => "issue_comment",
-            OutboxKind::StatusComment => "status_comment",
-            OutboxKind::Reaction => "reaction",
-            OutboxKind::CommentReaction => "comment_reaction",
-            OutboxKind::Question => "question",
-            OutboxKind::CloseIssue => "close_issue",
-            OutboxKind::ReadyForReview => "ready_for_review",
-        }
-    }
-
-    fn parse(s: &str) -> Result<OutboxKind> {
-        Ok(match s {
-            "issue_comment" => OutboxKind::Comment,
-            "status_comment" => OutboxKind::StatusComment,
-            "reaction" => OutboxKind::Reaction,
-            "comment_reaction" => OutboxKind::CommentReaction,
-            "question" => OutboxKind::Question,
-            "close_issue" => OutboxKind::CloseIssue,
-            "ready_for_review" => OutboxKind::ReadyForReview,
-            other => anyhow::bail!("unknown outbox kind `{other}`"),
-        })
-    }
-}
 
 /// A queued effect.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,7 +24,7 @@ pub struct OutboxItem {
     pub marker: String,
     pub target_id: Option<i64>,
     pub attempts: u32,
-    pub status: String,
+    pub status: OutboxStatus,
     pub github_id: Option<i64>,
     pub last_error: Option<String>,
 }
@@ -340,12 +294,16 @@ fn item(row: &AnyRow) -> Result<OutboxItem> {
         installation_id: InstallationId(col(row, "installation_id")?),
         repository: col(row, "repository")?,
         issue_number: u64::try_from(col::<i64>(row, "issue_number")?).unwrap_or(0),
-        kind: OutboxKind::parse(&kind)?,
+        kind: OutboxKind::parse(&kind).with_context(|| format!("unknown outbox kind `{kind}`"))?,
         body: col(row, "body")?,
         marker: col(row, "marker")?,
         target_id: col(row, "target_id")?,
         attempts: count(col(row, "attempts")?),
-        status: col(row, "status")?,
+        status: {
+            let status: String = col(row, "status")?;
+            OutboxStatus::parse(&status)
+                .with_context(|| format!("unknown outbox status `{status}`"))?
+        },
         github_id: col(row, "github_id")?,
         last_error: col(row, "last_error")?,
     })

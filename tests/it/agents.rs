@@ -650,7 +650,11 @@ async fn comments_are_posted_once_even_when_a_response_is_lost(db: TestDb) {
     };
     let items = eventually("both comments to be posted", || async {
         let items = comment_items().await;
-        (items.len() == 2 && items.iter().all(|i| i.status == "done")).then_some(items)
+        (items.len() == 2
+            && items
+                .iter()
+                .all(|i| i.status == foreman::model::outbox::OutboxStatus::Done))
+        .then_some(items)
     })
     .await;
     let comments: Vec<_> = fake

@@ -196,7 +196,7 @@ async fn a_removed_repository_or_an_uninstall_stops_the_work(db: TestDb) {
         .await
         .unwrap()
         .into_iter()
-        .filter(|i| i.status == "pending")
+        .filter(|i| i.status == foreman::store::OutboxStatus::Pending)
         .collect();
     assert!(pending.is_empty(), "{pending:?}");
     w.server.shutdown().await;

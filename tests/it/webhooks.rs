@@ -761,7 +761,10 @@ async fn strangers_neither_exhaust_memory_nor_delay_a_signed_delivery(db: TestDb
         "signed delivery answered in {took:?} among 200 strangers; peak +{} MiB",
         peak.saturating_sub(before) >> 20
     );
-    assert!(took < Duration::from_secs(1), "{took:?}");
+    // Not queued behind the strangers: waiting for their bodies would take up to the 10 s read
+    // deadline. (A bound this loose holds on a loaded machine; the speed itself is the
+    // ingress benchmark's to measure.)
+    assert!(took < Duration::from_secs(5), "{took:?}");
     assert!(
         answers.iter().all(|s| *s == 401 || *s == 503 || *s == 0),
         "strangers are refused: {answers:?}"

@@ -8,3 +8,27 @@ pub mod publish;
 pub mod pulls;
 pub mod questions;
 pub mod requests;
+
+/// A request the objective service turns down, and why, in words meant for whoever asked (an
+/// agent's tool call shows them as they are). What goes wrong otherwise is not a refusal.
+#[derive(Debug)]
+pub struct Refused(pub String);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+/// Returns a [`Refused`] error with a formatted reason (the `bail!` of refusals).
+#[macro_export]
+#[doc(hidden)]
+macro_rules! refuse {
+    ($($reason:tt)*) => {
+        return Err(anyhow::Error::new($crate::engine::objective::Refused(
+            std::fmt::format(format_args!($($reason)*)),
+        )))
+    };
+}

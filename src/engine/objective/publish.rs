@@ -3,7 +3,7 @@
 //! installation token, and opens — or, for a branch already published, updates — the pull
 //! request. The agent never holds a credential.
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow};
 
 use crate::engine::Engine;
 use crate::engine::runtime::tokens;
@@ -31,13 +31,13 @@ pub async fn publish(engine: &Engine, caller: &Session, req: &PublishRequest) ->
     let store = &engine.store;
     let worker = match store.session(req.worker).await? {
         Some(w) if w.objective_id == caller.objective_id && w.role != Role::Manager => w,
-        _ => bail!("there is no worker {} in your objective", req.worker),
+        _ => crate::refuse!("there is no worker {} in your objective", req.worker),
     };
     if matches!(
         worker.status,
         SessionStatus::Queued | SessionStatus::Starting | SessionStatus::Running
     ) {
-        bail!(
+        crate::refuse!(
             "worker #{} is still {}; publish it once it has reported its result",
             worker.id,
             worker.status.as_str()
@@ -49,14 +49,14 @@ pub async fn publish(engine: &Engine, caller: &Session, req: &PublishRequest) ->
     }
     .with_context(|| format!("worker #{} has no checkout to publish", worker.id))?;
     if workspace.status == crate::model::WorkspaceStatus::Archived {
-        bail!(
+        crate::refuse!(
             "worker #{}'s checkout was reclaimed: its work was in pull requests that ended, or \
              it held nothing to publish. Spawn a new worker for further changes.",
             worker.id
         );
     }
     let Some(branch) = workspace.branch.clone() else {
-        bail!(
+        crate::refuse!(
             "worker #{}'s checkout is read-only; there is nothing to publish",
             worker.id
         );
@@ -75,12 +75,12 @@ pub async fn publish(engine: &Engine, caller: &Session, req: &PublishRequest) ->
             .await?
             .is_some_and(|w| w.status != crate::model::WorkspaceStatus::Ready)
         {
-            bail!(
+            crate::refuse!(
                 "worker #{}'s checkout is being reclaimed: it holds nothing left to publish",
                 worker.id
             );
         }
-        bail!(
+        crate::refuse!(
             "another session is working in worker #{}'s checkout; publish once it has finished",
             worker.id
         );
@@ -110,12 +110,12 @@ async fn publish_held(
         .context("your objective is gone")?;
     let existing = store.pull_by_branch(&objective.repository, &branch).await?;
     match existing.as_ref().map(|p| p.state) {
-        Some(PullState::Merged) => bail!(
+        Some(PullState::Merged) => crate::refuse!(
             "pull request #{} from this branch was merged; pushing more to it is refused. \
              Spawn a new worker for further changes.",
             existing.as_ref().map_or(0, |p| p.number)
         ),
-        Some(PullState::Closed) => bail!(
+        Some(PullState::Closed) => crate::refuse!(
             "pull request #{} from this branch was closed without being merged. Decide what \
              to do: ask the user, or have a new worker redo the work and publish that.",
             existing.as_ref().map_or(0, |p| p.number)
@@ -141,7 +141,7 @@ async fn publish_held(
         .take(&checkout, &message, base_sha)
         .await?
     else {
-        bail!(
+        crate::refuse!(
             "worker #{} made no changes; there is nothing to publish",
             worker.id
         );

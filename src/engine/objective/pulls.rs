@@ -5,7 +5,7 @@
 //! checks of the current head, or a review asking for changes start a follow-up. Every
 //! decision rests on the pull request as it is now; the rules are in [`crate::model::pulls`].
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 
 use crate::agent::prompts;
 use crate::engine::Engine;
@@ -441,12 +441,12 @@ pub async fn abandon(
         .await?
     {
         Some(p) if p.objective_id == objective.id => p,
-        _ => bail!("#{number} is not one of your objective's pull requests"),
+        _ => crate::refuse!("#{number} is not one of your objective's pull requests"),
     };
     match pull.state {
         PullState::Closed => {}
-        PullState::Merged => bail!("#{number} was merged; there is nothing to abandon"),
-        PullState::Open => bail!(
+        PullState::Merged => crate::refuse!("#{number} was merged; there is nothing to abandon"),
+        PullState::Open => crate::refuse!(
             "#{number} is still open; ask the humans to close it (or leave it for them to \
              merge) — foreman does not close pull requests"
         ),

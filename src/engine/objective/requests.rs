@@ -3,7 +3,7 @@
 //! budget reached. Each checks that the caller may (its own objective only, within budgets
 //! and posting limits) before it changes anything.
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 
 use crate::engine::Engine;
 use crate::engine::objective::pulls;
@@ -17,8 +17,8 @@ use crate::store::{NewSession, Thread};
 async fn worker_of(engine: &Engine, caller: &Session, worker: SessionId) -> Result<Session> {
     match engine.store.session(worker).await? {
         Some(s) if s.objective_id == caller.objective_id && s.role != Role::Manager => Ok(s),
-        Some(_) => bail!("session {worker} is not a worker of your objective"),
-        None => bail!("there is no worker {worker}"),
+        Some(_) => crate::refuse!("session {worker} is not a worker of your objective"),
+        None => crate::refuse!("there is no worker {worker}"),
     }
 }
 
@@ -33,7 +33,7 @@ pub async fn spawn_worker(
     for dep in depends_on {
         let dep = worker_of(engine, caller, *dep).await?;
         if matches!(dep.status, SessionStatus::Failed | SessionStatus::Cancelled) {
-            bail!(
+            crate::refuse!(
                 "worker {} already {}; it cannot be depended on",
                 dep.id,
                 dep.status.as_str()
@@ -46,16 +46,16 @@ pub async fn spawn_worker(
         .await?
         .filter(|o| !o.status.is_terminal());
     let Some(objective) = objective else {
-        bail!("your objective has ended; no new workers can start");
+        crate::refuse!("your objective has ended; no new workers can start");
     };
     if objective.config.plan_approval && !objective.plan_approved {
-        bail!(
+        crate::refuse!(
             "this repository wants your plan approved before workers start: call \
              propose_plan(plan) and end your turn"
         );
     }
     if let Some(reached) = &objective.budget_blocked {
-        bail!(
+        crate::refuse!(
             "the objective's budget is reached ({reached}); a human has been asked whether to continue"
         );
     }
@@ -65,7 +65,7 @@ pub async fn spawn_worker(
         .await?;
     if let Some(reached) = objective.budget.exceeded_by(&usage) {
         budget_reached(engine, objective.id, &reached).await?;
-        bail!(
+        crate::refuse!(
             "the objective's budget is reached ({reached}); a human has been asked whether to continue"
         );
     }
@@ -99,7 +99,7 @@ pub async fn message_worker(
 ) -> Result<()> {
     let worker = worker_of(engine, caller, worker).await?;
     if worker.status.is_terminal() {
-        bail!(
+        crate::refuse!(
             "worker {} has already {}",
             worker.id,
             worker.status.as_str()
@@ -140,7 +140,7 @@ pub async fn ask_user(engine: &Engine, caller: &Session, question: &str) -> Resu
         )
         .await?;
     if asked >= limit {
-        bail!(
+        crate::refuse!(
             "this objective's agents have asked {asked} questions in the last hour, its limit: \
              wait for the answers, or put what you would ask in your result"
         );
@@ -228,10 +228,12 @@ fn posting_limits(engine: &Engine, objective: &Objective) -> PostingLimits {
 /// `comment_issue`: queues a comment on the objective's issue.
 pub async fn comment_issue(engine: &Engine, caller: &Session, body: &str) -> Result<()> {
     let Some(objective) = engine.store.objective(caller.objective_id).await? else {
-        bail!("your objective is gone");
+        crate::refuse!("your objective is gone");
     };
     let Some(thread) = Thread::of(&objective) else {
-        bail!("the objective's repository is not reachable through a GitHub App installation");
+        crate::refuse!(
+            "the objective's repository is not reachable through a GitHub App installation"
+        );
     };
     let limit = posting_limits(engine, &objective).comments_per_hour;
     let posted = engine
@@ -239,7 +241,7 @@ pub async fn comment_issue(engine: &Engine, caller: &Session, body: &str) -> Res
         .queued_since(objective.id, AGENT_COMMENT, engine.clock.now().minus(HOUR))
         .await?;
     if posted >= limit {
-        bail!(
+        crate::refuse!(
             "this objective's agents have posted {posted} comments on the issue in the last \
              hour, its limit: say the rest in your result or the pull request"
         );
@@ -263,16 +265,16 @@ pub async fn mark_done(engine: &Engine, caller: &Session, summary: &str) -> Resu
         .map(|s| format!("#{} ({})", s.id, s.status.as_str()))
         .collect();
     if !live.is_empty() {
-        bail!(
+        crate::refuse!(
             "workers are still live: {}; wait for them or cancel them first",
             live.join(", ")
         );
     }
     let Some(objective) = engine.store.objective(caller.objective_id).await? else {
-        bail!("your objective is gone");
+        crate::refuse!("your objective is gone");
     };
     if objective.status.is_terminal() {
-        bail!("the objective has already ended");
+        crate::refuse!("the objective has already ended");
     }
     let pulls = engine.store.pulls_of(objective.id).await?;
     let list = |numbers: &[u64]| {
@@ -285,7 +287,7 @@ pub async fn mark_done(engine: &Engine, caller: &Session, summary: &str) -> Resu
     let mut tx = engine.store.begin().await?;
     tx.set_objective_summary(objective.id, summary).await?;
     let reply = match completion(&pulls) {
-        Completion::Undecided(closed) => bail!(
+        Completion::Undecided(closed) => crate::refuse!(
             "pull requests {} were closed without being merged; decide about each first: \
              publish the work again, or record why it is not needed with `abandon_pr`",
             list(&closed)
