@@ -109,6 +109,7 @@ pub struct Tx {
     _gate: Option<OwnedMutexGuard<()>>,
     due_bell: Arc<Notify>,
     made_due: bool,
+    backend: Backend,
 }
 
 impl Db {
@@ -132,6 +133,7 @@ impl Db {
             _gate: gate,
             due_bell: self.due_bell.clone(),
             made_due: false,
+            backend: self.backend,
         })
     }
 }

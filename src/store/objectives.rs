@@ -166,29 +166,61 @@ impl Store {
 
     /// What an objective has used: sessions started, turns, cost, time since it began.
     pub async fn objective_usage(&self, id: ObjectiveId, now: Timestamp) -> Result<Usage> {
-        let row = sqlx::query(
-            "SELECT o.created_at AS created_at,
-                    (SELECT COUNT(*) FROM sessions s WHERE s.objective_id = o.id) AS sessions,
-                    (SELECT CAST(COALESCE(SUM(s.turns), 0) AS BIGINT) FROM sessions s
-                     WHERE s.objective_id = o.id) AS turns,
-                    (SELECT CAST(COALESCE(SUM(s.cost_micros), 0) AS BIGINT) FROM sessions s
-                     WHERE s.objective_id = o.id) AS cost
-             FROM objectives o WHERE o.id = $1",
-        )
-        .bind(id.0)
-        .fetch_one(&self.db.pool)
-        .await
-        .context("cannot read objective usage")?;
-        Ok(Usage {
-            sessions: count(col(&row, "sessions")?),
-            turns: count(col(&row, "turns")?),
-            wall: now.since(Timestamp(col(&row, "created_at")?)),
-            cost_micros: u64::try_from(col::<i64>(&row, "cost")?).unwrap_or(0),
-        })
+        let row = sqlx::query(USAGE)
+            .bind(id.0)
+            .fetch_one(&self.db.pool)
+            .await
+            .context("cannot read objective usage")?;
+        usage(&row, now)
     }
 }
 
+/// What an objective has used so far: its sessions, their turns and cost.
+const USAGE: &str = "SELECT o.created_at AS created_at,
+        (SELECT COUNT(*) FROM sessions s WHERE s.objective_id = o.id) AS sessions,
+        (SELECT CAST(COALESCE(SUM(s.turns), 0) AS BIGINT) FROM sessions s
+         WHERE s.objective_id = o.id) AS turns,
+        (SELECT CAST(COALESCE(SUM(s.cost_micros), 0) AS BIGINT) FROM sessions s
+         WHERE s.objective_id = o.id) AS cost
+     FROM objectives o WHERE o.id = $1";
+
+fn usage(row: &AnyRow, now: Timestamp) -> Result<Usage> {
+    Ok(Usage {
+        sessions: count(col(row, "sessions")?),
+        turns: count(col(row, "turns")?),
+        wall: now.since(Timestamp(col(row, "created_at")?)),
+        cost_micros: u64::try_from(col::<i64>(row, "cost")?).unwrap_or(0),
+    })
+}
+
 impl Tx {
+    /// The objective, held against concurrent changes until this transaction ends (a row lock
+    /// on PostgreSQL; SQLite's write transactions already run one at a time), so that what is
+    /// checked of it still holds when the transaction commits.
+    pub async fn lock_objective(&mut self, id: ObjectiveId) -> Result<Option<Objective>> {
+        let lock = match self.backend {
+            super::Backend::Postgres => " FOR UPDATE",
+            super::Backend::Sqlite => "",
+        };
+        let sql = format!("SELECT {COLUMNS} FROM objectives WHERE id = $1{lock}");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.0)
+            .fetch_optional(self.conn())
+            .await
+            .context("cannot read objective")?;
+        row.as_ref().map(objective).transpose()
+    }
+
+    /// [`Store::objective_usage`], inside this transaction.
+    pub async fn objective_usage(&mut self, id: ObjectiveId, now: Timestamp) -> Result<Usage> {
+        let row = sqlx::query(USAGE)
+            .bind(id.0)
+            .fetch_one(self.conn())
+            .await
+            .context("cannot read objective usage")?;
+        usage(&row, now)
+    }
+
     /// Records a new objective, active from now. `None` when its trigger already started one,
     /// or the issue already has a live objective.
     pub async fn insert_objective(

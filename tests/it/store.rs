@@ -720,3 +720,43 @@ async fn committing_queued_work_rings_the_due_bell_and_nothing_else_does(db: Tes
     assert!(due[0].body.starts_with("hello\n\n<!-- foreman:reply-1 -->"));
 }
 on_both_backends!(committing_queued_work_rings_the_due_bell_and_nothing_else_does);
+
+async fn a_locked_objective_is_seen_as_its_holder_left_it(db: TestDb) {
+    use foreman::model::ObjectiveStatus;
+    let store = db.store().await;
+    let now = Timestamp(1_000);
+    let mut tx = store.begin().await.unwrap();
+    let id = tx
+        .insert_objective(&crate::agents::new_objective(9), "n0nce", now)
+        .await
+        .unwrap()
+        .unwrap();
+    tx.commit().await.unwrap();
+    // One transaction holds the objective and ends it...
+    let mut holder = store.begin().await.unwrap();
+    let held = holder.lock_objective(id).await.unwrap().unwrap();
+    assert_eq!(held.status, ObjectiveStatus::Active);
+    let usage = holder.objective_usage(id, Timestamp(4_000)).await.unwrap();
+    assert_eq!((usage.sessions, usage.turns), (0, 0));
+    assert_eq!(usage.wall, Duration::from_millis(3_000));
+    // ...while another wants it: it waits, and then sees the objective ended.
+    let other = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut tx = store.begin().await.unwrap();
+            tx.lock_objective(id).await.unwrap().unwrap().status
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !other.is_finished(),
+        "the second reader did not wait for the holder"
+    );
+    holder
+        .set_objective_status(id, ObjectiveStatus::Cancelled, Some("test"), now)
+        .await
+        .unwrap();
+    holder.commit().await.unwrap();
+    assert_eq!(other.await.unwrap(), ObjectiveStatus::Cancelled);
+}
+on_both_backends!(a_locked_objective_is_seen_as_its_holder_left_it);

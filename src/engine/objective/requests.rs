@@ -40,9 +40,12 @@ pub async fn spawn_worker(
             );
         }
     }
-    let objective = engine
-        .store
-        .objective(caller.objective_id)
+    // What guards the insert is read in the inserting transaction, the objective held: an
+    // objective ending (or a budget being spent) meanwhile cannot slip a worker past it.
+    let now = engine.clock.now();
+    let mut tx = engine.store.begin().await?;
+    let objective = tx
+        .lock_objective(caller.objective_id)
         .await?
         .filter(|o| !o.status.is_terminal());
     let Some(objective) = objective else {
@@ -59,17 +62,14 @@ pub async fn spawn_worker(
             "the objective's budget is reached ({reached}); a human has been asked whether to continue"
         );
     }
-    let usage = engine
-        .store
-        .objective_usage(objective.id, engine.clock.now())
-        .await?;
+    let usage = tx.objective_usage(objective.id, now).await?;
     if let Some(reached) = objective.budget.exceeded_by(&usage) {
+        drop(tx); // asking a human takes a transaction of its own
         budget_reached(engine, objective.id, &reached).await?;
         crate::refuse!(
             "the objective's budget is reached ({reached}); a human has been asked whether to continue"
         );
     }
-    let mut tx = engine.store.begin().await?;
     let id = tx
         .insert_session(
             &NewSession {
@@ -81,7 +81,7 @@ pub async fn spawn_worker(
                 spawned_by: Some(caller.id),
                 depends_on: depends_on.to_vec(),
             },
-            engine.clock.now(),
+            now,
         )
         .await?;
     tx.commit().await?;
