@@ -205,6 +205,9 @@ pub struct Engine {
     /// Rung when something changed that periodic work should look at soon: the store's due
     /// bell, which every committed transaction that made work due rings by itself.
     pub tick_bell: Arc<Notify>,
+    /// Counts the tick loop's complete passes, so that a caller can wait for one that began
+    /// after something it did (tests step the loop this way instead of sleeping).
+    pub tick_passes: tokio::sync::watch::Sender<u64>,
     identity: RwLock<Identity>,
 }
 
@@ -264,6 +267,7 @@ impl Engine {
             mcp_url: OnceLock::new(),
             turns: Mutex::new(HashMap::new()),
             inbox_bell: Notify::new(),
+            tick_passes: tokio::sync::watch::Sender::new(0),
             identity: RwLock::new(Identity::default()),
         }
     }

@@ -353,7 +353,10 @@ async fn cancel_kills_the_whole_process_group(db: TestDb) {
     assert_eq!(cancelled.status_reason.as_deref(), Some("test cancel"));
     // Cancelling again changes nothing; the late end of the killed turn is ignored.
     assert!(!turns::cancel(engine, worker.id, "again").await.unwrap());
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    eventually("the killed turn to end", || async {
+        (!turns::is_local(engine, worker.id)).then_some(())
+    })
+    .await;
     assert_eq!(
         store.session(worker.id).await.unwrap().unwrap().status,
         SessionStatus::Cancelled

@@ -100,8 +100,7 @@ async fn a_suspended_installation_stops_its_work_until_someone_resumes(db: TestD
             .unwrap()
             .is_none()
     );
-    w.server.running.engine.tick_bell.notify_one();
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    w.server.quiesce().await;
     assert_eq!(w.fake.comments(REPO, w.issue).len(), posted);
     let attempted: Vec<_> = w
         .server

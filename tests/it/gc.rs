@@ -967,8 +967,10 @@ async fn a_pass_racing_a_session_starting_in_a_checkout_never_removes_it(db: Tes
     let later = requests::spawn_worker(engine, &manager, "Later", "x", &[peek.id])
         .await
         .unwrap();
-    // A few scheduler ticks: it tries, finds the checkout being reclaimed, and waits.
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // A few scheduler passes: it tries, finds the checkout being reclaimed, and waits.
+    for _ in 0..3 {
+        server.tick().await;
+    }
     let waiting = store.session(later).await.unwrap().unwrap();
     assert!(
         matches!(

@@ -173,11 +173,7 @@ impl World {
     /// happens.
     pub async fn settle(&self) {
         let store = self.server.store();
-        eventually("the inbox to drain", || async {
-            (store.inbox_depth().await.unwrap() == 0).then_some(())
-        })
-        .await;
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        self.server.quiesce().await;
         let filter = foreman::store::DeliveryFilter {
             status: Some(foreman::model::delivery::DeliveryStatus::Dead),
             limit: 10,
@@ -475,7 +471,7 @@ async fn a_planted_marker_is_never_adopted_or_edited(db: TestDb) {
     assert!(own.body.contains(&exact), "{}", own.body);
     // Status edits go to foreman's comment only.
     w.comment("c-status", "alice", "/foreman status").await;
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    w.server.quiesce().await;
     for id in [guessed, planted] {
         assert_eq!(
             w.fake.comment(REPO, id).unwrap().history.len(),

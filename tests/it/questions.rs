@@ -339,7 +339,7 @@ async fn an_answer_from_someone_who_may_not_command_leaves_the_budget_stopped(db
     })
     .await;
     w.comment("c-bob", "bob", "Sure, spend more.").await;
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    w.server.quiesce().await;
     let o = store.objective(objective.id).await.unwrap().unwrap();
     assert!(o.budget_blocked.is_some(), "bob lifted the budget stop");
     assert_eq!(

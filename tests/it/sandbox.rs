@@ -365,7 +365,8 @@ async fn sessions_wait_while_the_sandbox_cannot_start(db: TestDb) {
         "{why}"
     );
     // It stays that way: nothing was started without the sandbox.
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    server.tick().await;
+    server.tick().await;
     let manager = store.session(manager.id).await.unwrap().unwrap();
     assert_eq!(manager.status, SessionStatus::Queued);
     assert!(manager.pid.is_none());

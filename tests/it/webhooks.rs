@@ -312,7 +312,7 @@ async fn a_redelivered_id_is_acknowledged_and_processed_once(db: TestDb) {
     }
     settled(server.store(), "d-burst").await;
     // Let the processor look again: nothing more may happen.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.quiesce().await;
     for id in ["d-dup", "d-burst"] {
         let count = handled_times(&server, id).await;
         assert_eq!(count, 1, "{id} handled {count} times");

@@ -100,6 +100,7 @@ pub async fn run(
                     );
                 }
             }
+            engine.tick_passes.send_modify(|passes| *passes += 1);
         }
         // A follower only needs to look again when the holder's lease may have lapsed.
         let wait = if holding {

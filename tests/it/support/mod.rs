@@ -472,6 +472,40 @@ pub struct TestServer {
 }
 
 impl TestServer {
+    /// Waits for the inbox to hold nothing pending: every delivery sent so far is handled
+    /// (or dead), its effects committed.
+    pub async fn drain(&self) {
+        let store = self.store();
+        eventually("the inbox to drain", || async {
+            (store.inbox_depth().await.unwrap() == 0).then_some(())
+        })
+        .await;
+    }
+
+    /// Rings the tick loop and waits for a complete pass that began after the ring: whatever
+    /// periodic work was due then (scheduling, the outbox, status comments) has been done.
+    pub async fn tick(&self) {
+        let engine = &self.running.engine;
+        let mut passes = engine.tick_passes.subscribe();
+        let before = *passes.borrow_and_update();
+        engine.tick_bell.notify_one();
+        // A pass under way when the bell rang may have missed what came before it: the next
+        // one, which the bell starts, has not.
+        let waited = tokio::time::timeout(EVENTUALLY, passes.wait_for(|n| *n >= before + 2));
+        assert!(
+            matches!(waited.await, Ok(Ok(_))),
+            "the tick loop did not complete a pass"
+        );
+    }
+
+    /// The inbox drained and two tick passes after it: what the deliveries set off is done,
+    /// and what that in turn made due. A test asserts after it that nothing more happens.
+    pub async fn quiesce(&self) {
+        self.drain().await;
+        self.tick().await;
+        self.tick().await;
+    }
+
     pub async fn start(args: &ServeArgs) -> TestServer {
         let running = foreman::service::start(args, Arc::new(SystemClock))
             .await
