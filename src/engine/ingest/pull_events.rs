@@ -29,7 +29,7 @@ async fn now_of(client: Option<&Octocrab>, repository: &str, pr: &PullPayload) -
         None => Ok(PullNow {
             state: if pr.is_merged() {
                 PullState::Merged
-            } else if pr.state.as_deref() == Some("closed") {
+            } else if pr.is_closed() {
                 PullState::Closed
             } else {
                 PullState::Open

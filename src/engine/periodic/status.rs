@@ -165,9 +165,9 @@ pub fn render(view: &StatusView<'_>, now: Timestamp) -> String {
                 } else {
                     ""
                 };
-            let decision = match (p.state.as_str(), p.decision.as_deref()) {
-                ("closed", Some(d)) => format!(" · {}", one_line(d, 160)),
-                ("closed", None) => " · waiting for the manager's decision".to_owned(),
+            let decision = match (p.state, p.decision.as_deref()) {
+                (PullState::Closed, Some(d)) => format!(" · {}", one_line(d, 160)),
+                (PullState::Closed, None) => " · waiting for the manager's decision".to_owned(),
                 _ => String::new(),
             };
             let _ = writeln!(

@@ -68,6 +68,11 @@ impl PullRequest {
         self.merged == Some(true) || self.merged_at.is_some()
     }
 
+    /// True when GitHub says it is closed (merged or not).
+    pub fn is_closed(&self) -> bool {
+        self.state.as_deref() == Some("closed")
+    }
+
     /// True when the pull request carries the label `name` (ASCII case-insensitive).
     pub fn has_label(&self, name: &str) -> bool {
         has_label(&self.labels, name)
