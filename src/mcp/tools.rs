@@ -10,7 +10,6 @@ use rmcp::model::{
 };
 use rmcp::service::{RequestContext, RoleServer};
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::Caller;
@@ -181,11 +180,6 @@ fn explain(caller: &Session, tool: &str, e: anyhow::Error) -> String {
     )
 }
 
-/// Parses a tool's arguments, naming what is wrong.
-fn parse<T: DeserializeOwned>(tool: &str, args: Value) -> Result<T, String> {
-    serde_json::from_value(args).map_err(|e| format!("invalid arguments for `{tool}`: {e}"))
-}
-
 /// Refuses text over `max` characters, naming the field.
 fn capped(field: &str, text: &str, max: usize) -> Result<(), String> {
     let n = text.chars().count();
@@ -267,6 +261,38 @@ struct Note {
     text: String,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoArgs {}
+
+/// A tool call, typed: the tool's name picks the variant, its arguments fill it (unknown
+/// arguments are refused). The catalogue ([`TOOLS`]) describes the same tools to agents; a
+/// test keeps the two in step.
+#[derive(Deserialize)]
+#[serde(tag = "name", content = "arguments", rename_all = "snake_case")]
+enum ToolCall {
+    SpawnWorker(SpawnWorker),
+    ListWorkers(NoArgs),
+    MessageWorker(MessageWorker),
+    CancelWorker(Worker),
+    PublishPr(PublishPr),
+    ProposePlan(Plan),
+    AskUser(Question),
+    CommentIssue(Body),
+    MarkObjectiveDone(Summary),
+    AbandonPr(Abandon),
+    ReportResult(Summary),
+    Note(Note),
+}
+
+impl ToolCall {
+    /// The call of tool `name` with `args`, or what is wrong with them.
+    fn parse(name: &str, args: Value) -> Result<ToolCall, String> {
+        serde_json::from_value(json!({ "name": name, "arguments": args }))
+            .map_err(|e| format!("invalid arguments for `{name}`: {e}"))
+    }
+}
+
 impl ForemanTools {
     /// The arguments with every secret-shaped string redacted (whatever an agent writes may
     /// end up on GitHub: comments, questions, pull requests, commit messages); each redaction
@@ -310,9 +336,8 @@ impl ForemanTools {
     async fn call(&self, caller: &Session, name: &str, args: Value) -> Result<String, String> {
         let engine = &*self.engine;
         let internal = |e: anyhow::Error| explain(caller, name, e);
-        match name {
-            "spawn_worker" => {
-                let a: SpawnWorker = parse(name, args)?;
+        match ToolCall::parse(name, args)? {
+            ToolCall::SpawnWorker(a) => {
                 capped("title", &a.title, MAX_TITLE)?;
                 capped("instructions", &a.instructions, MAX_TEXT)?;
                 let deps: Vec<SessionId> = a.depends_on.into_iter().map(SessionId).collect();
@@ -323,7 +348,7 @@ impl ForemanTools {
                     "Worker #{id} is queued. You will get a message when it finishes."
                 ))
             }
-            "list_workers" => {
+            ToolCall::ListWorkers(NoArgs {}) => {
                 let sessions = engine
                     .store
                     .sessions_of(caller.objective_id)
@@ -340,16 +365,14 @@ impl ForemanTools {
                     lines.join("\n")
                 })
             }
-            "message_worker" => {
-                let a: MessageWorker = parse(name, args)?;
+            ToolCall::MessageWorker(a) => {
                 capped("message", &a.message, MAX_TEXT)?;
                 requests::message_worker(engine, caller, SessionId(a.worker), &a.message)
                     .await
                     .map_err(internal)?;
                 Ok(format!("Message left for worker #{}.", a.worker))
             }
-            "cancel_worker" => {
-                let a: Worker = parse(name, args)?;
+            ToolCall::CancelWorker(a) => {
                 let cancelled = requests::cancel_worker(engine, caller, SessionId(a.worker))
                     .await
                     .map_err(internal)?;
@@ -359,8 +382,7 @@ impl ForemanTools {
                     format!("Worker #{} had already finished.", a.worker)
                 })
             }
-            "publish_pr" => {
-                let a: PublishPr = parse(name, args)?;
+            ToolCall::PublishPr(a) => {
                 capped("title", &a.title, MAX_TITLE)?;
                 capped("body", &a.body, MAX_COMMENT)?;
                 if let Some(reason) = &a.force_reason {
@@ -375,15 +397,13 @@ impl ForemanTools {
                 };
                 publish(engine, caller, &request).await.map_err(internal)
             }
-            "propose_plan" => {
-                let a: Plan = parse(name, args)?;
+            ToolCall::ProposePlan(a) => {
                 capped("plan", &a.plan, MAX_TEXT)?;
                 requests::propose_plan(engine, caller, &a.plan)
                     .await
                     .map_err(internal)
             }
-            "ask_user" => {
-                let a: Question = parse(name, args)?;
+            ToolCall::AskUser(a) => {
                 capped("question", &a.question, MAX_TEXT)?;
                 let id = requests::ask_user(engine, caller, &a.question)
                     .await
@@ -393,30 +413,26 @@ impl ForemanTools {
                      the answer will arrive as a new message."
                 ))
             }
-            "comment_issue" => {
-                let a: Body = parse(name, args)?;
+            ToolCall::CommentIssue(a) => {
                 capped("body", &a.body, MAX_COMMENT)?;
                 requests::comment_issue(engine, caller, &a.body)
                     .await
                     .map_err(internal)?;
                 Ok("The comment is queued and will appear on the issue shortly.".to_owned())
             }
-            "mark_objective_done" => {
-                let a: Summary = parse(name, args)?;
+            ToolCall::MarkObjectiveDone(a) => {
                 capped("summary", &a.summary, MAX_TEXT)?;
                 requests::mark_done(engine, caller, &a.summary)
                     .await
                     .map_err(internal)
             }
-            "abandon_pr" => {
-                let a: Abandon = parse(name, args)?;
+            ToolCall::AbandonPr(a) => {
                 capped("reason", &a.reason, MAX_NOTE)?;
                 crate::engine::objective::pulls::abandon(engine, caller, a.number, &a.reason)
                     .await
                     .map_err(internal)
             }
-            "report_result" => {
-                let a: Summary = parse(name, args)?;
+            ToolCall::ReportResult(a) => {
                 capped("summary", &a.summary, MAX_TEXT)?;
                 engine
                     .store
@@ -425,8 +441,7 @@ impl ForemanTools {
                     .map_err(internal)?;
                 Ok("Result recorded; your manager gets it when your turn ends.".to_owned())
             }
-            "note" => {
-                let a: Note = parse(name, args)?;
+            ToolCall::Note(a) => {
                 capped("text", &a.text, MAX_NOTE)?;
                 engine
                     .store
@@ -435,7 +450,6 @@ impl ForemanTools {
                     .map_err(internal)?;
                 Ok("Noted.".to_owned())
             }
-            other => Err(format!("there is no tool `{other}`")),
         }
     }
 }
@@ -464,6 +478,36 @@ fn describe_worker(s: &Session) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_catalogued_tool_has_a_typed_call_and_its_schema_fits_it() {
+        for spec in TOOLS {
+            // The required parameters, each with a value of its declared type.
+            let mut args = serde_json::Map::new();
+            for (name, kind, _, required) in spec.params {
+                if !required {
+                    continue;
+                }
+                let value = match *kind {
+                    "string" => json!("text"),
+                    "integer" => json!(1),
+                    "boolean" => json!(true),
+                    "array" => json!([1]),
+                    other => panic!("{}: unknown parameter type {other}", spec.name),
+                };
+                args.insert((*name).to_owned(), value);
+            }
+            let parsed = ToolCall::parse(spec.name, Value::Object(args.clone()));
+            assert!(parsed.is_ok(), "{}: {:?}", spec.name, parsed.err());
+            // And nothing beyond the schema is taken.
+            args.insert("surplus".into(), json!(1));
+            assert!(
+                ToolCall::parse(spec.name, Value::Object(args)).is_err(),
+                "{}",
+                spec.name
+            );
+        }
+    }
 
     #[test]
     fn refusals_and_failed_work_are_told_internal_errors_only_referenced() {
