@@ -17,6 +17,7 @@ use tokio::sync::Notify;
 
 use crate::config::{AgentArgs, AgentProfile, Posting};
 use crate::github::app::GitHubApp;
+use crate::github::repos;
 use crate::metrics::Metrics;
 use crate::model::AgentKind;
 use crate::model::repo_config::ModelPolicy;
@@ -24,7 +25,6 @@ use crate::model::{Budget, Clock, Role, SessionId};
 use crate::sandbox::Sandbox;
 use crate::store::Store;
 use crate::workspace::{WorkspaceSettings, Workspaces};
-use ingest::repos;
 use periodic::gc;
 use runtime::turns;
 

@@ -114,12 +114,8 @@ impl IssueContext<'_> {
     /// `login`'s permission now, and whether it may start foreman (`permissions.trigger`).
     async fn may_start(&self, login: &str, config: &RepoConfig) -> Result<(Permission, bool)> {
         let permission = self.permission(login).await?;
-        let allowed = crate::engine::ingest::repos::allowed(
-            permission,
-            config.permissions.trigger,
-            login,
-            config,
-        );
+        let allowed =
+            crate::github::repos::allowed(permission, config.permissions.trigger, login, config);
         Ok((permission, allowed))
     }
 
@@ -565,12 +561,8 @@ pub async fn comment_event(
         }
     };
     let permission = cx.permission(&login).await?;
-    let may = crate::engine::ingest::repos::allowed(
-        permission,
-        config.permissions.command,
-        &login,
-        &config,
-    );
+    let may =
+        crate::github::repos::allowed(permission, config.permissions.command, &login, &config);
     match command {
         Some(_) if !may => {
             // A reaction, never a reply: strangers cannot make foreman write on the issue.
@@ -582,7 +574,7 @@ pub async fn comment_event(
         Some(command) => run_command(&cx, work, delivery, e, command, live, config, &login).await,
         None => {
             let objective = live.context("checked above")?;
-            if crate::engine::ingest::repos::may_answer(
+            if crate::github::repos::may_answer(
                 permission,
                 &login,
                 is_issue_author(e, &login),
@@ -647,12 +639,7 @@ async fn edited(
         .config(e.repository.default_branch.as_deref())
         .await?
         .unwrap_or_default();
-    if !crate::engine::ingest::repos::may_answer(
-        permission,
-        login,
-        is_issue_author(e, login),
-        &config,
-    ) {
+    if !crate::github::repos::may_answer(permission, login, is_issue_author(e, login), &config) {
         return Ok(Outcome::Skipped(format!(
             "@{login} may not answer now; the edit changes nothing"
         )));

@@ -7,5 +7,4 @@ pub mod inbox;
 pub mod issues;
 pub mod pull_events;
 pub mod replies;
-pub mod repos;
 pub mod work;

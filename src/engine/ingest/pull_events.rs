@@ -254,13 +254,10 @@ async fn reviewer_allowed(
         .repos
         .permission(client, &pull.repository, &user.login, engine.clock.now())
         .await?;
-    Ok(crate::engine::ingest::repos::allowed(
-        permission,
-        config.permissions.review,
-        &user.login,
-        config,
+    Ok(
+        crate::github::repos::allowed(permission, config.permissions.review, &user.login, config)
+            .then(|| (user.login.clone(), permission.as_str().to_owned())),
     )
-    .then(|| (user.login.clone(), permission.as_str().to_owned())))
 }
 
 /// `pull_request_review` submitted: a review asking for changes, or commenting on lines,
