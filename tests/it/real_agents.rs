@@ -882,7 +882,13 @@ async fn codex_workers_edit_files_and_managers_cannot() {
         )
         .await;
         assert!(run.status.success(), "{}", run.describe());
-        assert_eq!(file.exists(), may_write, "{role:?}: {}", run.describe());
+        assert_eq!(
+            file.exists(),
+            may_write,
+            "{role:?}: {}\nthe model was asked:\n{}",
+            run.describe(),
+            model.describe(Api::OpenAi)
+        );
         let last = model.agent_requests(Api::OpenAi).pop().unwrap();
         assert_eq!(last.body["model"], "gpt-test");
         if may_write {

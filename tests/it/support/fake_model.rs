@@ -16,7 +16,10 @@
 //! with these arguments" or "answer this text and stop". Only requests of the agent's own
 //! loop (those that offer the model tools) take a reply from the queue; a side request
 //! without tools (titles, summaries) gets [`SIDE_ANSWER`], and the agent loop gets
-//! [`EXHAUSTED`] once its queue is empty.
+//! [`EXHAUSTED`] once its queue is empty. A request the CLI sends again unchanged (a retry
+//! after a slow or cut-off answer, which a loaded machine causes) gets the answer it got the
+//! first time, without taking the next one: the script follows the conversation, not the
+//! number of HTTP requests.
 //!
 //! A scripted tool name is matched against the tools the request offers, so one script
 //! works for both CLIs: `report_result` finds Claude Code's `mcp__foreman__report_result`,
@@ -129,6 +132,8 @@ impl Request {
 struct Inner {
     anthropic: VecDeque<Reply>,
     openai: VecDeque<Reply>,
+    /// The scripted reply each agent-loop request body got, for its retries.
+    answered: std::collections::HashMap<String, Reply>,
     requests: Vec<Request>,
     next_id: u64,
 }
@@ -225,6 +230,27 @@ impl FakeModel {
         seen
     }
 
+    /// One line per request of `api` received, for a failing test to print: whether it was an
+    /// agent-loop request, how many tools it offered and how long its input was.
+    pub fn describe(&self, api: Api) -> String {
+        self.requests()
+            .iter()
+            .filter(|r| r.api == Some(api))
+            .map(|r| {
+                let input = r.body.get("input").or_else(|| r.body.get("messages"));
+                format!(
+                    "{} {}: {} tools, {} input items{}",
+                    r.method,
+                    r.uri,
+                    r.tool_names().len(),
+                    input.and_then(Value::as_array).map_or(0, Vec::len),
+                    if r.scripted { ", scripted" } else { "" }
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
     /// Method and path of every request no handler knew.
     pub fn unknown_paths(&self) -> Vec<String> {
         self.requests()
@@ -265,7 +291,12 @@ async fn serve(
     let response = match (&method, path) {
         (&Method::POST, "/v1/messages") => {
             request.api = Some(Api::Anthropic);
-            let reply = next_reply(&mut inner.anthropic, &mut request);
+            let Inner {
+                anthropic,
+                answered,
+                ..
+            } = &mut *inner;
+            let reply = next_reply(anthropic, answered, &mut request);
             anthropic_message(id, &request.body, &reply)
         }
         (&Method::POST, "/v1/messages/count_tokens") => {
@@ -277,7 +308,10 @@ async fn serve(
         }
         (&Method::POST, "/v1/responses") => {
             request.api = Some(Api::OpenAi);
-            let reply = next_reply(&mut inner.openai, &mut request);
+            let Inner {
+                openai, answered, ..
+            } = &mut *inner;
+            let reply = next_reply(openai, answered, &mut request);
             openai_response(id, &request.body, &reply)
         }
         // Claude Code's connectivity check before its first request.
@@ -305,12 +339,23 @@ async fn serve(
 }
 
 /// The reply for a request: from the script for the agent loop, canned for side requests.
-fn next_reply(queue: &mut VecDeque<Reply>, request: &mut Request) -> Reply {
+fn next_reply(
+    queue: &mut VecDeque<Reply>,
+    answered: &mut std::collections::HashMap<String, Reply>,
+    request: &mut Request,
+) -> Reply {
     if request.tool_names().is_empty() {
         return Reply::text(SIDE_ANSWER);
     }
     request.scripted = true;
-    queue.pop_front().unwrap_or_else(|| Reply::text(EXHAUSTED))
+    let key = request.body.to_string();
+    if let Some(reply) = answered.get(&key) {
+        eprintln!("fake model: a request was sent again; it gets the same answer");
+        return reply.clone();
+    }
+    let reply = queue.pop_front().unwrap_or_else(|| Reply::text(EXHAUSTED));
+    answered.insert(key, reply.clone());
+    reply
 }
 
 /// The tool the CLI offers under `wanted`: the exact name, or one ending in `__wanted`.
