@@ -152,15 +152,16 @@ impl AgentSettings {
     }
 
     /// The environment every agent process starts from: a search path, its state directory
-    /// as its home, a locale, a temporary directory (its own, in the sandbox), and the
-    /// configured pass-through variables — nothing else of foreman's.
+    /// as its home, a locale, a temporary directory of its own, and the configured
+    /// pass-through variables — nothing else of foreman's.
+    ///
+    /// The temporary directory is `tmp` in the state directory ([`turns::SessionDirs::tmp`]),
+    /// never the system's: Codex refuses to set up its helpers (its command sandbox among
+    /// them) under the temporary directory, so a work root under `/tmp` left it unable to run
+    /// any command.
     pub fn base_env(&self, dirs: &turns::SessionDirs) -> Vec<(String, String)> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        let tmp = if self.sandbox.confines() {
-            "/tmp".to_owned()
-        } else {
-            std::env::temp_dir().display().to_string()
-        };
+        let tmp = dirs.tmp().display().to_string();
         let mut env = vec![
             (
                 "PATH".to_owned(),

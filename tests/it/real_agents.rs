@@ -282,10 +282,16 @@ pub async fn run_turn(
     home: &Path,
     env: &[(&str, String)],
 ) -> TurnRun {
+    // As foreman does: a temporary directory of the session's own, never the system's (Codex
+    // will not set up its command sandbox under the temporary directory, so a checkout of
+    // foreman under /tmp would otherwise fail this).
+    let tmp = home.join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
     let mut base: Vec<(String, String)> = vec![
         ("PATH".into(), std::env::var("PATH").unwrap_or_default()),
         ("HOME".into(), home.display().to_string()),
         ("LANG".into(), "C.UTF-8".into()),
+        ("TMPDIR".into(), tmp.display().to_string()),
     ];
     base.extend(env.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
     // In the sandbox the agents run in (when it starts here): the session's directories

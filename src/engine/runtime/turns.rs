@@ -146,8 +146,8 @@ async fn launch(
         work: workdir,
         state: engine.agents.state_dir(session.id),
     };
-    std::fs::create_dir_all(&dirs.state)
-        .with_context(|| format!("cannot create {}", dirs.state.display()))?;
+    std::fs::create_dir_all(dirs.tmp())
+        .with_context(|| format!("cannot create {}", dirs.tmp().display()))?;
     let token = new_token();
     let start = TurnStart {
         token_hash: &token_hash(&token),
@@ -444,6 +444,13 @@ pub struct SessionDirs {
     pub work: PathBuf,
     /// The agent's own state and config files.
     pub state: PathBuf,
+}
+
+impl SessionDirs {
+    /// The agent's temporary directory (`TMPDIR`), inside its state directory.
+    pub fn tmp(&self) -> PathBuf {
+        self.state.join("tmp")
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
