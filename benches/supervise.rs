@@ -58,7 +58,7 @@ async fn populate(engine: &Engine, from: usize, to: usize) {
         let mut tx = engine.store.begin().await.unwrap();
         for i in issue..(issue + BATCH).min(to) {
             let now = engine.clock.now();
-            let (id, manager) = lifecycle::start_in(engine, &mut tx, &objective(i))
+            let (id, manager) = lifecycle::start_in(&engine.objectives, &mut tx, &objective(i))
                 .await
                 .unwrap()
                 .unwrap();
@@ -109,7 +109,9 @@ async fn bench(backend: &str, url: &str) {
         let mut times = Vec::new();
         for _ in 0..PASSES {
             let started = Instant::now();
-            let pass = supervisor::supervise(&engine, &settings).await.unwrap();
+            let pass = supervisor::supervise(&engine.periodic, &settings)
+                .await
+                .unwrap();
             times.push(started.elapsed());
             assert_eq!(pass.objectives, size, "every objective is active");
             assert_eq!(pass.pokes + pass.respawns + pass.escalations, 0);

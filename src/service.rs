@@ -109,6 +109,16 @@ pub async fn start(args: &ServeArgs, clock: Arc<dyn Clock>) -> Result<Running> {
         backend,
         "database ready, migrations applied"
     );
+    // Listening first: agents are told where the MCP tools are, which is known only now.
+    let addr = args.listen_addr();
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let addr = listener.local_addr()?;
+    let mut agents = agents;
+    if agents.mcp_url.is_empty() {
+        agents.mcp_url = default_mcp_url(addr);
+    }
     let holder = args.instance_id();
     let workspaces = Workspaces::new(WorkspaceSettings::from_args(
         &args.git,
@@ -128,9 +138,14 @@ pub async fn start(args: &ServeArgs, clock: Arc<dyn Clock>) -> Result<Running> {
         .as_ref()
         .map(|c| GitHubApp::new(c, &args.github.api_url, clock.clone()).map(Arc::new))
         .transpose()?;
-    engine.set_identity(app, identity.webhook_secrets.clone());
+    engine.github.set(app, identity.webhook_secrets.clone());
     engine.gc.configure(GcSettings::from_args(&args.gc));
-    let setup = Arc::new(crate::setup::Setup::new(engine.clone(), args, &identity));
+    let setup = Arc::new(crate::setup::Setup::new(
+        engine.github.clone(),
+        clock.clone(),
+        args,
+        &identity,
+    ));
     let missing = identity.missing();
     if missing.is_empty() {
         let from = match identity.source {
@@ -146,17 +161,6 @@ pub async fn start(args: &ServeArgs, clock: Arc<dyn Clock>) -> Result<Running> {
         );
     }
 
-    let addr = args.listen_addr();
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))?;
-    let addr = listener.local_addr()?;
-    engine.set_mcp_url(
-        args.agents
-            .mcp_url
-            .clone()
-            .unwrap_or_else(|| default_mcp_url(addr)),
-    );
     let stop = CancellationToken::new();
 
     let inbox_settings = inbox::InboxSettings {
@@ -172,9 +176,7 @@ pub async fn start(args: &ServeArgs, clock: Arc<dyn Clock>) -> Result<Running> {
         lease: args.tick_lease,
     };
     let tasks: Vec<Box<dyn TickTask>> = vec![
-        Box::new(Scheduler {
-            engine: engine.clone(),
-        }),
+        Box::new(Scheduler),
         Box::new(Supervisor {
             settings: args.supervisor.settings(),
         }),
@@ -189,14 +191,16 @@ pub async fn start(args: &ServeArgs, clock: Arc<dyn Clock>) -> Result<Running> {
             keep: INBOX_RETENTION,
         }),
         // Starts passes in a task of their own: a slow removal never holds the loop up.
-        Box::new(GcTask {
-            engine: engine.clone(),
-        }),
+        Box::new(GcTask),
     ];
     let loops = vec![
-        tokio::spawn(inbox::run(engine.clone(), inbox_settings, stop.clone())),
+        tokio::spawn(inbox::run(
+            engine.ingest.clone(),
+            inbox_settings,
+            stop.clone(),
+        )),
         tokio::spawn(tick::run(
-            engine.clone(),
+            engine.periodic.clone(),
             tick_settings,
             tasks,
             stop.clone(),
@@ -206,7 +210,7 @@ pub async fn start(args: &ServeArgs, clock: Arc<dyn Clock>) -> Result<Running> {
         buffer_mib: args.webhook_buffer_mib,
         read_timeout: args.webhook_read_timeout,
     };
-    let router = crate::server::router(engine.clone(), args.metrics_token.clone(), webhooks)
+    let router = crate::server::router(&engine, args.metrics_token.clone(), webhooks)
         .merge(crate::server::setup::routes(setup.clone()));
     let server_stop = stop.clone();
     let server = tokio::spawn(async move {

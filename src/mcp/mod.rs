@@ -19,7 +19,7 @@ use rmcp::transport::streamable_http_server::session::local::LocalSessionManager
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use secrecy::SecretString;
 
-use crate::engine::Engine;
+use crate::engine::objective::Objectives;
 use crate::engine::runtime::tokens::token_hash;
 use crate::model::Session;
 
@@ -28,28 +28,28 @@ use crate::model::Session;
 pub struct Caller(pub Session);
 
 /// The `/mcp` routes.
-pub fn router(engine: Arc<Engine>) -> Router {
+pub fn router(objectives: Arc<Objectives>) -> Router {
     let mut config = StreamableHttpServerConfig::default();
-    if let Some(host) = url::Url::parse(&engine.mcp_url())
+    if let Some(host) = url::Url::parse(&objectives.agents.mcp_url)
         .ok()
         .and_then(|u| u.host_str().map(str::to_owned))
     {
         config.allowed_hosts.push(host);
     }
-    let handler_engine = engine.clone();
+    let handler_objectives = objectives.clone();
     let service = StreamableHttpService::new(
-        move || Ok(tools::ForemanTools::new(handler_engine.clone())),
+        move || Ok(tools::ForemanTools::new(handler_objectives.clone())),
         Arc::new(LocalSessionManager::default()),
         config,
     );
     Router::new()
         .route_service("/mcp", service)
-        .layer(middleware::from_fn_with_state(engine, authenticate))
+        .layer(middleware::from_fn_with_state(objectives, authenticate))
 }
 
 /// Resolves the bearer token to a live session, or answers 401.
 async fn authenticate(
-    State(engine): State<Arc<Engine>>,
+    State(objectives): State<Arc<Objectives>>,
     mut request: Request,
     next: Next,
 ) -> Response {
@@ -65,7 +65,7 @@ async fn authenticate(
     let Some(token) = token else {
         return refuse(StatusCode::UNAUTHORIZED, "missing bearer token");
     };
-    match engine.store.session_by_token(&token_hash(&token)).await {
+    match objectives.store.session_by_token(&token_hash(&token)).await {
         Ok(Some(session)) => {
             request.extensions_mut().insert(Caller(session));
             next.run(request).await

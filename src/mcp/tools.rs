@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use super::Caller;
 use crate::agent::tools::{TOOLS, ToolSpec};
-use crate::engine::Engine;
+use crate::engine::objective::Objectives;
 use crate::engine::objective::publish::{PublishRequest, publish};
 use crate::engine::objective::{Refused, requests};
 use crate::model::text::one_line;
@@ -57,15 +57,15 @@ impl ToolSpec {
     }
 }
 
-/// The MCP server handler: one per MCP session, all sharing the engine.
+/// The MCP server handler: one per MCP session, all sharing the objective services.
 #[derive(Clone)]
 pub struct ForemanTools {
-    engine: Arc<Engine>,
+    objectives: Arc<Objectives>,
 }
 
 impl ForemanTools {
-    pub fn new(engine: Arc<Engine>) -> Self {
-        ForemanTools { engine }
+    pub fn new(objectives: Arc<Objectives>) -> Self {
+        ForemanTools { objectives }
     }
 }
 
@@ -298,7 +298,7 @@ impl ForemanTools {
     /// end up on GitHub: comments, questions, pull requests, commit messages); each redaction
     /// is recorded in the objective's audit trail.
     async fn scrubbed(&self, caller: &Session, tool: &str, mut args: Value) -> Value {
-        let known = self.engine.known_secrets();
+        let known = self.objectives.github.known_secrets();
         let known: Vec<&str> = known.iter().map(|s| s.expose_secret()).collect();
         let mut kinds = Vec::new();
         scrub_value(&mut args, &known, &mut kinds);
@@ -306,12 +306,12 @@ impl ForemanTools {
             return args;
         }
         tracing::warn!(session = %caller.id, tool, ?kinds, "redacted secret-shaped text an agent wrote");
-        let engine = &*self.engine;
+        let objectives = &*self.objectives;
         let recorded = async {
-            let Some(objective) = engine.store.objective(caller.objective_id).await? else {
+            let Some(objective) = objectives.store.objective(caller.objective_id).await? else {
                 return Ok(());
             };
-            let mut tx = engine.store.begin().await?;
+            let mut tx = objectives.store.begin().await?;
             let detail = format!(
                 "#{} ({}) wrote to `{tool}`: redacted {}",
                 caller.id,
@@ -320,7 +320,7 @@ impl ForemanTools {
             );
             tx.audit(&AuditEntry::about(
                 &objective,
-                engine.clock.now(),
+                objectives.clock.now(),
                 "agent.redacted",
                 detail,
             ))
@@ -334,22 +334,23 @@ impl ForemanTools {
     }
 
     async fn call(&self, caller: &Session, name: &str, args: Value) -> Result<String, String> {
-        let engine = &*self.engine;
+        let objectives = &*self.objectives;
         let internal = |e: anyhow::Error| explain(caller, name, e);
         match ToolCall::parse(name, args)? {
             ToolCall::SpawnWorker(a) => {
                 capped("title", &a.title, MAX_TITLE)?;
                 capped("instructions", &a.instructions, MAX_TEXT)?;
                 let deps: Vec<SessionId> = a.depends_on.into_iter().map(SessionId).collect();
-                let id = requests::spawn_worker(engine, caller, &a.title, &a.instructions, &deps)
-                    .await
-                    .map_err(internal)?;
+                let id =
+                    requests::spawn_worker(objectives, caller, &a.title, &a.instructions, &deps)
+                        .await
+                        .map_err(internal)?;
                 Ok(format!(
                     "Worker #{id} is queued. You will get a message when it finishes."
                 ))
             }
             ToolCall::ListWorkers(NoArgs {}) => {
-                let sessions = engine
+                let sessions = objectives
                     .store
                     .sessions_of(caller.objective_id)
                     .await
@@ -367,13 +368,13 @@ impl ForemanTools {
             }
             ToolCall::MessageWorker(a) => {
                 capped("message", &a.message, MAX_TEXT)?;
-                requests::message_worker(engine, caller, SessionId(a.worker), &a.message)
+                requests::message_worker(objectives, caller, SessionId(a.worker), &a.message)
                     .await
                     .map_err(internal)?;
                 Ok(format!("Message left for worker #{}.", a.worker))
             }
             ToolCall::CancelWorker(a) => {
-                let cancelled = requests::cancel_worker(engine, caller, SessionId(a.worker))
+                let cancelled = requests::cancel_worker(objectives, caller, SessionId(a.worker))
                     .await
                     .map_err(internal)?;
                 Ok(if cancelled {
@@ -395,17 +396,19 @@ impl ForemanTools {
                     closes_issue: a.closes_issue,
                     force_reason: a.force_reason,
                 };
-                publish(engine, caller, &request).await.map_err(internal)
+                publish(objectives, caller, &request)
+                    .await
+                    .map_err(internal)
             }
             ToolCall::ProposePlan(a) => {
                 capped("plan", &a.plan, MAX_TEXT)?;
-                requests::propose_plan(engine, caller, &a.plan)
+                requests::propose_plan(objectives, caller, &a.plan)
                     .await
                     .map_err(internal)
             }
             ToolCall::AskUser(a) => {
                 capped("question", &a.question, MAX_TEXT)?;
-                let id = requests::ask_user(engine, caller, &a.question)
+                let id = requests::ask_user(objectives, caller, &a.question)
                     .await
                     .map_err(internal)?;
                 Ok(format!(
@@ -415,26 +418,26 @@ impl ForemanTools {
             }
             ToolCall::CommentIssue(a) => {
                 capped("body", &a.body, MAX_COMMENT)?;
-                requests::comment_issue(engine, caller, &a.body)
+                requests::comment_issue(objectives, caller, &a.body)
                     .await
                     .map_err(internal)?;
                 Ok("The comment is queued and will appear on the issue shortly.".to_owned())
             }
             ToolCall::MarkObjectiveDone(a) => {
                 capped("summary", &a.summary, MAX_TEXT)?;
-                requests::mark_done(engine, caller, &a.summary)
+                requests::mark_done(objectives, caller, &a.summary)
                     .await
                     .map_err(internal)
             }
             ToolCall::AbandonPr(a) => {
                 capped("reason", &a.reason, MAX_NOTE)?;
-                crate::engine::objective::pulls::abandon(engine, caller, a.number, &a.reason)
+                crate::engine::objective::pulls::abandon(objectives, caller, a.number, &a.reason)
                     .await
                     .map_err(internal)
             }
             ToolCall::ReportResult(a) => {
                 capped("summary", &a.summary, MAX_TEXT)?;
-                engine
+                objectives
                     .store
                     .set_session_text(caller.id, Some(&a.summary), None)
                     .await
@@ -443,7 +446,7 @@ impl ForemanTools {
             }
             ToolCall::Note(a) => {
                 capped("text", &a.text, MAX_NOTE)?;
-                engine
+                objectives
                     .store
                     .set_session_text(caller.id, None, Some(&a.text))
                     .await

@@ -31,20 +31,21 @@ pub struct WebhookLimits {
 /// The router with every route foreman serves; `/metrics` asks for `metrics_token` as a
 /// bearer token when one is set.
 pub fn router(
-    engine: Arc<Engine>,
+    engine: &Engine,
     metrics_token: Option<SecretString>,
     webhooks: WebhookLimits,
 ) -> Router {
     let metrics = Router::new()
         .route("/metrics", get(ops::metrics))
         .with_state(ops::Metrics {
-            engine: engine.clone(),
+            store: engine.store.clone(),
+            metrics: engine.metrics.clone(),
             token: metrics_token,
         });
     let ingress = Router::new()
         .route("/webhooks/github", post(webhook::receive))
         .with_state(Arc::new(webhook::Ingress {
-            engine: engine.clone(),
+            ingest: engine.ingest.clone(),
             // At least room for one body of the largest size.
             budget: Semaphore::new(
                 (webhooks.buffer_mib.max(MAX_WEBHOOK_BODY >> 20) * 1024)
@@ -55,8 +56,8 @@ pub fn router(
         }));
     Router::new()
         .route("/healthz", get(ops::healthz))
-        .with_state(engine.clone())
+        .with_state(engine.store.clone())
         .merge(ingress)
         .merge(metrics)
-        .merge(crate::mcp::router(engine))
+        .merge(crate::mcp::router(engine.objectives.clone()))
 }

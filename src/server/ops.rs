@@ -7,11 +7,11 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::engine::Engine;
+use crate::store::Store;
 
 /// 200 when the database answers, 503 otherwise.
-pub async fn healthz(State(engine): State<Arc<Engine>>) -> impl IntoResponse {
-    match engine.store.ping().await {
+pub async fn healthz(State(store): State<Store>) -> impl IntoResponse {
+    match store.ping().await {
         Ok(()) => (StatusCode::OK, "ok\n".to_owned()),
         Err(e) => {
             tracing::warn!(error = %format!("{e:#}"), "health check failed");
@@ -23,10 +23,12 @@ pub async fn healthz(State(engine): State<Arc<Engine>>) -> impl IntoResponse {
     }
 }
 
-/// What `/metrics` needs: the engine, and the bearer token it asks for, if any.
+/// What `/metrics` needs: the store (for the inbox depth), the counters, and the bearer token
+/// it asks for, if any.
 #[derive(Clone)]
 pub struct Metrics {
-    pub engine: Arc<Engine>,
+    pub store: Store,
+    pub metrics: Arc<crate::metrics::Metrics>,
     pub token: Option<SecretString>,
 }
 
@@ -52,10 +54,10 @@ pub async fn metrics(State(state): State<Metrics>, headers: HeaderMap) -> Respon
         }
     }
     // The gauge is left out (rather than failing the scrape) when the database is down.
-    let depth = state.engine.store.inbox_depth().await.ok();
+    let depth = state.store.inbox_depth().await.ok();
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.engine.metrics.render(depth),
+        state.metrics.render(depth),
     )
         .into_response()
 }

@@ -20,7 +20,7 @@ use http_body_util::BodyExt;
 use serde_json::json;
 use tokio::sync::Semaphore;
 
-use crate::engine::Engine;
+use crate::engine::ingest::Ingest;
 use crate::github::{events, signature};
 use crate::metrics::inc;
 use crate::model::delivery::NewDelivery;
@@ -37,9 +37,9 @@ const MAX_HEADER_LEN: usize = 100;
 /// come back (503).
 const BUDGET_WAIT: Duration = Duration::from_secs(1);
 
-/// The webhook route's state: the engine, and the limits on reading bodies.
+/// The webhook route's state: where deliveries go in, and the limits on reading bodies.
 pub struct Ingress {
-    pub engine: Arc<Engine>,
+    pub ingest: Arc<Ingest>,
     /// KiB of bodies that may be being read at once.
     pub budget: Semaphore,
     /// The longest a body may take to arrive.
@@ -51,11 +51,11 @@ pub struct Ingress {
 pub async fn receive(State(ingress): State<Arc<Ingress>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let headers = &parts.headers;
-    let engine = &ingress.engine;
+    let ingest = &ingress.ingest;
     match accept(&ingress, headers, body).await {
         Ok(response) => response,
         Err((status, message)) => {
-            inc(&engine.metrics.deliveries_rejected);
+            inc(&ingest.metrics.deliveries_rejected);
             let delivery = header(headers, DELIVERY_HEADER).unwrap_or("-");
             tracing::warn!(
                 status = status.as_u16(),
@@ -70,8 +70,8 @@ pub async fn receive(State(ingress): State<Arc<Ingress>>, request: Request) -> R
 type Refusal = (StatusCode, String);
 
 async fn accept(ingress: &Ingress, headers: &HeaderMap, body: Body) -> Result<Response, Refusal> {
-    let engine = &ingress.engine;
-    let secrets = engine.webhook_secrets();
+    let ingest = &ingress.ingest;
+    let secrets = ingest.github.webhook_secrets();
     if secrets.is_empty() {
         // Not a client error: once the secret is configured, GitHub's retry will succeed.
         return Err((
@@ -140,12 +140,12 @@ async fn accept(ingress: &Ingress, headers: &HeaderMap, body: Body) -> Result<Re
         repository_id: envelope.repository_id.map(RepositoryId),
         repository: envelope.repository_full_name,
         payload,
-        received_at: engine.clock.now(),
+        received_at: ingest.clock.now(),
     };
-    match engine.store.insert_delivery(delivery).await {
+    match ingest.store.insert_delivery(delivery).await {
         Ok(Inserted::New(seq)) => {
-            inc(&engine.metrics.deliveries_received);
-            engine.inbox_bell.notify_one();
+            inc(&ingest.metrics.deliveries_received);
+            ingest.inbox_bell.notify_one();
             tracing::debug!(
                 delivery = delivery_id,
                 event,
@@ -155,7 +155,7 @@ async fn accept(ingress: &Ingress, headers: &HeaderMap, body: Body) -> Result<Re
             Ok(accepted("queued"))
         }
         Ok(Inserted::Duplicate) => {
-            inc(&engine.metrics.deliveries_duplicate);
+            inc(&ingest.metrics.deliveries_duplicate);
             tracing::info!(
                 delivery = delivery_id,
                 event,

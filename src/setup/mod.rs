@@ -31,9 +31,10 @@ use secrecy::SecretString;
 use serde_json::Value;
 
 use crate::config::ServeArgs;
-use crate::engine::Engine;
+use crate::engine::identity::Identity;
 use crate::github::app::GitHubApp;
 use crate::github::rest;
+use crate::model::Clock;
 use crate::model::Timestamp;
 use credentials::{Resolved, Source, StoredApp};
 
@@ -108,9 +109,10 @@ pub enum SetupError {
 }
 
 /// The setup flow's state: its token, the setups in flight, and what it needs to install a
-/// newly registered App in the engine.
+/// newly registered App as foreman's identity.
 pub struct Setup {
-    engine: Arc<Engine>,
+    github: Arc<Identity>,
+    clock: Arc<dyn Clock>,
     web_url: String,
     api_url: String,
     public_url: Option<String>,
@@ -133,7 +135,12 @@ impl std::fmt::Debug for Setup {
 
 impl Setup {
     /// The flow for a foreman started with `args`, whose identity was `resolved`.
-    pub fn new(engine: Arc<Engine>, args: &ServeArgs, resolved: &Resolved) -> Setup {
+    pub fn new(
+        github: Arc<Identity>,
+        clock: Arc<dyn Clock>,
+        args: &ServeArgs,
+        resolved: &Resolved,
+    ) -> Setup {
         let info = resolved.app.as_ref().map(|app| {
             let stored = resolved.stored.as_ref().filter(|s| s.app_id == app.app_id);
             AppInfo {
@@ -145,7 +152,8 @@ impl Setup {
             }
         });
         Setup {
-            engine,
+            github,
+            clock,
             web_url: args.github.web_url.trim_end_matches('/').to_owned(),
             api_url: args.github.api_url.trim_end_matches('/').to_owned(),
             public_url: args
@@ -186,7 +194,7 @@ impl Setup {
 
     /// Whether foreman serves as an App already.
     pub fn is_configured(&self) -> bool {
-        self.engine.github().is_some()
+        self.github.app().is_some()
     }
 
     /// The App in use, when there is one.
@@ -196,7 +204,7 @@ impl Setup {
         }
         let known = self.info.read().unwrap_or_else(|e| e.into_inner()).clone();
         known.or_else(|| {
-            self.engine.github().map(|app| AppInfo {
+            self.github.app().map(|app| AppInfo {
                 app_id: app.app_id(),
                 slug: None,
                 owner: None,
@@ -218,7 +226,7 @@ impl Setup {
 
     /// Whether webhooks can be accepted (a webhook secret is configured).
     pub fn has_webhook_secret(&self) -> bool {
-        !self.engine.webhook_secrets().is_empty()
+        !self.github.webhook_secrets().is_empty()
     }
 
     /// Checks the setup token, in constant time.
@@ -250,7 +258,7 @@ impl Setup {
             None => "/settings/apps/new".to_owned(),
         };
         let state = random_hex(16);
-        let now = self.engine.clock.now();
+        let now = self.clock.now();
         {
             let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
             pending.retain(|_, at| now.since(*at) < STATE_TTL);
@@ -282,7 +290,7 @@ impl Setup {
             return Err(SetupError::AlreadyConfigured);
         }
         let code = check_code(code)?;
-        let now = self.engine.clock.now();
+        let now = self.clock.now();
         let started = self
             .pending
             .lock()
@@ -302,7 +310,7 @@ impl Setup {
         let app_credentials = stored.credentials().map_err(|e| {
             SetupError::GitHub(format!("the App's private key is not usable ({e:#})"))
         })?;
-        let app = GitHubApp::new(&app_credentials, &self.api_url, self.engine.clock.clone())
+        let app = GitHubApp::new(&app_credentials, &self.api_url, self.clock.clone())
             .map_err(|e| SetupError::GitHub(format!("{e:#}")))?;
         let saved = stored
             .save(&self.app_file)
@@ -310,7 +318,7 @@ impl Setup {
             .map_err(|e| format!("{e:#}"));
         let mut secrets = self.configured_secrets.clone();
         secrets.push(stored.webhook_secret.clone());
-        self.engine.set_identity(Some(Arc::new(app)), secrets);
+        self.github.set(Some(Arc::new(app)), secrets);
         let info = AppInfo {
             app_id: stored.app_id,
             slug: Some(stored.slug.clone()),

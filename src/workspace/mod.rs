@@ -19,8 +19,10 @@
 //! from the mirror: the checkout's `insteadOf`, hooks and `sshCommand` never see the token.
 
 pub mod copy;
+pub mod gc;
 pub mod git;
 mod space;
+pub mod target;
 
 pub use space::free_space;
 

@@ -103,7 +103,7 @@ async fn a_manager_runs_two_dependent_workers_to_done(db: TestDb) {
     );
     let server = TestServer::start(&serve_args(&db)).await;
     let engine = &server.running.engine;
-    let (objective, manager) = lifecycle::start(engine, &new_objective(7))
+    let (objective, manager) = lifecycle::start(&engine.objectives, &new_objective(7))
         .await
         .unwrap()
         .unwrap();
@@ -210,7 +210,7 @@ async fn roles_and_objectives_bound_what_a_token_can_do(db: TestDb) {
     );
     let server = TestServer::start(&serve_args(&db)).await;
     let engine = &server.running.engine;
-    let (objective, manager) = lifecycle::start(engine, &new_objective(8))
+    let (objective, manager) = lifecycle::start(&engine.objectives, &new_objective(8))
         .await
         .unwrap()
         .unwrap();
@@ -241,7 +241,7 @@ async fn roles_and_objectives_bound_what_a_token_can_do(db: TestDb) {
     assert_eq!(worker_tools, ["tools: ask_user,report_result,note"]);
 
     // The manager's reference to a session of another objective is refused.
-    let (other, _) = lifecycle::start(engine, &new_objective(9))
+    let (other, _) = lifecycle::start(&engine.objectives, &new_objective(9))
         .await
         .unwrap()
         .unwrap();
@@ -276,7 +276,7 @@ async fn roles_and_objectives_bound_what_a_token_can_do(db: TestDb) {
         .manager
         .unwrap();
     let caller = store.session(manager).await.unwrap().unwrap();
-    let err = requests::message_worker(engine, &caller, other_manager, "hello")
+    let err = requests::message_worker(&engine.objectives, &caller, other_manager, "hello")
         .await
         .unwrap_err();
     assert!(
@@ -323,7 +323,7 @@ async fn cancel_kills_the_whole_process_group(db: TestDb) {
     );
     let server = TestServer::start(&serve_args(&db)).await;
     let engine = &server.running.engine;
-    let (objective, _) = lifecycle::start(engine, &new_objective(10))
+    let (objective, _) = lifecycle::start(&engine.objectives, &new_objective(10))
         .await
         .unwrap()
         .unwrap();
@@ -338,7 +338,7 @@ async fn cancel_kills_the_whole_process_group(db: TestDb) {
     let started = crate::support::processes_in(&checkout);
     assert!(started.len() >= 2, "{started:?}");
     assert!(
-        turns::cancel(engine, worker.id, "test cancel")
+        turns::cancel(&engine.runtime, worker.id, "test cancel")
             .await
             .unwrap()
     );
@@ -352,9 +352,13 @@ async fn cancel_kills_the_whole_process_group(db: TestDb) {
     assert_eq!(cancelled.status, SessionStatus::Cancelled);
     assert_eq!(cancelled.status_reason.as_deref(), Some("test cancel"));
     // Cancelling again changes nothing; the late end of the killed turn is ignored.
-    assert!(!turns::cancel(engine, worker.id, "again").await.unwrap());
+    assert!(
+        !turns::cancel(&engine.runtime, worker.id, "again")
+            .await
+            .unwrap()
+    );
     eventually("the killed turn to end", || async {
-        (!turns::is_local(engine, worker.id)).then_some(())
+        (!turns::is_local(&engine.runtime, worker.id)).then_some(())
     })
     .await;
     assert_eq!(
@@ -386,7 +390,7 @@ async fn failures_timeouts_and_dependencies(db: TestDb) {
     args.agents.turn_timeout = Duration::from_secs(6);
     let server = TestServer::start(&args).await;
     let engine = &server.running.engine;
-    let (objective, manager) = lifecycle::start(engine, &new_objective(11))
+    let (objective, manager) = lifecycle::start(&engine.objectives, &new_objective(11))
         .await
         .unwrap()
         .unwrap();
@@ -446,7 +450,10 @@ async fn a_reached_budget_stops_new_work_and_asks_once(db: TestDb) {
     let engine = &server.running.engine;
     let mut objective = new_objective(12);
     objective.budget.sessions = 2;
-    let (objective, manager) = lifecycle::start(engine, &objective).await.unwrap().unwrap();
+    let (objective, manager) = lifecycle::start(&engine.objectives, &objective)
+        .await
+        .unwrap()
+        .unwrap();
     let store = server.store();
     let calls = eventually("the manager's calls", || async {
         let c = calls(&db, manager);
@@ -488,7 +495,7 @@ async fn a_question_from_a_worker_leaves_it_waiting(db: TestDb) {
     );
     let server = TestServer::start(&serve_args(&db)).await;
     let engine = &server.running.engine;
-    let (objective, _) = lifecycle::start(engine, &new_objective(13))
+    let (objective, _) = lifecycle::start(&engine.objectives, &new_objective(13))
         .await
         .unwrap()
         .unwrap();
@@ -544,7 +551,7 @@ async fn a_restart_resumes_interrupted_sessions(db: TestDb) {
     let env = [("FOREMAN_INSTANCE_ID", "restart-test")];
     let first = crate::support::Process::serve_scripted(&db, &env).await;
     let (store, engine) = crate::support::engine_on(&db).await;
-    let (objective, _) = lifecycle::start(&engine, &new_objective(14))
+    let (objective, _) = lifecycle::start(&engine.objectives, &new_objective(14))
         .await
         .unwrap()
         .unwrap();
@@ -613,7 +620,7 @@ async fn comments_are_posted_once_even_when_a_response_is_lost(db: TestDb) {
     let server = TestServer::start(&args).await;
     let mut objective = new_objective(issue);
     objective.installation_id = Some(foreman::model::InstallationId(installation));
-    let (objective, manager) = lifecycle::start(&server.running.engine, &objective)
+    let (objective, manager) = lifecycle::start(&server.running.engine.objectives, &objective)
         .await
         .unwrap()
         .unwrap();

@@ -18,9 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use foreman::engine::objective::{lifecycle, requests};
-use foreman::engine::periodic::gc::target::{LocalTarget, Target};
 use foreman::engine::periodic::gc::{self, GcSettings, PassReport};
-use foreman::engine::periodic::tick::BoxFuture;
 use foreman::engine::{AgentSettings, Engine};
 use foreman::model::AgentKind;
 use foreman::model::gc::{Inspection, Trigger};
@@ -29,7 +27,9 @@ use foreman::model::{
     WorkspaceStatus,
 };
 use foreman::store::{NewPull, NewSession, NewWorkspace, Store};
+use foreman::workspace::target::{LocalTarget, Target};
 use foreman::workspace::{Inspect, Prepare, WorkspaceSettings, Workspaces};
+use futures_util::future::BoxFuture;
 use serde_json::json;
 use tokio::sync::Notify;
 
@@ -152,7 +152,7 @@ struct World {
 impl World {
     async fn new(db: &TestDb) -> World {
         let (engine, probe) = engine(db, "gc-test").await;
-        let (objective, manager) = lifecycle::start(&engine, &new_objective(42))
+        let (objective, manager) = lifecycle::start(&engine.objectives, &new_objective(42))
             .await
             .unwrap()
             .unwrap();
@@ -211,6 +211,7 @@ impl World {
     async fn checkout(&self, session: SessionId, branch: bool) -> (WorkspaceId, PathBuf) {
         let path = self
             .engine
+            .runtime
             .agents
             .work_root
             .join("workspaces")
@@ -235,6 +236,7 @@ impl World {
         tx.commit().await.unwrap();
         let prepared = self
             .engine
+            .runtime
             .workspaces
             .prepare(&Prepare {
                 repository: REPO,
@@ -277,7 +279,7 @@ impl World {
     }
 
     async fn pass(&self) -> PassReport {
-        gc::run_pass(&self.engine, Trigger::Manual)
+        gc::run_pass(&self.engine.periodic, Trigger::Manual)
             .await
             .unwrap()
             .expect("no other pass runs")
@@ -708,8 +710,8 @@ async fn overlapping_passes_remove_each_checkout_once(db: TestDb) {
     world.end_objective(ObjectiveStatus::Done).await;
     // Two passes triggered at once in one process: the second does not run.
     let (a, b) = tokio::join!(
-        gc::run_pass(&world.engine, Trigger::Manual),
-        gc::run_pass(&world.engine, Trigger::Manual)
+        gc::run_pass(&world.engine.periodic, Trigger::Manual),
+        gc::run_pass(&world.engine.periodic, Trigger::Manual)
     );
     let ran: Vec<PassReport> = [a.unwrap(), b.unwrap()].into_iter().flatten().collect();
     assert_eq!(ran.len(), 1, "one pass at a time in a process");
@@ -725,8 +727,8 @@ async fn overlapping_passes_remove_each_checkout_once(db: TestDb) {
         *probe.slow.lock().unwrap() = Some(Duration::from_millis(100));
     }
     let (a, b) = tokio::join!(
-        gc::run_pass(&world.engine, Trigger::Manual),
-        gc::run_pass(&other, Trigger::Manual)
+        gc::run_pass(&world.engine.periodic, Trigger::Manual),
+        gc::run_pass(&other.periodic, Trigger::Manual)
     );
     let (a, b) = (a.unwrap().unwrap(), b.unwrap().unwrap());
     let mut reclaimed: Vec<WorkspaceId> = a.reclaimed.iter().chain(&b.reclaimed).copied().collect();
@@ -844,7 +846,7 @@ async fn an_ended_objective_is_swept_by_the_tick_loop(db: TestDb) {
     args.gc.interval = Duration::from_millis(200);
     let server = TestServer::start(&args).await;
     let engine = &server.running.engine;
-    let (objective, _) = lifecycle::start(engine, &new_objective(5))
+    let (objective, _) = lifecycle::start(&engine.objectives, &new_objective(5))
         .await
         .unwrap()
         .unwrap();
@@ -902,7 +904,7 @@ async fn a_pass_racing_a_session_starting_in_a_checkout_never_removes_it(db: Tes
     let probe = Arc::new(Probe::default());
     engine.gc.set_target("local", probe.clone());
     let store = server.store();
-    let (objective, manager) = lifecycle::start(engine, &new_objective(6))
+    let (objective, manager) = lifecycle::start(&engine.objectives, &new_objective(6))
         .await
         .unwrap()
         .unwrap();
@@ -920,10 +922,10 @@ async fn a_pass_racing_a_session_starting_in_a_checkout_never_removes_it(db: Tes
     let gate = Probe::gate(&probe.pause_inspect);
     let pass = tokio::spawn({
         let engine = engine.clone();
-        async move { gc::run_pass(&engine, Trigger::Manual).await }
+        async move { gc::run_pass(&engine.periodic, Trigger::Manual).await }
     });
     gate.reached.notified().await;
-    let cont = requests::spawn_worker(engine, &manager, "Continue", "x", &[look.id])
+    let cont = requests::spawn_worker(&engine.objectives, &manager, "Continue", "x", &[look.id])
         .await
         .unwrap();
     eventually("the dependent to take the checkout over", || async {
@@ -948,7 +950,7 @@ async fn a_pass_racing_a_session_starting_in_a_checkout_never_removes_it(db: Tes
 
     // 2. The pass gets there first: it has claimed a finished checkout and is removing it when
     //    a dependent wants to continue in it. The dependent waits, then starts afresh.
-    requests::spawn_worker(engine, &manager, "Peek", "x", &[])
+    requests::spawn_worker(&engine.objectives, &manager, "Peek", "x", &[])
         .await
         .unwrap();
     let peek = reaches(store, objective, "Peek", SessionStatus::Succeeded).await;
@@ -957,14 +959,14 @@ async fn a_pass_racing_a_session_starting_in_a_checkout_never_removes_it(db: Tes
     let gate = Probe::gate(&probe.pause_remove);
     let pass = tokio::spawn({
         let engine = engine.clone();
-        async move { gc::run_pass(&engine, Trigger::Manual).await }
+        async move { gc::run_pass(&engine.periodic, Trigger::Manual).await }
     });
     gate.reached.notified().await;
     assert_eq!(
         store.workspace(peek_ws).await.unwrap().unwrap().status,
         WorkspaceStatus::Reclaiming
     );
-    let later = requests::spawn_worker(engine, &manager, "Later", "x", &[peek.id])
+    let later = requests::spawn_worker(&engine.objectives, &manager, "Later", "x", &[peek.id])
         .await
         .unwrap();
     // A few scheduler passes: it tries, finds the checkout being reclaimed, and waits.
@@ -1008,7 +1010,7 @@ async fn the_startup_pass_sweeps_what_a_crashed_process_left(db: TestDb) {
     ];
     let first = Process::serve_scripted(&db, &env).await;
     let (store, engine) = crate::support::engine_on(&db).await;
-    let (objective, _) = lifecycle::start(&engine, &new_objective(9))
+    let (objective, _) = lifecycle::start(&engine.objectives, &new_objective(9))
         .await
         .unwrap()
         .unwrap();
@@ -1061,7 +1063,7 @@ async fn under_disk_pressure_a_pass_runs_at_once_and_new_checkouts_wait(db: Test
     let server = TestServer::start(&args).await;
     let engine = &server.running.engine;
     let store = server.store();
-    let (first, _) = lifecycle::start(engine, &new_objective(11))
+    let (first, _) = lifecycle::start(&engine.objectives, &new_objective(11))
         .await
         .unwrap()
         .unwrap();
@@ -1082,7 +1084,7 @@ async fn under_disk_pressure_a_pass_runs_at_once_and_new_checkouts_wait(db: Test
     });
     all_archived(store, first, 2).await;
 
-    let (second, manager) = lifecycle::start(engine, &new_objective(12))
+    let (second, manager) = lifecycle::start(&engine.objectives, &new_objective(12))
         .await
         .unwrap()
         .unwrap();

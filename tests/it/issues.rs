@@ -97,7 +97,7 @@ impl World {
     pub fn set_config(&self, text: &str) {
         self.fake
             .set_file(REPO, "main", ".github/foreman.yml", text);
-        self.server.running.engine.repos.forget_config(REPO);
+        self.server.running.engine.ingest.repos.forget_config(REPO);
     }
 
     /// The objective's status comment, once foreman has recorded it.
@@ -422,7 +422,7 @@ async fn the_servers_limits_are_ceilings_and_nonsense_is_refused(db: TestDb) {
     w.fake.remove_label(REPO, w.issue, "foreman");
     w.label("d-big", "foreman", "alice", true).await;
     let objective = w.objective_in(ObjectiveStatus::Active).await;
-    let ceiling = &w.server.running.engine.agents.budget_ceiling;
+    let ceiling = &w.server.running.engine.runtime.agents.budget_ceiling;
     assert_eq!(objective.budget.sessions, ceiling.sessions, "capped");
     assert_eq!(objective.budget.turns, 3, "narrowed as asked");
     assert_eq!(objective.budget.wall, ceiling.wall, "capped");
@@ -588,9 +588,13 @@ async fn commands_from_allowed_and_disallowed_users(db: TestDb) {
     let status = w.comment("c-status", "alice", "/foreman status").await;
     let store = w.server.store();
     let engine = &w.server.running.engine;
-    foreman::engine::objective::requests::budget_reached(engine, first.id, "turns: 1 of 1")
-        .await
-        .unwrap();
+    foreman::engine::objective::requests::budget_reached(
+        &engine.objectives,
+        first.id,
+        "turns: 1 of 1",
+    )
+    .await
+    .unwrap();
     assert_eq!(
         store.objective(first.id).await.unwrap().unwrap().status,
         ObjectiveStatus::Waiting
@@ -694,7 +698,7 @@ async fn comments_reach_a_live_manager_and_revive_a_dead_one(db: TestDb) {
         "a comment by someone not allowed never reaches an agent"
     );
     // The manager dies; the next comment brings a new one.
-    foreman::engine::runtime::turns::cancel(&w.server.running.engine, manager, "test")
+    foreman::engine::runtime::turns::cancel(&w.server.running.engine.runtime, manager, "test")
         .await
         .unwrap();
     w.comment("c-again", "alice", "Use green").await;

@@ -765,7 +765,7 @@ async fn a_conflict_found_by_the_refresh_gets_a_followup_that_merges_the_base(db
 
     let engine = &w.server.running.engine;
     let reconcile = Reconcile::new(Duration::from_secs(600), Duration::from_secs(120));
-    let pass = reconcile.pass(engine, false).await.unwrap();
+    let pass = reconcile.pass(&engine.periodic, false).await.unwrap();
     assert_eq!((pass.pulls, pass.repaired), (1, 1), "{pass:?}");
     let followup = followup_ends(&w, 0, SessionStatus::Succeeded).await;
     assert_eq!(followup.followup_kind, Some(FollowupKind::Conflict));
@@ -787,7 +787,7 @@ async fn a_conflict_found_by_the_refresh_gets_a_followup_that_merges_the_base(db
     assert_eq!(w.fake.pull(REPO, pull.number).mergeable, Some(true));
     // The next refresh sees a clean head: nothing to do, and the old head's follow-up is
     // not repeated.
-    let again = reconcile.pass(engine, false).await.unwrap();
+    let again = reconcile.pass(&engine.periodic, false).await.unwrap();
     assert_eq!(again.pulls, 1);
     w.settle().await;
     assert_eq!(followups(&w).await.len(), 1);
@@ -832,7 +832,7 @@ async fn with_update_rebase_a_conflict_is_rebased_and_force_pushed_with_a_reason
 
     let engine = &w.server.running.engine;
     let reconcile = Reconcile::new(Duration::from_secs(600), Duration::from_secs(120));
-    reconcile.pass(engine, false).await.unwrap();
+    reconcile.pass(&engine.periodic, false).await.unwrap();
     let followup = followup_ends(&w, 0, SessionStatus::Succeeded).await;
     assert_eq!(followup.followup_kind, Some(FollowupKind::Conflict));
     let head = wait_pull(&w, pull.number, "the rebase pushed", |p| {
@@ -888,7 +888,7 @@ async fn a_lost_merge_webhook_is_recovered_by_reconciliation(db: TestDb) {
     w.fake.merge_pull(REPO, pull.number);
     let engine = &w.server.running.engine;
     let reconcile = Reconcile::new(Duration::from_secs(600), Duration::from_secs(120));
-    let pass = reconcile.pass(engine, true).await.unwrap();
+    let pass = reconcile.pass(&engine.periodic, true).await.unwrap();
     assert!(pass.repaired >= 1, "{pass:?}");
     let done = objective_is(&w, ObjectiveStatus::Done).await;
     assert_eq!(done.summary.as_deref(), Some("Published."));
@@ -897,7 +897,7 @@ async fn a_lost_merge_webhook_is_recovered_by_reconciliation(db: TestDb) {
         foreman::model::pulls::PullState::Merged
     );
     // A second pass finds nothing to repair, and costs no rate limit for what is unchanged.
-    let again = reconcile.pass(engine, true).await.unwrap();
+    let again = reconcile.pass(&engine.periodic, true).await.unwrap();
     assert_eq!(again.repaired, 0, "{again:?}");
     w.server.shutdown().await;
 }

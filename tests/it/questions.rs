@@ -283,9 +283,13 @@ async fn a_budget_escalation_answered_by_a_reply_lets_work_go_on(db: TestDb) {
     let objective = started(&w).await;
     let store = w.server.store();
     let engine = &w.server.running.engine;
-    foreman::engine::objective::requests::budget_reached(engine, objective.id, "turns: 1 of 1")
-        .await
-        .unwrap();
+    foreman::engine::objective::requests::budget_reached(
+        &engine.objectives,
+        objective.id,
+        "turns: 1 of 1",
+    )
+    .await
+    .unwrap();
     let (_, asked) = eventually("the budget question posted", || async {
         question_comments(&w).into_iter().next()
     })
@@ -331,9 +335,13 @@ async fn an_answer_from_someone_who_may_not_command_leaves_the_budget_stopped(db
     let objective = started(&w).await;
     let store = w.server.store();
     let engine = &w.server.running.engine;
-    foreman::engine::objective::requests::budget_reached(engine, objective.id, "turns: 1 of 1")
-        .await
-        .unwrap();
+    foreman::engine::objective::requests::budget_reached(
+        &engine.objectives,
+        objective.id,
+        "turns: 1 of 1",
+    )
+    .await
+    .unwrap();
     eventually("the budget question posted", || async {
         question_comments(&w).into_iter().next()
     })

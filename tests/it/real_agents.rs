@@ -1079,11 +1079,13 @@ async fn an_objective_through_foreman(
         "test".into(),
         foreman::config::Posting::default(),
     );
-    let (objective, manager_id) =
-        foreman::engine::objective::lifecycle::start(&engine, &crate::agents::new_objective(21))
-            .await
-            .unwrap()
-            .unwrap();
+    let (objective, manager_id) = foreman::engine::objective::lifecycle::start(
+        &engine.objectives,
+        &crate::agents::new_objective(21),
+    )
+    .await
+    .unwrap()
+    .unwrap();
     let done = tokio::time::timeout(Duration::from_secs(120), async {
         loop {
             let o = store.objective(objective).await.unwrap().unwrap();

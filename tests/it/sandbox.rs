@@ -158,7 +158,7 @@ async fn an_agent_that_tries_every_escape_sees_and_changes_nothing_of_foremans(d
     let (store, engine) = engine_on(&db).await;
     let mut objective = new_objective(issue);
     objective.installation_id = Some(InstallationId(installation));
-    let (objective, _) = lifecycle::start(&engine, &objective)
+    let (objective, _) = lifecycle::start(&engine.objectives, &objective)
         .await
         .unwrap()
         .unwrap();
@@ -339,7 +339,7 @@ async fn sessions_wait_while_the_sandbox_cannot_start(db: TestDb) {
     args.agents.sandbox.bwrap = "/nonexistent/bwrap".to_owned();
     let server = crate::support::TestServer::start(&args).await;
     let engine = &server.running.engine;
-    let (objective, _) = lifecycle::start(engine, &new_objective(7))
+    let (objective, _) = lifecycle::start(&engine.objectives, &new_objective(7))
         .await
         .unwrap()
         .unwrap();
@@ -392,7 +392,7 @@ async fn nothing_a_turn_started_outlives_it(db: TestDb) {
         }),
     );
     let server = crate::support::TestServer::start(&crate::support::serve_args(&db)).await;
-    let (objective, _) = lifecycle::start(&server.running.engine, &new_objective(8))
+    let (objective, _) = lifecycle::start(&server.running.engine.objectives, &new_objective(8))
         .await
         .unwrap()
         .unwrap();

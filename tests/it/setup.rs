@@ -206,7 +206,12 @@ async fn the_app_is_registered_from_the_setup_page(db: TestDb) {
     assert_eq!(post_signed(&base, &secret, "after-1").await, 202);
     assert_eq!(post_signed(&base, "a-wrong-secret", "after-2").await, 401);
     // The identity works: an installation token, through the App's JWT.
-    let app = server.running.engine.github().expect("the App is in use");
+    let app = server
+        .running
+        .engine
+        .github
+        .app()
+        .expect("the App is in use");
     assert_eq!(app.app_id(), fake.app_id() as u64);
     let token = app
         .installation_token(
@@ -240,7 +245,7 @@ async fn the_app_is_registered_from_the_setup_page(db: TestDb) {
     // After a restart the credentials come from the file.
     let server = TestServer::start(&args).await;
     assert_eq!(
-        server.running.engine.github().map(|a| a.app_id()),
+        server.running.engine.github.app().map(|a| a.app_id()),
         Some(fake.app_id() as u64)
     );
     assert_eq!(

@@ -152,7 +152,7 @@ async fn sigterm_leaves_agent_sessions_resumable(db: TestDb) {
     ];
     let first = Process::serve_scripted(&db, &env).await;
     let (store, engine) = crate::support::engine_on(&db).await;
-    let (objective, _) = lifecycle::start(&engine, &new_objective(21))
+    let (objective, _) = lifecycle::start(&engine.objectives, &new_objective(21))
         .await
         .unwrap()
         .unwrap();

@@ -53,11 +53,11 @@ impl World {
     }
 
     async fn supervise(&self) -> Pass {
-        supervise(&self.engine, &SETTINGS).await.unwrap()
+        supervise(&self.engine.periodic, &SETTINGS).await.unwrap()
     }
 
     async fn start(&self, issue: u64) -> (ObjectiveId, SessionId) {
-        lifecycle::start(&self.engine, &new_objective(issue))
+        lifecycle::start(&self.engine.objectives, &new_objective(issue))
             .await
             .unwrap()
             .unwrap()
@@ -243,7 +243,7 @@ async fn live_work_open_questions_and_healthy_pulls_are_left_alone(db: TestDb) {
     let o = w.store().objective(objective).await.unwrap().unwrap();
     let mut tx = w.store().begin().await.unwrap();
     foreman::engine::objective::questions::ask_in(
-        &w.engine,
+        &w.engine.objectives,
         &mut tx,
         &o,
         None,
@@ -340,7 +340,7 @@ async fn dead_managers_are_respawned_within_budget_then_escalated_once(db: TestD
 
     // A human says go on: a new manager starts at once and the budget counts afresh.
     let mut tx = w.store().begin().await.unwrap();
-    lifecycle::resume_in(&w.engine, &mut tx, &o, "alice")
+    lifecycle::resume_in(&w.engine.objectives, &mut tx, &o, "alice")
         .await
         .unwrap();
     tx.commit().await.unwrap();
@@ -450,7 +450,7 @@ async fn simulation(db: TestDb) {
     let started = std::time::Instant::now();
     let mut ids = Vec::new();
     for issue in 1..=SIMULATED {
-        let (id, _) = lifecycle::start(&engine, &new_objective(issue))
+        let (id, _) = lifecycle::start(&engine.objectives, &new_objective(issue))
             .await
             .unwrap()
             .unwrap();

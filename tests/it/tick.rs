@@ -5,8 +5,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use foreman::engine::Engine;
-use foreman::engine::periodic::tick::{self, BoxFuture, TickSettings, TickTask};
+use foreman::engine::periodic::Periodic;
+use foreman::engine::periodic::tick::{self, TickSettings, TickTask};
 use foreman::model::SystemClock;
+use futures_util::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
 use crate::on_both_backends;
@@ -30,7 +32,7 @@ impl TickTask for Recorder {
         "recorder"
     }
 
-    fn run<'a>(&'a self, _engine: &'a Engine) -> BoxFuture<'a, anyhow::Result<()>> {
+    fn run<'a>(&'a self, _periodic: &'a Arc<Periodic>) -> BoxFuture<'a, anyhow::Result<()>> {
         Box::pin(async move {
             {
                 let mut log = self.log.lock().unwrap();
@@ -72,7 +74,12 @@ fn instance(
         who,
         log: log.clone(),
     })];
-    let handle = tokio::spawn(tick::run(engine, settings, tasks, stop.clone()));
+    let handle = tokio::spawn(tick::run(
+        engine.periodic.clone(),
+        settings,
+        tasks,
+        stop.clone(),
+    ));
     (stop, handle)
 }
 

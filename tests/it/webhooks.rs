@@ -399,7 +399,7 @@ async fn dead_deliveries_replay_after_the_cause_is_fixed(db: TestDb) {
         .await
         .unwrap();
     assert_eq!(replayed, 1);
-    server.running.engine.inbox_bell.notify_one();
+    server.running.engine.ingest.inbox_bell.notify_one();
     assert_eq!(
         settled(server.store(), "d-replay").await,
         DeliveryStatus::Processed

@@ -32,7 +32,7 @@ async fn setup(db: &TestDb, plan: serde_json::Value) -> (TestServer, FakeGitHub,
     let server = TestServer::start(&args).await;
     let mut objective = new_objective(issue);
     objective.installation_id = Some(InstallationId(installation));
-    let (objective, _) = lifecycle::start(&server.running.engine, &objective)
+    let (objective, _) = lifecycle::start(&server.running.engine.objectives, &objective)
         .await
         .unwrap()
         .unwrap();
@@ -578,6 +578,7 @@ async fn a_follow_up_checkout_starts_at_the_pull_requests_head(db: TestDb) {
     let engine = &server.running.engine;
     let path = db.dir().join("followup");
     let prepared = engine
+        .runtime
         .workspaces
         .prepare(&Prepare {
             repository: REPO,
@@ -721,7 +722,7 @@ async fn the_installation_token_reaches_git_and_nowhere_else(db: TestDb) {
     let (store, engine) = crate::support::engine_on(&db).await;
     let mut objective = new_objective(issue);
     objective.installation_id = Some(InstallationId(installation));
-    let (objective, _) = lifecycle::start(&engine, &objective)
+    let (objective, _) = lifecycle::start(&engine.objectives, &objective)
         .await
         .unwrap()
         .unwrap();

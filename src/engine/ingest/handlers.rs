@@ -6,7 +6,7 @@
 
 use anyhow::Result;
 
-use crate::engine::Engine;
+use crate::engine::ingest::Ingest;
 use crate::engine::ingest::pull_events::{self, Checked};
 use crate::engine::ingest::work::{Outcome, Work};
 use crate::engine::objective::lifecycle;
@@ -20,7 +20,7 @@ use crate::store::{AuditEntry, InstallationState, Store};
 
 /// Applies one delivery's event.
 pub async fn handle(
-    engine: &Engine,
+    ingest: &Ingest,
     work: &mut Work<'_>,
     delivery: &ClaimedDelivery,
     event: &Event,
@@ -36,7 +36,7 @@ pub async fn handle(
         )));
     }
     let audit = |kind: &str, detail: String| AuditEntry {
-        at: engine.clock.now(),
+        at: ingest.clock.now(),
         objective_id: None,
         delivery_id: Some(delivery.delivery_id.clone()),
         installation_id: event.installation_id().map(InstallationId),
@@ -59,27 +59,27 @@ pub async fn handle(
                 .await?;
             Ok(Outcome::Processed)
         }
-        Event::Installation(e) => installation(engine, work, e, audit).await,
+        Event::Installation(e) => installation(ingest, work, e, audit).await,
         Event::InstallationRepositories(e) => {
-            installation_repositories(engine, work, e, audit).await
+            installation_repositories(ingest, work, e, audit).await
         }
         Event::Issues(e) => {
-            crate::engine::ingest::issues::issues_event(engine, work, &delivery.delivery_id.0, e)
+            crate::engine::ingest::issues::issues_event(ingest, work, &delivery.delivery_id.0, e)
                 .await
         }
         Event::IssueComment(e) => {
-            crate::engine::ingest::issues::comment_event(engine, work, &delivery.delivery_id.0, e)
+            crate::engine::ingest::issues::comment_event(ingest, work, &delivery.delivery_id.0, e)
                 .await
         }
-        Event::PullRequest(e) => pull_events::pull_request(engine, work, e, audit).await,
-        Event::CheckSuite(e) => pull_events::checks(engine, work, &Checked::suite(e), audit).await,
-        Event::CheckRun(e) => pull_events::checks(engine, work, &Checked::run(e), audit).await,
+        Event::PullRequest(e) => pull_events::pull_request(ingest, work, e, audit).await,
+        Event::CheckSuite(e) => pull_events::checks(ingest, work, &Checked::suite(e), audit).await,
+        Event::CheckRun(e) => pull_events::checks(ingest, work, &Checked::run(e), audit).await,
         Event::WorkflowRun(e) => {
-            pull_events::checks(engine, work, &Checked::workflow(e), audit).await
+            pull_events::checks(ingest, work, &Checked::workflow(e), audit).await
         }
-        Event::PullRequestReview(e) => pull_events::review(engine, work, e, audit).await,
+        Event::PullRequestReview(e) => pull_events::review(ingest, work, e, audit).await,
         Event::PullRequestReviewComment(e) => {
-            pull_events::review_comment(engine, work, e, audit).await
+            pull_events::review_comment(ingest, work, e, audit).await
         }
         other => Ok(Outcome::Skipped(format!(
             "no handler for `{}` events yet",
@@ -111,14 +111,14 @@ fn ping_detail(ping: &PingEvent) -> String {
 }
 
 async fn installation(
-    engine: &Engine,
+    ingest: &Ingest,
     work: &mut Work<'_>,
     e: &InstallationEvent,
     audit: impl Fn(&str, String) -> AuditEntry,
 ) -> Result<Outcome> {
     let id = InstallationId(e.installation.id);
     let account = account_name(&e.installation);
-    let now = engine.clock.now();
+    let now = ingest.clock.now();
     let (state, kind) = match e.action.kind() {
         InstallationAction::Created => (InstallationState::Active, "installation.created"),
         InstallationAction::Unsuspend => (InstallationState::Active, "installation.unsuspended"),
@@ -157,14 +157,21 @@ async fn installation(
             tx.clear_repositories(id).await?;
             let why = format!("foreman was uninstalled from {account}");
             for objective in &live {
-                lifecycle::end_in(engine, tx, objective, ObjectiveStatus::Cancelled, &why).await?;
+                lifecycle::end_in(
+                    &ingest.objectives,
+                    tx,
+                    objective,
+                    ObjectiveStatus::Cancelled,
+                    &why,
+                )
+                .await?;
             }
             tx.drop_outbox(id, &why).await?;
         }
         InstallationAction::Suspend => {
             let why = format!("foreman's installation on {account} was suspended");
             for objective in &live {
-                lifecycle::hold_in(engine, tx, objective, &why).await?;
+                lifecycle::hold_in(&ingest.objectives, tx, objective, &why).await?;
             }
         }
         _ => {}
@@ -180,14 +187,14 @@ async fn installation(
 }
 
 async fn installation_repositories(
-    engine: &Engine,
+    ingest: &Ingest,
     work: &mut Work<'_>,
     e: &InstallationRepositoriesEvent,
     audit: impl Fn(&str, String) -> AuditEntry,
 ) -> Result<Outcome> {
     let id = InstallationId(e.installation.id);
     let account = account_name(&e.installation);
-    let now = engine.clock.now();
+    let now = ingest.clock.now();
     let removed = repositories(&e.repositories_removed);
     let stranded: Vec<Objective> = work
         .store()
@@ -209,7 +216,7 @@ async fn installation_repositories(
             "{} was removed from foreman's installation on {account}",
             objective.repository
         );
-        lifecycle::hold_in(engine, tx, objective, &why).await?;
+        lifecycle::hold_in(&ingest.objectives, tx, objective, &why).await?;
     }
     let kind = match e.action.kind() {
         InstallationRepositoriesAction::Added => "installation.repositories_added",

@@ -12,7 +12,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::engine::Engine;
+use crate::engine::ingest::Ingest;
 use crate::engine::ingest::handlers;
 use crate::engine::ingest::work::{Outcome, Work};
 use crate::github::events;
@@ -52,7 +52,7 @@ pub struct InboxSettings {
 /// Work is organised in *lanes*: a lane claims the head of one queue and keeps taking that
 /// queue's next delivery (a cheap indexed lookup) until the queue is empty or its turn is up.
 /// The dispatcher here only scans for queues that have no lane yet.
-pub async fn run(engine: Arc<Engine>, settings: InboxSettings, stop: CancellationToken) {
+pub async fn run(ingest: Arc<Ingest>, settings: InboxSettings, stop: CancellationToken) {
     let mut lanes = JoinSet::new();
     let mut last_scan: Option<Instant> = None;
     let mut want_scan = true;
@@ -62,7 +62,7 @@ pub async fn run(engine: Arc<Engine>, settings: InboxSettings, stop: Cancellatio
         if want_scan && may_scan && free > 0 && !stop.is_cancelled() {
             want_scan = false;
             last_scan = Some(Instant::now());
-            if let Err(e) = start_lanes(&engine, &settings, free, &mut lanes, &stop).await {
+            if let Err(e) = start_lanes(&ingest, &settings, free, &mut lanes, &stop).await {
                 tracing::warn!(error = %format!("{e:#}"), "inbox: cannot read the inbox; will retry");
             }
         }
@@ -75,7 +75,7 @@ pub async fn run(engine: Arc<Engine>, settings: InboxSettings, stop: Cancellatio
             _ => POLL_INTERVAL,
         };
         tokio::select! {
-            _ = engine.inbox_bell.notified() => want_scan = true,
+            _ = ingest.inbox_bell.notified() => want_scan = true,
             Some(_) = lanes.join_next(), if !lanes.is_empty() => want_scan = true,
             _ = tokio::time::sleep(wait) => want_scan = true,
             _ = stop.cancelled(), if !stop.is_cancelled() => {}
@@ -85,16 +85,16 @@ pub async fn run(engine: Arc<Engine>, settings: InboxSettings, stop: Cancellatio
 
 /// Claims the heads of up to `free` queues and starts a lane on each.
 async fn start_lanes(
-    engine: &Arc<Engine>,
+    ingest: &Arc<Ingest>,
     settings: &InboxSettings,
     free: usize,
     lanes: &mut JoinSet<()>,
     stop: &CancellationToken,
 ) -> Result<()> {
-    let now = engine.clock.now();
+    let now = ingest.clock.now();
     let limit = u32::try_from(free).unwrap_or(u32::MAX);
-    for seq in engine.store.ready_deliveries(now, limit).await? {
-        let Some(delivery) = engine
+    for seq in ingest.store.ready_deliveries(now, limit).await? {
+        let Some(delivery) = ingest
             .store
             .claim_delivery(seq, &settings.holder, now, settings.claim_ttl)
             .await?
@@ -102,7 +102,7 @@ async fn start_lanes(
             continue; // another processor took it
         };
         lanes.spawn(lane(
-            engine.clone(),
+            ingest.clone(),
             settings.clone(),
             delivery,
             stop.clone(),
@@ -113,7 +113,7 @@ async fn start_lanes(
 
 /// Handles `first`, then the following deliveries of its queue, one at a time.
 async fn lane(
-    engine: Arc<Engine>,
+    ingest: Arc<Ingest>,
     settings: InboxSettings,
     first: ClaimedDelivery,
     stop: CancellationToken,
@@ -129,15 +129,15 @@ async fn lane(
             action = delivery.action.as_deref().unwrap_or(""),
             attempt = delivery.attempts,
         );
-        process(engine.clone(), settings.clone(), delivery)
+        process(ingest.clone(), settings.clone(), delivery)
             .instrument(span)
             .await;
         handled += 1;
         if stop.is_cancelled() || handled >= LANE_TURN {
             return;
         }
-        let now = engine.clock.now();
-        match engine
+        let now = ingest.clock.now();
+        match ingest
             .store
             .claim_next_in_queue(&queue, &settings.holder, now, settings.claim_ttl)
             .await
@@ -151,7 +151,7 @@ async fn lane(
 }
 
 /// Handles one claimed delivery to its end: handled, retried later, or dead.
-async fn process(engine: Arc<Engine>, settings: InboxSettings, mut delivery: ClaimedDelivery) {
+async fn process(ingest: Arc<Ingest>, settings: InboxSettings, mut delivery: ClaimedDelivery) {
     let started = Instant::now();
     // Parsed, the payload's text is not needed again: it goes before the handler starts.
     let payload = std::mem::take(&mut delivery.payload);
@@ -165,40 +165,40 @@ async fn process(engine: Arc<Engine>, settings: InboxSettings, mut delivery: Cla
             // The handler runs in a task of its own so that a panic becomes a failed attempt
             // instead of a claim that lingers until it lapses.
             let handler = {
-                let (engine, settings, delivery) =
-                    (engine.clone(), settings.clone(), delivery.clone());
+                let (ingest, settings, delivery) =
+                    (ingest.clone(), settings.clone(), delivery.clone());
                 tokio::spawn(
-                    async move { handle(&engine, &settings, &delivery, &event).await }
+                    async move { handle(&ingest, &settings, &delivery, &event).await }
                         .in_current_span(),
                 )
             };
-            match keep_claim(&engine, &settings, &delivery, handler).await {
+            match keep_claim(&ingest, &settings, &delivery, handler).await {
                 Ok(result) => result.map_err(|e| Failure::Transient(format!("{e:#}"))),
                 Err(e) => Err(Failure::Transient(format!("handler panicked: {e}"))),
             }
         }
     };
-    let engine = &*engine;
+    let ingest = &*ingest;
     let settings = &settings;
     match result {
         Ok(status) => {
-            inc(&engine.metrics.deliveries_processed);
-            let since_receipt = engine.clock.now().since(delivery.received_at);
-            engine.metrics.processing_latency.observe(since_receipt);
+            inc(&ingest.metrics.deliveries_processed);
+            let since_receipt = ingest.clock.now().since(delivery.received_at);
+            ingest.metrics.processing_latency.observe(since_receipt);
             tracing::info!(
                 status = status.as_str(),
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "delivery handled"
             );
         }
-        Err(failure) => record_failure(engine, settings, &delivery, failure).await,
+        Err(failure) => record_failure(ingest, settings, &delivery, failure).await,
     }
 }
 
 /// Waits for the handler, renewing the delivery's claim at a third of its lifetime so that a
 /// slow handler keeps it while a crashed process lets it go.
 async fn keep_claim<T>(
-    engine: &Engine,
+    ingest: &Ingest,
     settings: &InboxSettings,
     delivery: &ClaimedDelivery,
     mut handler: tokio::task::JoinHandle<T>,
@@ -209,8 +209,8 @@ async fn keep_claim<T>(
         tokio::select! {
             result = &mut handler => return result,
             _ = renew.tick() => {
-                let until = engine.clock.now().plus(settings.claim_ttl);
-                if let Err(e) = engine.store.renew_claim(delivery.seq, &settings.holder, until).await {
+                let until = ingest.clock.now().plus(settings.claim_ttl);
+                if let Err(e) = ingest.store.renew_claim(delivery.seq, &settings.holder, until).await {
                     tracing::warn!(error = %format!("{e:#}"), "cannot renew the delivery claim");
                 }
             }
@@ -226,13 +226,13 @@ enum Failure {
 }
 
 async fn handle(
-    engine: &Engine,
+    ingest: &Ingest,
     settings: &InboxSettings,
     delivery: &ClaimedDelivery,
     event: &events::Event,
 ) -> Result<DeliveryStatus> {
-    let mut work = Work::new(&engine.store);
-    let outcome = handlers::handle(engine, &mut work, delivery, event).await?;
+    let mut work = Work::new(&ingest.store);
+    let outcome = handlers::handle(ingest, &mut work, delivery, event).await?;
     let (status, note) = match &outcome {
         Outcome::Processed => (DeliveryStatus::Processed, None),
         Outcome::Skipped(reason) => (DeliveryStatus::Skipped, Some(reason.as_str())),
@@ -243,7 +243,7 @@ async fn handle(
         &settings.holder,
         status,
         note,
-        engine.clock.now(),
+        ingest.clock.now(),
     )
     .await?;
     tx.commit().await?;
@@ -251,13 +251,13 @@ async fn handle(
 }
 
 async fn record_failure(
-    engine: &Engine,
+    ingest: &Ingest,
     settings: &InboxSettings,
     delivery: &ClaimedDelivery,
     failure: Failure,
 ) {
-    inc(&engine.metrics.deliveries_failed);
-    let now = engine.clock.now();
+    inc(&ingest.metrics.deliveries_failed);
+    let now = ingest.clock.now();
     let (error, decision) = match failure {
         Failure::Permanent(error) => (error, RetryDecision::Dead),
         Failure::Transient(error) => {
@@ -271,13 +271,13 @@ async fn record_failure(
         }
     };
     let error = truncate(&error, MAX_ERROR_LEN);
-    match engine
+    match ingest
         .store
         .fail_delivery(delivery.seq, &settings.holder, error, decision)
         .await
     {
         Ok(Some(DeliveryStatus::Dead)) => {
-            inc(&engine.metrics.deliveries_dead);
+            inc(&ingest.metrics.deliveries_dead);
             tracing::error!(
                 error,
                 "delivery is dead; replay it with `foreman deliveries replay {}`",

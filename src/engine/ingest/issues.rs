@@ -9,7 +9,7 @@
 use anyhow::{Context, Result};
 use octocrab::Octocrab;
 
-use crate::engine::Engine;
+use crate::engine::ingest::Ingest;
 use crate::engine::ingest::replies;
 use crate::engine::ingest::work::{Outcome, Work};
 use crate::engine::objective::lifecycle;
@@ -62,7 +62,7 @@ pub fn parse_command(body: &str) -> Option<Command> {
 
 /// The facts every issue handler needs.
 struct IssueContext<'a> {
-    engine: &'a Engine,
+    ingest: &'a Ingest,
     client: Octocrab,
     installation: InstallationId,
     repository: &'a str,
@@ -73,7 +73,7 @@ impl IssueContext<'_> {
     /// Queues a reply on the issue, once per `key` (a delivery id makes it once per event).
     async fn reply(&self, work: &mut Work<'_>, key: &str, body: String) -> Result<()> {
         let marker = format!("reply-{key}");
-        let now = self.engine.clock.now();
+        let now = self.ingest.clock.now();
         work.tx()
             .await?
             .enqueue(&self.thread().comment(&body, marker), now)
@@ -92,7 +92,7 @@ impl IssueContext<'_> {
 
     /// Acknowledges a comment with a reaction.
     async fn react(&self, work: &mut Work<'_>, comment: i64, content: &str) -> Result<()> {
-        let now = self.engine.clock.now();
+        let now = self.ingest.clock.now();
         let marker = format!("react-{comment}-{content}");
         work.tx()
             .await?
@@ -104,8 +104,8 @@ impl IssueContext<'_> {
     }
 
     async fn permission(&self, login: &str) -> Result<Permission> {
-        let now = self.engine.clock.now();
-        self.engine
+        let now = self.ingest.clock.now();
+        self.ingest
             .repos
             .permission(&self.client, self.repository, login, now)
             .await
@@ -123,8 +123,8 @@ impl IssueContext<'_> {
         &self,
         default_branch: Option<&str>,
     ) -> Result<Result<RepoConfig, crate::model::repo_config::ConfigError>> {
-        let now = self.engine.clock.now();
-        self.engine
+        let now = self.ingest.clock.now();
+        self.ingest
             .repos
             .config(&self.client, self.repository, default_branch, now)
             .await
@@ -132,7 +132,7 @@ impl IssueContext<'_> {
 }
 
 async fn context<'a>(
-    engine: &'a Engine,
+    ingest: &'a Ingest,
     installation: Option<i64>,
     repository: &'a str,
     issue: i64,
@@ -140,11 +140,15 @@ async fn context<'a>(
     let Some(id) = installation else {
         return Ok(None);
     };
-    let Some(client) = engine.installation_client(Some(id), repository).await? else {
+    let Some(client) = ingest
+        .github
+        .installation_client(Some(id), repository)
+        .await?
+    else {
         return Ok(None);
     };
     Ok(Some(IssueContext {
-        engine,
+        ingest,
         client,
         installation: InstallationId(id),
         repository,
@@ -167,14 +171,14 @@ fn is_bot(user: Option<&User>) -> bool {
 
 /// `issues` events: the label, closing and reopening.
 pub async fn issues_event(
-    engine: &Engine,
+    ingest: &Ingest,
     work: &mut Work<'_>,
     delivery: &str,
     e: &IssuesEvent,
 ) -> Result<Outcome> {
     let repository = &e.repository.full_name;
     let Some(cx) = context(
-        engine,
+        ingest,
         e.installation.map(|i| i.id),
         repository,
         e.issue.number,
@@ -220,7 +224,7 @@ pub async fn issues_event(
             let sender = sender_of(e);
             if !cx.may_start(sender, &config).await?.1 {
                 // Told once an hour on this issue, however often they try.
-                let hour = cx.engine.clock.now().unix_seconds() / 3600;
+                let hour = cx.ingest.clock.now().unix_seconds() / 3600;
                 let key = format!("{repository}#{}-may-not-{sender}-{hour}", cx.issue);
                 cx.reply(
                     work,
@@ -346,7 +350,7 @@ async fn issue_edited(
     let sender = sender_of(e);
     let (permission, allowed) = cx.may_start(sender, config).await?;
     let may = allowed && !is_bot(e.sender.as_ref());
-    let now = cx.engine.clock.now();
+    let now = cx.ingest.clock.now();
     let tx = work.tx().await?;
     if may {
         tx.set_objective_text(objective.id, &e.issue.title, &e.issue.body)
@@ -360,7 +364,7 @@ async fn issue_edited(
             "The issue was edited. Its text is now:\n\n{}",
             fence("issue", author, &text)
         );
-        lifecycle::tell_manager_in(cx.engine, tx, &objective, &note).await?;
+        lifecycle::tell_manager_in(&cx.ingest.objectives, tx, &objective, &note).await?;
     } else {
         tx.note_text_edit(objective.id, sender).await?;
         tx.force_status_refresh(objective.id).await?;
@@ -430,16 +434,17 @@ async fn start(
         body: issue.body.clone(),
         author,
         author_permission: author_permission.as_str().to_owned(),
-        budget: config
-            .budget
-            .apply(&cx.engine.agents.budget, &cx.engine.agents.budget_ceiling),
+        budget: config.budget.apply(
+            &cx.ingest.objectives.agents.budget,
+            &cx.ingest.objectives.agents.budget_ceiling,
+        ),
         config,
         trigger_key,
         previous,
         started_by: Some(started_by.to_owned()),
     };
     let tx = work.tx().await?;
-    match lifecycle::start_in(cx.engine, tx, &objective).await? {
+    match lifecycle::start_in(&cx.ingest.objectives, tx, &objective).await? {
         Some((id, _)) => {
             tracing::info!(objective = %id, "objective started from the issue");
             Ok(Outcome::Processed)
@@ -457,13 +462,23 @@ async fn closed_by_merge(cx: &IssueContext<'_>, work: &mut Work<'_>) -> Result<O
     let Some(objective) = store.live_objective(cx.repository, cx.issue).await? else {
         return Ok(None);
     };
-    let merged =
-        crate::engine::objective::pulls::merged_closers(cx.engine, &cx.client, &objective).await?;
+    let merged = crate::engine::objective::pulls::merged_closers(
+        &cx.ingest.objectives,
+        &cx.client,
+        &objective,
+    )
+    .await?;
     if merged.is_empty() {
         return Ok(None);
     }
     let tx = work.tx().await?;
-    crate::engine::objective::pulls::closed_by_merge_in(cx.engine, tx, &objective, &merged).await?;
+    crate::engine::objective::pulls::closed_by_merge_in(
+        &cx.ingest.objectives,
+        tx,
+        &objective,
+        &merged,
+    )
+    .await?;
     Ok(Some(Outcome::Processed))
 }
 
@@ -474,7 +489,7 @@ async fn stop(cx: &IssueContext<'_>, work: &mut Work<'_>, reason: &str) -> Resul
     };
     let tx = work.tx().await?;
     lifecycle::end_in(
-        cx.engine,
+        &cx.ingest.objectives,
         tx,
         &objective,
         ObjectiveStatus::Cancelled,
@@ -486,7 +501,7 @@ async fn stop(cx: &IssueContext<'_>, work: &mut Work<'_>, reason: &str) -> Resul
 
 /// `issue_comment` events: commands and steering.
 pub async fn comment_event(
-    engine: &Engine,
+    ingest: &Ingest,
     work: &mut Work<'_>,
     delivery: &str,
     e: &IssueCommentEvent,
@@ -511,7 +526,7 @@ pub async fn comment_event(
     }
     let repository = &e.repository.full_name;
     let Some(cx) = context(
-        engine,
+        ingest,
         e.installation.map(|i| i.id),
         repository,
         e.issue.number,
@@ -537,7 +552,7 @@ pub async fn comment_event(
         && !work
             .tx()
             .await?
-            .mark_comment_handled(e.comment.id, engine.clock.now())
+            .mark_comment_handled(e.comment.id, ingest.clock.now())
             .await?
     {
         return Ok(Outcome::Skipped(
@@ -586,7 +601,7 @@ pub async fn comment_event(
                 };
                 let tx = work.tx().await?;
                 let answered = crate::engine::objective::questions::answer_in(
-                    cx.engine,
+                    &cx.ingest.objectives,
                     tx,
                     &objective,
                     e.comment.id,
@@ -650,7 +665,7 @@ async fn edited(
     };
     let tx = work.tx().await?;
     crate::engine::objective::questions::edit_answer_in(
-        cx.engine,
+        &cx.ingest.objectives,
         tx,
         e.comment.id,
         &e.comment.body,
@@ -684,12 +699,13 @@ async fn run_command(
             cx.react(work, comment, "+1").await?;
         }
         (Command::Resume, Some(objective)) => {
-            lifecycle::resume_in(cx.engine, work.tx().await?, &objective, login).await?;
+            lifecycle::resume_in(&cx.ingest.objectives, work.tx().await?, &objective, login)
+                .await?;
             cx.react(work, comment, "+1").await?;
         }
         (Command::Approve, Some(objective)) => {
             crate::engine::objective::questions::approve_plan_in(
-                cx.engine,
+                &cx.ingest.objectives,
                 work.tx().await?,
                 &objective,
                 login,
@@ -755,7 +771,7 @@ async fn steer(
         fence("comment", author, &e.comment.body)
     );
     let tx = work.tx().await?;
-    lifecycle::tell_manager_in(cx.engine, tx, objective, &note).await?;
+    lifecycle::tell_manager_in(&cx.ingest.objectives, tx, objective, &note).await?;
     Ok(Outcome::Processed)
 }
 

@@ -8,3 +8,28 @@ pub mod issues;
 pub mod pull_events;
 pub mod replies;
 pub mod work;
+
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+
+use crate::engine::identity::Identity;
+use crate::engine::objective::Objectives;
+use crate::github::repos::Repos;
+use crate::metrics::Metrics;
+use crate::model::Clock;
+use crate::store::Store;
+
+/// What handling deliveries takes: the store and clock, foreman's GitHub identity and what it
+/// knows of repositories (their config, people's permissions), and the objective services
+/// the handlers call.
+pub struct Ingest {
+    pub store: Store,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Arc<Metrics>,
+    pub github: Arc<Identity>,
+    pub repos: Repos,
+    pub objectives: Arc<Objectives>,
+    /// Rung when a delivery is stored.
+    pub inbox_bell: Arc<Notify>,
+}

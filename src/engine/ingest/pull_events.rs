@@ -6,7 +6,7 @@
 use anyhow::Result;
 use octocrab::Octocrab;
 
-use crate::engine::Engine;
+use crate::engine::ingest::Ingest;
 use crate::engine::ingest::work::{Outcome, Work};
 use crate::engine::objective::pulls;
 use crate::github::events::{
@@ -61,7 +61,7 @@ fn audited(
 /// `pull_request`: a pull request from a foreman branch is recorded (adopted, when an agent
 /// opened it some other way), and what changed about it is acted on.
 pub async fn pull_request(
-    engine: &Engine,
+    ingest: &Ingest,
     work: &mut Work<'_>,
     e: &PullRequestEvent,
     audit: impl Fn(&str, String) -> AuditEntry,
@@ -85,7 +85,8 @@ pub async fn pull_request(
             }
         },
     };
-    let client = engine
+    let client = ingest
+        .github
         .installation_client(e.installation.map(|i| i.id), repository)
         .await?;
     let mut now_is = now_of(client.as_ref(), repository, pr).await?;
@@ -96,7 +97,7 @@ pub async fn pull_request(
     let tx = work.tx().await?;
     match (known, workspace) {
         (Some(pull), _) => {
-            let what = pulls::observe_in(engine, tx, &pull, &now_is).await?;
+            let what = pulls::observe_in(&ingest.objectives, tx, &pull, &now_is).await?;
             tx.audit(&audited(&audit, &pull, "pull_request.updated", what))
                 .await?;
         }
@@ -115,7 +116,7 @@ pub async fn pull_request(
                 url: pr.html_url.as_deref().unwrap_or_default(),
                 closes_issue: pr.body.contains("Closes #"),
             };
-            tx.upsert_pull(&new, engine.clock.now()).await?;
+            tx.upsert_pull(&new, ingest.clock.now()).await?;
             let mut entry = audit(
                 "pull_request.adopted",
                 format!(
@@ -134,7 +135,7 @@ pub async fn pull_request(
 /// A finished check suite, check run or workflow run: the checks of its head commit, for
 /// foreman's open pull requests whose head that is.
 pub async fn checks(
-    engine: &Engine,
+    ingest: &Ingest,
     work: &mut Work<'_>,
     event: &Checked<'_>,
     audit: impl Fn(&str, String) -> AuditEntry,
@@ -160,7 +161,8 @@ pub async fn checks(
             event.sha
         )));
     }
-    let Some(client) = engine
+    let Some(client) = ingest
+        .github
         .installation_client(event.installation, event.repository)
         .await?
     else {
@@ -181,7 +183,7 @@ pub async fn checks(
     }
     let tx = work.tx().await?;
     for (pull, now_is) in &updates {
-        let what = pulls::observe_in(engine, tx, pull, now_is).await?;
+        let what = pulls::observe_in(&ingest.objectives, tx, pull, now_is).await?;
         tx.audit(&audited(&audit, pull, "pull_request.updated", what))
             .await?;
     }
@@ -189,7 +191,7 @@ pub async fn checks(
         if let Some((_, now_is)) = updates.iter().find(|(p, _)| p.id == pull.id) {
             pull.head_sha = now_is.head_sha.clone();
         }
-        let what = pulls::checks_in(engine, tx, &pull, event.sha, &runs).await?;
+        let what = pulls::checks_in(&ingest.objectives, tx, &pull, event.sha, &runs).await?;
         tx.audit(&audited(&audit, &pull, "pull_request.checks", what))
             .await?;
     }
@@ -238,7 +240,7 @@ impl<'a> Checked<'a> {
 /// Whether `user` may have a review acted on: not a bot, and allowed by the config the
 /// objective runs with.
 async fn reviewer_allowed(
-    engine: &Engine,
+    ingest: &Ingest,
     client: &Octocrab,
     pull: &PullRequest,
     user: Option<&User>,
@@ -246,13 +248,13 @@ async fn reviewer_allowed(
     let Some(user) = user.filter(|u| !u.is_bot()) else {
         return Ok(None);
     };
-    let Some(objective) = engine.store.objective(pull.objective_id).await? else {
+    let Some(objective) = ingest.store.objective(pull.objective_id).await? else {
         return Ok(None);
     };
     let config = &objective.config;
-    let permission = engine
+    let permission = ingest
         .repos
-        .permission(client, &pull.repository, &user.login, engine.clock.now())
+        .permission(client, &pull.repository, &user.login, ingest.clock.now())
         .await?;
     Ok(
         crate::github::repos::allowed(permission, config.permissions.review, &user.login, config)
@@ -263,7 +265,7 @@ async fn reviewer_allowed(
 /// `pull_request_review` submitted: a review asking for changes, or commenting on lines,
 /// from someone allowed, reaches a follow-up — with every comment of the review.
 pub async fn review(
-    engine: &Engine,
+    ingest: &Ingest,
     work: &mut Work<'_>,
     e: &PullRequestReviewEvent,
     audit: impl Fn(&str, String) -> AuditEntry,
@@ -276,7 +278,7 @@ pub async fn review(
     }
     let repository = &e.repository.full_name;
     let reviewer = match reviewer(
-        engine,
+        ingest,
         work,
         e.installation,
         repository,
@@ -306,19 +308,19 @@ pub async fn review(
     if items.is_empty() {
         return Ok(Outcome::Skipped("the review says nothing".to_owned()));
     }
-    review_items(engine, work, &reviewer.pull, &items, audit).await
+    review_items(ingest, work, &reviewer.pull, &items, audit).await
 }
 
 /// `pull_request_review_comment` created: a comment on a line, from someone allowed.
 pub async fn review_comment(
-    engine: &Engine,
+    ingest: &Ingest,
     work: &mut Work<'_>,
     e: &PullRequestReviewCommentEvent,
     audit: impl Fn(&str, String) -> AuditEntry,
 ) -> Result<Outcome> {
     let repository = &e.repository.full_name;
     let reviewer = match reviewer(
-        engine,
+        ingest,
         work,
         e.installation,
         repository,
@@ -341,7 +343,7 @@ pub async fn review_comment(
         diff_hunk: c.diff_hunk.clone(),
     };
     let items = [comment_item(reviewer.author(), &comment)];
-    review_items(engine, work, &reviewer.pull, &items, audit).await
+    review_items(ingest, work, &reviewer.pull, &items, audit).await
 }
 
 /// Someone allowed to direct work on one of foreman's pull requests, and how to reach GitHub.
@@ -365,7 +367,7 @@ impl Reviewer {
 /// skipped: not foreman's pull request, no installation to ask, or an author (a bot, or
 /// without the permission the config asks for) who may not direct foreman's work.
 async fn reviewer(
-    engine: &Engine,
+    ingest: &Ingest,
     work: &mut Work<'_>,
     installation: Option<InstallationRef>,
     repository: &str,
@@ -377,13 +379,14 @@ async fn reviewer(
     let Some(pull) = work.store().pull_by_number(repository, number).await? else {
         return skip(format!("#{number} is not foreman's"));
     };
-    let Some(client) = engine
+    let Some(client) = ingest
+        .github
         .installation_client(installation.map(|i| i.id), repository)
         .await?
     else {
         return skip("no GitHub App installation to act through".to_owned());
     };
-    let Some((login, permission)) = reviewer_allowed(engine, &client, &pull, user).await? else {
+    let Some((login, permission)) = reviewer_allowed(ingest, &client, &pull, user).await? else {
         return skip("the reviewer may not direct foreman's work".to_owned());
     };
     Ok(Ok(Reviewer {
@@ -396,14 +399,14 @@ async fn reviewer(
 
 /// Hands review feedback to the pull request's follow-up, and records what became of it.
 async fn review_items(
-    engine: &Engine,
+    ingest: &Ingest,
     work: &mut Work<'_>,
     pull: &PullRequest,
     items: &[(String, String)],
     audit: impl Fn(&str, String) -> AuditEntry,
 ) -> Result<Outcome> {
     let tx = work.tx().await?;
-    let what = pulls::review_in(engine, tx, pull, items).await?;
+    let what = pulls::review_in(&ingest.objectives, tx, pull, items).await?;
     tx.audit(&audited(&audit, pull, "pull_request.review", what))
         .await?;
     Ok(Outcome::Processed)

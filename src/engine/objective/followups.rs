@@ -8,7 +8,7 @@
 use anyhow::Result;
 
 use crate::agent::prompts;
-use crate::engine::Engine;
+use crate::engine::objective::Objectives;
 use crate::model::repo_config::UpdateStyle;
 use crate::model::{FollowupKind, Objective, PullRequest, Role};
 use crate::store::{AuditEntry, FollowupInsert, NewFollowup, NewSession, Tx};
@@ -16,7 +16,7 @@ use crate::store::{AuditEntry, FollowupInsert, NewFollowup, NewSession, Tx};
 /// Creates a follow-up on `pull`, unless one was created for `key` before or another one
 /// works on the pull request now.
 pub async fn start_in(
-    engine: &Engine,
+    objectives: &Objectives,
     tx: &mut Tx,
     objective: &Objective,
     pull: &PullRequest,
@@ -24,12 +24,12 @@ pub async fn start_in(
     key: &str,
     instructions: String,
 ) -> Result<FollowupInsert> {
-    let now = engine.clock.now();
+    let now = objectives.clock.now();
     let agent = objective
         .config
         .workers
         .agent
-        .unwrap_or(engine.agents.worker.kind);
+        .unwrap_or(objectives.agents.worker.kind);
     let created = tx
         .insert_followup(
             &NewFollowup {

@@ -5,7 +5,7 @@
 
 use anyhow::Result;
 
-use crate::engine::Engine;
+use crate::engine::objective::Objectives;
 use crate::model::AgentKind;
 use crate::model::{Objective, ObjectiveId, ObjectiveStatus, Role, SessionId};
 use crate::store::{AuditEntry, NewObjective, NewSession, Thread, Tx};
@@ -14,11 +14,11 @@ use crate::store::{AuditEntry, NewObjective, NewSession, Thread, Tx};
 /// `None` when the objective already exists (its trigger started one, or the issue has a live
 /// one).
 pub async fn start(
-    engine: &Engine,
+    objectives: &Objectives,
     objective: &NewObjective,
 ) -> Result<Option<(ObjectiveId, SessionId)>> {
-    let mut tx = engine.store.begin().await?;
-    let started = start_in(engine, &mut tx, objective).await?;
+    let mut tx = objectives.store.begin().await?;
+    let started = start_in(objectives, &mut tx, objective).await?;
     tx.commit().await?;
     Ok(started)
 }
@@ -26,16 +26,16 @@ pub async fn start(
 /// [`start`], inside a transaction of the caller's (a delivery's handler). For an issue
 /// reached through an installation it also queues the status comment and the 👀 reaction.
 pub async fn start_in(
-    engine: &Engine,
+    objectives: &Objectives,
     tx: &mut Tx,
     objective: &NewObjective,
 ) -> Result<Option<(ObjectiveId, SessionId)>> {
-    let now = engine.clock.now();
+    let now = objectives.clock.now();
     let nonce = crate::model::markers::new_marker();
     let Some(id) = tx.insert_objective(objective, &nonce, now).await? else {
         return Ok(None);
     };
-    let manager = new_manager_in(engine, tx, id, &objective.config, None, now).await?;
+    let manager = new_manager_in(objectives, tx, id, &objective.config, None, now).await?;
     if let Some(installation_id) = objective.installation_id {
         let thread = Thread {
             objective_id: Some(id),
@@ -58,13 +58,13 @@ pub async fn start_in(
 /// and the reaction that tells the issue (🚀 done, 😕 otherwise). The scheduler then cancels
 /// whatever of it still runs. False when it had already ended.
 pub async fn end_in(
-    engine: &Engine,
+    objectives: &Objectives,
     tx: &mut Tx,
     objective: &Objective,
     status: ObjectiveStatus,
     reason: &str,
 ) -> Result<bool> {
-    let now = engine.clock.now();
+    let now = objectives.clock.now();
     if !tx
         .set_objective_status(objective.id, status, Some(reason), now)
         .await?
@@ -90,7 +90,7 @@ pub async fn end_in(
 /// scheduler ends its sessions (their processes killed) and starts nothing for it, and it
 /// waits for a human's `/foreman resume`. False when it was held already.
 pub async fn hold_in(
-    engine: &Engine,
+    objectives: &Objectives,
     tx: &mut Tx,
     objective: &Objective,
     why: &str,
@@ -98,7 +98,7 @@ pub async fn hold_in(
     if !tx.hold(objective.id, why).await? {
         return Ok(false);
     }
-    let now = engine.clock.now();
+    let now = objectives.clock.now();
     tx.set_objective_status(objective.id, ObjectiveStatus::Waiting, Some(why), now)
         .await?;
     tx.force_status_refresh(objective.id).await?;
@@ -118,14 +118,15 @@ pub async fn hold_in(
 /// also tells it where the work stands (see [`turns`]). The objective's manager pointer moves
 /// to it.
 pub async fn respawn_manager_in(
-    engine: &Engine,
+    objectives: &Objectives,
     tx: &mut Tx,
     objective: &Objective,
     agent: Option<AgentKind>,
     note: Option<&str>,
 ) -> Result<SessionId> {
-    let now = engine.clock.now();
-    let manager = new_manager_in(engine, tx, objective.id, &objective.config, agent, now).await?;
+    let now = objectives.clock.now();
+    let manager =
+        new_manager_in(objectives, tx, objective.id, &objective.config, agent, now).await?;
     if let Some(note) = note {
         tx.push_message(manager, note, now).await?;
     }
@@ -136,37 +137,37 @@ pub async fn respawn_manager_in(
 /// Tells the objective's manager something for its next turn; a manager that has ended is
 /// replaced by one that starts with it.
 pub async fn tell_manager_in(
-    engine: &Engine,
+    objectives: &Objectives,
     tx: &mut Tx,
     objective: &Objective,
     note: &str,
 ) -> Result<SessionId> {
     let manager = match objective.manager {
-        Some(id) => engine.store.session(id).await?,
+        Some(id) => objectives.store.session(id).await?,
         None => None,
     };
     match manager.filter(|m| !m.status.is_terminal()) {
         Some(m) => {
-            tx.push_message(m.id, note, engine.clock.now()).await?;
+            tx.push_message(m.id, note, objectives.clock.now()).await?;
             Ok(m.id)
         }
-        None => respawn_manager_in(engine, tx, objective, None, Some(note)).await,
+        None => respawn_manager_in(objectives, tx, objective, None, Some(note)).await,
     }
 }
 
 /// `/foreman resume`: lifts what stopped the work ([`lift_stop_in`]) and tells the manager to
 /// continue.
 pub async fn resume_in(
-    engine: &Engine,
+    objectives: &Objectives,
     tx: &mut Tx,
     objective: &Objective,
     by: &str,
 ) -> Result<()> {
-    lift_stop_in(engine, tx, objective, by).await?;
+    lift_stop_in(objectives, tx, objective, by).await?;
     let note = format!(
         "@{by} asked you to continue (`/foreman resume`). Pick the work up where it stands."
     );
-    tell_manager_in(engine, tx, objective, &note).await?;
+    tell_manager_in(objectives, tx, objective, &note).await?;
     tracing::info!(objective = %objective.id, by, "objective resumed");
     Ok(())
 }
@@ -175,14 +176,15 @@ pub async fn resume_in(
 /// hold released, the questions the stop raised are closed, and the supervisor's respawn
 /// budget starts afresh.
 pub async fn lift_stop_in(
-    engine: &Engine,
+    objectives: &Objectives,
     tx: &mut Tx,
     objective: &Objective,
     by: &str,
 ) -> Result<()> {
-    let now = engine.clock.now();
+    let now = objectives.clock.now();
     if objective.budget_blocked.is_some() {
-        tx.raise_budget(objective.id, &engine.agents.budget).await?;
+        tx.raise_budget(objective.id, &objectives.agents.budget)
+            .await?;
     }
     if objective.held.is_some() {
         tx.release_hold(objective.id).await?;
@@ -201,7 +203,7 @@ pub async fn lift_stop_in(
 /// Queues a new manager session for an objective and points the objective at it; its agent
 /// is the repository's choice, or the server's.
 async fn new_manager_in(
-    engine: &Engine,
+    objectives: &Objectives,
     tx: &mut Tx,
     objective: ObjectiveId,
     config: &crate::model::repo_config::RepoConfig,
@@ -215,7 +217,7 @@ async fn new_manager_in(
                 role: Role::Manager,
                 agent: agent
                     .or(config.manager.agent)
-                    .unwrap_or(engine.agents.manager.kind),
+                    .unwrap_or(objectives.agents.manager.kind),
                 title: "manager".to_owned(),
                 instructions: String::new(),
                 spawned_by: None,

@@ -9,6 +9,24 @@ pub mod pulls;
 pub mod questions;
 pub mod requests;
 
+use std::sync::Arc;
+
+use crate::engine::identity::Identity;
+use crate::engine::runtime::{AgentSettings, Runtime};
+use crate::model::Clock;
+use crate::store::Store;
+
+/// What the objective services take: the store and clock, the agents' settings (budgets,
+/// posting limits, the manager's and workers' agents), foreman's GitHub identity (to publish),
+/// and the runtime that runs the sessions they start and stop.
+pub struct Objectives {
+    pub store: Store,
+    pub clock: Arc<dyn Clock>,
+    pub agents: AgentSettings,
+    pub github: Arc<Identity>,
+    pub runtime: Arc<Runtime>,
+}
+
 /// A request the objective service turns down, and why, in words meant for whoever asked (an
 /// agent's tool call shows them as they are). What goes wrong otherwise is not a refusal.
 #[derive(Debug)]

@@ -5,7 +5,7 @@
 
 use anyhow::{Context, Result, anyhow};
 
-use crate::engine::Engine;
+use crate::engine::objective::Objectives;
 use crate::engine::runtime::tokens;
 use crate::github::app::Access;
 use crate::github::app::describe;
@@ -27,8 +27,12 @@ pub struct PublishRequest {
 }
 
 /// Publishes a worker's work; returns what to tell the manager.
-pub async fn publish(engine: &Engine, caller: &Session, req: &PublishRequest) -> Result<String> {
-    let store = &engine.store;
+pub async fn publish(
+    objectives: &Objectives,
+    caller: &Session,
+    req: &PublishRequest,
+) -> Result<String> {
+    let store = &objectives.store;
     let worker = match store.session(req.worker).await? {
         Some(w) if w.objective_id == caller.objective_id && w.role != Role::Manager => w,
         _ => crate::refuse!("there is no worker {} in your objective", req.worker),
@@ -65,7 +69,7 @@ pub async fn publish(engine: &Engine, caller: &Session, req: &PublishRequest) ->
         .base_sha
         .clone()
         .context("the worker's checkout never became ready")?;
-    let now = engine.clock.now();
+    let now = objectives.clock.now();
     if !store
         .acquire_workspace(workspace.id, caller.id, now)
         .await?
@@ -86,15 +90,17 @@ pub async fn publish(engine: &Engine, caller: &Session, req: &PublishRequest) ->
         );
     }
     // The manager holds the checkout only while it publishes.
-    let published =
-        publish_held(engine, caller, req, &worker, &workspace, &branch, &base_sha).await;
+    let published = publish_held(
+        objectives, caller, req, &worker, &workspace, &branch, &base_sha,
+    )
+    .await;
     store.release_workspace(workspace.id, caller.id).await?;
     published
 }
 
 /// Publishes while holding the worker's checkout.
 async fn publish_held(
-    engine: &Engine,
+    objectives: &Objectives,
     caller: &Session,
     req: &PublishRequest,
     worker: &Session,
@@ -102,7 +108,7 @@ async fn publish_held(
     branch: &str,
     base_sha: &str,
 ) -> Result<String> {
-    let store = &engine.store;
+    let store = &objectives.store;
     let branch = branch.to_owned();
     let objective = store
         .objective(caller.objective_id)
@@ -136,7 +142,8 @@ async fn publish_held(
         crate::model::pulls::only_own_closing(text, &objective.repository, objective.issue_number)
     };
     let message = own(format!("{}\n\n{summary}", req.title).trim_end());
-    let Some(head) = engine
+    let Some(head) = objectives
+        .runtime
         .workspaces
         .take(&checkout, &message, base_sha)
         .await?
@@ -146,22 +153,25 @@ async fn publish_held(
             worker.id
         );
     };
-    let auth = tokens::installation_token(engine, &objective, Access::GitWrite).await?;
+    let auth =
+        tokens::installation_token(&objectives.runtime, &objective, Access::GitWrite).await?;
     let force_over = match &req.force_reason {
         Some(reason) => {
-            let upstream = engine
+            let upstream = objectives
+                .runtime
                 .workspaces
                 .remote_head(&objective.repository, &branch, auth.as_ref())
                 .await?;
             if upstream.is_some() {
                 tracing::warn!(branch, reason, "force-pushing a published branch");
-                record_force(engine, &objective, &branch, reason).await?;
+                record_force(objectives, &objective, &branch, reason).await?;
             }
             upstream
         }
         None => None,
     };
-    engine
+    objectives
+        .runtime
         .workspaces
         .push(
             &objective.repository,
@@ -183,7 +193,7 @@ async fn publish_held(
         workspace.id
     );
     let (number, url, adopted) = open_or_update(
-        engine,
+        objectives,
         &objective,
         &branch,
         &workspace.base_ref,
@@ -208,7 +218,7 @@ async fn publish_held(
                 url: &url,
                 closes_issue: req.closes_issue,
             },
-            engine.clock.now(),
+            objectives.clock.now(),
         )
         .await?;
     let verb = match (existing.is_some(), adopted) {
@@ -225,7 +235,7 @@ async fn publish_held(
 /// Opens the pull request, updates the one already published from the branch, or adopts
 /// one opened some other way. Returns its number, URL, and whether it was adopted.
 async fn open_or_update(
-    engine: &Engine,
+    objectives: &Objectives,
     objective: &crate::model::Objective,
     branch: &str,
     base: &str,
@@ -233,8 +243,9 @@ async fn open_or_update(
     req: &PublishRequest,
     body: &str,
 ) -> Result<(u64, String, bool)> {
-    let app = engine
-        .github()
+    let app = objectives
+        .github
+        .app()
         .context("publishing needs the GitHub App (GITHUB_APP_ID and its key)")?;
     let installation = objective
         .installation_id
@@ -300,14 +311,14 @@ async fn open_or_update(
 }
 
 async fn record_force(
-    engine: &Engine,
+    objectives: &Objectives,
     objective: &crate::model::Objective,
     branch: &str,
     reason: &str,
 ) -> Result<()> {
-    let mut tx = engine.store.begin().await?;
+    let mut tx = objectives.store.begin().await?;
     tx.audit(&crate::store::AuditEntry {
-        at: engine.clock.now(),
+        at: objectives.clock.now(),
         objective_id: Some(objective.id),
         delivery_id: None,
         installation_id: objective.installation_id,

@@ -8,7 +8,7 @@
 use anyhow::{Context, Result};
 
 use crate::agent::prompts;
-use crate::engine::Engine;
+use crate::engine::objective::Objectives;
 use crate::engine::objective::followups;
 use crate::engine::objective::lifecycle;
 use crate::github::rest::PullNow;
@@ -24,19 +24,19 @@ use crate::store::{FollowupInsert, PullUpdate, Thread, Tx};
 /// Applies what GitHub says of one of foreman's pull requests now. Returns what happened,
 /// for the audit trail.
 pub async fn observe_in(
-    engine: &Engine,
+    objectives: &Objectives,
     tx: &mut Tx,
     pull: &PullRequest,
     now_is: &PullNow,
 ) -> Result<String> {
-    record_in(engine, tx, pull, now_is).await?;
+    record_in(objectives, tx, pull, now_is).await?;
     let mut after = pull.clone();
     if pull.state != PullState::Merged {
         after.state = now_is.state;
         after.head_sha = now_is.head_sha.clone();
     }
     after.mergeable = now_is.mergeable;
-    let objective = engine
+    let objective = objectives
         .store
         .objective(pull.objective_id)
         .await?
@@ -48,21 +48,21 @@ pub async fn observe_in(
     use PullState::{Closed, Merged, Open};
     match (pull.state, after.state) {
         (Merged, _) => Ok(format!("#{n} was merged before")),
-        (_, Merged) => merged_in(engine, tx, &objective, &after).await,
-        (Open, Closed) => closed_in(engine, tx, &objective, &after, now_is.by.as_deref()).await,
+        (_, Merged) => merged_in(objectives, tx, &objective, &after).await,
+        (Open, Closed) => closed_in(objectives, tx, &objective, &after, now_is.by.as_deref()).await,
         (Closed, Open) => {
             let note = format!("Pull request #{n} (\"{}\") was reopened.", after.title);
-            lifecycle::tell_manager_in(engine, tx, &objective, &note).await?;
+            lifecycle::tell_manager_in(objectives, tx, &objective, &note).await?;
             Ok(format!("#{n} was reopened"))
         }
         (Open, Open) => {
             let mut what = Vec::new();
             if now_is.head_sha != pull.head_sha {
-                pushed_in(engine, tx, &objective, &after).await?;
+                pushed_in(objectives, tx, &objective, &after).await?;
                 what.push(format!("#{n} has a new head {}", now_is.head_sha));
             }
             if after.mergeable == Some(Mergeable::Conflicting) {
-                what.push(conflict_in(engine, tx, &objective, &after).await?);
+                what.push(conflict_in(objectives, tx, &objective, &after).await?);
             }
             Ok(if what.is_empty() {
                 format!("#{n} is unchanged")
@@ -76,7 +76,7 @@ pub async fn observe_in(
 
 /// Records what GitHub says of the pull request now.
 async fn record_in(
-    engine: &Engine,
+    objectives: &Objectives,
     tx: &mut Tx,
     pull: &PullRequest,
     now_is: &PullNow,
@@ -86,7 +86,7 @@ async fn record_in(
         head_sha: &now_is.head_sha,
         mergeable: now_is.mergeable,
     };
-    tx.set_pull_state(pull.id, &state, engine.clock.now())
+    tx.set_pull_state(pull.id, &state, objectives.clock.now())
         .await?;
     Ok(())
 }
@@ -94,16 +94,16 @@ async fn record_in(
 /// A merge: the objective completes if its manager said done and nothing else is open;
 /// otherwise its manager hears of it — revived if it has ended, outside the respawn budget.
 async fn merged_in(
-    engine: &Engine,
+    objectives: &Objectives,
     tx: &mut Tx,
     objective: &Objective,
     pull: &PullRequest,
 ) -> Result<String> {
-    let pulls = pulls_with(engine, objective, pull).await?;
+    let pulls = pulls_with(objectives, objective, pull).await?;
     let n = pull.number;
     if objective.done_requested_at.is_some() && completion(&pulls) == Completion::Done {
         let reason = format!("its last pull request, #{n}, was merged");
-        complete_in(engine, tx, objective, &pulls, &reason).await?;
+        complete_in(objectives, tx, objective, &pulls, &reason).await?;
         return Ok(format!("#{n} was merged; the objective is done"));
     }
     tx.reset_supervision(objective.id).await?;
@@ -116,13 +116,13 @@ async fn merged_in(
          `mark_objective_done`; otherwise carry on with what is left.",
         pull.title
     );
-    lifecycle::tell_manager_in(engine, tx, objective, &note).await?;
+    lifecycle::tell_manager_in(objectives, tx, objective, &note).await?;
     Ok(format!("#{n} was merged; the manager is told"))
 }
 
 /// A close without merge: the manager must decide what it means.
 async fn closed_in(
-    engine: &Engine,
+    objectives: &Objectives,
     tx: &mut Tx,
     objective: &Objective,
     pull: &PullRequest,
@@ -138,7 +138,7 @@ async fn closed_in(
          `ask_user`.",
         pull.title
     );
-    lifecycle::tell_manager_in(engine, tx, objective, &note).await?;
+    lifecycle::tell_manager_in(objectives, tx, objective, &note).await?;
     Ok(format!(
         "#{n} was closed without merge; the manager decides"
     ))
@@ -146,21 +146,21 @@ async fn closed_in(
 
 /// Someone else pushed to the branch: the manager and a follow-up working on it are told.
 async fn pushed_in(
-    engine: &Engine,
+    objectives: &Objectives,
     tx: &mut Tx,
     objective: &Objective,
     pull: &PullRequest,
 ) -> Result<()> {
-    let now = engine.clock.now();
+    let now = objectives.clock.now();
     let n = pull.number;
     let note = format!(
         "Someone pushed to the branch of pull request #{n}: its head is now {}.",
         pull.head_sha
     );
-    if let Some(manager) = live_manager(engine, objective).await? {
+    if let Some(manager) = live_manager(objectives, objective).await? {
         tx.push_message(manager.id, &note, now).await?;
     }
-    if let Some(followup) = engine.store.live_followup(pull.id).await? {
+    if let Some(followup) = objectives.store.live_followup(pull.id).await? {
         let warning = format!(
             "{note} Your checkout does not have that commit: when you finish, foreman will \
              not overwrite it, so your push will be refused. Say in your result what you \
@@ -173,7 +173,7 @@ async fn pushed_in(
 
 /// The branch conflicts with its base: a follow-up brings it up to date, once per head.
 async fn conflict_in(
-    engine: &Engine,
+    objectives: &Objectives,
     tx: &mut Tx,
     objective: &Objective,
     pull: &PullRequest,
@@ -183,7 +183,7 @@ async fn conflict_in(
     let instructions = followups::conflict_instructions(objective, pull)?;
     Ok(
         match followups::start_in(
-            engine,
+            objectives,
             tx,
             objective,
             pull,
@@ -206,7 +206,7 @@ async fn conflict_in(
 /// fail, a CI follow-up (once per head, within the repository's attempts) or, past those,
 /// the manager is asked.
 pub async fn checks_in(
-    engine: &Engine,
+    objectives: &Objectives,
     tx: &mut Tx,
     pull: &PullRequest,
     sha: &str,
@@ -227,7 +227,7 @@ pub async fn checks_in(
             "checks of {sha}, no longer the head of #{n}: ignored"
         ));
     }
-    let objective = engine
+    let objective = objectives
         .store
         .objective(pull.objective_id)
         .await?
@@ -235,8 +235,8 @@ pub async fn checks_in(
     if state != Checks::Failing || pull.state != PullState::Open || objective.status.is_terminal() {
         return Ok(format!("#{n} checks {}", state.as_str()));
     }
-    let attempts = engine.store.followups_of(pull.id, Kind::Ci).await?;
-    let live = engine.store.live_followup(pull.id).await?.is_some();
+    let attempts = objectives.store.followups_of(pull.id, Kind::Ci).await?;
+    let live = objectives.store.live_followup(pull.id).await?.is_some();
     let cap = objective.config.pull_requests.ci_attempts;
     match on_failing_checks(runs, attempts, cap, live) {
         CiAction::Wait if live => Ok(format!(
@@ -248,8 +248,16 @@ pub async fn checks_in(
         CiAction::FollowUp => {
             let key = format!("ci:{}:{sha}", pull.id);
             let instructions = prompts::followup_ci(pull, &fenced_failures(&failures))?;
-            match followups::start_in(engine, tx, &objective, pull, Kind::Ci, &key, instructions)
-                .await?
+            match followups::start_in(
+                objectives,
+                tx,
+                &objective,
+                pull,
+                Kind::Ci,
+                &key,
+                instructions,
+            )
+            .await?
             {
                 FollowupInsert::Created(id) => {
                     Ok(format!("#{n} checks failing; CI follow-up #{id}"))
@@ -264,7 +272,7 @@ pub async fn checks_in(
         }
         CiAction::AskManager => {
             if !tx
-                .claim_key(&format!("ci-cap:{}:{sha}", pull.id), engine.clock.now())
+                .claim_key(&format!("ci-cap:{}:{sha}", pull.id), objectives.clock.now())
                 .await?
             {
                 return Ok(format!("#{n} checks failing; the manager was told"));
@@ -275,7 +283,7 @@ pub async fn checks_in(
                  with a different approach, or ask the humans with `ask_user`.",
                 fenced_failures(&failures)
             );
-            lifecycle::tell_manager_in(engine, tx, &objective, &note).await?;
+            lifecycle::tell_manager_in(objectives, tx, &objective, &note).await?;
             Ok(format!(
                 "#{n} checks failing after {attempts} follow-ups; the manager is asked"
             ))
@@ -286,12 +294,12 @@ pub async fn checks_in(
 /// Review feedback on a pull request, each item with its key (a review or a review comment):
 /// items not seen before go to the follow-up working on it, or start a review follow-up.
 pub async fn review_in(
-    engine: &Engine,
+    objectives: &Objectives,
     tx: &mut Tx,
     pull: &PullRequest,
     items: &[(String, String)],
 ) -> Result<String> {
-    let now = engine.clock.now();
+    let now = objectives.clock.now();
     let n = pull.number;
     let mut fresh = Vec::new();
     for (key, text) in items {
@@ -302,7 +310,7 @@ pub async fn review_in(
     let Some((first, _)) = fresh.first() else {
         return Ok(format!("review feedback on #{n} was handled before"));
     };
-    let objective = engine
+    let objective = objectives
         .store
         .objective(pull.objective_id)
         .await?
@@ -318,7 +326,9 @@ pub async fn review_in(
     let instructions = prompts::followup_review(pull, &review)?;
     let kind = Kind::Review;
     Ok(
-        match followups::start_in(engine, tx, &objective, pull, kind, &key, instructions).await? {
+        match followups::start_in(objectives, tx, &objective, pull, kind, &key, instructions)
+            .await?
+        {
             FollowupInsert::Created(id) => format!("review feedback on #{n}; follow-up #{id}"),
             FollowupInsert::Seen => format!("review feedback on #{n} was handled before"),
             FollowupInsert::Busy(followup) => {
@@ -334,19 +344,19 @@ pub async fn review_in(
 /// Ends an objective done: its state, a summary comment, and the issue closed if no merged
 /// pull request closed it.
 pub async fn complete_in(
-    engine: &Engine,
+    objectives: &Objectives,
     tx: &mut Tx,
     objective: &Objective,
     pulls: &[PullRequest],
     reason: &str,
 ) -> Result<bool> {
-    if !lifecycle::end_in(engine, tx, objective, ObjectiveStatus::Done, reason).await? {
+    if !lifecycle::end_in(objectives, tx, objective, ObjectiveStatus::Done, reason).await? {
         return Ok(false);
     }
     let Some(thread) = Thread::of(objective) else {
         return Ok(true);
     };
-    let now = engine.clock.now();
+    let now = objectives.clock.now();
     let summary = objective
         .summary
         .as_deref()
@@ -375,12 +385,12 @@ pub async fn complete_in(
 /// The objective's pull requests that say `Closes #N` and are merged, each with what GitHub
 /// says of it now when foreman had it as open (its merge webhook may be late or lost).
 pub async fn merged_closers(
-    engine: &Engine,
+    objectives: &Objectives,
     client: &octocrab::Octocrab,
     objective: &Objective,
 ) -> Result<Vec<(PullRequest, Option<PullNow>)>> {
     let mut merged = Vec::new();
-    for pull in engine.store.pulls_of(objective.id).await? {
+    for pull in objectives.store.pulls_of(objective.id).await? {
         if !pull.closes_issue {
             continue;
         }
@@ -400,15 +410,15 @@ pub async fn merged_closers(
 /// The issue was closed by merged pull requests (`Closes #N`; `merged` pairs each with what
 /// GitHub says now, for one foreman has not heard is merged): the objective is done.
 pub async fn closed_by_merge_in(
-    engine: &Engine,
+    objectives: &Objectives,
     tx: &mut Tx,
     objective: &Objective,
     merged: &[(PullRequest, Option<PullNow>)],
 ) -> Result<()> {
-    let mut pulls = engine.store.pulls_of(objective.id).await?;
+    let mut pulls = objectives.store.pulls_of(objective.id).await?;
     for (pull, now_is) in merged {
         if let Some(now_is) = now_is {
-            record_in(engine, tx, pull, now_is).await?;
+            record_in(objectives, tx, pull, now_is).await?;
         }
         for p in &mut pulls {
             if p.id == pull.id {
@@ -418,24 +428,24 @@ pub async fn closed_by_merge_in(
     }
     let by: Vec<u64> = merged.iter().map(|(p, _)| p.number).collect();
     let reason = format!("{} closed the issue", numbers(&by));
-    complete_in(engine, tx, objective, &pulls, &reason).await?;
+    complete_in(objectives, tx, objective, &pulls, &reason).await?;
     Ok(())
 }
 
 /// `abandon_pr`: the manager records that a pull request closed without merge is not
 /// needed. The objective completes if that was all it waited for.
 pub async fn abandon(
-    engine: &Engine,
+    objectives: &Objectives,
     caller: &Session,
     number: u64,
     reason: &str,
 ) -> Result<String> {
-    let objective = engine
+    let objective = objectives
         .store
         .objective(caller.objective_id)
         .await?
         .context("your objective is gone")?;
-    let pull = match engine
+    let pull = match objectives
         .store
         .pull_by_number(&objective.repository, number)
         .await?
@@ -452,15 +462,15 @@ pub async fn abandon(
         ),
     }
     let decision = format!("abandoned by the manager: {reason}");
-    let mut tx = engine.store.begin().await?;
+    let mut tx = objectives.store.begin().await?;
     tx.set_pull_decision(pull.id, &decision).await?;
     let mut decided = pull.clone();
     decided.decision = Some(decision);
-    let pulls = pulls_with(engine, &objective, &decided).await?;
+    let pulls = pulls_with(objectives, &objective, &decided).await?;
     let done = objective.done_requested_at.is_some()
         && completion(&pulls) == Completion::Done
         && complete_in(
-            engine,
+            objectives,
             &mut tx,
             &objective,
             &pulls,
@@ -478,11 +488,11 @@ pub async fn abandon(
 /// The objective's pull requests, with `changed` as it is now (the caller's transaction
 /// holds the change; reads see what is committed).
 async fn pulls_with(
-    engine: &Engine,
+    objectives: &Objectives,
     objective: &Objective,
     changed: &PullRequest,
 ) -> Result<Vec<PullRequest>> {
-    let mut pulls = engine.store.pulls_of(objective.id).await?;
+    let mut pulls = objectives.store.pulls_of(objective.id).await?;
     for p in &mut pulls {
         if p.id == changed.id {
             *p = changed.clone();
@@ -491,9 +501,9 @@ async fn pulls_with(
     Ok(pulls)
 }
 
-async fn live_manager(engine: &Engine, objective: &Objective) -> Result<Option<Session>> {
+async fn live_manager(objectives: &Objectives, objective: &Objective) -> Result<Option<Session>> {
     Ok(match objective.manager {
-        Some(id) => engine
+        Some(id) => objectives
             .store
             .session(id)
             .await?

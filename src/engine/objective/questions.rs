@@ -10,7 +10,7 @@
 
 use anyhow::Result;
 
-use crate::engine::Engine;
+use crate::engine::objective::Objectives;
 use crate::engine::objective::lifecycle;
 use crate::model::markers::{marker_comment, question_marker};
 use crate::model::question::{Question, QuestionKind, QuestionStatus};
@@ -20,7 +20,7 @@ use crate::store::{Thread, Tx};
 
 /// Records a question, sets its objective waiting, and queues its comment.
 pub async fn ask_in(
-    engine: &Engine,
+    objectives: &Objectives,
     tx: &mut Tx,
     objective: &Objective,
     asker: Option<&Session>,
@@ -28,7 +28,7 @@ pub async fn ask_in(
     text: &str,
     context: Option<&str>,
 ) -> Result<QuestionId> {
-    let now = engine.clock.now();
+    let now = objectives.clock.now();
     let id = tx
         .insert_question(
             objective.id,
@@ -155,7 +155,7 @@ fn answer_message(question: &Question, answer: &str, author: Author<'_>) -> Stri
 /// information and leaves the question open (and the objective stopped) for someone who may.
 #[allow(clippy::too_many_arguments)]
 pub async fn answer_in(
-    engine: &Engine,
+    objectives: &Objectives,
     tx: &mut Tx,
     objective: &Objective,
     comment: i64,
@@ -163,7 +163,7 @@ pub async fn answer_in(
     author: Author<'_>,
     may_decide: bool,
 ) -> Result<Option<QuestionId>> {
-    let questions = engine.store.questions_of(objective.id).await?;
+    let questions = objectives.store.questions_of(objective.id).await?;
     if questions
         .iter()
         .any(|q| q.answer_comment_id == Some(comment))
@@ -177,12 +177,12 @@ pub async fn answer_in(
     let Some(question) = answered_by(&open, body) else {
         return Ok(None);
     };
-    let now = engine.clock.now();
+    let now = objectives.clock.now();
     let answer = answer_text(body);
     let kind = question.kind;
     if kind.resumes() && !may_decide {
         if let Some(manager) = objective.manager
-            && let Some(manager) = engine.store.session(manager).await?
+            && let Some(manager) = objectives.store.session(manager).await?
             && !manager.status.is_terminal()
         {
             let note = format!(
@@ -204,11 +204,13 @@ pub async fn answer_in(
     }
     match kind {
         QuestionKind::Plan => {} // the answer goes to the manager to revise the plan
-        k if k.resumes() => lifecycle::lift_stop_in(engine, tx, objective, author.login).await?,
+        k if k.resumes() => {
+            lifecycle::lift_stop_in(objectives, tx, objective, author.login).await?
+        }
         _ => {}
     }
     deliver_in(
-        engine,
+        objectives,
         tx,
         objective,
         question,
@@ -231,29 +233,30 @@ pub async fn answer_in(
 /// Gives an answer to the session that asked, if it is live; otherwise to the objective's
 /// manager (a new one if the manager has ended too).
 async fn deliver_in(
-    engine: &Engine,
+    objectives: &Objectives,
     tx: &mut Tx,
     objective: &Objective,
     question: &Question,
     message: &str,
 ) -> Result<()> {
-    let now = engine.clock.now();
+    let now = objectives.clock.now();
     let asker = match question.session_id {
-        Some(id) => engine.store.session(id).await?,
+        Some(id) => objectives.store.session(id).await?,
         None => None,
     };
     if let Some(asker) = asker.filter(|s| !s.status.is_terminal()) {
         return tx.push_answer(asker.id, message, question.id, now).await;
     }
     let manager = match objective.manager {
-        Some(id) => engine.store.session(id).await?,
+        Some(id) => objectives.store.session(id).await?,
         None => None,
     };
     match manager.filter(|m| !m.status.is_terminal()) {
         Some(manager) => tx.push_answer(manager.id, message, question.id, now).await,
         None => {
             let manager =
-                lifecycle::respawn_manager_in(engine, tx, objective, None, Some(message)).await?;
+                lifecycle::respawn_manager_in(objectives, tx, objective, None, Some(message))
+                    .await?;
             tracing::info!(manager = %manager, "a new manager carries the answer");
             Ok(())
         }
@@ -263,13 +266,13 @@ async fn deliver_in(
 /// An edit to a comment that answered a question: the answer changes too, if the agent has
 /// not read it yet.
 pub async fn edit_answer_in(
-    engine: &Engine,
+    objectives: &Objectives,
     tx: &mut Tx,
     comment: i64,
     body: &str,
     author: Author<'_>,
 ) -> Result<bool> {
-    let Some(question) = engine.store.question_answered_by(comment).await? else {
+    let Some(question) = objectives.store.question_answered_by(comment).await? else {
         return Ok(false);
     };
     let answer = answer_text(body);
@@ -285,12 +288,12 @@ pub async fn edit_answer_in(
 
 /// `/foreman approve`: the plan question is answered and workers may start.
 pub async fn approve_plan_in(
-    engine: &Engine,
+    objectives: &Objectives,
     tx: &mut Tx,
     objective: &Objective,
     by: &str,
 ) -> Result<bool> {
-    let now = engine.clock.now();
+    let now = objectives.clock.now();
     tx.approve_plan(objective.id, now).await?;
     let answer = format!("approved by @{by}");
     let n = tx
@@ -303,7 +306,7 @@ pub async fn approve_plan_in(
         )
         .await?;
     let note = format!("@{by} approved your plan. Start the workers now.");
-    lifecycle::tell_manager_in(engine, tx, objective, &note).await?;
+    lifecycle::tell_manager_in(objectives, tx, objective, &note).await?;
     if !tx.has_open_questions(objective.id).await? {
         tx.set_objective_status(objective.id, ObjectiveStatus::Active, None, now)
             .await?;

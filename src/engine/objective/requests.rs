@@ -5,7 +5,7 @@
 
 use anyhow::Result;
 
-use crate::engine::Engine;
+use crate::engine::objective::Objectives;
 use crate::engine::objective::pulls;
 use crate::engine::runtime::turns;
 use crate::model::question::QuestionKind;
@@ -14,8 +14,12 @@ use crate::model::{Objective, ObjectiveId, QuestionId, Role, Session, SessionId,
 use crate::store::{NewSession, Thread};
 
 /// A worker of the caller's objective, or an error naming why not.
-async fn worker_of(engine: &Engine, caller: &Session, worker: SessionId) -> Result<Session> {
-    match engine.store.session(worker).await? {
+async fn worker_of(
+    objectives: &Objectives,
+    caller: &Session,
+    worker: SessionId,
+) -> Result<Session> {
+    match objectives.store.session(worker).await? {
         Some(s) if s.objective_id == caller.objective_id && s.role != Role::Manager => Ok(s),
         Some(_) => crate::refuse!("session {worker} is not a worker of your objective"),
         None => crate::refuse!("there is no worker {worker}"),
@@ -24,14 +28,14 @@ async fn worker_of(engine: &Engine, caller: &Session, worker: SessionId) -> Resu
 
 /// `spawn_worker`: queues a worker on the caller's objective.
 pub async fn spawn_worker(
-    engine: &Engine,
+    objectives: &Objectives,
     caller: &Session,
     title: &str,
     instructions: &str,
     depends_on: &[SessionId],
 ) -> Result<SessionId> {
     for dep in depends_on {
-        let dep = worker_of(engine, caller, *dep).await?;
+        let dep = worker_of(objectives, caller, *dep).await?;
         if matches!(dep.status, SessionStatus::Failed | SessionStatus::Cancelled) {
             crate::refuse!(
                 "worker {} already {}; it cannot be depended on",
@@ -42,8 +46,8 @@ pub async fn spawn_worker(
     }
     // What guards the insert is read in the inserting transaction, the objective held: an
     // objective ending (or a budget being spent) meanwhile cannot slip a worker past it.
-    let now = engine.clock.now();
-    let mut tx = engine.store.begin().await?;
+    let now = objectives.clock.now();
+    let mut tx = objectives.store.begin().await?;
     let objective = tx
         .lock_objective(caller.objective_id)
         .await?
@@ -65,7 +69,7 @@ pub async fn spawn_worker(
     let usage = tx.objective_usage(objective.id, now).await?;
     if let Some(reached) = objective.budget.exceeded_by(&usage) {
         drop(tx); // asking a human takes a transaction of its own
-        budget_reached(engine, objective.id, &reached).await?;
+        budget_reached(objectives, objective.id, &reached).await?;
         crate::refuse!(
             "the objective's budget is reached ({reached}); a human has been asked whether to continue"
         );
@@ -75,7 +79,7 @@ pub async fn spawn_worker(
             &NewSession {
                 objective_id: caller.objective_id,
                 role: Role::Worker,
-                agent: engine.agents.worker.kind,
+                agent: objectives.agents.worker.kind,
                 title: title.to_owned(),
                 instructions: instructions.to_owned(),
                 spawned_by: Some(caller.id),
@@ -92,12 +96,12 @@ pub async fn spawn_worker(
 /// `message_worker`: leaves a message for the worker's next turn (a queued worker reads it
 /// with its first turn's follow-up; a running one as soon as its turn ends).
 pub async fn message_worker(
-    engine: &Engine,
+    objectives: &Objectives,
     caller: &Session,
     worker: SessionId,
     message: &str,
 ) -> Result<()> {
-    let worker = worker_of(engine, caller, worker).await?;
+    let worker = worker_of(objectives, caller, worker).await?;
     if worker.status.is_terminal() {
         crate::refuse!(
             "worker {} has already {}",
@@ -105,11 +109,11 @@ pub async fn message_worker(
             worker.status.as_str()
         );
     }
-    let mut tx = engine.store.begin().await?;
+    let mut tx = objectives.store.begin().await?;
     tx.push_message(
         worker.id,
         &format!("From your manager: {message}"),
-        engine.clock.now(),
+        objectives.clock.now(),
     )
     .await?;
     tx.commit().await?;
@@ -117,26 +121,34 @@ pub async fn message_worker(
 }
 
 /// `cancel_worker`: stops a worker; its dependents are cancelled by the scheduler.
-pub async fn cancel_worker(engine: &Engine, caller: &Session, worker: SessionId) -> Result<bool> {
-    let worker = worker_of(engine, caller, worker).await?;
-    turns::cancel(engine, worker.id, "cancelled by its manager").await
+pub async fn cancel_worker(
+    objectives: &Objectives,
+    caller: &Session,
+    worker: SessionId,
+) -> Result<bool> {
+    let worker = worker_of(objectives, caller, worker).await?;
+    turns::cancel(&objectives.runtime, worker.id, "cancelled by its manager").await
 }
 
 /// `ask_user`: records a question for the humans; the objective waits for the answer.
-pub async fn ask_user(engine: &Engine, caller: &Session, question: &str) -> Result<QuestionId> {
-    let objective = engine
+pub async fn ask_user(
+    objectives: &Objectives,
+    caller: &Session,
+    question: &str,
+) -> Result<QuestionId> {
+    let objective = objectives
         .store
         .objective(caller.objective_id)
         .await?
         .filter(|o| !o.status.is_terminal())
         .ok_or_else(|| anyhow::anyhow!("your objective has ended"))?;
-    let limit = posting_limits(engine, &objective).questions_per_hour;
-    let asked = engine
+    let limit = posting_limits(objectives, &objective).questions_per_hour;
+    let asked = objectives
         .store
         .questions_asked_since(
             objective.id,
             QuestionKind::Agent.as_str(),
-            engine.clock.now().minus(HOUR),
+            objectives.clock.now().minus(HOUR),
         )
         .await?;
     if asked >= limit {
@@ -145,9 +157,9 @@ pub async fn ask_user(engine: &Engine, caller: &Session, question: &str) -> Resu
              wait for the answers, or put what you would ask in your result"
         );
     }
-    let mut tx = engine.store.begin().await?;
+    let mut tx = objectives.store.begin().await?;
     let id = crate::engine::objective::questions::ask_in(
-        engine,
+        objectives,
         &mut tx,
         &objective,
         Some(caller),
@@ -162,8 +174,8 @@ pub async fn ask_user(engine: &Engine, caller: &Session, question: &str) -> Resu
 
 /// `propose_plan`: the manager's plan, posted for a human to approve when the repository
 /// asks for that.
-pub async fn propose_plan(engine: &Engine, caller: &Session, plan: &str) -> Result<String> {
-    let objective = engine
+pub async fn propose_plan(objectives: &Objectives, caller: &Session, plan: &str) -> Result<String> {
+    let objective = objectives
         .store
         .objective(caller.objective_id)
         .await?
@@ -172,9 +184,9 @@ pub async fn propose_plan(engine: &Engine, caller: &Session, plan: &str) -> Resu
     if !objective.config.plan_approval || objective.plan_approved {
         return Ok("No approval is needed: go ahead and spawn the workers.".to_owned());
     }
-    let mut tx = engine.store.begin().await?;
+    let mut tx = objectives.store.begin().await?;
     let id = crate::engine::objective::questions::ask_in(
-        engine,
+        objectives,
         &mut tx,
         &objective,
         Some(caller),
@@ -191,18 +203,22 @@ pub async fn propose_plan(engine: &Engine, caller: &Session, plan: &str) -> Resu
 }
 
 /// A budget stops new work: recorded once, with a question for a human.
-pub async fn budget_reached(engine: &Engine, objective: ObjectiveId, reached: &str) -> Result<()> {
-    let Some(objective) = engine.store.objective(objective).await? else {
+pub async fn budget_reached(
+    objectives: &Objectives,
+    objective: ObjectiveId,
+    reached: &str,
+) -> Result<()> {
+    let Some(objective) = objectives.store.objective(objective).await? else {
         return Ok(());
     };
-    let mut tx = engine.store.begin().await?;
+    let mut tx = objectives.store.begin().await?;
     if tx.block_on_budget(objective.id, reached).await? {
         let text = format!(
             "This objective reached its budget ({reached}), so no new work is starting. \
              Should it continue, be re-scoped, or stop?"
         );
         crate::engine::objective::questions::ask_in(
-            engine,
+            objectives,
             &mut tx,
             &objective,
             None,
@@ -221,13 +237,13 @@ const AGENT_COMMENT: &str = "agent-";
 const HOUR: std::time::Duration = std::time::Duration::from_secs(60 * 60);
 
 /// What the objective's agents may post per hour: the repository's ask under the server's.
-fn posting_limits(engine: &Engine, objective: &Objective) -> PostingLimits {
-    objective.config.limits.apply(&engine.agents.posting)
+fn posting_limits(objectives: &Objectives, objective: &Objective) -> PostingLimits {
+    objective.config.limits.apply(&objectives.agents.posting)
 }
 
 /// `comment_issue`: queues a comment on the objective's issue.
-pub async fn comment_issue(engine: &Engine, caller: &Session, body: &str) -> Result<()> {
-    let Some(objective) = engine.store.objective(caller.objective_id).await? else {
+pub async fn comment_issue(objectives: &Objectives, caller: &Session, body: &str) -> Result<()> {
+    let Some(objective) = objectives.store.objective(caller.objective_id).await? else {
         crate::refuse!("your objective is gone");
     };
     let Some(thread) = Thread::of(&objective) else {
@@ -235,10 +251,14 @@ pub async fn comment_issue(engine: &Engine, caller: &Session, body: &str) -> Res
             "the objective's repository is not reachable through a GitHub App installation"
         );
     };
-    let limit = posting_limits(engine, &objective).comments_per_hour;
-    let posted = engine
+    let limit = posting_limits(objectives, &objective).comments_per_hour;
+    let posted = objectives
         .store
-        .queued_since(objective.id, AGENT_COMMENT, engine.clock.now().minus(HOUR))
+        .queued_since(
+            objective.id,
+            AGENT_COMMENT,
+            objectives.clock.now().minus(HOUR),
+        )
         .await?;
     if posted >= limit {
         crate::refuse!(
@@ -247,8 +267,8 @@ pub async fn comment_issue(engine: &Engine, caller: &Session, body: &str) -> Res
         );
     }
     let marker = format!("{AGENT_COMMENT}{}", crate::model::markers::new_marker());
-    let mut tx = engine.store.begin().await?;
-    tx.enqueue(&thread.comment(body, marker), engine.clock.now())
+    let mut tx = objectives.store.begin().await?;
+    tx.enqueue(&thread.comment(body, marker), objectives.clock.now())
         .await?;
     tx.commit().await?;
     Ok(())
@@ -256,9 +276,9 @@ pub async fn comment_issue(engine: &Engine, caller: &Session, body: &str) -> Res
 
 /// `mark_objective_done`: the manager says the work is complete. With pull requests still
 /// open, the objective completes when they are merged. Returns what to tell the manager.
-pub async fn mark_done(engine: &Engine, caller: &Session, summary: &str) -> Result<String> {
+pub async fn mark_done(objectives: &Objectives, caller: &Session, summary: &str) -> Result<String> {
     use crate::model::pulls::{Completion, completion};
-    let sessions = engine.store.sessions_of(caller.objective_id).await?;
+    let sessions = objectives.store.sessions_of(caller.objective_id).await?;
     let live: Vec<String> = sessions
         .iter()
         .filter(|s| s.role != Role::Manager && !s.status.is_terminal())
@@ -270,13 +290,13 @@ pub async fn mark_done(engine: &Engine, caller: &Session, summary: &str) -> Resu
             live.join(", ")
         );
     }
-    let Some(objective) = engine.store.objective(caller.objective_id).await? else {
+    let Some(objective) = objectives.store.objective(caller.objective_id).await? else {
         crate::refuse!("your objective is gone");
     };
     if objective.status.is_terminal() {
         crate::refuse!("the objective has already ended");
     }
-    let pulls = engine.store.pulls_of(objective.id).await?;
+    let pulls = objectives.store.pulls_of(objective.id).await?;
     let list = |numbers: &[u64]| {
         numbers
             .iter()
@@ -284,7 +304,7 @@ pub async fn mark_done(engine: &Engine, caller: &Session, summary: &str) -> Resu
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let mut tx = engine.store.begin().await?;
+    let mut tx = objectives.store.begin().await?;
     tx.set_objective_summary(objective.id, summary).await?;
     let reply = match completion(&pulls) {
         Completion::Undecided(closed) => crate::refuse!(
@@ -293,7 +313,7 @@ pub async fn mark_done(engine: &Engine, caller: &Session, summary: &str) -> Resu
             list(&closed)
         ),
         Completion::WaitingForMerge(open) => {
-            let now = engine.clock.now();
+            let now = objectives.clock.now();
             tx.request_done(objective.id, now).await?;
             if let Some(thread) = Thread::of(&objective) {
                 // Drafts become ready, and the person who started the work is asked to review.
@@ -319,7 +339,7 @@ pub async fn mark_done(engine: &Engine, caller: &Session, summary: &str) -> Resu
             let mut done = objective.clone();
             done.summary = Some(summary.to_owned());
             let reason = "marked done by its manager";
-            pulls::complete_in(engine, &mut tx, &done, &pulls, reason).await?;
+            pulls::complete_in(objectives, &mut tx, &done, &pulls, reason).await?;
             "The objective is done. Thank you; end your turn.".to_owned()
         }
     };

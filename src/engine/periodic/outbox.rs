@@ -3,16 +3,18 @@
 //! the marker on the issue, so the comment is never posted twice. Posts are spaced out, and a
 //! rate limit pauses everything of that installation until GitHub says to go on.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use crate::engine::Engine;
-use crate::engine::periodic::tick::{BoxFuture, TickTask};
+use crate::engine::periodic::Periodic;
+use crate::engine::periodic::tick::TickTask;
 use crate::github::rest::{self, RestError};
 use crate::model::markers::marker_comment;
 use crate::model::{QuestionId, Timestamp};
 use crate::store::{OutboxItem, OutboxKind};
+use futures_util::future::BoxFuture;
 
 /// Longest wait between two attempts.
 const RETRY_MAX: Duration = Duration::from_secs(10 * 60);
@@ -29,15 +31,19 @@ impl TickTask for Outbox {
         "outbox"
     }
 
-    fn run<'a>(&'a self, engine: &'a Engine) -> BoxFuture<'a, Result<()>> {
+    fn run<'a>(&'a self, periodic: &'a Arc<Periodic>) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            for item in engine.store.due_outbox(engine.clock.now(), BATCH).await? {
-                match make(engine, &item).await {
+            for item in periodic
+                .store
+                .due_outbox(periodic.clock.now(), BATCH)
+                .await?
+            {
+                match make(periodic, &item).await {
                     Ok(()) => {}
-                    Err(e) => failed(engine, &item, e).await?,
+                    Err(e) => failed(periodic, &item, e).await?,
                 }
                 if !matches!(item.kind, OutboxKind::Reaction | OutboxKind::CloseIssue) {
-                    tokio::time::sleep(engine.posting.spacing).await;
+                    tokio::time::sleep(periodic.posting.spacing).await;
                 }
             }
             Ok(())
@@ -45,8 +51,8 @@ impl TickTask for Outbox {
     }
 }
 
-async fn failed(engine: &Engine, item: &OutboxItem, error: anyhow::Error) -> Result<()> {
-    let now = engine.clock.now();
+async fn failed(periodic: &Periodic, item: &OutboxItem, error: anyhow::Error) -> Result<()> {
+    let now = periodic.clock.now();
     let text = format!("{error:#}");
     if let Some(RestError::RateLimited { retry_after, .. }) = error.downcast_ref::<RestError>() {
         let until = now.plus(*retry_after);
@@ -55,11 +61,11 @@ async fn failed(engine: &Engine, item: &OutboxItem, error: anyhow::Error) -> Res
             retry_after = retry_after.as_secs(),
             "rate limited; pausing this installation's posts"
         );
-        engine
+        periodic
             .store
             .outbox_pause(item.installation_id, until)
             .await?;
-        return engine
+        return periodic
             .store
             .outbox_failed(item.id, &text, Some(until))
             .await;
@@ -71,21 +77,21 @@ async fn failed(engine: &Engine, item: &OutboxItem, error: anyhow::Error) -> Res
             error = text,
             "giving up on a GitHub effect"
         );
-        return engine.store.outbox_failed(item.id, &text, None).await;
+        return periodic.store.outbox_failed(item.id, &text, None).await;
     }
     tracing::warn!(
         outbox = item.id,
         error = text,
         "GitHub effect failed; will retry"
     );
-    engine
+    periodic
         .store
-        .outbox_failed(item.id, &text, Some(retry_at(engine, now, attempts)))
+        .outbox_failed(item.id, &text, Some(retry_at(periodic, now, attempts)))
         .await
 }
 
-fn retry_at(engine: &Engine, now: Timestamp, attempts: u32) -> Timestamp {
-    let delay = engine
+fn retry_at(periodic: &Periodic, now: Timestamp, attempts: u32) -> Timestamp {
+    let delay = periodic
         .posting
         .retry_base
         .saturating_mul(1 << attempts.saturating_sub(1).min(16))
@@ -93,9 +99,10 @@ fn retry_at(engine: &Engine, now: Timestamp, attempts: u32) -> Timestamp {
     now.plus(delay)
 }
 
-async fn make(engine: &Engine, item: &OutboxItem) -> Result<()> {
-    let app = engine
-        .github()
+async fn make(periodic: &Periodic, item: &OutboxItem) -> Result<()> {
+    let app = periodic
+        .github
+        .app()
         .context("the GitHub App is not configured (GITHUB_APP_ID and key)")?;
     let client = app
         .installation_client(item.installation_id, &item.repository)
@@ -160,11 +167,11 @@ async fn make(engine: &Engine, item: &OutboxItem) -> Result<()> {
             };
             match (item.kind, item.objective_id, item.target_id) {
                 (OutboxKind::StatusComment, Some(objective), _) => {
-                    engine.store.set_status_comment(objective, id).await?;
-                    engine.tick_bell.notify_one();
+                    periodic.store.set_status_comment(objective, id).await?;
+                    periodic.tick_bell.notify_one();
                 }
                 (OutboxKind::Question, _, Some(question)) => {
-                    engine
+                    periodic
                         .store
                         .set_question_comment(QuestionId(question), id)
                         .await?;
@@ -174,8 +181,8 @@ async fn make(engine: &Engine, item: &OutboxItem) -> Result<()> {
             Some(id)
         }
     };
-    engine
+    periodic
         .store
-        .outbox_done(item.id, github_id, engine.clock.now())
+        .outbox_done(item.id, github_id, periodic.clock.now())
         .await
 }

@@ -2,12 +2,14 @@
 //! or closed because the work they were for ended.
 
 use anyhow::{Context, Result};
+use std::sync::Arc;
 
-use crate::engine::Engine;
 use crate::engine::objective::questions::render_closed;
-use crate::engine::periodic::tick::{BoxFuture, TickTask};
+use crate::engine::periodic::Periodic;
+use crate::engine::periodic::tick::TickTask;
 use crate::github::rest;
 use crate::model::question::Question;
+use futures_util::future::BoxFuture;
 
 /// Edits the comments of questions that have closed to say how.
 pub struct QuestionComments;
@@ -17,10 +19,10 @@ impl TickTask for QuestionComments {
         "question-comments"
     }
 
-    fn run<'a>(&'a self, engine: &'a Engine) -> BoxFuture<'a, Result<()>> {
+    fn run<'a>(&'a self, periodic: &'a Arc<Periodic>) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            for question in engine.store.questions_to_close_on_github().await? {
-                if let Err(e) = close_comment(engine, &question).await {
+            for question in periodic.store.questions_to_close_on_github().await? {
+                if let Err(e) = close_comment(periodic, &question).await {
                     tracing::warn!(question = %question.id, error = %format!("{e:#}"), "cannot update a question's comment");
                 }
             }
@@ -29,8 +31,8 @@ impl TickTask for QuestionComments {
     }
 }
 
-async fn close_comment(engine: &Engine, question: &Question) -> Result<()> {
-    let objective = engine
+async fn close_comment(periodic: &Periodic, question: &Question) -> Result<()> {
+    let objective = periodic
         .store
         .objective(question.objective_id)
         .await?
@@ -39,8 +41,9 @@ async fn close_comment(engine: &Engine, question: &Question) -> Result<()> {
     else {
         return Ok(());
     };
-    let app = engine
-        .github()
+    let app = periodic
+        .github
+        .app()
         .context("the GitHub App is not configured")?;
     let client = app
         .installation_client(installation, &objective.repository)
@@ -54,7 +57,7 @@ async fn close_comment(engine: &Engine, question: &Question) -> Result<()> {
     .await
     {
         Ok(()) | Err(rest::RestError::Status { status: 404, .. }) => {
-            engine.store.question_comment_final(question.id).await
+            periodic.store.question_comment_final(question.id).await
         }
         Err(e) => Err(e.into()),
     }

@@ -11,6 +11,7 @@
 //! no rate limit. A rate limit ends the pass; the next one goes on.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -18,15 +19,16 @@ use anyhow::Result;
 use octocrab::Octocrab;
 use serde_json::Value;
 
-use crate::engine::Engine;
 use crate::engine::objective::lifecycle;
 use crate::engine::objective::pulls;
-use crate::engine::periodic::tick::{BoxFuture, TickTask};
+use crate::engine::periodic::Periodic;
+use crate::engine::periodic::tick::TickTask;
 use crate::github::rest::{self, Conditional, RestError};
 use crate::metrics::inc;
 use crate::model::pulls::{Checks, PullState};
 use crate::model::{ObjectiveStatus, PullRequest};
 use crate::store::AuditEntry;
+use futures_util::future::BoxFuture;
 
 /// The reconciliation tick task.
 pub struct Reconcile {
@@ -89,24 +91,24 @@ impl Reconcile {
     }
 
     /// One pass: the open pull requests, and on a full pass their checks and the issues.
-    pub async fn pass(&self, engine: &Engine, full: bool) -> Result<Reconciled> {
+    pub async fn pass(&self, periodic: &Periodic, full: bool) -> Result<Reconciled> {
         let mut done = Reconciled::default();
-        let Some(app) = engine.github() else {
+        let Some(app) = periodic.github.app() else {
             return Ok(done);
         };
         if full {
             self.lock().read.clear();
         }
         // Installation clients come from the App's token cache: asking again is cheap.
-        let pulls = engine.store.open_pulls().await?;
+        let pulls = periodic.store.open_pulls().await?;
         for pull in pulls {
-            let Some(objective) = engine.store.objective(pull.objective_id).await? else {
+            let Some(objective) = periodic.store.objective(pull.objective_id).await? else {
                 continue;
             };
             let Some(installation) = objective.installation_id else {
                 continue;
             };
-            if engine
+            if periodic
                 .store
                 .standing(installation, Some(&pull.repository))
                 .await?
@@ -117,7 +119,7 @@ impl Reconcile {
             let client = app
                 .installation_client(installation, &pull.repository)
                 .await?;
-            match self.pull(engine, &client, &pull, full, &mut done).await {
+            match self.pull(periodic, &client, &pull, full, &mut done).await {
                 Ok(()) => {}
                 Err(e) if rate_limited(&e) => return Err(e),
                 Err(e) => {
@@ -126,11 +128,11 @@ impl Reconcile {
             }
         }
         if full {
-            for objective in engine.store.live_objectives().await? {
+            for objective in periodic.store.live_objectives().await? {
                 let Some(installation) = objective.installation_id else {
                     continue;
                 };
-                if engine
+                if periodic
                     .store
                     .standing(installation, Some(&objective.repository))
                     .await?
@@ -141,7 +143,7 @@ impl Reconcile {
                 let client = app
                     .installation_client(installation, &objective.repository)
                     .await?;
-                match self.issue(engine, &client, &objective, &mut done).await {
+                match self.issue(periodic, &client, &objective, &mut done).await {
                     Ok(()) => {}
                     Err(e) if rate_limited(&e) => return Err(e),
                     Err(e) => {
@@ -158,7 +160,7 @@ impl Reconcile {
 
     async fn pull(
         &self,
-        engine: &Engine,
+        periodic: &Periodic,
         client: &Octocrab,
         pull: &PullRequest,
         full: bool,
@@ -171,9 +173,9 @@ impl Reconcile {
             || now_is.head_sha != pull.head_sha
             || (now_is.mergeable.is_some() && now_is.mergeable != pull.mergeable);
         if changed {
-            let mut tx = engine.store.begin().await?;
-            let what = pulls::observe_in(engine, &mut tx, pull, &now_is).await?;
-            tx.audit(&entry(engine, pull, "reconcile.pull_request", &what))
+            let mut tx = periodic.store.begin().await?;
+            let what = pulls::observe_in(&periodic.objectives, &mut tx, pull, &now_is).await?;
+            tx.audit(&entry(periodic, pull, "reconcile.pull_request", &what))
                 .await?;
             tx.commit().await?;
             done.repaired += 1;
@@ -198,9 +200,9 @@ impl Reconcile {
         let mut current = pull.clone();
         current.head_sha = sha.to_owned();
         current.state = now_is.state;
-        let mut tx = engine.store.begin().await?;
-        let what = pulls::checks_in(engine, &mut tx, &current, sha, &runs).await?;
-        tx.audit(&entry(engine, pull, "reconcile.checks", &what))
+        let mut tx = periodic.store.begin().await?;
+        let what = pulls::checks_in(&periodic.objectives, &mut tx, &current, sha, &runs).await?;
+        tx.audit(&entry(periodic, pull, "reconcile.checks", &what))
             .await?;
         tx.commit().await?;
         if state != crate::model::pulls::Checks::Pending {
@@ -211,7 +213,7 @@ impl Reconcile {
 
     async fn issue(
         &self,
-        engine: &Engine,
+        periodic: &Periodic,
         client: &Octocrab,
         objective: &crate::model::Objective,
         done: &mut Reconciled,
@@ -237,11 +239,11 @@ impl Reconcile {
         let merged = if open {
             Vec::new()
         } else {
-            pulls::merged_closers(engine, client, objective).await?
+            pulls::merged_closers(&periodic.objectives, client, objective).await?
         };
-        let mut tx = engine.store.begin().await?;
+        let mut tx = periodic.store.begin().await?;
         let what = if !merged.is_empty() {
-            pulls::closed_by_merge_in(engine, &mut tx, objective, &merged).await?;
+            pulls::closed_by_merge_in(&periodic.objectives, &mut tx, objective, &merged).await?;
             "the issue was closed by a merged pull request"
         } else {
             let reason = if open {
@@ -250,7 +252,7 @@ impl Reconcile {
                 "the issue was closed".to_owned()
             };
             lifecycle::end_in(
-                engine,
+                &periodic.objectives,
                 &mut tx,
                 objective,
                 ObjectiveStatus::Cancelled,
@@ -263,7 +265,7 @@ impl Reconcile {
                 "the issue was closed"
             }
         };
-        let now = engine.clock.now();
+        let now = periodic.clock.now();
         tx.audit(&AuditEntry::about(objective, now, "reconcile.issue", what))
             .await?;
         tx.commit().await?;
@@ -291,7 +293,7 @@ impl TickTask for Reconcile {
         self.pulls_every
     }
 
-    fn run<'a>(&'a self, engine: &'a Engine) -> BoxFuture<'a, Result<()>> {
+    fn run<'a>(&'a self, periodic: &'a Arc<Periodic>) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             let full = self
                 .lock()
@@ -300,9 +302,9 @@ impl TickTask for Reconcile {
             if full {
                 self.lock().last_full = Some(Instant::now());
             }
-            let done = self.pass(engine, full).await?;
-            inc(&engine.metrics.reconcile_passes);
-            crate::metrics::add(&engine.metrics.reconcile_repairs, done.repaired as u64);
+            let done = self.pass(periodic, full).await?;
+            inc(&periodic.metrics.reconcile_passes);
+            crate::metrics::add(&periodic.metrics.reconcile_repairs, done.repaired as u64);
             if done.repaired > 0 {
                 tracing::info!(
                     repaired = done.repaired,
@@ -316,9 +318,9 @@ impl TickTask for Reconcile {
     }
 }
 
-fn entry(engine: &Engine, pull: &PullRequest, kind: &str, what: &str) -> AuditEntry {
+fn entry(periodic: &Periodic, pull: &PullRequest, kind: &str, what: &str) -> AuditEntry {
     AuditEntry {
-        at: engine.clock.now(),
+        at: periodic.clock.now(),
         objective_id: Some(pull.objective_id),
         delivery_id: None,
         installation_id: None,

@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use crate::engine::Engine;
 use crate::engine::objective::requests;
-use crate::engine::periodic::tick::{BoxFuture, TickTask};
+use crate::engine::periodic::Periodic;
+use crate::engine::periodic::tick::TickTask;
 use crate::engine::runtime::process;
 use crate::engine::runtime::turns::{self, TurnKind};
 use crate::model::{
@@ -23,6 +23,7 @@ use crate::model::{
     Usage,
 };
 use crate::store::Orphaned;
+use futures_util::future::BoxFuture;
 
 /// A session whose runner has not been heard from for this long is considered lost.
 pub const STALE_AFTER: Duration = Duration::from_secs(3 * 60);
@@ -172,28 +173,26 @@ fn turn_budget_view(usage: &Usage) -> Usage {
 }
 
 /// The tick task that loads the snapshot and applies [`decide`].
-pub struct Scheduler {
-    pub engine: Arc<Engine>,
-}
+pub struct Scheduler;
 
 impl TickTask for Scheduler {
     fn name(&self) -> &'static str {
         "scheduler"
     }
 
-    fn run<'a>(&'a self, _engine: &'a Engine) -> BoxFuture<'a, Result<()>> {
+    fn run<'a>(&'a self, periodic: &'a Arc<Periodic>) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            recover_lost(&self.engine).await?;
-            stop_orphans(&self.engine).await?;
-            schedule(&self.engine).await
+            recover_lost(periodic).await?;
+            stop_orphans(periodic).await?;
+            schedule(periodic).await
         })
     }
 }
 
 /// One scheduling pass.
-pub async fn schedule(engine: &Arc<Engine>) -> Result<()> {
-    let store = &engine.store;
-    let now = engine.clock.now();
+pub async fn schedule(periodic: &Arc<Periodic>) -> Result<()> {
+    let store = &periodic.store;
+    let now = periodic.clock.now();
     let objectives = store.live_objectives().await?;
     let sessions = store.live_sessions().await?;
     let live: HashSet<SessionId> = sessions.iter().map(|s| s.id).collect();
@@ -219,25 +218,25 @@ pub async fn schedule(engine: &Arc<Engine>) -> Result<()> {
         finished: &finished,
         with_messages: &with_messages,
         usage: &usage,
-        max_sessions: engine.agents.max_sessions,
-        max_workers: engine.agents.max_workers,
+        max_sessions: periodic.runtime.agents.max_sessions,
+        max_workers: periodic.runtime.agents.max_workers,
     });
     for action in actions {
         tracing::debug!(?action, "scheduler");
-        if let Err(e) = apply(engine, &sessions, &action).await {
+        if let Err(e) = apply(periodic, &sessions, &action).await {
             tracing::warn!(?action, error = %format!("{e:#}"), "scheduler action failed");
         }
     }
     Ok(())
 }
 
-async fn apply(engine: &Arc<Engine>, sessions: &[Session], action: &Action) -> Result<()> {
+async fn apply(periodic: &Arc<Periodic>, sessions: &[Session], action: &Action) -> Result<()> {
     let session = |id: SessionId| sessions.iter().find(|s| s.id == id);
     if let Action::Start(id) | Action::Deliver(id, _) = action
-        && let Err(why) = engine.agents.sandbox.ready().await
+        && let Err(why) = periodic.runtime.agents.sandbox.ready().await
     {
         // No agent runs outside its sandbox: the session waits, saying why.
-        engine
+        periodic
             .store
             .note_session_waiting(*id, &format!("{SANDBOX_WAIT}: {why}"))
             .await?;
@@ -246,24 +245,25 @@ async fn apply(engine: &Arc<Engine>, sessions: &[Session], action: &Action) -> R
     match action {
         Action::Start(id) => {
             if let Some(s) = session(*id) {
-                start_or_fail(engine, s, &[SessionStatus::Queued], TurnKind::First).await?;
+                start_or_fail(periodic, s, &[SessionStatus::Queued], TurnKind::First).await?;
             }
         }
         Action::Deliver(id, from) => {
             if let Some(s) = session(*id) {
-                start_or_fail(engine, s, &[*from], TurnKind::Messages).await?;
+                start_or_fail(periodic, s, &[*from], TurnKind::Messages).await?;
             }
         }
         Action::Cancel(id, reason) => {
-            if turns::cancel(engine, *id, reason).await?
+            if turns::cancel(&periodic.runtime, *id, reason).await?
                 && let Some(s) = session(*id)
                 && s.role.is_one_task()
             {
-                turns::tell_manager(engine, s, &format!("was cancelled: {reason}")).await?;
+                turns::tell_manager(&periodic.runtime, s, &format!("was cancelled: {reason}"))
+                    .await?;
             }
         }
         Action::BudgetReached(objective, reached) => {
-            requests::budget_reached(engine, *objective, reached).await?;
+            requests::budget_reached(&periodic.objectives, *objective, reached).await?;
         }
     }
     Ok(())
@@ -271,21 +271,21 @@ async fn apply(engine: &Arc<Engine>, sessions: &[Session], action: &Action) -> R
 
 /// Starts a turn; a turn that cannot even be set up fails its session with the reason.
 async fn start_or_fail(
-    engine: &Arc<Engine>,
+    periodic: &Arc<Periodic>,
     session: &Session,
     from: &[SessionStatus],
     kind: TurnKind,
 ) -> Result<()> {
-    if let Err(e) = turns::start(engine, session, from, kind).await {
+    if let Err(e) = turns::start(&periodic.runtime, session, from, kind).await {
         let reason = format!("cannot start a turn: {e:#}");
         tracing::warn!(session = %session.id, reason, "turn not started");
-        engine
+        periodic
             .store
             .set_session_status(
                 session.id,
                 SessionStatus::Failed,
                 Some(&reason),
-                engine.clock.now(),
+                periodic.clock.now(),
             )
             .await?;
     }
@@ -295,14 +295,14 @@ async fn start_or_fail(
 /// Cancels what still runs of objectives that have ended (stopped, failed, or done with a
 /// session left over) or whose work is held. A manager finishing the turn in which it marked its objective done is
 /// left to finish.
-pub async fn stop_orphans(engine: &Arc<Engine>) -> Result<()> {
-    for (session, why) in engine.store.orphaned_sessions().await? {
+pub async fn stop_orphans(periodic: &Arc<Periodic>) -> Result<()> {
+    for (session, why) in periodic.store.orphaned_sessions().await? {
         let reason = match why {
             Orphaned::Ended(ObjectiveStatus::Done) if session.status.is_active_turn() => continue,
             Orphaned::Ended(status) => format!("its objective is {}", status.as_str()),
             Orphaned::Held(why) => format!("the work is held: {why}"),
         };
-        turns::cancel(engine, session.id, &reason).await?;
+        turns::cancel(&periodic.runtime, session.id, &reason).await?;
     }
     Ok(())
 }
@@ -310,13 +310,13 @@ pub async fn stop_orphans(engine: &Arc<Engine>) -> Result<()> {
 /// Finds sessions whose turn has no process any more — this instance restarted, or the
 /// instance running it went silent — and resumes them (a new turn in the same conversation)
 /// or, after too many interruptions, fails them.
-pub async fn recover_lost(engine: &Arc<Engine>) -> Result<()> {
-    let now = engine.clock.now();
-    for session in engine.store.sessions_in_turn().await? {
-        if !is_lost(engine, &session, now) {
+pub async fn recover_lost(periodic: &Arc<Periodic>) -> Result<()> {
+    let now = periodic.clock.now();
+    for session in periodic.store.sessions_in_turn().await? {
+        if !is_lost(periodic, &session, now) {
             continue;
         }
-        if session.runner.as_deref() == Some(engine.runner.as_str())
+        if session.runner.as_deref() == Some(periodic.runtime.runner.as_str())
             && let Some(pid) = session.pid
             && let Ok(pid) = u32::try_from(pid)
             && process::group_alive(pid)
@@ -324,32 +324,32 @@ pub async fn recover_lost(engine: &Arc<Engine>) -> Result<()> {
             // An orphan of an earlier life of this instance: stop it before resuming.
             process::kill_group(pid);
         }
-        recover(engine, &session).await?;
+        recover(periodic, &session).await?;
     }
     Ok(())
 }
 
-fn is_lost(engine: &Engine, session: &Session, now: Timestamp) -> bool {
-    if turns::is_local(engine, session.id) {
+fn is_lost(periodic: &Periodic, session: &Session, now: Timestamp) -> bool {
+    if turns::is_local(&periodic.runtime, session.id) {
         return false;
     }
-    let mine = session.runner.as_deref() == Some(engine.runner.as_str());
+    let mine = session.runner.as_deref() == Some(periodic.runtime.runner.as_str());
     let silent = session
         .heartbeat_at
         .is_none_or(|at| now.since(at) >= STALE_AFTER);
     mine || silent
 }
 
-async fn recover(engine: &Arc<Engine>, session: &Session) -> Result<()> {
-    let now = engine.clock.now();
-    let store = &engine.store;
+async fn recover(periodic: &Arc<Periodic>, session: &Session) -> Result<()> {
+    let now = periodic.clock.now();
+    let store = &periodic.store;
     if session.status == SessionStatus::Starting {
         store
             .set_session_status(session.id, SessionStatus::Queued, None, now)
             .await?;
         return Ok(());
     }
-    if engine.agents.sandbox.ready().await.is_err() {
+    if periodic.runtime.agents.sandbox.ready().await.is_err() {
         // It cannot be resumed before the sandbox can start; that costs it no recovery.
         return Ok(());
     }
@@ -361,7 +361,7 @@ async fn recover(engine: &Arc<Engine>, session: &Session) -> Result<()> {
             .await?
             && session.role.is_one_task()
         {
-            turns::tell_manager(engine, session, &format!("failed: {reason}")).await?;
+            turns::tell_manager(&periodic.runtime, session, &format!("failed: {reason}")).await?;
         }
         return Ok(());
     }
@@ -372,7 +372,7 @@ async fn recover(engine: &Arc<Engine>, session: &Session) -> Result<()> {
         } else {
             TurnKind::First
         };
-    start_or_fail(engine, session, &[SessionStatus::Running], kind).await
+    start_or_fail(periodic, session, &[SessionStatus::Running], kind).await
 }
 
 #[cfg(test)]

@@ -6,13 +6,14 @@
 
 use std::collections::HashMap;
 use std::fmt::Write;
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use crate::engine::Engine;
-use crate::engine::periodic::tick::{BoxFuture, TickTask};
+use crate::engine::periodic::Periodic;
+use crate::engine::periodic::tick::TickTask;
 use crate::github::rest::{self, RestError};
 use crate::model::markers::{marker_comment, status_marker};
 use crate::model::pulls::{Mergeable, PullState};
@@ -22,6 +23,7 @@ use crate::model::{
     InstallationId, Objective, ObjectiveStatus, PullRequest, Role, Session, SessionStatus,
     Timestamp,
 };
+use futures_util::future::BoxFuture;
 
 /// Least time between two edits of one status comment.
 pub const MIN_EDIT_INTERVAL: Duration = Duration::from_secs(10);
@@ -252,10 +254,10 @@ impl TickTask for StatusComments {
         "status-comments"
     }
 
-    fn run<'a>(&'a self, engine: &'a Engine) -> BoxFuture<'a, Result<()>> {
+    fn run<'a>(&'a self, periodic: &'a Arc<Periodic>) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            for (objective, shown) in engine.store.objectives_to_render().await? {
-                if let Err(e) = self.refresh(engine, &objective, shown.as_deref()).await {
+            for (objective, shown) in periodic.store.objectives_to_render().await? {
+                if let Err(e) = self.refresh(periodic, &objective, shown.as_deref()).await {
                     tracing::warn!(objective = %objective.id, error = %format!("{e:#}"), "cannot update the status comment");
                 }
             }
@@ -267,11 +269,11 @@ impl TickTask for StatusComments {
 impl StatusComments {
     async fn refresh(
         &self,
-        engine: &Engine,
+        periodic: &Periodic,
         objective: &Objective,
         shown: Option<&str>,
     ) -> Result<()> {
-        let now = engine.clock.now();
+        let now = periodic.clock.now();
         let (Some(comment), Some(installation)) =
             (objective.status_comment_id, objective.installation_id)
         else {
@@ -284,7 +286,7 @@ impl StatusComments {
         {
             return Ok(());
         }
-        let store = &engine.store;
+        let store = &periodic.store;
         if store
             .standing(installation, Some(&objective.repository))
             .await?
@@ -315,8 +317,9 @@ impl StatusComments {
         if edited_recently && !last {
             return Ok(());
         }
-        let app = engine
-            .github()
+        let app = periodic
+            .github
+            .app()
             .context("the GitHub App is not configured")?;
         let client = app
             .installation_client(installation, &objective.repository)

@@ -5,21 +5,23 @@
 //! escalation a question on the issue. Each action is recorded on the objective (its
 //! cooldown, shared by every instance), in the audit trail and in `/metrics`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
 
 use crate::agent::prompts;
-use crate::engine::Engine;
 use crate::engine::objective::lifecycle;
 use crate::engine::objective::questions;
-use crate::engine::periodic::tick::{BoxFuture, TickTask};
+use crate::engine::periodic::Periodic;
+use crate::engine::periodic::tick::TickTask;
 use crate::engine::runtime::turns;
 use crate::metrics::inc;
 use crate::model::question::QuestionKind;
 use crate::model::supervisor::{Action, Settings, decide};
 use crate::model::{Role, Timestamp};
 use crate::store::AuditEntry;
+use futures_util::future::BoxFuture;
 
 /// The supervisor's tick task.
 pub struct Supervisor {
@@ -36,9 +38,9 @@ impl TickTask for Supervisor {
         self.settings.idle_after.min(self.settings.cooldown) / 6
     }
 
-    fn run<'a>(&'a self, engine: &'a Engine) -> BoxFuture<'a, Result<()>> {
+    fn run<'a>(&'a self, periodic: &'a Arc<Periodic>) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            supervise(engine, &self.settings).await?;
+            supervise(periodic, &self.settings).await?;
             Ok(())
         })
     }
@@ -54,15 +56,15 @@ pub struct Pass {
 }
 
 /// One supervise pass: decide on every active objective, then act.
-pub async fn supervise(engine: &Engine, settings: &Settings) -> Result<Pass> {
-    let now = engine.clock.now();
-    let views = engine.store.supervision_views().await?;
+pub async fn supervise(periodic: &Periodic, settings: &Settings) -> Result<Pass> {
+    let now = periodic.clock.now();
+    let views = periodic.store.supervision_views().await?;
     let mut pass = Pass {
         objectives: views.len(),
         ..Pass::default()
     };
     for action in decide(&views, settings, now) {
-        match apply(engine, settings, action, now).await {
+        match apply(periodic, settings, action, now).await {
             Ok(false) => {}
             Ok(true) => match action {
                 Action::Poke(_) => pass.pokes += 1,
@@ -82,16 +84,16 @@ pub async fn supervise(engine: &Engine, settings: &Settings) -> Result<Pass> {
 /// Applies one action in one transaction. False when it no longer applies: another instance
 /// acted first, or the objective changed since the snapshot.
 async fn apply(
-    engine: &Engine,
+    periodic: &Periodic,
     settings: &Settings,
     action: Action,
     now: Timestamp,
 ) -> Result<bool> {
     let id = action.objective();
-    let Some(objective) = engine.store.objective(id).await? else {
+    let Some(objective) = periodic.store.objective(id).await? else {
         return Ok(false);
     };
-    let sessions = engine.store.sessions_of(id).await?;
+    let sessions = periodic.store.sessions_of(id).await?;
     let manager = objective
         .manager
         .and_then(|m| sessions.iter().find(|s| s.id == m));
@@ -104,8 +106,8 @@ async fn apply(
     if !still {
         return Ok(false);
     }
-    let snapshot = turns::snapshot_of(engine, &objective, &sessions).await?;
-    let mut tx = engine.store.begin().await?;
+    let snapshot = turns::snapshot_of(&periodic.runtime, &objective, &sessions).await?;
+    let mut tx = periodic.store.begin().await?;
     let escalate = matches!(action, Action::Escalate(_));
     if !tx
         .mark_supervised(id, now, now.minus(settings.cooldown), escalate)
@@ -118,16 +120,22 @@ async fn apply(
             let manager = manager.expect("checked above");
             tx.push_message(manager.id, &prompts::poke(&snapshot)?, now)
                 .await?;
-            inc(&engine.metrics.supervisor_pokes);
+            inc(&periodic.metrics.supervisor_pokes);
             (
                 "supervisor.poke",
                 format!("manager #{} was idle with the work unfinished", manager.id),
             )
         }
         Action::Respawn(_, agent) => {
-            let new =
-                lifecycle::respawn_manager_in(engine, &mut tx, &objective, agent, None).await?;
-            inc(&engine.metrics.supervisor_respawns);
+            let new = lifecycle::respawn_manager_in(
+                &periodic.objectives,
+                &mut tx,
+                &objective,
+                agent,
+                None,
+            )
+            .await?;
+            inc(&periodic.metrics.supervisor_respawns);
             let before = manager
                 .map(|m| format!("manager #{} {}", m.id, m.status.as_str()))
                 .unwrap_or_else(|| "there was no manager".to_owned());
@@ -144,7 +152,7 @@ async fn apply(
                  with directions), or stop?\n\n{snapshot}"
             );
             questions::ask_in(
-                engine,
+                &periodic.objectives,
                 &mut tx,
                 &objective,
                 None,
@@ -153,7 +161,7 @@ async fn apply(
                 None,
             )
             .await?;
-            inc(&engine.metrics.supervisor_escalations);
+            inc(&periodic.metrics.supervisor_escalations);
             (
                 "supervisor.escalate",
                 format!("{attempts} manager sessions ended; the humans are asked"),

@@ -3,15 +3,14 @@
 //! instances share a database, a lease row picks the one that runs it: the holder renews the
 //! lease every tick; if it dies, another takes over once the lease lapses.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
+use futures_util::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
-use crate::engine::Engine;
+use crate::engine::periodic::Periodic;
 use crate::metrics::inc;
 
 /// A tick task taking longer than this holds every other one up, which is worth a warning.
@@ -19,9 +18,6 @@ const SLOW_TASK: Duration = Duration::from_secs(5);
 
 /// The lease's name in the store.
 pub const TICK_LEASE: &str = "tick";
-
-/// A boxed future, as trait objects need.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// One piece of periodic work.
 pub trait TickTask: Send + Sync {
@@ -32,7 +28,7 @@ pub trait TickTask: Send + Sync {
         Duration::ZERO
     }
     /// Does the work once. Errors are logged; the task runs again next time.
-    fn run<'a>(&'a self, engine: &'a Engine) -> BoxFuture<'a, Result<()>>;
+    fn run<'a>(&'a self, periodic: &'a Arc<Periodic>) -> BoxFuture<'a, Result<()>>;
 }
 
 /// How the tick loop behaves.
@@ -48,7 +44,7 @@ pub struct TickSettings {
 
 /// Runs ticks until `stop` is cancelled, then gives the lease up.
 pub async fn run(
-    engine: Arc<Engine>,
+    periodic: Arc<Periodic>,
     settings: TickSettings,
     tasks: Vec<Box<dyn TickTask>>,
     stop: CancellationToken,
@@ -61,8 +57,8 @@ pub async fn run(
         // (the bell) then costs no write.
         let renew_due = renewed.is_none_or(|at| at.elapsed() >= settings.lease / 3);
         if !holding || renew_due {
-            let now = engine.clock.now();
-            match engine
+            let now = periodic.clock.now();
+            match periodic
                 .store
                 .try_acquire_lease(TICK_LEASE, &settings.holder, now, settings.lease)
                 .await
@@ -81,7 +77,7 @@ pub async fn run(
             }
         }
         if holding {
-            inc(&engine.metrics.ticks);
+            inc(&periodic.metrics.ticks);
             for (task, last) in tasks.iter().zip(last_run.iter_mut()) {
                 if last.is_some_and(|at| at.elapsed() < task.every()) {
                     continue;
@@ -89,7 +85,7 @@ pub async fn run(
                 let started = Instant::now();
                 *last = Some(started);
                 tracing::trace!(task = task.name(), "tick task");
-                if let Err(e) = task.run(&engine).await {
+                if let Err(e) = task.run(&periodic).await {
                     tracing::warn!(task = task.name(), error = %format!("{e:#}"), "tick task failed");
                 }
                 if started.elapsed() > SLOW_TASK {
@@ -100,7 +96,7 @@ pub async fn run(
                     );
                 }
             }
-            engine.tick_passes.send_modify(|passes| *passes += 1);
+            periodic.tick_passes.send_modify(|passes| *passes += 1);
         }
         // A follower only needs to look again when the holder's lease may have lapsed.
         let wait = if holding {
@@ -109,13 +105,13 @@ pub async fn run(
             settings.interval.min(settings.lease / 2)
         };
         tokio::select! {
-            _ = engine.tick_bell.notified() => {}
+            _ = periodic.tick_bell.notified() => {}
             _ = tokio::time::sleep(wait) => {}
             _ = stop.cancelled() => {}
         }
     }
     if holding
-        && let Err(e) = engine
+        && let Err(e) = periodic
             .store
             .release_lease(TICK_LEASE, &settings.holder)
             .await
@@ -139,10 +135,10 @@ impl TickTask for InboxRetention {
         Duration::from_secs(60 * 60)
     }
 
-    fn run<'a>(&'a self, engine: &'a Engine) -> BoxFuture<'a, Result<()>> {
+    fn run<'a>(&'a self, periodic: &'a Arc<Periodic>) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            let before = engine.clock.now().minus(self.keep);
-            let pruned = engine.store.prune_deliveries(before).await?;
+            let before = periodic.clock.now().minus(self.keep);
+            let pruned = periodic.store.prune_deliveries(before).await?;
             if pruned > 0 {
                 tracing::info!(pruned, "pruned handled deliveries past retention");
             }

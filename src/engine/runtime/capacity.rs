@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 
-use crate::engine::Engine;
+use crate::engine::runtime::Runtime;
 use crate::metrics::inc;
 use crate::model::Session;
 use crate::model::text::human_bytes;
@@ -12,10 +12,10 @@ use crate::model::text::human_bytes;
 pub const DISK_WAIT: &str = "waiting for disk space";
 
 /// Measures free space on the work root (and shows it in the metrics).
-pub fn measure_free(engine: &Engine) -> Option<u64> {
-    match crate::workspace::free_space(&engine.agents.work_root) {
+pub fn measure_free(runtime: &Runtime) -> Option<u64> {
+    match crate::workspace::free_space(&runtime.agents.work_root) {
         Ok(free) => {
-            engine.metrics.work_root_free_bytes.set(free);
+            runtime.metrics.work_root_free_bytes.set(free);
             Some(free)
         }
         Err(e) => {
@@ -28,20 +28,20 @@ pub fn measure_free(engine: &Engine) -> Option<u64> {
 /// Whether a new checkout may be made for `session` now. Under the free-space threshold it
 /// may not: a pass is asked for at once, and the session records why it waits (its status
 /// says so) — it stays queued instead of failing half-way through a checkout.
-pub async fn checkout_allowed(engine: &Engine, session: &Session) -> Result<bool> {
-    let min = engine.gc.settings().min_free_disk;
+pub async fn checkout_allowed(runtime: &Runtime, session: &Session) -> Result<bool> {
+    let min = runtime.gc.settings().min_free_disk;
     if min == 0 {
         return Ok(true);
     }
-    let Some(free) = measure_free(engine) else {
+    let Some(free) = measure_free(runtime) else {
         return Ok(true);
     };
     if free >= min {
         return Ok(true);
     }
-    inc(&engine.metrics.checkouts_refused);
-    engine.gc.pass_clock().requested = true;
-    engine.tick_bell.notify_one();
+    inc(&runtime.metrics.checkouts_refused);
+    runtime.gc.pass_clock().requested = true;
+    runtime.tick_bell.notify_one();
     let why = format!(
         "{DISK_WAIT}: {} free on the work root, {} needed for a new checkout; finished \
          checkouts are being reclaimed",
@@ -55,6 +55,6 @@ pub async fn checkout_allowed(engine: &Engine, session: &Session) -> Result<bool
     {
         tracing::warn!(session = %session.id, why, "new checkout refused; the session waits");
     }
-    engine.store.note_session_waiting(session.id, &why).await?;
+    runtime.store.note_session_waiting(session.id, &why).await?;
     Ok(false)
 }

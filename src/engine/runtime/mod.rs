@@ -4,5 +4,45 @@
 pub mod capacity;
 pub mod process;
 pub mod push;
+pub mod settings;
 pub mod tokens;
 pub mod turns;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::Notify;
+
+use crate::engine::identity::Identity;
+use crate::metrics::Metrics;
+use crate::model::{Clock, SessionId};
+use crate::store::Store;
+use crate::workspace::Workspaces;
+use crate::workspace::gc::Gc;
+pub use settings::AgentSettings;
+
+/// What running agents takes: the store and clock, the agents' settings, the checkouts they
+/// work in, GC's free-space threshold, foreman's GitHub identity (to mint their tokens), and
+/// the turns this process runs.
+pub struct Runtime {
+    pub store: Store,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Arc<Metrics>,
+    pub agents: AgentSettings,
+    pub workspaces: Arc<Workspaces>,
+    pub gc: Arc<Gc>,
+    pub github: Arc<Identity>,
+    /// This instance's name on the sessions it runs.
+    pub runner: String,
+    /// Wakes periodic work (a turn ended; GC is wanted).
+    pub tick_bell: Arc<Notify>,
+    /// Built empty with the runtime ([`crate::engine::Engine::assemble`]).
+    pub(in crate::engine) turns: Mutex<HashMap<SessionId, turns::LocalTurn>>,
+}
+
+impl Runtime {
+    /// The turns this process runs.
+    pub fn turns(&self) -> MutexGuard<'_, HashMap<SessionId, turns::LocalTurn>> {
+        self.turns.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}

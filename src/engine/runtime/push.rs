@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result, bail};
 
-use crate::engine::Engine;
+use crate::engine::runtime::Runtime;
 use crate::engine::runtime::tokens::installation_token;
 use crate::github::app::Access;
 use crate::model::pulls::PullState;
@@ -14,8 +14,8 @@ use crate::store::{AuditEntry, PullUpdate};
 /// A follow-up's turn ended with nothing more to do: commits what it left and pushes it to
 /// its pull request's branch. Returns the new head, or why there is none (which fails the
 /// follow-up).
-pub async fn push(engine: &Engine, session: &Session) -> Result<String> {
-    let store = &engine.store;
+pub async fn push(runtime: &Runtime, session: &Session) -> Result<String> {
+    let store = &runtime.store;
     let pull_id = session
         .pull_request_id
         .context("not a follow-up of a pull request")?;
@@ -50,7 +50,7 @@ pub async fn push(engine: &Engine, session: &Session) -> Result<String> {
         &objective.repository,
         objective.issue_number,
     );
-    let Some(head) = engine.workspaces.take(&checkout, &message, &start).await? else {
+    let Some(head) = runtime.workspaces.take(&checkout, &message, &start).await? else {
         bail!(
             "it changed nothing, so there was nothing to push to #{}",
             pull.number
@@ -63,11 +63,11 @@ pub async fn push(engine: &Engine, session: &Session) -> Result<String> {
             pull.state
         );
     }
-    let auth = installation_token(engine, &objective, Access::GitWrite).await?;
+    let auth = installation_token(runtime, &objective, Access::GitWrite).await?;
     let rebased = session.followup_kind == Some(FollowupKind::Conflict)
         && objective.config.pull_requests.update == UpdateStyle::Rebase;
     let force_over = rebased.then_some(start.as_str());
-    engine
+    runtime
         .workspaces
         .push(
             &objective.repository,
@@ -78,7 +78,7 @@ pub async fn push(engine: &Engine, session: &Session) -> Result<String> {
         )
         .await
         .with_context(|| format!("cannot push to #{}", pull.number))?;
-    let now = engine.clock.now();
+    let now = runtime.clock.now();
     let mut tx = store.begin().await?;
     tx.set_pull_state(
         pull.id,

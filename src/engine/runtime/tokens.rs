@@ -5,20 +5,23 @@ use anyhow::Result;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
-use crate::engine::Engine;
+use crate::engine::runtime::Runtime;
 use crate::github::app::Access;
 use crate::model::Objective;
 
 /// The installation token for the objective's repository, when foreman acts as a GitHub App
 /// for it (a repository served without one — a local origin — needs none).
 pub async fn installation_token(
-    engine: &Engine,
+    runtime: &Runtime,
     objective: &Objective,
     access: Access,
 ) -> Result<Option<SecretString>> {
-    match (engine.github(), objective.installation_id) {
+    match (runtime.github.app(), objective.installation_id) {
         (Some(app), Some(installation)) => {
-            engine.may_act(installation, &objective.repository).await?;
+            runtime
+                .github
+                .may_act(installation, &objective.repository)
+                .await?;
             Ok(Some(
                 app.installation_token(installation, &objective.repository, access)
                     .await?,

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::agent::{self, AgentEvent, McpEndpoint, ParseState, TurnRequest, prompts};
-use crate::engine::Engine;
+use crate::engine::runtime::Runtime;
 use crate::engine::runtime::process::{self, AgentProcess, Stream};
 use crate::engine::runtime::tokens::{installation_token, new_token, token_hash};
 use crate::engine::runtime::{capacity, push};
@@ -45,8 +45,8 @@ pub struct LocalTurn {
 static TURN_SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// Forgets a local turn, unless the session has already started its next one.
-fn forget(engine: &Engine, id: SessionId, serial: u64) {
-    let mut turns = engine.turns();
+fn forget(runtime: &Runtime, id: SessionId, serial: u64) {
+    let mut turns = runtime.turns();
     if turns.get(&id).is_some_and(|t| t.serial == serial) {
         turns.remove(&id);
     }
@@ -67,7 +67,7 @@ pub enum TurnKind {
 /// background. A queued session's first turn begins by preparing its workspace (the session
 /// is `starting` meanwhile). Returns false when someone else moved the session first.
 pub async fn start(
-    engine: &Arc<Engine>,
+    runtime: &Arc<Runtime>,
     session: &Session,
     from: &[SessionStatus],
     kind: TurnKind,
@@ -77,7 +77,7 @@ pub async fn start(
     let cancel = CancellationToken::new();
     let serial = TURN_SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     {
-        let mut turns = engine.turns();
+        let mut turns = runtime.turns();
         if turns.contains_key(&session.id) {
             tracing::debug!(session = %session.id, "a turn of this session is already being started");
             return Ok(false);
@@ -92,13 +92,13 @@ pub async fn start(
     }
     let queued = from.contains(&SessionStatus::Queued);
     let from: Vec<SessionStatus> = if queued {
-        let now = engine.clock.now();
-        if !engine
+        let now = runtime.clock.now();
+        if !runtime
             .store
             .set_session_status(session.id, SessionStatus::Starting, None, now)
             .await?
         {
-            forget(engine, session.id, serial);
+            forget(runtime, session.id, serial);
             return Ok(false);
         }
         vec![SessionStatus::Starting]
@@ -106,17 +106,17 @@ pub async fn start(
         from.to_vec()
     };
     let span = tracing::info_span!("turn", session = %session.id, role = session.role.as_str());
-    let engine = engine.clone();
+    let runtime = runtime.clone();
     let session = session.clone();
     tokio::spawn(
         async move {
-            if let Err(e) = launch(&engine, &session, &from, kind, &cancel).await {
+            if let Err(e) = launch(&runtime, &session, &from, kind, &cancel).await {
                 let reason = format!("{e:#}");
                 tracing::warn!(reason, "the turn could not start");
-                fail(&engine, &session, &reason).await;
+                fail(&runtime, &session, &reason).await;
             }
-            forget(&engine, session.id, serial);
-            engine.tick_bell.notify_one();
+            forget(&runtime, session.id, serial);
+            runtime.tick_bell.notify_one();
         }
         .instrument(span),
     );
@@ -125,18 +125,18 @@ pub async fn start(
 
 /// Prepares what the turn needs, begins it, runs it and records its end.
 async fn launch(
-    engine: &Arc<Engine>,
+    runtime: &Arc<Runtime>,
     session: &Session,
     from: &[SessionStatus],
     kind: TurnKind,
     cancel: &CancellationToken,
 ) -> Result<()> {
-    let Some(workdir) = workdir_for(engine, session).await? else {
+    let Some(workdir) = workdir_for(runtime, session).await? else {
         // Its workspace is busy (another session writes to it, or GC is deciding about it), or
         // there is no disk space for a new one: wait for the next pass.
         tracing::debug!(session = %session.id, "the turn waits for its checkout");
-        let now = engine.clock.now();
-        engine
+        let now = runtime.clock.now();
+        runtime
             .store
             .set_session_status(session.id, SessionStatus::Queued, None, now)
             .await?;
@@ -144,18 +144,18 @@ async fn launch(
     };
     let dirs = SessionDirs {
         work: workdir,
-        state: engine.agents.state_dir(session.id),
+        state: runtime.agents.state_dir(session.id),
     };
     std::fs::create_dir_all(dirs.tmp())
         .with_context(|| format!("cannot create {}", dirs.tmp().display()))?;
     let token = new_token();
     let start = TurnStart {
         token_hash: &token_hash(&token),
-        runner: &engine.runner,
+        runner: &runtime.runner,
         workdir: &dirs.work.display().to_string(),
     };
-    let now = engine.clock.now();
-    let Some(messages) = engine
+    let now = runtime.clock.now();
+    let Some(messages) = runtime
         .store
         .begin_turn(session.id, from, &start, now)
         .await?
@@ -163,7 +163,7 @@ async fn launch(
         return Ok(()); // someone else moved the session meanwhile
     };
     let prompt = match (kind, messages.is_empty()) {
-        (TurnKind::First, _) => first_prompt(engine, session, &messages).await?,
+        (TurnKind::First, _) => first_prompt(runtime, session, &messages).await?,
         (TurnKind::Interrupted, true) => prompts::interrupted_turn(),
         (TurnKind::Interrupted, false) => format!(
             "{}\n\n{}",
@@ -179,34 +179,34 @@ async fn launch(
             (session.agent == crate::model::AgentKind::Command).then(String::new)
         }),
     };
-    let outcome = run(engine, session, prompt, resume, dirs, token, cancel).await;
-    finish(engine, session, outcome, cancel).await;
+    let outcome = run(runtime, session, prompt, resume, dirs, token, cancel).await;
+    finish(runtime, session, outcome, cancel).await;
     Ok(())
 }
 
 /// A session's first prompt: its role's, plus — for a manager following an earlier attempt —
 /// what that attempt did, plus any news that arrived before it started.
-async fn first_prompt(engine: &Engine, session: &Session, messages: &[String]) -> Result<String> {
-    let objective = objective_of(engine, session).await?;
+async fn first_prompt(runtime: &Runtime, session: &Session, messages: &[String]) -> Result<String> {
+    let objective = objective_of(runtime, session).await?;
     let mut prompt = prompts::first_turn(session, &objective)?;
     if session.role == Role::Manager
         && let Some(previous) = objective.previous
-        && let Some(previous) = engine.store.objective(previous).await?
+        && let Some(previous) = runtime.store.objective(previous).await?
     {
-        let sessions = engine.store.sessions_of(previous.id).await?;
+        let sessions = runtime.store.sessions_of(previous.id).await?;
         prompt = format!(
             "{prompt}\n\n{}",
             prompts::previous_attempt(&previous, &sessions)?
         );
     }
     if session.role == Role::Manager {
-        let sessions = engine.store.sessions_of(objective.id).await?;
+        let sessions = runtime.store.sessions_of(objective.id).await?;
         if let Some(before) = sessions
             .iter()
             .rev()
             .find(|s| s.role == Role::Manager && s.id < session.id)
         {
-            let snapshot = snapshot_of(engine, &objective, &sessions).await?;
+            let snapshot = snapshot_of(runtime, &objective, &sessions).await?;
             prompt = format!("{prompt}\n\n{}", prompts::resume(before, &snapshot)?);
         }
     }
@@ -221,12 +221,12 @@ async fn first_prompt(engine: &Engine, session: &Session, messages: &[String]) -
 
 /// Where an objective's work stands, for its managers.
 pub async fn snapshot_of(
-    engine: &Engine,
+    runtime: &Runtime,
     objective: &Objective,
     sessions: &[Session],
 ) -> Result<String> {
-    let pulls = engine.store.pulls_of(objective.id).await?;
-    let questions = engine.store.questions_of(objective.id).await?;
+    let pulls = runtime.store.pulls_of(objective.id).await?;
+    let questions = runtime.store.questions_of(objective.id).await?;
     prompts::snapshot(&prompts::Snapshot {
         objective,
         sessions,
@@ -238,15 +238,15 @@ pub async fn snapshot_of(
 /// Where the session works: the checkout it already has, one it inherits from the worker it
 /// depends on, or a new one. `None` when the checkout to inherit is busy, or when there is
 /// no disk space for a new one: the session waits.
-async fn workdir_for(engine: &Engine, session: &Session) -> Result<Option<PathBuf>> {
-    let store = &engine.store;
+async fn workdir_for(runtime: &Runtime, session: &Session) -> Result<Option<PathBuf>> {
+    let store = &runtime.store;
     if let Some(id) = session.workspace_id
         && let Some(ws) = store.workspace(id).await?
         && ws.status == crate::model::WorkspaceStatus::Ready
     {
         return Ok(Some(PathBuf::from(ws.path)));
     }
-    let now = engine.clock.now();
+    let now = runtime.clock.now();
     for dep in &session.depends_on {
         let inherited = match store.session(*dep).await? {
             Some(d) => d.workspace_id,
@@ -274,20 +274,20 @@ async fn workdir_for(engine: &Engine, session: &Session) -> Result<Option<PathBu
         tracing::info!(workspace = %ws, "continuing in its dependency's checkout");
         return Ok(Some(PathBuf::from(workspace.path)));
     }
-    if !capacity::checkout_allowed(engine, session).await? {
+    if !capacity::checkout_allowed(runtime, session).await? {
         return Ok(None); // short of disk space: wait (the session says why)
     }
-    new_workspace(engine, session).await.map(Some)
+    new_workspace(runtime, session).await.map(Some)
 }
 
 /// Prepares a fresh checkout for the session: read-only for a manager, on a new branch for
 /// anyone else.
-async fn new_workspace(engine: &Engine, session: &Session) -> Result<PathBuf> {
-    let objective = objective_of(engine, session).await?;
+async fn new_workspace(runtime: &Runtime, session: &Session) -> Result<PathBuf> {
+    let objective = objective_of(runtime, session).await?;
     // A follow-up continues its pull request's branch, from where it is upstream now.
     let pull = match session.pull_request_id {
         Some(id) => Some(
-            engine
+            runtime
                 .store
                 .pull(id)
                 .await?
@@ -305,23 +305,23 @@ async fn new_workspace(engine: &Engine, session: &Session) -> Result<PathBuf> {
         Some(p) => Some(p.base_ref.as_str()),
         None => objective.config.base_branch.as_deref(),
     };
-    let path = engine
+    let path = runtime
         .agents
         .work_root
         .join("workspaces")
         .join(format!("s{}", session.id));
-    let now = engine.clock.now();
+    let now = runtime.clock.now();
     if let Some(earlier) = session.workspace_id {
         // An earlier attempt was interrupted while preparing: that workspace never became
         // ready, and its leftovers go.
         let why = "interrupted before it was ready";
-        engine
+        runtime
             .store
             .finish_workspace(earlier, Err(why), now)
             .await?;
     }
     let _ = tokio::fs::remove_dir_all(&path).await;
-    let mut tx = engine.store.begin().await?;
+    let mut tx = runtime.store.begin().await?;
     let id = tx
         .insert_workspace(
             &crate::store::NewWorkspace {
@@ -337,8 +337,8 @@ async fn new_workspace(engine: &Engine, session: &Session) -> Result<PathBuf> {
         )
         .await?;
     tx.commit().await?;
-    let auth = installation_token(engine, &objective, Access::GitRead).await?;
-    let prepared = engine
+    let auth = installation_token(runtime, &objective, Access::GitRead).await?;
+    let prepared = runtime
         .workspaces
         .prepare(&crate::workspace::Prepare {
             repository: &objective.repository,
@@ -349,10 +349,10 @@ async fn new_workspace(engine: &Engine, session: &Session) -> Result<PathBuf> {
             auth: auth.as_ref(),
         })
         .await;
-    let now = engine.clock.now();
+    let now = runtime.clock.now();
     match prepared {
         Ok(p) => {
-            engine
+            runtime
                 .store
                 .finish_workspace(id, Ok((&p.base_ref, &p.base_sha)), now)
                 .await?;
@@ -361,22 +361,25 @@ async fn new_workspace(engine: &Engine, session: &Session) -> Result<PathBuf> {
         }
         Err(e) => {
             let reason = format!("cannot prepare its workspace: {e:#}");
-            engine.store.finish_workspace(id, Err(&reason), now).await?;
+            runtime
+                .store
+                .finish_workspace(id, Err(&reason), now)
+                .await?;
             Err(anyhow!(reason))
         }
     }
 }
 
 /// Records that a session failed before or outside a turn, and tells its manager.
-async fn fail(engine: &Engine, session: &Session, reason: &str) {
-    let now = engine.clock.now();
-    match engine
+async fn fail(runtime: &Runtime, session: &Session, reason: &str) {
+    let now = runtime.clock.now();
+    match runtime
         .store
         .set_session_status(session.id, SessionStatus::Failed, Some(reason), now)
         .await
     {
         Ok(true) if session.role.is_one_task() => {
-            if let Err(e) = tell_manager(engine, session, &format!("failed: {reason}")).await {
+            if let Err(e) = tell_manager(runtime, session, &format!("failed: {reason}")).await {
                 tracing::warn!(error = %format!("{e:#}"), "cannot tell the manager");
             }
         }
@@ -387,36 +390,36 @@ async fn fail(engine: &Engine, session: &Session, reason: &str) {
 
 /// Cancels a session: it becomes `cancelled` and its turn's process group is killed. False
 /// when it had already ended.
-pub async fn cancel(engine: &Engine, id: SessionId, reason: &str) -> Result<bool> {
-    let moved = engine
+pub async fn cancel(runtime: &Runtime, id: SessionId, reason: &str) -> Result<bool> {
+    let moved = runtime
         .store
         .set_session_status(
             id,
             SessionStatus::Cancelled,
             Some(reason),
-            engine.clock.now(),
+            runtime.clock.now(),
         )
         .await?;
-    if let Some(turn) = engine.turns().get(&id) {
+    if let Some(turn) = runtime.turns().get(&id) {
         turn.cancel.cancel();
     }
     if moved {
         tracing::info!(session = %id, reason, "session cancelled");
         // What it asked is closed: nobody is left to hear the answer.
-        let mut tx = engine.store.begin().await?;
-        tx.cancel_session_questions(id, engine.clock.now()).await?;
+        let mut tx = runtime.store.begin().await?;
+        tx.cancel_session_questions(id, runtime.clock.now()).await?;
         tx.commit().await?;
     }
     Ok(moved)
 }
 
 /// Whether this process is running a turn of the session.
-pub fn is_local(engine: &Engine, id: SessionId) -> bool {
-    engine.turns().contains_key(&id)
+pub fn is_local(runtime: &Runtime, id: SessionId) -> bool {
+    runtime.turns().contains_key(&id)
 }
 
-async fn objective_of(engine: &Engine, session: &Session) -> Result<Objective> {
-    engine
+async fn objective_of(runtime: &Runtime, session: &Session) -> Result<Objective> {
+    runtime
         .store
         .objective(session.objective_id)
         .await?
@@ -455,7 +458,7 @@ impl SessionDirs {
 
 #[allow(clippy::too_many_arguments)]
 async fn run(
-    engine: &Engine,
+    runtime: &Runtime,
     session: &Session,
     prompt: String,
     resume: Option<String>,
@@ -463,12 +466,12 @@ async fn run(
     token: SecretString,
     cancel: &CancellationToken,
 ) -> Outcome {
-    let (profile, repository) = match objective_of(engine, session).await.and_then(|objective| {
+    let (profile, repository) = match objective_of(runtime, session).await.and_then(|objective| {
         let choice = match session.role {
             Role::Manager => objective.config.manager.clone(),
             Role::Worker | Role::Followup => objective.config.workers.agent(),
         };
-        let profile = engine
+        let profile = runtime
             .agents
             .profile(session.role, session.agent)
             .map(|p| p.with(&choice))?;
@@ -486,7 +489,7 @@ async fn run(
         workdir: dirs.work.clone(),
         state_dir: dirs.state.clone(),
         mcp: McpEndpoint {
-            url: engine.mcp_url(),
+            url: runtime.agents.mcp_url.clone(),
             token: token.clone(),
         },
         tools: crate::agent::tools::tools_of(session.role),
@@ -496,13 +499,13 @@ async fn run(
     };
     let spawned = match adapter.command(&request) {
         Ok(cmd) => {
-            let jail = agent_jail(engine, &dirs, &repository, &cmd);
+            let jail = agent_jail(runtime, &dirs, &repository, &cmd);
             process::spawn(
                 &cmd,
-                &engine.agents.sandbox,
+                &runtime.agents.sandbox,
                 &jail,
                 &dirs.state,
-                &engine.agents.base_env(&dirs),
+                &runtime.agents.base_env(&dirs),
             )
             .await
         }
@@ -512,15 +515,15 @@ async fn run(
         Ok(process) => process,
         Err(e) => return Outcome::Failed(format!("cannot start the agent: {e:#}")),
     };
-    if let Err(e) = engine
+    if let Err(e) = runtime
         .store
         .set_session_pid(session.id, Some(i64::from(process.pid)))
         .await
     {
         tracing::warn!(error = %format!("{e:#}"), "cannot record the agent's pid");
     }
-    let mut follow = Follow::new(engine, session, &token);
-    let deadline = tokio::time::Instant::now() + engine.agents.turn_timeout;
+    let mut follow = Follow::new(runtime, session, &token);
+    let deadline = tokio::time::Instant::now() + runtime.agents.turn_timeout;
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
     let why_stopped = loop {
         tokio::select! {
@@ -549,7 +552,7 @@ async fn run(
         Some(Stop::Cancelled) => Outcome::Cancelled,
         Some(Stop::TimedOut) => Outcome::Failed(format!(
             "the turn ran past the turn timeout ({}) and was stopped",
-            humantime::format_duration(engine.agents.turn_timeout)
+            humantime::format_duration(runtime.agents.turn_timeout)
         )),
         Some(Stop::McpUnavailable(why)) => {
             Outcome::Failed(format!("the agent could not use foreman's tools: {why}"))
@@ -563,12 +566,12 @@ async fn run(
 /// and model endpoint) and the mirror objects its checkout borrows, read-only; the network,
 /// for its model API and foreman's MCP endpoint.
 fn agent_jail(
-    engine: &Engine,
+    runtime: &Runtime,
     dirs: &SessionDirs,
     repository: &str,
     cmd: &agent::TurnCommand,
 ) -> crate::sandbox::Jail {
-    let objects = engine.workspaces.mirror_objects(repository);
+    let objects = runtime.workspaces.mirror_objects(repository);
     let mut read_only: Vec<PathBuf> = objects.is_dir().then_some(objects).into_iter().collect();
     read_only.extend(cmd.files.iter().map(|(path, _)| path.clone()));
     crate::sandbox::Jail {
@@ -601,7 +604,7 @@ async fn wait(process: &mut AgentProcess) -> Option<std::process::ExitStatus> {
 
 /// What a turn's output has said so far, and the store writes it leads to.
 struct Follow<'a> {
-    engine: &'a Engine,
+    runtime: &'a Runtime,
     session: &'a Session,
     token: &'a SecretString,
     parse: ParseState,
@@ -614,9 +617,9 @@ struct Follow<'a> {
 }
 
 impl<'a> Follow<'a> {
-    fn new(engine: &'a Engine, session: &'a Session, token: &'a SecretString) -> Self {
+    fn new(runtime: &'a Runtime, session: &'a Session, token: &'a SecretString) -> Self {
         Follow {
-            engine,
+            runtime,
             session,
             token,
             parse: ParseState::default(),
@@ -639,7 +642,7 @@ impl<'a> Follow<'a> {
         // The agent's own token must not end up in the store, whatever it prints.
         let shown = line.replace(self.token.expose_secret(), "[REDACTED]");
         self.transcript.push(TranscriptLine {
-            at: self.engine.clock.now(),
+            at: self.runtime.clock.now(),
             stream: stream.as_str().to_owned(),
             line: truncate(&shown, TRANSCRIPT_LINE_MAX),
         });
@@ -691,9 +694,9 @@ impl<'a> Follow<'a> {
     }
 
     async fn write_progress(&self, progress: &Progress<'_>) {
-        let now = self.engine.clock.now();
+        let now = self.runtime.clock.now();
         if let Err(e) = self
-            .engine
+            .runtime
             .store
             .record_progress(self.session.id, progress, now)
             .await
@@ -706,7 +709,7 @@ impl<'a> Follow<'a> {
     async fn flush(&mut self) {
         let lines = std::mem::take(&mut self.transcript);
         if let Err(e) = self
-            .engine
+            .runtime
             .store
             .append_transcript(self.session.id, &lines, TRANSCRIPT_KEEP)
             .await
@@ -757,24 +760,24 @@ impl<'a> Follow<'a> {
 
 /// Ends a turn: the session moves on according to its role and what happened.
 async fn finish(
-    engine: &Arc<Engine>,
+    runtime: &Arc<Runtime>,
     session: &Session,
     outcome: Outcome,
     cancel: &CancellationToken,
 ) {
-    if let Err(e) = try_finish(engine, session, outcome, cancel).await {
+    if let Err(e) = try_finish(runtime, session, outcome, cancel).await {
         tracing::error!(error = %format!("{e:#}"), "cannot record the end of a turn; the recovery check will");
     }
 }
 
 async fn try_finish(
-    engine: &Arc<Engine>,
+    runtime: &Arc<Runtime>,
     session: &Session,
     outcome: Outcome,
     cancel: &CancellationToken,
 ) -> Result<()> {
-    let now = engine.clock.now();
-    let store = &engine.store;
+    let now = runtime.clock.now();
+    let store = &runtime.store;
     if cancel.is_cancelled() {
         // Cancelled from outside: the canceller set the status. Nothing more to record.
         tracing::info!("turn stopped by a cancel");
@@ -790,7 +793,7 @@ async fn try_finish(
             if !moved {
                 tracing::info!("a failure arrived after the session had ended; ignored");
             } else if session.role.is_one_task() {
-                tell_manager(engine, session, &format!("failed: {reason}")).await?;
+                tell_manager(runtime, session, &format!("failed: {reason}")).await?;
             }
             Ok(())
         }
@@ -798,7 +801,7 @@ async fn try_finish(
             let has_messages = store.has_messages(session.id).await?;
             let next = match session.role {
                 Role::Manager => {
-                    let objective = objective_of(engine, session).await?;
+                    let objective = objective_of(runtime, session).await?;
                     if objective.status.is_terminal() {
                         SessionStatus::Succeeded
                     } else {
@@ -816,14 +819,14 @@ async fn try_finish(
                 if session.pull_request_id.is_some() {
                     // A follow-up's work counts once it is on its pull request.
                     let current = now_is.unwrap_or_else(|| session.clone());
-                    match push::push(engine, &current).await {
+                    match push::push(runtime, &current).await {
                         Ok(head) => {
                             let said = result.as_deref().unwrap_or("(no result reported)");
                             result = Some(format!("pushed {head} to the pull request. {said}"));
                         }
                         Err(e) => {
                             let reason = format!("{e:#}");
-                            fail(engine, session, &reason).await;
+                            fail(runtime, session, &reason).await;
                             return Ok(());
                         }
                     }
@@ -836,7 +839,8 @@ async fn try_finish(
                     .await?
                 {
                     let text = result.unwrap_or_else(|| "(no result reported)".to_owned());
-                    tell_manager(engine, session, &format!("succeeded. Result:\n\n{text}")).await?;
+                    tell_manager(runtime, session, &format!("succeeded. Result:\n\n{text}"))
+                        .await?;
                 } else {
                     tracing::info!("a completion arrived after the session had ended; ignored");
                 }
@@ -854,14 +858,14 @@ async fn try_finish(
 }
 
 /// Leaves a message about a worker for the manager of its objective.
-pub async fn tell_manager(engine: &Engine, worker: &Session, what: &str) -> Result<()> {
-    let objective = objective_of(engine, worker).await?;
+pub async fn tell_manager(runtime: &Runtime, worker: &Session, what: &str) -> Result<()> {
+    let objective = objective_of(runtime, worker).await?;
     let Some(manager) = objective.manager else {
         return Err(anyhow!("objective {} has no manager to tell", objective.id));
     };
     let text = format!("Worker #{} \"{}\" {what}", worker.id, worker.title);
-    let mut tx = engine.store.begin().await?;
-    tx.push_message(manager, &text, engine.clock.now()).await?;
+    let mut tx = runtime.store.begin().await?;
+    tx.push_message(manager, &text, runtime.clock.now()).await?;
     tx.commit().await?;
     Ok(())
 }

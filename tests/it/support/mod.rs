@@ -486,7 +486,7 @@ impl TestServer {
     /// periodic work was due then (scheduling, the outbox, status comments) has been done.
     pub async fn tick(&self) {
         let engine = &self.running.engine;
-        let mut passes = engine.tick_passes.subscribe();
+        let mut passes = engine.periodic.tick_passes.subscribe();
         let before = *passes.borrow_and_update();
         engine.tick_bell.notify_one();
         // A pass under way when the bell rang may have missed what came before it: the next

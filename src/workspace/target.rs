@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use crate::engine::periodic::tick::BoxFuture;
 use crate::model::gc::Inspection;
 use crate::workspace::{Inspect, Workspaces};
+use futures_util::future::BoxFuture;
 
 /// A machine holding checkouts.
 pub trait Target: Send + Sync {
