@@ -252,8 +252,12 @@ pub async fn issue(
     number: u64,
 ) -> Result<IssueNow, RestError> {
     let path = format!("/repos/{repository}/issues/{number}");
-    let answer = call(client, Method::GET, &path, None).await?;
-    Ok(IssueNow {
+    Ok(issue_now(&call(client, Method::GET, &path, None).await?))
+}
+
+/// What an issue's JSON says of it now.
+pub fn issue_now(answer: &Value) -> IssueNow {
+    IssueNow {
         open: answer["state"] == "open",
         labels: answer["labels"]
             .as_array()
@@ -264,7 +268,7 @@ pub async fn issue(
             })
             .unwrap_or_default(),
         is_pull_request: !answer["pull_request"].is_null(),
-    })
+    }
 }
 
 /// Closes an issue as completed.
@@ -436,8 +440,10 @@ pub async fn check_runs(
             runs.iter()
                 .map(|r| crate::model::pulls::CheckRunView {
                     name: text(&r["name"]).unwrap_or_default(),
-                    status: text(&r["status"]).unwrap_or_default(),
-                    conclusion: text(&r["conclusion"]),
+                    completed: r["status"] == "completed",
+                    conclusion: r["conclusion"]
+                        .as_str()
+                        .map(crate::model::pulls::Conclusion::parse),
                     summary: [text(&r["output"]["title"]), text(&r["output"]["summary"])]
                         .into_iter()
                         .flatten()

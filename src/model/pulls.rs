@@ -8,11 +8,11 @@ use super::PullRequest;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckRunView {
     pub name: String,
-    /// `queued`, `in_progress`, `completed`, …
-    pub status: String,
-    /// For a completed run: `success`, `failure`, `neutral`, `cancelled`, `skipped`,
-    /// `timed_out`, `action_required`, `stale`.
-    pub conclusion: Option<String>,
+    /// Whether it has finished (GitHub's `status` is `completed`; queued, waiting and in
+    /// progress are not).
+    pub completed: bool,
+    /// How a completed run ended.
+    pub conclusion: Option<Conclusion>,
     /// The output's title and summary, when the check gave one.
     pub summary: Option<String>,
     /// Where its details (and logs) are.
@@ -22,15 +22,74 @@ pub struct CheckRunView {
 impl CheckRunView {
     /// Whether it completed in a way that blocks the change.
     pub fn failed(&self) -> bool {
-        self.status == "completed"
-            && matches!(
-                self.conclusion.as_deref(),
-                Some("failure" | "timed_out" | "cancelled" | "action_required" | "startup_failure")
-            )
+        self.completed && self.conclusion.is_some_and(Conclusion::blocks)
     }
 
     fn done(&self) -> bool {
-        self.status == "completed"
+        self.completed
+    }
+}
+
+/// How a check suite, check run or workflow run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Conclusion {
+    /// Passed.
+    Success,
+    /// Failed.
+    Failure,
+    /// Neither passed nor failed.
+    Neutral,
+    /// Cancelled before it finished.
+    Cancelled,
+    /// Skipped.
+    Skipped,
+    /// Ran out of time.
+    TimedOut,
+    /// Needs a human (for example, approving a workflow run from a fork).
+    ActionRequired,
+    /// Superseded.
+    Stale,
+    /// Could not start (for example, a broken workflow file).
+    StartupFailure,
+    /// Any other conclusion.
+    #[serde(other)]
+    Unknown,
+}
+
+impl Conclusion {
+    /// True for conclusions a code change may fix: failure, timed out, startup failure.
+    /// Cancelled, skipped and action-required are not failures of the code.
+    pub fn is_failure(self) -> bool {
+        matches!(self, Self::Failure | Self::TimedOut | Self::StartupFailure)
+    }
+
+    /// True for conclusions that keep a change from merging: the failures, and also a run
+    /// cancelled or waiting for a human.
+    pub fn blocks(self) -> bool {
+        self.is_failure() || matches!(self, Self::Cancelled | Self::ActionRequired)
+    }
+
+    /// GitHub's name for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::Failure => "failure",
+            Self::Neutral => "neutral",
+            Self::Cancelled => "cancelled",
+            Self::Skipped => "skipped",
+            Self::TimedOut => "timed_out",
+            Self::ActionRequired => "action_required",
+            Self::Stale => "stale",
+            Self::StartupFailure => "startup_failure",
+            Self::Unknown => "unknown",
+        }
+    }
+
+    /// GitHub's name read back (anything else is [`Conclusion::Unknown`]).
+    pub fn parse(name: &str) -> Conclusion {
+        serde_json::from_value(serde_json::Value::String(name.to_owned()))
+            .unwrap_or(Conclusion::Unknown)
     }
 }
 
@@ -147,7 +206,7 @@ pub fn describe_failures(runs: &[CheckRunView]) -> String {
             let mut line = format!(
                 "- {} ({})",
                 r.name,
-                r.conclusion.as_deref().unwrap_or("failed")
+                r.conclusion.map_or("failed", Conclusion::as_str)
             );
             if let Some(summary) = r.summary.as_deref().filter(|s| !s.trim().is_empty()) {
                 // Cleaned while it still has its lines (hidden markdown is line-based).
@@ -344,8 +403,8 @@ mod tests {
     fn run(status: &str, conclusion: Option<&str>) -> CheckRunView {
         CheckRunView {
             name: "test".into(),
-            status: status.into(),
-            conclusion: conclusion.map(str::to_owned),
+            completed: status == "completed",
+            conclusion: conclusion.map(Conclusion::parse),
             summary: None,
             details_url: None,
         }

@@ -222,17 +222,11 @@ impl Reconcile {
             "/repos/{}/issues/{}",
             objective.repository, objective.issue_number
         );
-        let issue = self.get(client, &path).await?;
+        let issue = rest::issue_now(&self.get(client, &path).await?);
         done.issues += 1;
-        let open = issue["state"] == "open";
+        let open = issue.open;
         let label = &objective.config.trigger_label;
-        let labelled = issue["labels"].as_array().is_some_and(|labels| {
-            labels.iter().any(|l| {
-                l["name"]
-                    .as_str()
-                    .is_some_and(|n| n.eq_ignore_ascii_case(label))
-            })
-        });
+        let labelled = issue.labels.iter().any(|n| n.eq_ignore_ascii_case(label));
         if open && labelled {
             return Ok(());
         }

@@ -2,40 +2,7 @@
 
 use super::*;
 
-/// How a check suite, check run or workflow run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Conclusion {
-    /// Passed.
-    Success,
-    /// Failed.
-    Failure,
-    /// Neither passed nor failed.
-    Neutral,
-    /// Cancelled before it finished.
-    Cancelled,
-    /// Skipped.
-    Skipped,
-    /// Ran out of time.
-    TimedOut,
-    /// Needs a human (for example, approving a workflow run from a fork).
-    ActionRequired,
-    /// Superseded.
-    Stale,
-    /// Could not start (for example, a broken workflow file).
-    StartupFailure,
-    /// Any other conclusion.
-    #[serde(other)]
-    Unknown,
-}
-
-impl Conclusion {
-    /// True for conclusions a code change may fix: failure, timed out, startup failure.
-    /// Cancelled, skipped and action-required are not failures of the code.
-    pub fn is_failure(self) -> bool {
-        matches!(self, Self::Failure | Self::TimedOut | Self::StartupFailure)
-    }
-}
+pub use crate::model::pulls::Conclusion;
 
 /// A pull request as listed by checks and workflow runs: number and branch tips only.
 /// May name pull requests in other repositories (forks) too: compare `base.repo`.
