@@ -124,7 +124,20 @@ pub const TOOLS: &[ToolSpec] = &[
         name: "mark_objective_done",
         roles: MANAGER,
         description: "Say the objective is complete. All workers must have finished. With pull requests still open, the objective completes when they are merged.",
-        params: &[("summary", "string", "What was done, for the humans.", true)],
+        params: &[
+            (
+                "summary",
+                "string",
+                "What was done, for the humans; when nothing was merged, why.",
+                true,
+            ),
+            (
+                "no_change_needed",
+                "boolean",
+                "True only when the issue needs no change at all (foreman then closes it as not planned). When nothing was merged and a change is still needed, leave it out: the issue stays open for the humans.",
+                false,
+            ),
+        ],
     },
     ToolSpec {
         name: "abandon_pr",

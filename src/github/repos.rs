@@ -18,7 +18,7 @@ pub const CONFIG_TTL: Duration = Duration::from_secs(5 * 60);
 /// How long a permission is trusted before it is asked again.
 pub const PERMISSION_TTL: Duration = Duration::from_secs(60);
 
-type ConfigEntry = (Timestamp, Result<RepoConfig, ConfigError>);
+type ConfigEntry = (Timestamp, RepoConfig);
 
 /// The caches, and what the server allows a repository's config.
 #[derive(Default)]
@@ -49,7 +49,7 @@ impl Repos {
         if let Some((at, config)) = lock(&self.configs).get(repository)
             && now.since(*at) < CONFIG_TTL
         {
-            return Ok(config.clone());
+            return Ok(Ok(config.clone()));
         }
         let branch = match default_branch {
             Some(b) => b.to_owned(),
@@ -58,7 +58,11 @@ impl Repos {
         let text = rest::file(client, repository, CONFIG_PATH, &branch).await?;
         let config = RepoConfig::parse(text.as_deref().unwrap_or_default())
             .and_then(|c| self.models.check(&c).map(|()| c));
-        lock(&self.configs).insert(repository.to_owned(), (now, config.clone()));
+        // Only a good config is kept: a broken one is read again on the next event, so that
+        // fixing the file and adding the label again (what foreman's reply asks) just works.
+        if let Ok(good) = &config {
+            lock(&self.configs).insert(repository.to_owned(), (now, good.clone()));
+        }
         Ok(config)
     }
 

@@ -271,14 +271,15 @@ pub fn issue_now(answer: &Value) -> IssueNow {
     }
 }
 
-/// Closes an issue as completed.
+/// Closes an issue, as completed or as not planned.
 pub async fn close_issue(
     client: &Octocrab,
     repository: &str,
     number: u64,
+    reason: crate::model::outbox::CloseReason,
 ) -> Result<(), RestError> {
     let path = format!("/repos/{repository}/issues/{number}");
-    let body = json!({ "state": "closed", "state_reason": "completed" });
+    let body = json!({ "state": "closed", "state_reason": reason.as_str() });
     call(client, Method::PATCH, &path, Some(&body)).await?;
     Ok(())
 }

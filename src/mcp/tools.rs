@@ -250,6 +250,14 @@ struct Summary {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct Done {
+    summary: String,
+    #[serde(default)]
+    no_change_needed: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Abandon {
     number: u64,
     reason: String,
@@ -279,7 +287,7 @@ enum ToolCall {
     ProposePlan(Plan),
     AskUser(Question),
     CommentIssue(Body),
-    MarkObjectiveDone(Summary),
+    MarkObjectiveDone(Done),
     AbandonPr(Abandon),
     ReportResult(Summary),
     Note(Note),
@@ -425,7 +433,7 @@ impl ForemanTools {
             }
             ToolCall::MarkObjectiveDone(a) => {
                 capped("summary", &a.summary, MAX_TEXT)?;
-                requests::mark_done(objectives, caller, &a.summary)
+                requests::mark_done(objectives, caller, &a.summary, a.no_change_needed)
                     .await
                     .map_err(internal)
             }

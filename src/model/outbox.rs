@@ -77,3 +77,30 @@ impl OutboxStatus {
         .find(|k| k.as_str() == s)
     }
 }
+
+/// Why foreman closes an issue (GitHub's `state_reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The work is done.
+    Completed,
+    /// Nothing needed doing.
+    NotPlanned,
+}
+
+impl CloseReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::Completed => "completed",
+            CloseReason::NotPlanned => "not_planned",
+        }
+    }
+
+    /// A stored reason read back; anything else (rows from before reasons were kept) is
+    /// [`CloseReason::Completed`].
+    pub fn parse(text: &str) -> CloseReason {
+        match text {
+            "not_planned" => CloseReason::NotPlanned,
+            _ => CloseReason::Completed,
+        }
+    }
+}

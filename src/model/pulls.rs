@@ -387,12 +387,30 @@ pub fn completion(pulls: &[PullRequest]) -> Completion {
     }
 }
 
-/// Whether the issue is left open once the work is done: when no merged pull request said
-/// `Closes #N`, GitHub has not closed it, and foreman does.
-pub fn must_close_issue(pulls: &[PullRequest]) -> bool {
-    !pulls
-        .iter()
-        .any(|p| p.state == PullState::Merged && p.closes_issue)
+/// How an objective whose work is settled ends on its issue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// Something merged. `close`: no merged pull request said `Closes #N`, so GitHub has not
+    /// closed the issue and foreman closes it as completed.
+    Merged { close: bool },
+    /// Nothing merged, and the manager said the issue needs no change: closed as not planned.
+    NoChange,
+    /// Nothing merged (every pull request abandoned, or none made) though a change may be
+    /// needed: the issue is left open for the humans.
+    NothingMerged,
+}
+
+/// How an objective ends, from its pull requests and whether the manager said no change is
+/// needed.
+pub fn ending(pulls: &[PullRequest], no_change_needed: bool) -> Ending {
+    let merged = pulls.iter().filter(|p| p.state == PullState::Merged);
+    match merged.clone().count() {
+        0 if no_change_needed => Ending::NoChange,
+        0 => Ending::NothingMerged,
+        _ => Ending::Merged {
+            close: !merged.clone().any(|p| p.closes_issue),
+        },
+    }
 }
 
 #[cfg(test)]
@@ -542,7 +560,28 @@ mod tests {
         );
         let decided = pull(3, "closed", Some("superseded by #4"), false);
         assert_eq!(completion(&[merged.clone(), decided]), Completion::Done);
-        assert!(must_close_issue(std::slice::from_ref(&merged)));
-        assert!(!must_close_issue(&[merged, pull(5, "merged", None, true)]));
+    }
+
+    #[test]
+    fn an_ending_says_whether_anything_merged() {
+        let merged = pull(1, "merged", None, false);
+        let closing = pull(5, "merged", None, true);
+        let abandoned = pull(3, "closed", Some("abandoned by the manager: wrong"), false);
+        assert_eq!(
+            ending(std::slice::from_ref(&merged), false),
+            Ending::Merged { close: true }
+        );
+        assert_eq!(
+            ending(&[merged, closing, abandoned.clone()], true),
+            Ending::Merged { close: false },
+            "a merge is the ending whatever the manager said"
+        );
+        assert_eq!(
+            ending(std::slice::from_ref(&abandoned), false),
+            Ending::NothingMerged
+        );
+        assert_eq!(ending(&[], false), Ending::NothingMerged);
+        assert_eq!(ending(&[abandoned], true), Ending::NoChange);
+        assert_eq!(ending(&[], true), Ending::NoChange);
     }
 }

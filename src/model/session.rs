@@ -342,6 +342,8 @@ pub struct Objective {
     pub status_reason: Option<String>,
     pub manager: Option<super::SessionId>,
     pub summary: Option<String>,
+    /// The manager said the issue needs no change at all (it is then closed as not planned).
+    pub no_change_needed: bool,
     pub budget: Budget,
     /// Set while a reached budget holds new work back (what was reached).
     pub budget_blocked: Option<String>,
@@ -497,6 +499,7 @@ pub(crate) mod fixtures {
             status_reason: None,
             manager: None,
             summary: None,
+            no_change_needed: false,
             budget: Budget {
                 sessions: 100,
                 turns: 100,

@@ -74,6 +74,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "payloads",
         sql: include_str!("../../migrations/0011_payloads.sql"),
     },
+    Migration {
+        version: 12,
+        name: "outcome",
+        sql: include_str!("../../migrations/0012_outcome.sql"),
+    },
 ];
 
 /// PostgreSQL advisory lock key that serialises migrations across instances.

@@ -40,7 +40,7 @@ const COLUMNS: &str = "id, installation_id, repository, issue_number, title, bod
      status_reason, manager_session_id, summary, budget_sessions, budget_turns, budget_wall_ms, \
      budget_cost_micros, budget_blocked, created_at, config, previous_objective_id, \
      status_comment_id, ended_at, plan_approved_at, done_requested_at, marker_nonce, held, \
-     text_edited_by, started_by";
+     text_edited_by, started_by, no_change_needed";
 
 impl Store {
     /// One objective.
@@ -305,10 +305,17 @@ impl Tx {
         Ok(updated.rows_affected() == 1)
     }
 
-    /// Records the manager's summary of what was done.
-    pub async fn set_objective_summary(&mut self, id: ObjectiveId, summary: &str) -> Result<()> {
-        sqlx::query("UPDATE objectives SET summary = $1 WHERE id = $2")
+    /// Records the manager's summary of what was done, and whether it said the issue needs no
+    /// change at all.
+    pub async fn set_objective_summary(
+        &mut self,
+        id: ObjectiveId,
+        summary: &str,
+        no_change_needed: bool,
+    ) -> Result<()> {
+        sqlx::query("UPDATE objectives SET summary = $1, no_change_needed = $2 WHERE id = $3")
             .bind(summary)
+            .bind(i64::from(no_change_needed))
             .bind(id.0)
             .execute(self.conn())
             .await
@@ -458,6 +465,7 @@ fn objective(row: &AnyRow) -> Result<Objective> {
         status_reason: col(row, "status_reason")?,
         manager: col::<Option<i64>>(row, "manager_session_id")?.map(SessionId),
         summary: col(row, "summary")?,
+        no_change_needed: col::<i64>(row, "no_change_needed")? != 0,
         budget: Budget {
             sessions: count(col(row, "budget_sessions")?),
             turns: count(col(row, "budget_turns")?),

@@ -8,6 +8,7 @@ use sqlx::any::AnyRow;
 
 use super::{Store, Tx, col, count};
 use crate::model::markers::marker_comment;
+use crate::model::outbox::CloseReason;
 pub use crate::model::outbox::{OutboxKind, OutboxStatus};
 use crate::model::{InstallationId, Objective, ObjectiveId, QuestionId, Timestamp};
 
@@ -116,9 +117,14 @@ impl<'a> Thread<'a> {
         )
     }
 
-    /// Closes the issue as completed.
-    pub fn close_issue(self, marker: String) -> OutboxWrite<'a> {
-        self.write(OutboxKind::CloseIssue, String::new(), marker, None)
+    /// Closes the issue, saying why.
+    pub fn close_issue(self, reason: CloseReason, marker: String) -> OutboxWrite<'a> {
+        self.write(
+            OutboxKind::CloseIssue,
+            reason.as_str().to_owned(),
+            marker,
+            None,
+        )
     }
 
     /// Pull request `number` of the repository made ready for review, `reviewer` (a login;

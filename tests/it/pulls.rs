@@ -379,7 +379,10 @@ async fn a_merge_revives_a_dead_manager_outside_the_budget(db: TestDb) {
 }
 on_both_backends!(a_merge_revives_a_dead_manager_outside_the_budget);
 
-async fn a_pull_request_closed_without_merge_needs_the_managers_decision(db: TestDb) {
+/// The pull request is closed unmerged and the manager abandons it: the objective ends, and
+/// says honestly that nothing merged. The issue stays open for the humans unless the manager
+/// said no change is needed; then it is closed as not planned. No 🚀 either way.
+async fn closed_without_merge(db: TestDb, no_change_needed: bool) {
     let plan = plan(
         work_writing("work.txt", "work\n"),
         json!([
@@ -389,7 +392,7 @@ async fn a_pull_request_closed_without_merge_needs_the_managers_decision(db: Tes
             {"when": "closed without being merged", "calls": [
                 {"tool": "mark_objective_done", "args": {"summary": "Not needed after all."}, "expect_error": true},
                 {"tool": "abandon_pr", "args": {"number": "$pr", "reason": "the maintainers fixed it another way"}},
-                {"tool": "mark_objective_done", "args": {"summary": "Not needed after all."}, "expect_error": false}
+                {"tool": "mark_objective_done", "args": {"summary": "Not needed after all.", "no_change_needed": no_change_needed}, "expect_error": false}
             ]}
         ]),
     );
@@ -403,6 +406,7 @@ async fn a_pull_request_closed_without_merge_needs_the_managers_decision(db: Tes
     pull_hook(&w, "closed", pull.number, "alice").await;
     let done = objective_is(&w, ObjectiveStatus::Done).await;
     assert_eq!(done.summary.as_deref(), Some("Not needed after all."));
+    assert_eq!(done.no_change_needed, no_change_needed);
     let decided = pull_now(&w, pull.number).await;
     assert_eq!(decided.state, foreman::model::pulls::PullState::Closed);
     assert_eq!(
@@ -417,14 +421,48 @@ async fn a_pull_request_closed_without_merge_needs_the_managers_decision(db: Tes
         )),
         "{told}"
     );
-    // Nothing merged closed the issue: foreman does.
-    eventually("the issue closed", || async {
-        (w.fake.issue(REPO, w.issue).state == "closed").then_some(())
+    let headline = if no_change_needed {
+        "no change is needed"
+    } else {
+        "without a merged change"
+    };
+    let status = eventually("the final status comment", || async {
+        w.bot_comments()
+            .into_iter()
+            .find(|c| c.body.contains("foreman:status-") && c.body.contains(headline))
     })
     .await;
+    assert!(
+        status.body.contains("**Summary:** Not needed after all."),
+        "the manager's reason is given: {}",
+        status.body
+    );
+    assert!(
+        !status.body.contains("has finished this issue.\n"),
+        "{}",
+        status.body
+    );
+    w.settle().await;
+    let issue = w.fake.issue(REPO, w.issue);
+    if no_change_needed {
+        assert_eq!(issue.state, "closed");
+        assert_eq!(issue.state_reason.as_deref(), Some("not_planned"));
+    } else {
+        assert_eq!(issue.state, "open", "left open for the humans");
+    }
+    assert!(!rocket(&w), "no 🚀 when nothing merged");
     w.server.shutdown().await;
 }
-on_both_backends!(a_pull_request_closed_without_merge_needs_the_managers_decision);
+
+async fn a_pull_request_closed_without_merge_leaves_the_issue_open(db: TestDb) {
+    closed_without_merge(db, false).await;
+}
+on_both_backends!(a_pull_request_closed_without_merge_leaves_the_issue_open);
+
+async fn no_change_needed_closes_the_issue_as_not_planned(db: TestDb) {
+    closed_without_merge(db, true).await;
+}
+on_both_backends!(no_change_needed_closes_the_issue_as_not_planned);
 
 // --- checks ---------------------------------------------------------------------------------
 
@@ -760,13 +798,24 @@ async fn a_conflict_found_by_the_refresh_gets_a_followup_that_merges_the_base(db
                "calls": [{"tool": "report_result", "args": {"summary": "merged main"}}]}),
     );
     let pull = published(&w, 1).await.remove(0);
+    let engine = &w.server.running.engine;
+    let reconcile = Reconcile::new(Duration::from_secs(600), Duration::from_secs(120));
+    // A new pull request's mergeability becomes known: news, not a repair.
+    let first = reconcile.pass(&engine.periodic, false).await.unwrap();
+    assert_eq!(
+        (first.pulls, first.repaired, first.conflicts),
+        (1, 0, 0),
+        "{first:?}"
+    );
     let main = push_as_human(&db, "main", "README.md", "# Widgets and gadgets\n");
     assert_eq!(w.fake.pull(REPO, pull.number).mergeable, Some(false));
 
-    let engine = &w.server.running.engine;
-    let reconcile = Reconcile::new(Duration::from_secs(600), Duration::from_secs(120));
     let pass = reconcile.pass(&engine.periodic, false).await.unwrap();
-    assert_eq!((pass.pulls, pass.repaired), (1, 1), "{pass:?}");
+    assert_eq!(
+        (pass.pulls, pass.repaired, pass.conflicts),
+        (1, 0, 1),
+        "{pass:?}"
+    );
     let followup = followup_ends(&w, 0, SessionStatus::Succeeded).await;
     assert_eq!(followup.followup_kind, Some(FollowupKind::Conflict));
     let head = wait_pull(&w, pull.number, "the merge pushed", |p| {

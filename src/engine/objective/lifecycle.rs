@@ -55,8 +55,9 @@ pub async fn start_in(
 }
 
 /// Ends an objective inside the caller's transaction: its state, its open questions closed,
-/// and the reaction that tells the issue (🚀 done, 😕 otherwise). The scheduler then cancels
-/// whatever of it still runs. False when it had already ended.
+/// and, unless it is done, 😕 on the issue (a done objective's ending is told by
+/// [`crate::engine::objective::pulls::complete_in`], which knows whether anything merged). The
+/// scheduler then cancels whatever of it still runs. False when it had already ended.
 pub async fn end_in(
     objectives: &Objectives,
     tx: &mut Tx,
@@ -72,15 +73,11 @@ pub async fn end_in(
         return Ok(false);
     }
     tx.cancel_questions(objective.id, now).await?;
-    if let Some(thread) = Thread::of(objective) {
-        let reaction = if status == ObjectiveStatus::Done {
-            "rocket"
-        } else {
-            "confused"
-        };
+    if let Some(thread) = Thread::of(objective).filter(|_| status != ObjectiveStatus::Done) {
         let marker =
             crate::model::markers::objective_marker("end", objective.id, &objective.marker_nonce);
-        tx.enqueue(&thread.reaction(reaction, marker), now).await?;
+        tx.enqueue(&thread.reaction("confused", marker), now)
+            .await?;
     }
     tracing::info!(objective = %objective.id, status = status.as_str(), reason, "objective ended");
     Ok(true)

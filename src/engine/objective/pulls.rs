@@ -13,9 +13,10 @@ use crate::engine::objective::followups;
 use crate::engine::objective::lifecycle;
 use crate::github::rest::PullNow;
 use crate::model::FollowupKind as Kind;
+use crate::model::outbox::CloseReason;
 use crate::model::pulls::{
-    CheckRunView, Checks, CiAction, Completion, Mergeable, PullState, checks_state, completion,
-    describe_failures, fenced_failures, must_close_issue, on_failing_checks,
+    CheckRunView, Checks, CiAction, Completion, Ending, Mergeable, PullState, checks_state,
+    completion, describe_failures, ending, fenced_failures, on_failing_checks,
 };
 use crate::model::text::one_line;
 use crate::model::{Objective, ObjectiveStatus, PullRequest, Session};
@@ -341,8 +342,10 @@ pub async fn review_in(
     )
 }
 
-/// Ends an objective done: its state, a summary comment, and the issue closed if no merged
-/// pull request closed it.
+/// Ends an objective done: its state, a summary comment that says honestly whether anything
+/// merged, and the issue closed as completed (when a merge did not close it already), closed as
+/// not planned (nothing merged, and the manager said no change is needed), or left open for
+/// the humans (nothing merged).
 pub async fn complete_in(
     objectives: &Objectives,
     tx: &mut Tx,
@@ -372,12 +375,35 @@ pub async fn complete_in(
     } else {
         format!("\n\nMerged: {}.", numbers(&merged))
     };
+    let ending = ending(pulls, objective.no_change_needed);
+    let headline = match ending {
+        Ending::Merged { .. } => "✅ **foreman** has finished this issue.",
+        Ending::NoChange => {
+            "☑️ **foreman** has finished this issue: no change is needed, so it is closed as \
+             not planned."
+        }
+        Ending::NothingMerged => {
+            "⚪ **foreman** has stopped without a merged change; the issue stays open for you."
+        }
+    };
     let marker = format!("summary-{}", objective.id);
-    let body = format!("✅ **foreman** has finished this issue.\n\n{summary}{merged}");
+    let body = format!("{headline}\n\n{summary}{merged}");
     tx.enqueue(&thread.comment(&body, marker), now).await?;
-    if must_close_issue(pulls) {
-        let marker = format!("close-{}", objective.id);
-        tx.enqueue(&thread.close_issue(marker), now).await?;
+    let end = crate::model::markers::objective_marker("end", objective.id, &objective.marker_nonce);
+    let close = format!("close-{}", objective.id);
+    match ending {
+        Ending::Merged { close: must_close } => {
+            tx.enqueue(&thread.reaction("rocket", end), now).await?;
+            if must_close {
+                tx.enqueue(&thread.close_issue(CloseReason::Completed, close), now)
+                    .await?;
+            }
+        }
+        Ending::NoChange => {
+            tx.enqueue(&thread.close_issue(CloseReason::NotPlanned, close), now)
+                .await?;
+        }
+        Ending::NothingMerged => {}
     }
     Ok(true)
 }

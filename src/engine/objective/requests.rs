@@ -276,7 +276,12 @@ pub async fn comment_issue(objectives: &Objectives, caller: &Session, body: &str
 
 /// `mark_objective_done`: the manager says the work is complete. With pull requests still
 /// open, the objective completes when they are merged. Returns what to tell the manager.
-pub async fn mark_done(objectives: &Objectives, caller: &Session, summary: &str) -> Result<String> {
+pub async fn mark_done(
+    objectives: &Objectives,
+    caller: &Session,
+    summary: &str,
+    no_change_needed: bool,
+) -> Result<String> {
     use crate::model::pulls::{Completion, completion};
     let sessions = objectives.store.sessions_of(caller.objective_id).await?;
     let live: Vec<String> = sessions
@@ -305,7 +310,8 @@ pub async fn mark_done(objectives: &Objectives, caller: &Session, summary: &str)
             .join(", ")
     };
     let mut tx = objectives.store.begin().await?;
-    tx.set_objective_summary(objective.id, summary).await?;
+    tx.set_objective_summary(objective.id, summary, no_change_needed)
+        .await?;
     let reply = match completion(&pulls) {
         Completion::Undecided(closed) => crate::refuse!(
             "pull requests {} were closed without being merged; decide about each first: \
@@ -338,6 +344,7 @@ pub async fn mark_done(objectives: &Objectives, caller: &Session, summary: &str)
         Completion::Done => {
             let mut done = objective.clone();
             done.summary = Some(summary.to_owned());
+            done.no_change_needed = no_change_needed;
             let reason = "marked done by its manager";
             pulls::complete_in(objectives, &mut tx, &done, &pulls, reason).await?;
             "The objective is done. Thank you; end your turn.".to_owned()

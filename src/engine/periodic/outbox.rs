@@ -114,7 +114,8 @@ async fn make(periodic: &Periodic, item: &OutboxItem) -> Result<()> {
             None
         }
         OutboxKind::CloseIssue => {
-            rest::close_issue(&client, repo, issue).await?;
+            let reason = crate::model::outbox::CloseReason::parse(&item.body);
+            rest::close_issue(&client, repo, issue, reason).await?;
             None
         }
         OutboxKind::ReadyForReview => {

@@ -25,7 +25,7 @@ use crate::engine::periodic::Periodic;
 use crate::engine::periodic::tick::TickTask;
 use crate::github::rest::{self, Conditional, RestError};
 use crate::metrics::inc;
-use crate::model::pulls::{Checks, PullState};
+use crate::model::pulls::{Checks, Mergeable, PullState};
 use crate::model::{ObjectiveStatus, PullRequest};
 use crate::store::AuditEntry;
 use futures_util::future::BoxFuture;
@@ -169,21 +169,37 @@ impl Reconcile {
         let path = format!("/repos/{}/pulls/{}", pull.repository, pull.number);
         let now_is = rest::pull_now(&self.get(client, &path).await?);
         done.pulls += 1;
-        let changed = now_is.state != pull.state
-            || now_is.head_sha != pull.head_sha
-            || (now_is.mergeable.is_some() && now_is.mergeable != pull.mergeable);
-        if changed {
+        // A webhook would have told of a new state or head; mergeability has no webhook, so
+        // learning it (unknown on every new pull request) is news, not a repair — unless it
+        // is a conflict, which foreman acts on.
+        let missed = now_is.state != pull.state || now_is.head_sha != pull.head_sha;
+        let learned = now_is.mergeable.is_some() && now_is.mergeable != pull.mergeable;
+        if missed || learned {
+            let conflict = learned && now_is.mergeable == Some(Mergeable::Conflicting);
             let mut tx = periodic.store.begin().await?;
             let what = pulls::observe_in(&periodic.objectives, &mut tx, pull, &now_is).await?;
-            tx.audit(&entry(periodic, pull, "reconcile.pull_request", &what))
-                .await?;
+            if missed || conflict {
+                let kind = if missed {
+                    "reconcile.pull_request"
+                } else {
+                    "reconcile.conflict"
+                };
+                tx.audit(&entry(periodic, pull, kind, &what)).await?;
+            }
             tx.commit().await?;
-            done.repaired += 1;
-            tracing::info!(
-                pull = pull.number,
-                repository = pull.repository,
-                "{what} (reconciled)"
-            );
+            if missed {
+                done.repaired += 1;
+            }
+            if conflict {
+                done.conflicts += 1;
+            }
+            if missed || conflict {
+                tracing::info!(
+                    pull = pull.number,
+                    repository = pull.repository,
+                    "{what} (reconciled)"
+                );
+            }
         }
         if !full || now_is.state != PullState::Open {
             return Ok(());
@@ -276,6 +292,8 @@ pub struct Reconciled {
     pub issues: usize,
     /// Things a lost webhook would have done, done now.
     pub repaired: usize,
+    /// Pull requests found newly in conflict with their base (no webhook tells of that).
+    pub conflicts: usize,
 }
 
 impl TickTask for Reconcile {

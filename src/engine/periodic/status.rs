@@ -16,7 +16,7 @@ use crate::engine::periodic::Periodic;
 use crate::engine::periodic::tick::TickTask;
 use crate::github::rest::{self, RestError};
 use crate::model::markers::{marker_comment, status_marker};
-use crate::model::pulls::{Mergeable, PullState};
+use crate::model::pulls::{Ending, Mergeable, PullState, ending};
 use crate::model::question::{Question, QuestionStatus};
 use crate::model::text::one_line;
 use crate::model::{
@@ -53,7 +53,17 @@ pub fn render(view: &StatusView<'_>, now: Timestamp) -> String {
         }
         ObjectiveStatus::Active => "🟢 **foreman** is working on this issue.".to_owned(),
         ObjectiveStatus::Waiting => "🟡 **foreman** is waiting for an answer from you.".to_owned(),
-        ObjectiveStatus::Done => "✅ **foreman** has finished this issue.".to_owned(),
+        ObjectiveStatus::Done => match ending(view.pulls, o.no_change_needed) {
+            Ending::Merged { .. } => "✅ **foreman** has finished this issue.".to_owned(),
+            Ending::NoChange => {
+                "☑️ **foreman** has finished this issue: no change is needed.".to_owned()
+            }
+            Ending::NothingMerged => {
+                "⚪ **foreman** has stopped without a merged change; the issue stays open for \
+                 you."
+                    .to_owned()
+            }
+        },
         ObjectiveStatus::Failed => format!(
             "❌ **foreman** could not finish this issue{}.",
             reason(o.status_reason.as_deref())
