@@ -28,6 +28,11 @@ use crate::model::{Clock, SystemClock};
 use crate::store::{Backend, Store};
 use crate::workspace::{WorkspaceSettings, Workspaces};
 
+/// How long shutdown waits for the agents' turns to stop and record it.
+const TURNS_GRACE: Duration = Duration::from_secs(3);
+/// How long shutdown waits for open connections to finish before closing them.
+const SERVER_GRACE: Duration = Duration::from_secs(2);
+
 /// How long handled deliveries are kept before the retention task deletes them.
 const INBOX_RETENTION: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 
@@ -236,13 +241,23 @@ pub async fn start(args: &ServeArgs, clock: Arc<dyn Clock>) -> Result<Running> {
 }
 
 impl Running {
-    /// Stops accepting requests, lets the loops finish what they hold, and waits for them.
+    /// Stops accepting requests, stops the agents' turns (their sessions stay resumable), lets
+    /// the loops finish what they hold, and waits for them — within seconds, well inside the
+    /// grace a platform gives before it kills (Docker 10 s, Fly.io 30 s by default).
     pub async fn shutdown(self) {
         self.stop.cancel();
-        match self.server.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "server stopped with an error"),
-            Err(e) => tracing::error!(error = %e, "server task failed"),
+        // Agents first: a running agent holds MCP connections open, which a graceful server
+        // would wait for, and the end of its turn must be recorded before the store closes.
+        self.engine.runtime.stop_turns(TURNS_GRACE).await;
+        let mut server = self.server;
+        match tokio::time::timeout(SERVER_GRACE, &mut server).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::error!(error = %e, "server stopped with an error"),
+            Ok(Err(e)) => tracing::error!(error = %e, "server task failed"),
+            Err(_) => {
+                tracing::warn!("connections still open after {SERVER_GRACE:?}; closing them");
+                server.abort();
+            }
         }
         for handle in self.loops {
             if let Err(e) = handle.await {

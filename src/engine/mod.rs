@@ -102,6 +102,7 @@ impl Engine {
             github: github.clone(),
             runner,
             tick_bell: store.due_bell(),
+            shutdown: Default::default(),
             turns: Mutex::new(HashMap::new()),
         });
         let objectives = Arc::new(Objectives {

@@ -163,8 +163,32 @@ async fn sigterm_leaves_agent_sessions_resumable(db: TestDb) {
             .then_some(())
     })
     .await;
+    let log = first.log.clone();
+    let asked = std::time::Instant::now();
     let status = first.terminate().await;
+    eprintln!(
+        "foreman exited {:?} after SIGTERM with an agent's turn running",
+        asked.elapsed()
+    );
     assert!(status.success(), "{status}");
+    // It did not wait for the agent: the turn was stopped (its processes gone with foreman)
+    // and recorded as interrupted before the store closed.
+    let checkout = crate::support::checkout_of(&db, worker.id);
+    assert!(
+        crate::support::processes_in(&checkout).is_empty(),
+        "the agent outlived foreman"
+    );
+    {
+        let log = log.lock().unwrap();
+        assert!(
+            log.contains("turn stopped by foreman's shutdown"),
+            "the turn was stopped, not waited for:\n{log}"
+        );
+        assert!(
+            !log.contains("cannot record") && !log.contains("closed pool"),
+            "the end of the turn was recorded without errors:\n{log}"
+        );
+    }
     let left = store.session(worker.id).await.unwrap().unwrap();
     assert_eq!(
         left.status,

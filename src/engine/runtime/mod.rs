@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 use crate::engine::identity::Identity;
 use crate::metrics::Metrics;
@@ -36,11 +37,33 @@ pub struct Runtime {
     pub runner: String,
     /// Wakes periodic work (a turn ended; GC is wanted).
     pub tick_bell: Arc<Notify>,
+    /// Cancelled when foreman shuts down: running turns are stopped (their sessions stay
+    /// resumable) and no new one starts.
+    pub shutdown: CancellationToken,
     /// Built empty with the runtime ([`crate::engine::Engine::assemble`]).
     pub(in crate::engine) turns: Mutex<HashMap<SessionId, turns::LocalTurn>>,
 }
 
 impl Runtime {
+    /// Stops every turn this process runs — their process groups killed, their sessions left
+    /// as they are so that they resume when foreman runs again — and waits up to `within`
+    /// for the turns to record that. No turn starts afterwards.
+    pub async fn stop_turns(&self, within: std::time::Duration) {
+        self.shutdown.cancel();
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let left = self.turns().len();
+            if left == 0 {
+                return;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(left, "turns still ending at shutdown; leaving them");
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     /// The turns this process runs.
     pub fn turns(&self) -> MutexGuard<'_, HashMap<SessionId, turns::LocalTurn>> {
         self.turns.lock().unwrap_or_else(|e| e.into_inner())

@@ -78,6 +78,9 @@ pub async fn start(
     let serial = TURN_SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     {
         let mut turns = runtime.turns();
+        if runtime.shutdown.is_cancelled() {
+            return Ok(false); // foreman is shutting down: the session waits for the next run
+        }
         if turns.contains_key(&session.id) {
             tracing::debug!(session = %session.id, "a turn of this session is already being started");
             return Ok(false);
@@ -439,6 +442,9 @@ enum Outcome {
     Failed(String),
     /// Cancelled from outside (the session is already `cancelled`).
     Cancelled,
+    /// Stopped because foreman shuts down: the session stays in its turn, and resumes in the
+    /// same conversation when foreman runs again.
+    Interrupted,
 }
 
 /// Directories of one session.
@@ -536,6 +542,7 @@ async fn run(
                 None => break None,
             },
             _ = cancel.cancelled() => break Some(Stop::Cancelled),
+            _ = runtime.shutdown.cancelled() => break Some(Stop::Shutdown),
             _ = tokio::time::sleep_until(deadline) => break Some(Stop::TimedOut),
             _ = heartbeat.tick() => follow.flush().await,
         }
@@ -550,6 +557,7 @@ async fn run(
     follow.finish_usage().await;
     match why_stopped {
         Some(Stop::Cancelled) => Outcome::Cancelled,
+        Some(Stop::Shutdown) => Outcome::Interrupted,
         Some(Stop::TimedOut) => Outcome::Failed(format!(
             "the turn ran past the turn timeout ({}) and was stopped",
             humantime::format_duration(runtime.agents.turn_timeout)
@@ -586,6 +594,8 @@ fn agent_jail(
 /// Why a turn was stopped before its process ended by itself.
 enum Stop {
     Cancelled,
+    /// foreman is shutting down.
+    Shutdown,
     TimedOut,
     McpUnavailable(String),
 }
@@ -785,6 +795,10 @@ async fn try_finish(
     }
     match outcome {
         Outcome::Cancelled => Ok(()),
+        Outcome::Interrupted => {
+            tracing::info!("turn stopped by foreman's shutdown; the session resumes on restart");
+            Ok(())
+        }
         Outcome::Failed(reason) => {
             tracing::warn!(reason, "turn failed");
             let moved = store
