@@ -344,7 +344,9 @@ impl ForemanTools {
     async fn call(&self, caller: &Session, name: &str, args: Value) -> Result<String, String> {
         let objectives = &*self.objectives;
         let internal = |e: anyhow::Error| explain(caller, name, e);
-        match ToolCall::parse(name, args)? {
+        let call = ToolCall::parse(name, args)?;
+        objectives.still_live(caller).await.map_err(internal)?;
+        match call {
             ToolCall::SpawnWorker(a) => {
                 capped("title", &a.title, MAX_TITLE)?;
                 capped("instructions", &a.instructions, MAX_TEXT)?;

@@ -37,6 +37,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::model::SessionId;
 use anyhow::{Context, Result};
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
@@ -99,7 +100,13 @@ struct Db {
     write_gate: Option<Arc<Mutex<()>>>,
     /// Rung when a committed transaction made work due for the periodic passes.
     due_bell: Arc<Notify>,
+    /// Tells of sessions a committed transaction stopped (see [`Store::stopped_sessions`]).
+    stopped: tokio::sync::broadcast::Sender<SessionId>,
 }
+
+/// Stopped sessions told of that a slow listener may fall behind by before it misses some
+/// (it then checks the store: see the turns' heartbeat).
+const STOPPED_BACKLOG: usize = 1024;
 
 /// A write transaction. Dropping it without [`Tx::commit`] rolls it back. Committing one
 /// that made work due — an effect queued, a message left, a session or objective changed —
@@ -109,6 +116,9 @@ pub struct Tx {
     _gate: Option<OwnedMutexGuard<()>>,
     due_bell: Arc<Notify>,
     made_due: bool,
+    /// Sessions this transaction stopped, told of once it commits.
+    stopped: Vec<SessionId>,
+    stopped_tx: tokio::sync::broadcast::Sender<SessionId>,
     backend: Backend,
 }
 
@@ -133,6 +143,8 @@ impl Db {
             _gate: gate,
             due_bell: self.due_bell.clone(),
             made_due: false,
+            stopped: Vec::new(),
+            stopped_tx: self.stopped.clone(),
             backend: self.backend,
         })
     }
@@ -192,6 +204,7 @@ impl Store {
             backend,
             write_gate: (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(()))),
             due_bell: Arc::new(Notify::new()),
+            stopped: tokio::sync::broadcast::channel(STOPPED_BACKLOG).0,
         };
         Ok(Store {
             inbox_writer: inbox::spawn_writer(db.clone()),
@@ -203,6 +216,13 @@ impl Store {
     /// on it.
     pub fn due_bell(&self) -> Arc<Notify> {
         self.db.due_bell.clone()
+    }
+
+    /// The sessions committed transactions stop from now on (cancelled with their
+    /// objective, say): a turn of one of them running in this process stops at once, without
+    /// waiting for a periodic pass.
+    pub fn stopped_sessions(&self) -> tokio::sync::broadcast::Receiver<SessionId> {
+        self.db.stopped.subscribe()
     }
 
     /// Which engine this store runs on.
@@ -244,6 +264,10 @@ impl Tx {
             .context("cannot commit transaction")?;
         if self.made_due {
             self.due_bell.notify_one();
+        }
+        for id in self.stopped {
+            // Nobody listening (no turn runs) is fine.
+            let _ = self.stopped_tx.send(id);
         }
         Ok(())
     }

@@ -557,6 +557,46 @@ impl Tx {
         Ok(updated.rows_affected() == 1)
     }
 
+    /// Cancels the objective's live sessions, with `reason` — all of them, or with
+    /// `spare_turns` all but those in a turn now (a manager that just said done finishes its
+    /// turn). Their tokens are revoked when this commits, their questions closed, and a turn
+    /// of theirs running in this process stops at once ([`Store::stopped_sessions`]).
+    pub async fn stop_sessions_of(
+        &mut self,
+        objective: ObjectiveId,
+        reason: &str,
+        spare_turns: bool,
+        now: Timestamp,
+    ) -> Result<Vec<SessionId>> {
+        let stoppable = SessionStatus::Cancelled
+            .predecessors()
+            .iter()
+            .copied()
+            .filter(|s| !(spare_turns && s.is_active_turn()))
+            .collect::<Vec<_>>();
+        let sql = format!(
+            "SELECT id FROM sessions WHERE objective_id = $1 AND status IN ({}) ORDER BY id",
+            sql_list(&stoppable, SessionStatus::as_str)
+        );
+        let ids: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(objective.0)
+            .fetch_all(self.conn())
+            .await
+            .context("cannot list the objective's live sessions")?;
+        let mut stopped = Vec::new();
+        for id in ids.into_iter().map(SessionId) {
+            if self
+                .set_session_status(id, SessionStatus::Cancelled, Some(reason), now)
+                .await?
+            {
+                self.cancel_session_questions(id, now).await?;
+                self.stopped.push(id);
+                stopped.push(id);
+            }
+        }
+        Ok(stopped)
+    }
+
     /// Leaves an answer for a session's next turn, tied to its question.
     pub async fn push_answer(
         &mut self,

@@ -1,7 +1,7 @@
 //! The conversation on GitHub: the label, commands, steering comments and the status comment,
 //! through signed webhooks on the real router, against the fake GitHub, on both backends.
 
-use foreman::model::{ObjectiveStatus, SessionStatus};
+use foreman::model::{ObjectiveStatus, Role, SessionStatus};
 use serde_json::{Value, json};
 
 use crate::agents::state_file;
@@ -666,6 +666,80 @@ async fn commands_from_allowed_and_disallowed_users(db: TestDb) {
     w.server.shutdown().await;
 }
 on_both_backends!(commands_from_allowed_and_disallowed_users);
+
+/// `/foreman stop` takes effect as its delivery is handled, not at a later periodic pass:
+/// the running worker's token is refused as soon as the delivery is, and its process is
+/// killed.
+async fn a_stop_revokes_tokens_and_kills_turns_at_once(db: TestDb) {
+    let w = world(
+        &db,
+        json!({
+            "manager": [{"calls": [{"tool": "spawn_worker", "args": {"title": "Long", "instructions": "Take your time."}}]}],
+            "workers": {"Long": [{"print": ["working"], "sleep": 300}]}
+        }),
+    )
+    .await;
+    w.label("d-on", "foreman", "alice", true).await;
+    let objective = w.objective_in(ObjectiveStatus::Active).await;
+    let store = w.server.store();
+    let worker = eventually("the worker's turn", || async {
+        store
+            .sessions_of(objective.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|s| s.role == Role::Worker && s.status == SessionStatus::Running)
+    })
+    .await;
+    let token = eventually("the worker's token", || async {
+        Some(state_file(&db, worker.id, "token")).filter(|t| t.starts_with("fm_"))
+    })
+    .await;
+    let checkout = crate::support::checkout_of(&db, worker.id);
+    eventually("the worker's process", || async {
+        (!crate::support::processes_in(&checkout).is_empty()).then_some(())
+    })
+    .await;
+    let tools = |token: String| {
+        let w = &w;
+        async move {
+            w.server
+                .client
+                .post(w.server.url("/mcp"))
+                .bearer_auth(token)
+                .header("accept", "application/json, text/event-stream")
+                .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_ne!(
+        tools(token.clone()).await,
+        401,
+        "the token works while it runs"
+    );
+
+    w.comment("c-stop", "alice", "/foreman stop").await;
+    w.server.drain().await;
+    // Revoked in the transaction that handled the stop.
+    assert_eq!(tools(token).await, 401, "the token outlived the stop");
+    let cancelled = store.session(worker.id).await.unwrap().unwrap();
+    assert_eq!(cancelled.status, SessionStatus::Cancelled);
+    assert_eq!(
+        cancelled.status_reason.as_deref(),
+        Some("its objective is cancelled")
+    );
+    eventually("the worker's process killed", || async {
+        crate::support::processes_in(&checkout)
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+    w.server.shutdown().await;
+}
+on_both_backends!(a_stop_revokes_tokens_and_kills_turns_at_once);
 
 async fn comments_reach_a_live_manager_and_revive_a_dead_one(db: TestDb) {
     let w = world(

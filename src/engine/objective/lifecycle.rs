@@ -56,8 +56,10 @@ pub async fn start_in(
 
 /// Ends an objective inside the caller's transaction: its state, its open questions closed,
 /// and, unless it is done, 😕 on the issue (a done objective's ending is told by
-/// [`crate::engine::objective::pulls::complete_in`], which knows whether anything merged). The
-/// scheduler then cancels whatever of it still runs. False when it had already ended.
+/// [`crate::engine::objective::pulls::complete_in`], which knows whether anything merged). Its
+/// live sessions are cancelled in the same transaction — their tokens revoked as it commits,
+/// so no tool call acts for the ended objective, and their turns here killed at once — except,
+/// when it is done, the turn of whoever said so. False when it had already ended.
 pub async fn end_in(
     objectives: &Objectives,
     tx: &mut Tx,
@@ -73,6 +75,9 @@ pub async fn end_in(
         return Ok(false);
     }
     tx.cancel_questions(objective.id, now).await?;
+    let why = format!("its objective is {}", status.as_str());
+    let done = status == ObjectiveStatus::Done;
+    tx.stop_sessions_of(objective.id, &why, done, now).await?;
     if let Some(thread) = Thread::of(objective).filter(|_| status != ObjectiveStatus::Done) {
         let marker =
             crate::model::markers::objective_marker("end", objective.id, &objective.marker_nonce);
@@ -83,9 +88,9 @@ pub async fn end_in(
     Ok(true)
 }
 
-/// Holds an objective's work because foreman may not act for its repository (`why`): the
-/// scheduler ends its sessions (their processes killed) and starts nothing for it, and it
-/// waits for a human's `/foreman resume`. False when it was held already.
+/// Holds an objective's work because foreman may not act for its repository (`why`): its
+/// sessions end in the same transaction (their tokens revoked, their turns killed), the
+/// scheduler starts nothing for it, and it waits for a human's `/foreman resume`. False when it was held already.
 pub async fn hold_in(
     objectives: &Objectives,
     tx: &mut Tx,
@@ -97,6 +102,9 @@ pub async fn hold_in(
     }
     let now = objectives.clock.now();
     tx.set_objective_status(objective.id, ObjectiveStatus::Waiting, Some(why), now)
+        .await?;
+    let stopped = format!("the work is held: {why}");
+    tx.stop_sessions_of(objective.id, &stopped, false, now)
         .await?;
     tx.force_status_refresh(objective.id).await?;
     tx.audit(&AuditEntry::about(

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use crate::engine::identity::Identity;
 use crate::engine::runtime::{AgentSettings, Runtime};
-use crate::model::Clock;
+use crate::model::{Clock, Objective};
 use crate::store::Store;
 
 /// What the objective services take: the store and clock, the agents' settings (budgets,
@@ -25,6 +25,27 @@ pub struct Objectives {
     pub agents: AgentSettings,
     pub github: Arc<Identity>,
     pub runtime: Arc<Runtime>,
+}
+
+impl Objectives {
+    /// The caller's objective, when an agent may still act for it: not ended, not held. Every
+    /// tool call checks this first, and publishing again just before it opens a pull request,
+    /// so nothing is done on GitHub for an objective a human stopped meanwhile.
+    pub async fn still_live(&self, caller: &crate::model::Session) -> anyhow::Result<Objective> {
+        let Some(objective) = self.store.objective(caller.objective_id).await? else {
+            crate::refuse!("your objective is gone");
+        };
+        if objective.status.is_terminal() {
+            crate::refuse!(
+                "the objective has ended ({}); there is nothing more to do for it. End your turn.",
+                objective.status.as_str()
+            );
+        }
+        if let Some(why) = &objective.held {
+            crate::refuse!("the work is stopped ({why}); end your turn");
+        }
+        Ok(objective)
+    }
 }
 
 /// A request the objective service turns down, and why, in words meant for whoever asked (an

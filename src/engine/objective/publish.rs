@@ -192,6 +192,8 @@ async fn publish_held(
         objective.issue_number,
         workspace.id
     );
+    // A human may have stopped the objective while this pushed: then no pull request.
+    objectives.still_live(caller).await?;
     let (number, url, adopted) = open_or_update(
         objectives,
         &objective,

@@ -529,6 +529,7 @@ async fn run(
         tracing::warn!(error = %format!("{e:#}"), "cannot record the agent's pid");
     }
     let mut follow = Follow::new(runtime, session, &token);
+    let mut stops = runtime.store.stopped_sessions();
     let deadline = tokio::time::Instant::now() + runtime.agents.turn_timeout;
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
     let why_stopped = loop {
@@ -542,9 +543,26 @@ async fn run(
                 None => break None,
             },
             _ = cancel.cancelled() => break Some(Stop::Cancelled),
+            stopped = stops.recv() => match stopped {
+                Ok(id) if id == session.id => break Some(Stop::Cancelled),
+                Ok(_) => {}
+                // Fell behind: the store says whether this session is still in its turn.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    if follow.stopped().await {
+                        break Some(Stop::Cancelled);
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => {}
+            },
             _ = runtime.shutdown.cancelled() => break Some(Stop::Shutdown),
             _ = tokio::time::sleep_until(deadline) => break Some(Stop::TimedOut),
-            _ = heartbeat.tick() => follow.flush().await,
+            _ = heartbeat.tick() => {
+                follow.flush().await;
+                // Stopped by another instance (its news does not reach this process).
+                if follow.stopped().await {
+                    break Some(Stop::Cancelled);
+                }
+            }
         }
     };
     if why_stopped.is_some() {
@@ -731,6 +749,19 @@ impl<'a> Follow<'a> {
             ..Progress::default()
         };
         self.write_progress(&progress).await;
+    }
+
+    /// Whether the session has been stopped (cancelled, or ended otherwise) while its turn
+    /// runs: the turn then ends too. A store that cannot say is not taken for a stop.
+    async fn stopped(&self) -> bool {
+        match self.runtime.store.session(self.session.id).await {
+            Ok(Some(now)) => now.status.is_terminal(),
+            Ok(None) => true,
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "cannot check the session's status");
+                false
+            }
+        }
     }
 
     /// Adds the turn's tokens and cost, once, at its end.
