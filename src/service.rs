@@ -181,7 +181,9 @@ pub async fn start(args: &ServeArgs, clock: Arc<dyn Clock>) -> Result<Running> {
         lease: args.tick_lease,
     };
     let tasks: Vec<Box<dyn TickTask>> = vec![
-        Box::new(Scheduler),
+        Box::new(Scheduler {
+            takeover_after: crate::engine::periodic::scheduler::takeover_after(args.tick_lease),
+        }),
         Box::new(Supervisor {
             settings: args.supervisor.settings(),
         }),

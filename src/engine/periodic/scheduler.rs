@@ -25,8 +25,12 @@ use crate::model::{
 use crate::store::Orphaned;
 use futures_util::future::BoxFuture;
 
-/// A session whose runner has not been heard from for this long is considered lost.
-pub const STALE_AFTER: Duration = Duration::from_secs(3 * 60);
+/// How long a session whose runner (another instance) has gone silent waits before a survivor
+/// takes it over: as long as that instance's tick lease would, and never less than three of
+/// a running turn's heartbeats.
+pub fn takeover_after(tick_lease: Duration) -> Duration {
+    tick_lease.max(3 * turns::HEARTBEAT)
+}
 /// How a session waiting for the agent sandbox says so (the start of its `activity`).
 pub const SANDBOX_WAIT: &str = "waiting for the agent sandbox";
 /// How often an interrupted session is resumed before it is failed instead.
@@ -173,7 +177,11 @@ fn turn_budget_view(usage: &Usage) -> Usage {
 }
 
 /// The tick task that loads the snapshot and applies [`decide`].
-pub struct Scheduler;
+pub struct Scheduler {
+    /// How long another instance's silent turn is left before it is taken over
+    /// ([`takeover_after`]).
+    pub takeover_after: Duration,
+}
 
 impl TickTask for Scheduler {
     fn name(&self) -> &'static str {
@@ -182,7 +190,7 @@ impl TickTask for Scheduler {
 
     fn run<'a>(&'a self, periodic: &'a Arc<Periodic>) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            recover_lost(periodic).await?;
+            recover_lost(periodic, self.takeover_after).await?;
             stop_orphans(periodic).await?;
             schedule(periodic).await
         })
@@ -310,10 +318,10 @@ pub async fn stop_orphans(periodic: &Arc<Periodic>) -> Result<()> {
 /// Finds sessions whose turn has no process any more — this instance restarted, or the
 /// instance running it went silent — and resumes them (a new turn in the same conversation)
 /// or, after too many interruptions, fails them.
-pub async fn recover_lost(periodic: &Arc<Periodic>) -> Result<()> {
+pub async fn recover_lost(periodic: &Arc<Periodic>, takeover_after: Duration) -> Result<()> {
     let now = periodic.clock.now();
     for session in periodic.store.sessions_in_turn().await? {
-        if !is_lost(periodic, &session, now) {
+        if !is_lost(periodic, &session, now, takeover_after) {
             continue;
         }
         if session.runner.as_deref() == Some(periodic.runtime.runner.as_str())
@@ -329,14 +337,19 @@ pub async fn recover_lost(periodic: &Arc<Periodic>) -> Result<()> {
     Ok(())
 }
 
-fn is_lost(periodic: &Periodic, session: &Session, now: Timestamp) -> bool {
+fn is_lost(
+    periodic: &Periodic,
+    session: &Session,
+    now: Timestamp,
+    takeover_after: Duration,
+) -> bool {
     if turns::is_local(&periodic.runtime, session.id) {
         return false;
     }
     let mine = session.runner.as_deref() == Some(periodic.runtime.runner.as_str());
     let silent = session
         .heartbeat_at
-        .is_none_or(|at| now.since(at) >= STALE_AFTER);
+        .is_none_or(|at| now.since(at) >= takeover_after);
     mine || silent
 }
 
@@ -378,6 +391,16 @@ async fn recover(periodic: &Arc<Periodic>, session: &Session) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_silent_instance_s_turns_are_taken_over_after_its_lease() {
+        assert_eq!(
+            takeover_after(Duration::from_secs(120)),
+            Duration::from_secs(120)
+        );
+        // Never before three heartbeats have been missed.
+        assert_eq!(takeover_after(Duration::from_secs(5)), 3 * turns::HEARTBEAT);
+    }
 
     use crate::model::session::fixtures::objective;
 

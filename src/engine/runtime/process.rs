@@ -57,6 +57,14 @@ pub async fn spawn(
     files_root: &Path,
     base_env: &[(String, String)],
 ) -> Result<AgentProcess> {
+    // Said plainly: spawning in a missing directory fails with the same error as a missing
+    // program, and would blame the program.
+    if !jail.cwd.is_dir() {
+        anyhow::bail!(
+            "cannot start the agent: its working directory {} does not exist on this machine",
+            jail.cwd.display()
+        );
+    }
     for (path, content) in &cmd.files {
         write_private(files_root, path, content)
             .with_context(|| format!("cannot write agent file {}", path.display()))?;
@@ -320,6 +328,21 @@ mod tests {
         };
         let err = run(&cmd, dir.path()).await.err().unwrap().to_string();
         assert!(err.contains("cannot start `/nonexistent/agent`"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_missing_working_directory_is_named_not_the_program() {
+        let dir = tempfile::tempdir().unwrap();
+        let gone = dir.path().join("gone");
+        let err = spawn(&sh("true"), &plain(), &jail(&gone), dir.path(), &path_env())
+            .await
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("working directory") && err.contains("gone") && !err.contains("`sh`"),
+            "{err}"
+        );
     }
 
     #[tokio::test]
