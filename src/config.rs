@@ -396,20 +396,13 @@ pub struct GitArgs {
         default_value = "https://github.com"
     )]
     pub git_url: String,
-    /// Name foreman's commits are made as.
-    #[arg(
-        long = "git-author-name",
-        env = "FOREMAN_GIT_AUTHOR_NAME",
-        default_value = "foreman[bot]"
-    )]
-    pub author_name: String,
-    /// Email foreman's commits are made as.
-    #[arg(
-        long = "git-author-email",
-        env = "FOREMAN_GIT_AUTHOR_EMAIL",
-        default_value = "foreman[bot]@users.noreply.github.com"
-    )]
-    pub author_email: String,
+    /// Name foreman's commits are made as (default: the App's bot account, `<slug>[bot]`).
+    #[arg(long = "git-author-name", env = "FOREMAN_GIT_AUTHOR_NAME")]
+    pub author_name: Option<String>,
+    /// Email foreman's commits are made as (default: the App's bot account's,
+    /// `<bot user id>+<slug>[bot]@users.noreply.github.com`, which GitHub links to the App).
+    #[arg(long = "git-author-email", env = "FOREMAN_GIT_AUTHOR_EMAIL")]
+    pub author_email: Option<String>,
 }
 
 /// Workspace GC: how often it looks for checkouts to reclaim, and how much free space the

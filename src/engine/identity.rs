@@ -8,6 +8,7 @@ use secrecy::SecretString;
 use crate::github::app::GitHubApp;
 use crate::model::InstallationId;
 use crate::store::Store;
+use crate::workspace::CommitAuthor;
 
 /// The GitHub-facing credentials, replaceable at run time, and the store that says where
 /// foreman may act.
@@ -16,6 +17,8 @@ pub struct Identity {
     /// Names of the variables passed to agents (their values may be secrets).
     passthrough_env: Vec<String>,
     current: RwLock<Current>,
+    /// The App's bot account as a commit author, once asked, with the App it belongs to.
+    bot: std::sync::Mutex<Option<(u64, CommitAuthor)>>,
 }
 
 #[derive(Default)]
@@ -31,6 +34,7 @@ impl Identity {
             store,
             passthrough_env,
             current: RwLock::new(Current::default()),
+            bot: std::sync::Mutex::new(None),
         }
     }
 
@@ -67,6 +71,45 @@ impl Identity {
         match self.store.standing(installation, Some(repository)).await? {
             Some(why) => anyhow::bail!("foreman may not act for {repository}: {why}"),
             None => Ok(()),
+        }
+    }
+
+    /// The App's bot account as a commit author (`<slug>[bot]`, with the address GitHub links
+    /// to it), asked of GitHub once per App through `installation`. `None` without an App, or
+    /// when GitHub cannot say now (asked again next time).
+    pub async fn bot_author(
+        &self,
+        installation: InstallationId,
+        repository: &str,
+    ) -> Option<CommitAuthor> {
+        let app = self.app()?;
+        let cached = self.bot.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some((_, author)) = cached.filter(|(id, _)| *id == app.app_id()) {
+            return Some(author);
+        }
+        let asked = async {
+            let slug = crate::github::rest::app_slug(&app.app_client()?).await?;
+            anyhow::ensure!(!slug.is_empty(), "GitHub gave the App no slug");
+            let client = app.installation_client(installation, repository).await?;
+            let id = crate::github::rest::user_id(&client, &format!("{slug}[bot]")).await?;
+            anyhow::ensure!(id != 0, "GitHub gave the App's bot account no id");
+            Ok(CommitAuthor::bot(&slug, id))
+        };
+        match asked.await {
+            Ok(author) => {
+                tracing::info!(
+                    name = author.name,
+                    email = author.email,
+                    "commits are made as the App's bot account"
+                );
+                *self.bot.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some((app.app_id(), author.clone()));
+                Some(author)
+            }
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "cannot tell the App's bot account; commits keep their current author");
+                None
+            }
         }
     }
 

@@ -237,6 +237,19 @@ pub async fn file(
     }
 }
 
+/// The App's slug (its bot account is `<slug>[bot]`); `client` authenticates as the App.
+pub async fn app_slug(client: &Octocrab) -> Result<String, RestError> {
+    let answer = call(client, Method::GET, "/app", None).await?;
+    Ok(answer["slug"].as_str().unwrap_or_default().to_owned())
+}
+
+/// A user's id, by login (bots included: `<slug>[bot]`).
+pub async fn user_id(client: &Octocrab, login: &str) -> Result<u64, RestError> {
+    let path = format!("/users/{}", login.replace('[', "%5B").replace(']', "%5D"));
+    let answer = call(client, Method::GET, &path, None).await?;
+    Ok(answer["id"].as_u64().unwrap_or_default())
+}
+
 /// What foreman needs to know about an issue right now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IssueNow {

@@ -43,15 +43,41 @@ pub const MAX_TAKE_BYTES: u64 = 2 << 30;
 /// The target name of the foreman host itself (remote targets come later).
 pub const LOCAL_TARGET: &str = "local";
 
+/// Who commits are made as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitAuthor {
+    pub name: String,
+    pub email: String,
+}
+
+impl CommitAuthor {
+    /// The App's bot account: GitHub links a commit to it (and shows the App's avatar) only
+    /// by this address, which carries the bot user's id.
+    pub fn bot(slug: &str, bot_user_id: u64) -> CommitAuthor {
+        CommitAuthor {
+            name: format!("{slug}[bot]"),
+            email: format!("{bot_user_id}+{slug}[bot]@users.noreply.github.com"),
+        }
+    }
+
+    /// Until the App's bot account is known (no App yet, or GitHub could not say).
+    pub fn fallback() -> CommitAuthor {
+        CommitAuthor {
+            name: "foreman[bot]".to_owned(),
+            email: "foreman[bot]@users.noreply.github.com".to_owned(),
+        }
+    }
+}
+
 /// How workspaces are made.
 #[derive(Debug, Clone)]
 pub struct WorkspaceSettings {
     pub git: Git,
     /// Base of clone URLs: `https://github.com`, a GitHub Enterprise host, or `file:///…`.
     pub git_url: String,
-    /// Identity commits are made as.
-    pub author_name: String,
-    pub author_email: String,
+    /// Identity commits are made as, when the operator chose one; otherwise the App's bot
+    /// account's (see [`Workspaces::set_author`]).
+    pub author: Option<CommitAuthor>,
     /// Directory holding mirrors and checkouts.
     pub root: PathBuf,
     /// Where git runs in checkouts agents wrote to.
@@ -70,8 +96,17 @@ impl WorkspaceSettings {
                 program: crate::sandbox::resolve_program(&args.git),
             },
             git_url: args.git_url.clone(),
-            author_name: args.author_name.clone(),
-            author_email: args.author_email.clone(),
+            author: match (&args.author_name, &args.author_email) {
+                (None, None) => None,
+                (name, email) => Some(CommitAuthor {
+                    name: name
+                        .clone()
+                        .unwrap_or_else(|| CommitAuthor::fallback().name),
+                    email: email
+                        .clone()
+                        .unwrap_or_else(|| CommitAuthor::fallback().email),
+                }),
+            },
             root,
             sandbox,
         }
@@ -84,8 +119,7 @@ impl WorkspaceSettings {
                 program: crate::sandbox::resolve_program("git"),
             },
             git_url: "https://github.com".to_owned(),
-            author_name: "foreman[bot]".to_owned(),
-            author_email: "foreman[bot]@users.noreply.github.com".to_owned(),
+            author: None,
             root,
             sandbox,
         }
@@ -129,11 +163,19 @@ pub struct Workspaces {
     pub settings: WorkspaceSettings,
     /// One preparation at a time per mirror (fetches and seed updates must not interleave).
     locks: Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>,
+    /// Who commits are made as now.
+    author: std::sync::RwLock<CommitAuthor>,
 }
 
 impl Workspaces {
     pub fn new(settings: WorkspaceSettings) -> Workspaces {
         Workspaces {
+            author: std::sync::RwLock::new(
+                settings
+                    .author
+                    .clone()
+                    .unwrap_or_else(CommitAuthor::fallback),
+            ),
             settings,
             locks: Mutex::new(HashMap::new()),
         }
@@ -182,8 +224,23 @@ impl Workspaces {
         locks.entry(mirror.to_owned()).or_default().clone()
     }
 
-    fn author(&self) -> (&str, &str) {
-        (&self.settings.author_name, &self.settings.author_email)
+    /// Who commits are made as now.
+    pub fn author(&self) -> CommitAuthor {
+        self.author
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Whether the operator chose the commit identity (then [`Workspaces::set_author`] is
+    /// never needed).
+    pub fn author_configured(&self) -> bool {
+        self.settings.author.is_some()
+    }
+
+    /// Commits are made as `author` from now on (the App's bot account, once known).
+    pub fn set_author(&self, author: CommitAuthor) {
+        *self.author.write().unwrap_or_else(|e| e.into_inner()) = author;
     }
 
     /// Prepares a checkout: fetches the base branch fresh, brings the seed to it, copies the
@@ -341,7 +398,7 @@ impl Workspaces {
     /// are the bot's, and git trusts the copied index (only sizes and whole-second times are
     /// compared, since a copy has new inodes and change times).
     fn checkout_config(&self, url: &str) -> String {
-        let (name, email) = self.author();
+        let CommitAuthor { name, email } = self.author();
         format!(
             "[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = false\n\
              \tlogallrefupdates = true\n\ttrustctime = false\n\tcheckStat = minimal\n\
@@ -449,8 +506,9 @@ impl Workspaces {
     /// Commits everything in the checkout with `message` (in the sandbox, hooks off). False
     /// when there was nothing to commit.
     pub async fn commit_all(&self, checkout: &Checkout<'_>, message: &str) -> Result<bool> {
+        let author = self.author();
         let call = Call {
-            author: Some(self.author()),
+            author: Some((&author.name, &author.email)),
             ..Call::default()
         };
         let status = self

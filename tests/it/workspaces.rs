@@ -137,12 +137,23 @@ async fn two_workers_in_parallel_publish_separate_pull_requests(db: TestDb) {
             &origin(&db),
             &["log", "-1", "--format=%an <%ae>|%s", &pull.branch],
         );
+        // The App's bot account, by the address GitHub links to it: its user id first.
+        let bot = fake.user_json("foreman-test[bot]")["id"].as_u64().unwrap();
         assert_eq!(
             author,
             format!(
-                "foreman-test[bot] <foreman-test[bot]@users.noreply.github.com>|{}",
+                "foreman-test[bot] <{bot}+foreman-test[bot]@users.noreply.github.com>|{}",
                 pull.title
             )
+        );
+        // The agent's own commits in its checkout are the bot's too.
+        let checkout = workspaces
+            .iter()
+            .find(|w| w.created_by == Some(worker.id))
+            .unwrap();
+        assert_eq!(
+            git(Path::new(&checkout.path), &["config", "user.email"]),
+            format!("{bot}+foreman-test[bot]@users.noreply.github.com")
         );
         let on_github = fake.pull(REPO, pull.number);
         assert_eq!(

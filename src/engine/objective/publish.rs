@@ -142,6 +142,7 @@ async fn publish_held(
         crate::model::pulls::only_own_closing(text, &objective.repository, objective.issue_number)
     };
     let message = own(format!("{}\n\n{summary}", req.title).trim_end());
+    objectives.runtime.commit_as_bot(&objective).await;
     let Some(head) = objectives
         .runtime
         .workspaces

@@ -64,6 +64,24 @@ impl Runtime {
         }
     }
 
+    /// Makes commits for `objective` (and the checkouts made for it) as the App's bot account,
+    /// unless the operator chose the commit identity. Asked of GitHub once per App.
+    pub async fn commit_as_bot(&self, objective: &crate::model::Objective) {
+        if self.workspaces.author_configured() {
+            return;
+        }
+        let Some(installation) = objective.installation_id else {
+            return;
+        };
+        if let Some(author) = self
+            .github
+            .bot_author(installation, &objective.repository)
+            .await
+        {
+            self.workspaces.set_author(author);
+        }
+    }
+
     /// The turns this process runs.
     pub fn turns(&self) -> MutexGuard<'_, HashMap<SessionId, turns::LocalTurn>> {
         self.turns.lock().unwrap_or_else(|e| e.into_inner())

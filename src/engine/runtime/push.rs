@@ -50,6 +50,7 @@ pub async fn push(runtime: &Runtime, session: &Session) -> Result<String> {
         &objective.repository,
         objective.issue_number,
     );
+    runtime.commit_as_bot(&objective).await;
     let Some(head) = runtime.workspaces.take(&checkout, &message, &start).await? else {
         bail!(
             "it changed nothing, so there was nothing to push to #{}",

@@ -287,6 +287,7 @@ async fn workdir_for(runtime: &Runtime, session: &Session) -> Result<Option<Path
 /// anyone else.
 async fn new_workspace(runtime: &Runtime, session: &Session) -> Result<PathBuf> {
     let objective = objective_of(runtime, session).await?;
+    runtime.commit_as_bot(&objective).await;
     // A follow-up continues its pull request's branch, from where it is upstream now.
     let pull = match session.pull_request_id {
         Some(id) => Some(

@@ -232,8 +232,9 @@ pub fn serve_args(db: &TestDb) -> ServeArgs {
         git: GitArgs {
             git: "git".to_owned(),
             git_url: format!("file://{}", origins(db).display()),
-            author_name: "foreman-test[bot]".to_owned(),
-            author_email: "foreman-test[bot]@users.noreply.github.com".to_owned(),
+            // The App's bot account, as foreman asks GitHub for it.
+            author_name: None,
+            author_email: None,
         },
         listen: Some("127.0.0.1:0".parse().unwrap()),
         port: None,

@@ -291,6 +291,10 @@ impl State {
                     Err(reply) => reply,
                 }
             }
+            ["users", login] if req.method == "GET" => {
+                self.ensure_user(login);
+                Reply::ok(self.user_json(login))
+            }
             ["orgs" | "users", account, "installation"] if req.method == "GET" => {
                 match self.require_app(req) {
                     Ok(()) => Reply::from_option(
