@@ -23,6 +23,15 @@ pub struct World {
 }
 
 pub async fn world(db: &TestDb, plan: Value) -> World {
+    world_with(db, plan, |_| {}).await
+}
+
+/// [`world`], with `configure` changing foreman's settings first.
+pub async fn world_with(
+    db: &TestDb,
+    plan: Value,
+    configure: impl FnOnce(&mut foreman::config::ServeArgs),
+) -> World {
     let fake = FakeGitHub::start().await;
     let installation = fake.add_installation("octo");
     fake.add_repo(installation, REPO);
@@ -39,6 +48,7 @@ pub async fn world(db: &TestDb, plan: Value) -> World {
     write_plan(db, &plan);
     let mut args = serve_args(db);
     use_fake_github(&mut args, &fake);
+    configure(&mut args);
     let server = TestServer::start(&args).await;
     World {
         server,

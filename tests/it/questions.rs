@@ -426,3 +426,116 @@ async fn a_plan_waits_for_approval(db: TestDb) {
     w.server.shutdown().await;
 }
 on_both_backends!(a_plan_waits_for_approval);
+
+/// A manager that dies at once, every time — unless its prompt carries the humans' answer
+/// "Try again, carefully" — with room for two attempts and no wait between the supervisor's
+/// actions.
+async fn dying_managers(db: &TestDb) -> World {
+    crate::issues::world_with(
+        db,
+        json!({"manager": [
+            {"when": "Try again, carefully", "calls": []},
+            {"exit": 1}
+        ]}),
+        |args| {
+            args.supervisor.max_attempts = 2;
+            args.supervisor.cooldown = std::time::Duration::from_millis(50);
+        },
+    )
+    .await
+}
+
+/// The supervisor's escalation, once the managers have died past the cap: exactly one
+/// question on the issue, listed in the status comment.
+async fn escalated(w: &World, objective: &foreman::model::Objective) -> String {
+    let (_, asked) = eventually("the escalation posted", || async {
+        question_comments(w).into_iter().next()
+    })
+    .await;
+    assert!(
+        asked.contains("has stopped 2 times without finishing it"),
+        "{asked}"
+    );
+    w.settle().await;
+    assert_eq!(question_comments(w).len(), 1, "escalated once");
+    let store = w.server.store();
+    let managers = store
+        .sessions_of(objective.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|s| s.role == foreman::model::Role::Manager)
+        .count();
+    assert_eq!(managers, 2, "no respawn past the cap");
+    eventually("the status comment lists the question", || async {
+        w.bot_comments()
+            .into_iter()
+            .find(|c| c.body.contains("foreman:status-") && c.body.contains("stopped 2 times"))
+    })
+    .await;
+    asked
+}
+
+async fn a_manager_dying_past_the_cap_asks_once_and_an_answer_starts_afresh(db: TestDb) {
+    let w = dying_managers(&db).await;
+    let objective = started(&w).await;
+    escalated(&w, &objective).await;
+    w.comment("c-go", "alice", "Try again, carefully.").await;
+    let store = w.server.store();
+    let fresh = eventually("a new manager working from the answer", || async {
+        let o = store.objective(objective.id).await.unwrap().unwrap();
+        let manager = store.session(o.manager?).await.unwrap()?;
+        (manager.status == SessionStatus::Idle).then_some(manager)
+    })
+    .await;
+    assert!(
+        state_file(&db, fresh.id, "prompts.txt").contains("Try again, carefully"),
+        "the new manager has the answer"
+    );
+    let o = store.objective(objective.id).await.unwrap().unwrap();
+    assert_eq!(o.status, ObjectiveStatus::Active);
+    w.settle().await;
+    assert_eq!(question_comments(&w).len(), 1, "no second escalation");
+    w.server.shutdown().await;
+}
+on_both_backends!(a_manager_dying_past_the_cap_asks_once_and_an_answer_starts_afresh);
+
+async fn an_escalation_survives_a_restart_and_a_stop_ends_the_objective(db: TestDb) {
+    let w = dying_managers(&db).await;
+    let objective = started(&w).await;
+    escalated(&w, &objective).await;
+    // foreman restarts: the escalation stands, and is not asked again.
+    let World {
+        server,
+        fake,
+        installation,
+        issue,
+    } = w;
+    let args = server.args.clone();
+    server.shutdown().await;
+    let w = World {
+        server: crate::support::TestServer::start(&args).await,
+        fake,
+        installation,
+        issue,
+    };
+    w.settle().await;
+    assert_eq!(
+        question_comments(&w).len(),
+        1,
+        "not asked again after a restart"
+    );
+    w.comment("c-stop", "alice", "/foreman stop").await;
+    let store = w.server.store();
+    let stopped = eventually("the objective stopped", || async {
+        let o = store.objective(objective.id).await.unwrap().unwrap();
+        (o.status == ObjectiveStatus::Cancelled).then_some(o)
+    })
+    .await;
+    assert_eq!(
+        stopped.status_reason.as_deref(),
+        Some("stopped by @alice with /foreman stop")
+    );
+    w.server.shutdown().await;
+}
+on_both_backends!(an_escalation_survives_a_restart_and_a_stop_ends_the_objective);

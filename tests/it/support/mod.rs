@@ -470,6 +470,8 @@ pub fn scripted_agents(db: &TestDb) -> AgentArgs {
 pub struct TestServer {
     pub running: Running,
     pub client: reqwest::Client,
+    /// What it was started with (to start it again).
+    pub args: ServeArgs,
 }
 
 impl TestServer {
@@ -514,6 +516,7 @@ impl TestServer {
         TestServer {
             running,
             client: reqwest::Client::new(),
+            args: args.clone(),
         }
     }
 
