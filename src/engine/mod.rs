@@ -112,14 +112,16 @@ impl Engine {
             github: github.clone(),
             runtime: runtime.clone(),
         });
+        let repos = Arc::new(Repos::new(agents.repo_models.clone()));
+        let inbox_bell = Arc::new(Notify::new());
         let ingest = Arc::new(Ingest {
             store: store.clone(),
             clock: clock.clone(),
             metrics: metrics.clone(),
             github: github.clone(),
-            repos: Repos::new(agents.repo_models.clone()),
+            repos: repos.clone(),
             objectives: objectives.clone(),
-            inbox_bell: Arc::new(Notify::new()),
+            inbox_bell: inbox_bell.clone(),
         });
         let periodic = Arc::new(Periodic {
             store: store.clone(),
@@ -130,6 +132,8 @@ impl Engine {
             gc: gc.clone(),
             objectives: objectives.clone(),
             runtime: runtime.clone(),
+            repos,
+            inbox_bell,
             tick_bell: store.due_bell(),
             tick_passes: tokio::sync::watch::Sender::new(0),
         });

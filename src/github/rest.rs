@@ -250,6 +250,47 @@ pub async fn user_id(client: &Octocrab, login: &str) -> Result<u64, RestError> {
     Ok(answer["id"].as_u64().unwrap_or_default())
 }
 
+/// The repository's open issues (and pull requests) with `label`, as GitHub describes them.
+pub async fn labelled_issues(
+    client: &Octocrab,
+    repository: &str,
+    label: &str,
+) -> Result<Vec<Value>, RestError> {
+    let label: String = url::form_urlencoded::byte_serialize(label.as_bytes()).collect();
+    let path = format!("/repos/{repository}/issues?state=open&labels={label}&per_page=100");
+    let answer = call(client, Method::GET, &path, None).await?;
+    Ok(answer.as_array().cloned().unwrap_or_default())
+}
+
+/// The latest time `label` was added to an issue: the event's id, who added it and when.
+pub async fn last_labelled(
+    client: &Octocrab,
+    repository: &str,
+    number: u64,
+    label: &str,
+) -> Result<Option<(i64, Value, String)>, RestError> {
+    let path = format!("/repos/{repository}/issues/{number}/events?per_page=100");
+    let answer = call(client, Method::GET, &path, None).await?;
+    Ok(answer
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| {
+            e["event"] == "labeled"
+                && e["label"]["name"]
+                    .as_str()
+                    .is_some_and(|n| n.eq_ignore_ascii_case(label))
+        })
+        .filter_map(|e| {
+            Some((
+                e["id"].as_i64()?,
+                e["actor"].clone(),
+                e["created_at"].as_str()?.to_owned(),
+            ))
+        })
+        .next_back())
+}
+
 /// What foreman needs to know about an issue right now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IssueNow {

@@ -19,7 +19,7 @@ pub mod workspace;
 pub use ids::*;
 pub use session::{
     AgentKind, Budget, FollowupKind, Objective, ObjectiveStatus, Role, Session, SessionStatus,
-    Usage,
+    Usage, label_missed,
 };
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};
 pub use workspace::{PullRequest, Workspace, WorkspaceStatus};

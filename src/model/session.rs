@@ -207,6 +207,17 @@ impl ObjectiveStatus {
     }
 }
 
+/// Whether foreman's label, put on an issue at `labelled_at`, went unanswered: no objective
+/// ever worked on the issue, or the latest one had ended before the label was put on (a
+/// label from before it ended is the one that started it, or one it outlived).
+pub fn label_missed(latest: Option<&Objective>, labelled_at: super::Timestamp) -> bool {
+    match latest {
+        None => true,
+        Some(o) if !o.status.is_terminal() => false,
+        Some(o) => o.ended_at.is_some_and(|ended| labelled_at > ended),
+    }
+}
+
 /// Renders a list of states for an SQL `IN (…)` list. The values are our own constants.
 pub fn sql_list<T: Copy>(states: &[T], name: fn(T) -> &'static str) -> String {
     states
@@ -219,6 +230,20 @@ pub fn sql_list<T: Copy>(states: &[T], name: fn(T) -> &'static str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_label_is_missed_only_when_no_objective_answered_it() {
+        use crate::model::Timestamp;
+        let at = Timestamp(5_000);
+        assert!(label_missed(None, at), "never worked on");
+        let mut o = fixtures::objective(1);
+        assert!(!label_missed(Some(&o), at), "one is working on it");
+        o.status = ObjectiveStatus::Cancelled;
+        o.ended_at = Some(Timestamp(9_000));
+        assert!(!label_missed(Some(&o), at), "the label it ended with");
+        o.ended_at = Some(Timestamp(1_000));
+        assert!(label_missed(Some(&o), at), "put on again after it ended");
+    }
 
     #[test]
     fn terminal_states_are_final() {

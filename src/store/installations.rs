@@ -89,6 +89,28 @@ impl Store {
         state.as_deref().map(InstallationState::parse).transpose()
     }
 
+    /// Every repository foreman has heard of, with the installation it came through: those
+    /// its installations listed, those with objectives, and those deliveries came from.
+    pub async fn known_repositories(&self) -> Result<Vec<(InstallationId, String)>> {
+        let rows: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT installation_id, full_name FROM repositories WHERE removed_at IS NULL
+             UNION
+             SELECT installation_id, repository FROM objectives
+              WHERE installation_id IS NOT NULL
+             UNION
+             SELECT installation_id, repository FROM deliveries
+              WHERE installation_id IS NOT NULL AND repository IS NOT NULL
+             ORDER BY 2, 1",
+        )
+        .fetch_all(&self.db.pool)
+        .await
+        .context("cannot list the repositories foreman knows")?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, name)| (InstallationId(id), name))
+            .collect())
+    }
+
     /// Why foreman may not act for `repository` (or the whole installation) through
     /// `installation` now — the installation is suspended or deleted, or the repository was
     /// removed from it — or `None` when it may (an installation or repository foreman has not

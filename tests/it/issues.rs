@@ -751,6 +751,51 @@ async fn a_stop_revokes_tokens_and_kills_turns_at_once(db: TestDb) {
 }
 on_both_backends!(a_stop_revokes_tokens_and_kills_turns_at_once);
 
+/// Labels whose webhooks never came (foreman was down, or the delivery was lost) are found
+/// by reconciliation and handled as their webhooks would have been, once: alice's starts an
+/// objective as hers, bob's (who may not start foreman) gets the usual reply.
+async fn labels_whose_webhooks_were_lost_are_handled_once(db: TestDb) {
+    let w = world(&db, json!({"manager": [{"calls": []}]})).await;
+    // foreman knows the repository from an earlier delivery.
+    w.post("issues", "d-opened", &w.envelope("opened", "dana"))
+        .await;
+    w.server.drain().await;
+    w.fake.add_label_by(REPO, w.issue, "foreman", "alice");
+    let other = w
+        .fake
+        .create_issue(REPO, "carol", "Gadgets", "Also broken.");
+    w.fake.add_label_by(REPO, other, "foreman", "bob");
+
+    let engine = &w.server.running.engine;
+    let reconcile = foreman::engine::periodic::reconcile::Reconcile::new(
+        std::time::Duration::from_secs(600),
+        std::time::Duration::from_secs(120),
+    );
+    let pass = reconcile.pass(&engine.periodic, true).await.unwrap();
+    assert_eq!(pass.repaired, 2, "{pass:?}");
+    let started = w.objective_in(ObjectiveStatus::Active).await;
+    assert_eq!(started.issue_number, w.issue);
+    assert_eq!(started.started_by.as_deref(), Some("alice"));
+    w.settle().await;
+    let refused = w
+        .fake
+        .comments(REPO, other)
+        .into_iter()
+        .filter(|c| c.body.contains("<!-- foreman:reply-"))
+        .count();
+    assert_eq!(refused, 1, "bob is told once that he may not start foreman");
+    let store = w.server.store();
+    assert!(store.latest_objective(REPO, other).await.unwrap().is_none());
+
+    // Later passes see the same labels and queue nothing again.
+    let again = reconcile.pass(&engine.periodic, true).await.unwrap();
+    assert_eq!(again.repaired, 0, "{again:?}");
+    w.settle().await;
+    assert_eq!(w.objectives().await.len(), 1);
+    w.server.shutdown().await;
+}
+on_both_backends!(labels_whose_webhooks_were_lost_are_handled_once);
+
 async fn comments_reach_a_live_manager_and_revive_a_dead_one(db: TestDb) {
     let w = world(
         &db,

@@ -28,7 +28,7 @@ pub struct Ingest {
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<Metrics>,
     pub github: Arc<Identity>,
-    pub repos: Repos,
+    pub repos: Arc<Repos>,
     pub objectives: Arc<Objectives>,
     /// Rung when a delivery is stored.
     pub inbox_bell: Arc<Notify>,

@@ -18,6 +18,7 @@ use crate::config::Posting;
 use crate::engine::identity::Identity;
 use crate::engine::objective::Objectives;
 use crate::engine::runtime::Runtime;
+use crate::github::repos::Repos;
 use crate::metrics::Metrics;
 use crate::model::Clock;
 use crate::store::Store;
@@ -35,6 +36,11 @@ pub struct Periodic {
     pub gc: Arc<Gc>,
     pub objectives: Arc<Objectives>,
     pub runtime: Arc<Runtime>,
+    /// What GitHub says of repositories (their config), shared with the inbox's handlers.
+    pub repos: Arc<Repos>,
+    /// Wakes the inbox processor (reconciliation queues a delivery a lost webhook would
+    /// have brought).
+    pub inbox_bell: Arc<Notify>,
     /// Rung when something changed that periodic work should look at soon: the store's due
     /// bell, which every committed transaction that made work due rings by itself.
     pub tick_bell: Arc<Notify>,

@@ -151,6 +151,24 @@ impl Reconcile {
                     }
                 }
             }
+            for (installation, repository) in periodic.store.known_repositories().await? {
+                if periodic
+                    .store
+                    .standing(installation, Some(&repository))
+                    .await?
+                    .is_some()
+                {
+                    continue;
+                }
+                let client = app.installation_client(installation, &repository).await?;
+                match missed_labels(periodic, &client, installation, &repository).await {
+                    Ok(queued) => done.repaired += queued,
+                    Err(e) if rate_limited(&e) => return Err(e),
+                    Err(e) => {
+                        tracing::warn!(repository, error = %format!("{e:#}"), "cannot look for labels foreman missed")
+                    }
+                }
+            }
             let mut state = self.lock();
             let State { cache, read, .. } = &mut *state;
             cache.retain(|path, _| read.contains(path));
@@ -283,6 +301,84 @@ impl Reconcile {
         tracing::info!(objective = %objective.id, "{what} (reconciled)");
         Ok(())
     }
+}
+
+/// Finds the repository's open issues that carry foreman's label with no objective started
+/// since it was put on — its webhook was lost, or came while foreman was down — and queues
+/// for each the `issues.labeled` delivery GitHub would have sent, from whoever added the
+/// label (the issue's events say). The inbox then handles it as it would have: permission,
+/// config, replies, one objective. Its delivery id is the label event's, so it is queued
+/// once however many passes see it. Returns how many were queued.
+async fn missed_labels(
+    periodic: &Periodic,
+    client: &Octocrab,
+    installation: crate::model::InstallationId,
+    repository: &str,
+) -> Result<usize> {
+    let now = periodic.clock.now();
+    let config = periodic.repos.config(client, repository, None, now).await?;
+    let Ok(config) = config else {
+        return Ok(0); // a broken config is reported when someone labels an issue
+    };
+    let label = &config.trigger_label;
+    let mut queued = 0;
+    let mut repo_json = None;
+    for issue in rest::labelled_issues(client, repository, label).await? {
+        let Some(number) = issue["number"].as_u64() else {
+            continue;
+        };
+        if !issue["pull_request"].is_null() {
+            continue;
+        }
+        let latest = periodic.store.latest_objective(repository, number).await?;
+        if latest.as_ref().is_some_and(|o| !o.status.is_terminal()) {
+            continue;
+        }
+        let Some((event_id, actor, at)) =
+            rest::last_labelled(client, repository, number, label).await?
+        else {
+            continue;
+        };
+        let labelled_at = crate::github::app::parse_github_time(&at)?;
+        if !crate::model::label_missed(latest.as_ref(), labelled_at) {
+            continue;
+        }
+        if repo_json.is_none() {
+            let path = format!("/repos/{repository}");
+            repo_json = Some(rest::call(client, http::Method::GET, &path, None).await?);
+        }
+        let payload = serde_json::json!({
+            "action": "labeled",
+            "issue": issue,
+            "label": {"name": label},
+            "repository": repo_json,
+            "sender": actor,
+            "installation": {"id": installation.0},
+        });
+        let delivery = crate::model::delivery::NewDelivery {
+            delivery_id: crate::model::DeliveryId(format!("reconciled-label-{event_id}")),
+            event: "issues".to_owned(),
+            action: Some("labeled".to_owned()),
+            installation_id: Some(installation),
+            repository_id: repo_json
+                .as_ref()
+                .and_then(|r| r["id"].as_i64())
+                .map(crate::model::RepositoryId),
+            repository: Some(repository.to_owned()),
+            payload: payload.to_string(),
+            received_at: now,
+        };
+        if let crate::store::Inserted::New(_) = periodic.store.insert_delivery(delivery).await? {
+            tracing::info!(
+                repository,
+                issue = number,
+                "a label foreman missed is handled now (reconciled)"
+            );
+            periodic.inbox_bell.notify_one();
+            queued += 1;
+        }
+    }
+    Ok(queued)
 }
 
 /// What a pass looked at and repaired.

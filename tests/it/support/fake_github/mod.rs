@@ -545,6 +545,20 @@ impl FakeGitHub {
         st.add_labels(&key_of(repo), number, &[label.to_string()]);
     }
 
+    /// `actor` adds a label to an issue, as its timeline records it (`GET …/events`); no
+    /// webhook is sent.
+    pub fn add_label_by(&self, repo: &str, number: u64, label: &str, actor: &str) {
+        let mut st = self.lock();
+        st.ensure_user(actor);
+        st.issue_mut(repo, number);
+        st.add_labels(&key_of(repo), number, &[label.to_string()]);
+        let id = bump(&st.ids);
+        let issue = st.issue_mut(repo, number);
+        issue
+            .labelled
+            .push((id, actor.to_string(), label.to_string(), now_secs()));
+    }
+
     /// Removes a label from an issue or PR.
     pub fn remove_label(&self, repo: &str, number: u64, label: &str) {
         let mut st = self.lock();

@@ -429,6 +429,22 @@ impl State {
             ("GET", []) => Reply::from_option(self.issue_json(key, n)),
             ("PATCH" | "POST", []) => self.patch_issue(req, key, n),
             ("GET", ["labels"]) => Reply::ok(self.issue_labels_json(key, n)),
+            ("GET", ["events"]) => {
+                let events = self.repos[key].issues[&n]
+                    .labelled
+                    .iter()
+                    .map(|(id, actor, label, at)| {
+                        serde_json::json!({
+                            "id": id,
+                            "event": "labeled",
+                            "actor": self.user_json(actor),
+                            "label": {"name": label, "color": "ededed"},
+                            "created_at": super::rfc3339(*at),
+                        })
+                    })
+                    .collect();
+                self.page_reply(req, events)
+            }
             ("POST", ["labels"]) | ("PUT", ["labels"]) => {
                 let Some(names) = req.body.and_then(label_names) else {
                     return Reply::invalid("Label", "labels", "missing_field", None);

@@ -87,6 +87,8 @@ pub(super) struct Issue {
     pub(super) closed_by: Option<String>,
     pub(super) reactions: Vec<Reaction>,
     pub(super) pull: Option<Pull>,
+    /// Its timeline's label events: (id, who, label, when).
+    pub(super) labelled: Vec<(i64, String, String, i64)>,
 }
 
 pub(super) struct Pull {
@@ -425,6 +427,7 @@ impl State {
                 closed_by: None,
                 reactions: Vec::new(),
                 pull,
+                labelled: Vec::new(),
             },
         );
         Some(number)
