@@ -140,6 +140,10 @@ impl Adapter for ClaudeAdapter {
         if let Some(session) = &turn.resume {
             args.extend(["--resume".into(), session.clone()]);
         }
+        if let Some(cap) = turn.max_cost_usd {
+            // Claude Code stops the run once it has spent this much.
+            args.extend(["--max-budget-usd".into(), format!("{:.2}", cap.max(0.01))]);
+        }
         args.extend(turn.extra_args.iter().cloned());
         let plain = |v: &str| SecretString::from(v.to_owned());
         let env = vec![
@@ -302,6 +306,7 @@ mod tests {
             program: "claude".into(),
             model: None,
             extra_args: vec![],
+            max_cost_usd: None,
         }
     }
 
@@ -336,6 +341,10 @@ mod tests {
             k == "CLAUDE_CODE_ADDITIONAL_DIRECTORIES_CLAUDE_MD" && v.expose_secret() == "1"
         }));
         assert!(!args.iter().any(|a| a == "--resume" || a == "--model"));
+        assert!(
+            !args.iter().any(|a| a == "--max-budget-usd"),
+            "no cost budget, no cap"
+        );
         // The prompt is piped, not an argument.
         assert_eq!(cmd.stdin.as_deref(), Some("Plan the work."));
         assert!(!args.iter().any(|a| a.contains("Plan the work")));
@@ -350,6 +359,21 @@ mod tests {
         );
         let followup = ClaudeAdapter.command(&turn(Role::Followup, None)).unwrap();
         assert_eq!(followup.args, cmd.args);
+    }
+
+    #[test]
+    fn a_turn_cannot_spend_more_than_the_cost_budget_has_left() {
+        let mut t = turn(Role::Worker, None);
+        t.max_cost_usd = Some(1.234);
+        let cmd = ClaudeAdapter.command(&t).unwrap();
+        assert_eq!(value_after(&cmd.args, "--max-budget-usd"), Some("1.23"));
+        t.max_cost_usd = Some(0.0);
+        let spent = ClaudeAdapter.command(&t).unwrap();
+        assert_eq!(
+            value_after(&spent.args, "--max-budget-usd"),
+            Some("0.01"),
+            "Claude Code needs a positive cap"
+        );
     }
 
     #[test]

@@ -299,6 +299,7 @@ mod tests {
             program: "codex".into(),
             model: None,
             extra_args: vec![],
+            max_cost_usd: None,
         }
     }
 

@@ -1,7 +1,11 @@
 //! The `command` adapter: any program can be an agent. It gets the turn's prompt in a file
 //! (`FOREMAN_PROMPT_FILE`), foreman's MCP endpoint and its session token in the environment,
 //! and every line it prints is output; its last line is its result unless it reports one
-//! through the `report_result` tool. This is what tests and people with their own agents use.
+//! through the `report_result` tool. A line `FOREMAN_USAGE <input tokens> <output tokens>
+//! <cost in dollars>` reports what the turn has used so far, as the real CLIs do (and, like
+//! theirs, a turn whose cost crosses what is left of the budget is stopped); the most it may
+//! spend is in `FOREMAN_MAX_COST_USD` when the objective has a cost budget. This is what tests
+//! and people with their own agents use.
 
 use anyhow::Result;
 use secrecy::SecretString;
@@ -43,6 +47,12 @@ impl Adapter for CommandAdapter {
         if let Some(model) = &turn.model {
             env.push(("FOREMAN_MODEL".to_owned(), plain(model.clone())));
         }
+        if let Some(cap) = turn.max_cost_usd {
+            env.push((
+                "FOREMAN_MAX_COST_USD".to_owned(),
+                plain(format!("{cap:.2}")),
+            ));
+        }
         Ok(TurnCommand {
             program: turn.program.clone(),
             args: turn.extra_args.clone(),
@@ -56,6 +66,17 @@ impl Adapter for CommandAdapter {
         let line = line.trim_end();
         if line.trim().is_empty() {
             return Vec::new();
+        }
+        if let Some(usage) = line.strip_prefix("FOREMAN_USAGE ") {
+            let mut figures = usage.split_whitespace();
+            let mut next = || figures.next().and_then(|f| f.parse::<f64>().ok());
+            if let (Some(input), Some(output), Some(cost)) = (next(), next(), next()) {
+                return vec![AgentEvent::Usage {
+                    input_tokens: input as u64,
+                    output_tokens: output as u64,
+                    cost_usd: Some(cost),
+                }];
+            }
         }
         state.last_output = Some(line.to_owned());
         vec![AgentEvent::Output(line.to_owned())]
@@ -86,6 +107,7 @@ mod tests {
             program: "/bin/agent".into(),
             model: None,
             extra_args: vec!["--fast".into()],
+            max_cost_usd: None,
         };
         let cmd = CommandAdapter.command(&turn).unwrap();
         assert_eq!(cmd.program, "/bin/agent");
@@ -120,5 +142,18 @@ mod tests {
             [AgentEvent::Output("built it".into())]
         );
         assert_eq!(state.last_output.as_deref(), Some("built it"));
+        assert_eq!(
+            CommandAdapter.parse_line("FOREMAN_USAGE 1200 300 0.75", &mut state),
+            [AgentEvent::Usage {
+                input_tokens: 1200,
+                output_tokens: 300,
+                cost_usd: Some(0.75)
+            }]
+        );
+        assert_eq!(
+            state.last_output.as_deref(),
+            Some("built it"),
+            "usage is not output"
+        );
     }
 }

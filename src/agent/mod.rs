@@ -52,6 +52,9 @@ pub struct TurnRequest {
     pub program: String,
     pub model: Option<String>,
     pub extra_args: Vec<String>,
+    /// The most this turn may cost, in dollars: what is left of the objective's cost budget
+    /// (`None`: no cost budget). Passed to CLIs that can cap a run's spend.
+    pub max_cost_usd: Option<f64>,
 }
 
 /// A process to run for one turn.

@@ -320,6 +320,13 @@ pub struct Usage {
 }
 
 impl Budget {
+    /// What is left of the cost budget after `usage`, in micro-dollars (`None`: no cost
+    /// budget). A turn may spend at most this.
+    pub fn cost_left(&self, usage: &Usage) -> Option<u64> {
+        self.cost_micros
+            .map(|limit| limit.saturating_sub(usage.cost_micros))
+    }
+
     /// The first limit `usage` has reached, described for a human, if any.
     pub fn exceeded_by(&self, usage: &Usage) -> Option<String> {
         if usage.sessions >= self.sessions {

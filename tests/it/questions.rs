@@ -539,3 +539,51 @@ async fn an_escalation_survives_a_restart_and_a_stop_ends_the_objective(db: Test
     w.server.shutdown().await;
 }
 on_both_backends!(an_escalation_survives_a_restart_and_a_stop_ends_the_objective);
+
+/// The cost budget, reached for real: the worker's turn may spend what is left of it (the
+/// cap is passed to the agent), is stopped when it reports spending more, and the humans are
+/// asked once; the status comment shows spend against the budget.
+async fn a_turn_that_overspends_the_cost_budget_is_stopped_and_the_humans_asked_once(db: TestDb) {
+    let w = world(
+        &db,
+        json!({
+            "manager": [{"calls": [{"tool": "spawn_worker", "args": {"title": "Spend", "instructions": "Spend."}}]}],
+            "workers": {"Spend": {"print": ["working", "FOREMAN_USAGE 12000 3000 0.75"], "sleep": 300}}
+        }),
+    )
+    .await;
+    w.fake.set_file(
+        REPO,
+        "main",
+        ".github/foreman.yml",
+        "budget:\n  cost: 0.5\n",
+    );
+    let objective = started(&w).await;
+    assert_eq!(objective.budget.cost_micros, Some(500_000));
+    let store = w.server.store();
+    let worker = reaches(store, objective.id, "Spend", SessionStatus::Failed).await;
+    let reason = worker.status_reason.clone().unwrap_or_default();
+    assert!(
+        reason.contains("spent $0.75, more than the $0.50 left"),
+        "{reason}"
+    );
+    assert!(
+        state_file(&db, worker.id, "environ.json").contains("FOREMAN_MAX_COST_USD"),
+        "the agent was told its cap"
+    );
+    let (_, asked) = eventually("the budget question", || async {
+        question_comments(&w).into_iter().next()
+    })
+    .await;
+    assert!(asked.contains("cost: $0.75 of $0.50"), "{asked}");
+    eventually("the status comment shows the spend", || async {
+        w.bot_comments()
+            .into_iter()
+            .find(|c| c.body.contains("foreman:status-") && c.body.contains("$0.75 of $0.50"))
+    })
+    .await;
+    w.settle().await;
+    assert_eq!(question_comments(&w).len(), 1, "asked once");
+    w.server.shutdown().await;
+}
+on_both_backends!(a_turn_that_overspends_the_cost_budget_is_stopped_and_the_humans_asked_once);

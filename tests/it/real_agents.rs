@@ -385,6 +385,7 @@ fn turn(
         program,
         model: None,
         extra_args: Vec::new(),
+        max_cost_usd: None,
     }
 }
 

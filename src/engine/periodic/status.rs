@@ -86,8 +86,15 @@ pub fn render(view: &StatusView<'_>, now: Timestamp) -> String {
         ),
         format!("{turns} turn{}", plural(turns as usize)),
     ];
-    if cost > 0 {
-        facts.push(format!("${:.2}", cost as f64 / 1e6));
+    match o.budget.cost_micros {
+        // Spend against the budget, whenever there is one.
+        Some(limit) => facts.push(format!(
+            "${:.2} of ${:.2}",
+            cost as f64 / 1e6,
+            limit as f64 / 1e6
+        )),
+        None if cost > 0 => facts.push(format!("${:.2}", cost as f64 / 1e6)),
+        None => {}
     }
     let _ = writeln!(out, "<sub>{}</sub>\n", facts.join(" · "));
     if let Some(summary) = o

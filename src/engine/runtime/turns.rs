@@ -463,6 +463,34 @@ impl SessionDirs {
     }
 }
 
+/// What a turn runs with: the agent profile (the repository's choice applied), the
+/// repository, and what is left of the objective's cost budget (micro-dollars).
+async fn turn_setup(
+    runtime: &Runtime,
+    session: &Session,
+) -> Result<(crate::config::AgentProfile, String, Option<u64>)> {
+    let objective = objective_of(runtime, session).await?;
+    let choice = match session.role {
+        Role::Manager => objective.config.manager.clone(),
+        Role::Worker | Role::Followup => objective.config.workers.agent(),
+    };
+    let profile = runtime
+        .agents
+        .profile(session.role, session.agent)
+        .map(|p| p.with(&choice))?;
+    let cost_left = match objective.budget.cost_micros {
+        Some(_) => {
+            let usage = runtime
+                .store
+                .objective_usage(objective.id, runtime.clock.now())
+                .await?;
+            objective.budget.cost_left(&usage)
+        }
+        None => None,
+    };
+    Ok((profile, objective.repository, cost_left))
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn run(
     runtime: &Runtime,
@@ -473,17 +501,7 @@ async fn run(
     token: SecretString,
     cancel: &CancellationToken,
 ) -> Outcome {
-    let (profile, repository) = match objective_of(runtime, session).await.and_then(|objective| {
-        let choice = match session.role {
-            Role::Manager => objective.config.manager.clone(),
-            Role::Worker | Role::Followup => objective.config.workers.agent(),
-        };
-        let profile = runtime
-            .agents
-            .profile(session.role, session.agent)
-            .map(|p| p.with(&choice))?;
-        Ok((profile, objective.repository))
-    }) {
+    let (profile, repository, cost_left) = match turn_setup(runtime, session).await {
         Ok(found) => found,
         Err(e) => return Outcome::Failed(format!("cannot start the agent: {e:#}")),
     };
@@ -503,6 +521,7 @@ async fn run(
         program: profile.program.clone(),
         model: profile.model.clone(),
         extra_args: profile.args.clone(),
+        max_cost_usd: cost_left.map(|micros| micros as f64 / 1e6),
     };
     let spawned = match adapter.command(&request) {
         Ok(cmd) => {
@@ -529,7 +548,7 @@ async fn run(
     {
         tracing::warn!(error = %format!("{e:#}"), "cannot record the agent's pid");
     }
-    let mut follow = Follow::new(runtime, session, &token);
+    let mut follow = Follow::new(runtime, session, &token, cost_left);
     let mut stops = runtime.store.stopped_sessions();
     let deadline = tokio::time::Instant::now() + runtime.agents.turn_timeout;
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
@@ -577,6 +596,12 @@ async fn run(
     match why_stopped {
         Some(Stop::Cancelled) => Outcome::Cancelled,
         Some(Stop::Shutdown) => Outcome::Interrupted,
+        Some(Stop::OverBudget { cost, cap }) => Outcome::Failed(format!(
+            "the turn had spent ${:.2}, more than the ${:.2} left of the objective's cost \
+             budget, and was stopped",
+            cost as f64 / 1e6,
+            cap as f64 / 1e6
+        )),
         Some(Stop::TimedOut) => Outcome::Failed(format!(
             "the turn ran past the turn timeout ({}) and was stopped",
             humantime::format_duration(runtime.agents.turn_timeout)
@@ -613,6 +638,11 @@ fn agent_jail(
 /// Why a turn was stopped before its process ended by itself.
 enum Stop {
     Cancelled,
+    /// The turn reported spending more than was left of the cost budget (micro-dollars).
+    OverBudget {
+        cost: u64,
+        cap: u64,
+    },
     /// foreman is shutting down.
     Shutdown,
     TimedOut,
@@ -636,6 +666,8 @@ struct Follow<'a> {
     runtime: &'a Runtime,
     session: &'a Session,
     token: &'a SecretString,
+    /// The most the turn may cost (micro-dollars): what was left of the cost budget.
+    cost_cap: Option<u64>,
     parse: ParseState,
     transcript: Vec<TranscriptLine>,
     last_progress: Option<Instant>,
@@ -646,11 +678,17 @@ struct Follow<'a> {
 }
 
 impl<'a> Follow<'a> {
-    fn new(runtime: &'a Runtime, session: &'a Session, token: &'a SecretString) -> Self {
+    fn new(
+        runtime: &'a Runtime,
+        session: &'a Session,
+        token: &'a SecretString,
+        cost_cap: Option<u64>,
+    ) -> Self {
         Follow {
             runtime,
             session,
             token,
+            cost_cap,
             parse: ParseState::default(),
             transcript: Vec::new(),
             last_progress: None,
@@ -703,6 +741,13 @@ impl<'a> Follow<'a> {
                 AgentEvent::McpUnavailable(why) => return Some(Stop::McpUnavailable(why)),
                 AgentEvent::TurnEnded { result, is_error } => self.ended = Some((result, is_error)),
             }
+        }
+        // Spending past the budget's rest stops a turn that is still going (one whose end
+        // this line reported has stopped already).
+        if let (Some(cap), Some((_, _, cost)), None) = (self.cost_cap, self.usage, &self.ended)
+            && cost > cap
+        {
+            return Some(Stop::OverBudget { cost, cap });
         }
         let due = self
             .last_progress
