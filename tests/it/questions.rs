@@ -587,3 +587,57 @@ async fn a_turn_that_overspends_the_cost_budget_is_stopped_and_the_humans_asked_
     w.server.shutdown().await;
 }
 on_both_backends!(a_turn_that_overspends_the_cost_budget_is_stopped_and_the_humans_asked_once);
+
+/// A budget other than cost, reached for real by the agents' own turns: new work stops (the
+/// manager gets no further turn), the humans are asked once, and the status comment says so.
+async fn a_reached_budget_holds_new_work_and_asks_once(db: TestDb, config: &str, reached: &str) {
+    let w = world(
+        &db,
+        json!({
+            "manager": [
+                {"calls": [{"tool": "spawn_worker", "args": {"title": "Slow", "instructions": "Take a while."}}]},
+                {"when": "\"Slow\" succeeded", "calls": [{"tool": "mark_objective_done", "args": {"summary": "over budget"}}]}
+            ],
+            "workers": {"Slow": {"sleep": 1.5, "calls": [{"tool": "report_result", "args": {"summary": "slow work"}}]}}
+        }),
+    )
+    .await;
+    w.fake.set_file(REPO, "main", ".github/foreman.yml", config);
+    let objective = started(&w).await;
+    let store = w.server.store();
+    reaches(store, objective.id, "Slow", SessionStatus::Succeeded).await;
+    let (_, asked) = eventually("the budget question", || async {
+        question_comments(&w).into_iter().next()
+    })
+    .await;
+    assert!(asked.contains(reached), "{asked}");
+    eventually("the status comment says new work is on hold", || async {
+        w.bot_comments()
+            .into_iter()
+            .find(|c| c.body.contains("foreman:status-") && c.body.contains("New work is on hold"))
+    })
+    .await;
+    w.settle().await;
+    assert_eq!(question_comments(&w).len(), 1, "asked once");
+    let o = store.objective(objective.id).await.unwrap().unwrap();
+    assert!(o.budget_blocked.is_some(), "{o:?}");
+    assert_ne!(
+        o.status,
+        ObjectiveStatus::Done,
+        "the manager got no turn to finish"
+    );
+    let manager = store.session(o.manager.unwrap()).await.unwrap().unwrap();
+    assert_eq!(manager.turns, 1, "no new turn past the budget");
+    w.server.shutdown().await;
+}
+
+async fn the_turns_budget_reached_holds_new_work(db: TestDb) {
+    a_reached_budget_holds_new_work_and_asks_once(db, "budget:\n  turns: 2\n", "turns: 2 of 2")
+        .await;
+}
+on_both_backends!(the_turns_budget_reached_holds_new_work);
+
+async fn the_time_budget_reached_holds_new_work(db: TestDb) {
+    a_reached_budget_holds_new_work_and_asks_once(db, "budget:\n  time: 1s\n", "time: ").await;
+}
+on_both_backends!(the_time_budget_reached_holds_new_work);
