@@ -951,3 +951,31 @@ async fn a_lost_merge_webhook_is_recovered_by_reconciliation(db: TestDb) {
     w.server.shutdown().await;
 }
 on_both_backends!(a_lost_merge_webhook_is_recovered_by_reconciliation);
+
+async fn lost_check_webhooks_are_recovered_by_reconciliation(db: TestDb) {
+    let plan = plan(work_writing("work.txt", "work\n"), json!([]));
+    let w = start(&db, plan.clone(), None).await;
+    set_followup_plan(
+        &db,
+        &plan,
+        json!({"expect_prompt": "- lint (failure)", "write": {"lint.txt": "clean\n"},
+               "calls": [{"tool": "report_result", "args": {"summary": "fixed the lint"}}]}),
+    );
+    let pull = published(&w, 1).await.remove(0);
+    // CI fails on GitHub; none of its webhooks arrive.
+    w.fake
+        .add_check_run(REPO, &pull.head_sha, "lint", "completed", Some("failure"));
+    let engine = &w.server.running.engine;
+    let reconcile = Reconcile::new(Duration::from_secs(600), Duration::from_secs(120));
+    let pass = reconcile.pass(&engine.periodic, true).await.unwrap();
+    assert!(pass.repaired >= 1, "{pass:?}");
+    let fixed = followup_ends(&w, 0, SessionStatus::Succeeded).await;
+    assert_eq!(fixed.followup_kind, Some(FollowupKind::Ci));
+    // Seen once: the next pass starts nothing more for the same head.
+    let again = reconcile.pass(&engine.periodic, true).await.unwrap();
+    assert_eq!(again.repaired, 0, "{again:?}");
+    w.settle().await;
+    assert_eq!(followups(&w).await.len(), 1);
+    w.server.shutdown().await;
+}
+on_both_backends!(lost_check_webhooks_are_recovered_by_reconciliation);

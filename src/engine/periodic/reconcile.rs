@@ -239,7 +239,9 @@ impl Reconcile {
         tx.audit(&entry(periodic, pull, "reconcile.checks", &what))
             .await?;
         tx.commit().await?;
-        if state != crate::model::pulls::Checks::Pending {
+        // A finished verdict is what a lost webhook would have brought; learning that a new
+        // head has no checks (or that they still run) is not a repair.
+        if matches!(state, Checks::Passing | Checks::Failing) {
             done.repaired += 1;
         }
         Ok(())
