@@ -605,7 +605,8 @@ async fn a_reached_budget_holds_new_work_and_asks_once(db: TestDb, config: &str,
     w.fake.set_file(REPO, "main", ".github/foreman.yml", config);
     let objective = started(&w).await;
     let store = w.server.store();
-    reaches(store, objective.id, "Slow", SessionStatus::Succeeded).await;
+    // Whenever it is reached — after the worker's turn, or (the time budget, on a loaded
+    // machine) before the manager could even spawn it — the same must hold.
     let (_, asked) = eventually("the budget question", || async {
         question_comments(&w).into_iter().next()
     })
