@@ -102,7 +102,7 @@ pub async fn start(args: &ServeArgs, clock: Arc<dyn Clock>) -> Result<Running> {
     protect_self()?;
     return_large_buffers();
     let identity = crate::setup::credentials::resolve(&args.github, &args.setup)?;
-    let agents = AgentSettings::from_args(&args.agents, &args.protected_paths())?;
+    let mut agents = AgentSettings::from_args(&args.agents, &args.protected_paths())?;
     announce_sandbox(&agents).await;
     let store = open_store(&args.database.url).await?;
     let backend = match store.backend() {
@@ -120,7 +120,6 @@ pub async fn start(args: &ServeArgs, clock: Arc<dyn Clock>) -> Result<Running> {
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     let addr = listener.local_addr()?;
-    let mut agents = agents;
     if agents.mcp_url.is_empty() {
         agents.mcp_url = default_mcp_url(addr);
     }

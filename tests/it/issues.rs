@@ -162,6 +162,16 @@ impl World {
             .collect()
     }
 
+    /// The status comment, once it says `text`.
+    pub async fn status_saying(&self, text: &str) -> foreman_comment::Comment {
+        eventually(&format!("the status comment to say {text:?}"), || async {
+            self.bot_comments()
+                .into_iter()
+                .find(|c| c.body.contains("foreman:status-") && c.body.contains(text))
+        })
+        .await
+    }
+
     /// Why delivery `id` was skipped or failed, once it has been handled.
     pub async fn delivery_note(&self, id: &str) -> String {
         let store = self.server.store();
@@ -243,13 +253,8 @@ async fn an_allowed_label_starts_one_objective_with_a_living_status_comment(db: 
     assert_eq!(w.objectives().await.len(), 1, "exactly one objective");
     assert_eq!(done.author, "dana");
     assert_eq!(done.author_permission, "write");
-    let status = eventually("the final status comment", || async {
-        w.bot_comments().into_iter().find(|c| {
-            // The plan publishes nothing, so nothing merged: the ending says so.
-            c.body.contains("foreman:status-") && c.body.contains("without a merged change")
-        })
-    })
-    .await;
+    // The plan publishes nothing, so nothing merged: the ending says so.
+    let status = w.status_saying("without a merged change").await;
     assert_eq!(
         w.bot_comments()
             .iter()

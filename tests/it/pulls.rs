@@ -322,12 +322,7 @@ async fn two_prs_complete_after_both_merge(db: TestDb, first: usize) {
         (w.fake.issue(REPO, w.issue).state == "closed" && rocket(&w)).then_some(())
     })
     .await;
-    eventually("the status comment finalised", || async {
-        w.bot_comments().into_iter().find(|c| {
-            c.body.contains("foreman:status-") && c.body.contains("has finished this issue")
-        })
-    })
-    .await;
+    w.status_saying("has finished this issue").await;
     w.server.shutdown().await;
 }
 
@@ -426,12 +421,7 @@ async fn closed_without_merge(db: TestDb, no_change_needed: bool) {
     } else {
         "without a merged change"
     };
-    let status = eventually("the final status comment", || async {
-        w.bot_comments()
-            .into_iter()
-            .find(|c| c.body.contains("foreman:status-") && c.body.contains(headline))
-    })
-    .await;
+    let status = w.status_saying(headline).await;
     assert!(
         status.body.contains("**Summary:** Not needed after all."),
         "the manager's reason is given: {}",

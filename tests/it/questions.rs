@@ -19,6 +19,14 @@ fn question_comments(w: &World) -> Vec<(i64, String)> {
         .collect()
 }
 
+/// The first question's comment, once it is posted: its id and body.
+async fn first_question(w: &World) -> (i64, String) {
+    eventually("a question posted", || async {
+        question_comments(w).into_iter().next()
+    })
+    .await
+}
+
 async fn started(w: &World) -> foreman::model::Objective {
     w.label("d-on", "foreman", "alice", true).await;
     w.objective_in(ObjectiveStatus::Active).await
@@ -43,10 +51,7 @@ async fn an_agent_asks_and_gets_the_answer_as_its_next_turn(db: TestDb) {
         store.objective(objective.id).await.unwrap().unwrap().status,
         ObjectiveStatus::Waiting
     );
-    let (_, asked) = eventually("the question posted", || async {
-        question_comments(&w).into_iter().next()
-    })
-    .await;
+    let (_, asked) = first_question(&w).await;
     assert!(
         asked.contains("**A question from worker #")
             && asked.contains("> Which colour should the widget be?"),
@@ -152,10 +157,7 @@ async fn duplicated_and_edited_answers(db: TestDb) {
     .await;
     let objective = started(&w).await;
     let store = w.server.store();
-    eventually("the question posted", || async {
-        question_comments(&w).into_iter().next()
-    })
-    .await;
+    first_question(&w).await;
     // Answered while the manager's turn still runs: the answer waits for the turn's end.
     let reply = w.comment("c-1", "alice", "Blue").await;
     // The same comment delivered again under another id, then edited.
@@ -207,10 +209,7 @@ async fn an_answer_to_a_session_that_ended_goes_to_a_manager(db: TestDb) {
         (m.status == SessionStatus::Failed).then_some(())
     })
     .await;
-    eventually("the question posted", || async {
-        question_comments(&w).into_iter().next()
-    })
-    .await;
+    first_question(&w).await;
     w.comment("c-answer", "alice", "Blue").await;
     let revived = eventually("a new manager", || async {
         let o = store.objective(objective.id).await.unwrap().unwrap();
@@ -290,10 +289,7 @@ async fn a_budget_escalation_answered_by_a_reply_lets_work_go_on(db: TestDb) {
     )
     .await
     .unwrap();
-    let (_, asked) = eventually("the budget question posted", || async {
-        question_comments(&w).into_iter().next()
-    })
-    .await;
+    let (_, asked) = first_question(&w).await;
     assert!(
         asked.contains("`/foreman resume` continues as things are"),
         "{asked}"
@@ -342,10 +338,7 @@ async fn an_answer_from_someone_who_may_not_command_leaves_the_budget_stopped(db
     )
     .await
     .unwrap();
-    eventually("the budget question posted", || async {
-        question_comments(&w).into_iter().next()
-    })
-    .await;
+    first_question(&w).await;
     w.comment("c-bob", "bob", "Sure, spend more.").await;
     w.server.quiesce().await;
     let o = store.objective(objective.id).await.unwrap().unwrap();
@@ -448,10 +441,7 @@ async fn dying_managers(db: &TestDb) -> World {
 /// The supervisor's escalation, once the managers have died past the cap: exactly one
 /// question on the issue, listed in the status comment.
 async fn escalated(w: &World, objective: &foreman::model::Objective) -> String {
-    let (_, asked) = eventually("the escalation posted", || async {
-        question_comments(w).into_iter().next()
-    })
-    .await;
+    let (_, asked) = first_question(w).await;
     assert!(
         asked.contains("has stopped 2 times without finishing it"),
         "{asked}"
@@ -467,12 +457,7 @@ async fn escalated(w: &World, objective: &foreman::model::Objective) -> String {
         .filter(|s| s.role == foreman::model::Role::Manager)
         .count();
     assert_eq!(managers, 2, "no respawn past the cap");
-    eventually("the status comment lists the question", || async {
-        w.bot_comments()
-            .into_iter()
-            .find(|c| c.body.contains("foreman:status-") && c.body.contains("stopped 2 times"))
-    })
-    .await;
+    w.status_saying("stopped 2 times").await;
     asked
 }
 
@@ -571,17 +556,9 @@ async fn a_turn_that_overspends_the_cost_budget_is_stopped_and_the_humans_asked_
         state_file(&db, worker.id, "environ.json").contains("FOREMAN_MAX_COST_USD"),
         "the agent was told its cap"
     );
-    let (_, asked) = eventually("the budget question", || async {
-        question_comments(&w).into_iter().next()
-    })
-    .await;
+    let (_, asked) = first_question(&w).await;
     assert!(asked.contains("cost: $0.75 of $0.50"), "{asked}");
-    eventually("the status comment shows the spend", || async {
-        w.bot_comments()
-            .into_iter()
-            .find(|c| c.body.contains("foreman:status-") && c.body.contains("$0.75 of $0.50"))
-    })
-    .await;
+    w.status_saying("$0.75 of $0.50").await;
     w.settle().await;
     assert_eq!(question_comments(&w).len(), 1, "asked once");
     w.server.shutdown().await;
@@ -607,17 +584,9 @@ async fn a_reached_budget_holds_new_work_and_asks_once(db: TestDb, config: &str,
     let store = w.server.store();
     // Whenever it is reached — after the worker's turn, or (the time budget, on a loaded
     // machine) before the manager could even spawn it — the same must hold.
-    let (_, asked) = eventually("the budget question", || async {
-        question_comments(&w).into_iter().next()
-    })
-    .await;
+    let (_, asked) = first_question(&w).await;
     assert!(asked.contains(reached), "{asked}");
-    eventually("the status comment says new work is on hold", || async {
-        w.bot_comments()
-            .into_iter()
-            .find(|c| c.body.contains("foreman:status-") && c.body.contains("New work is on hold"))
-    })
-    .await;
+    w.status_saying("New work is on hold").await;
     w.settle().await;
     assert_eq!(question_comments(&w).len(), 1, "asked once");
     let o = store.objective(objective.id).await.unwrap().unwrap();
