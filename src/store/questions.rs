@@ -65,6 +65,23 @@ impl Store {
         row.as_ref().map(question).transpose()
     }
 
+    /// Which of `comments` foreman has acted on already.
+    pub async fn handled_comments(&self, comments: &[i64]) -> Result<Vec<i64>> {
+        if comments.is_empty() {
+            return Ok(Vec::new());
+        }
+        let list = comments
+            .iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!("SELECT comment_id FROM handled_comments WHERE comment_id IN ({list})");
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&self.db.pool)
+            .await
+            .context("cannot look up handled comments")
+    }
+
     /// Records the comment that asks a question.
     pub async fn set_question_comment(&self, id: QuestionId, comment: i64) -> Result<()> {
         let _gate = self.db.write_gate().await;

@@ -490,20 +490,7 @@ async fn an_escalation_survives_a_restart_and_a_stop_ends_the_objective(db: Test
     let objective = started(&w).await;
     escalated(&w, &objective).await;
     // foreman restarts: the escalation stands, and is not asked again.
-    let World {
-        server,
-        fake,
-        installation,
-        issue,
-    } = w;
-    let args = server.args.clone();
-    server.shutdown().await;
-    let w = World {
-        server: crate::support::TestServer::start(&args).await,
-        fake,
-        installation,
-        issue,
-    };
+    let w = w.restart(&db, None).await;
     w.settle().await;
     assert_eq!(
         question_comments(&w).len(),
@@ -611,3 +598,59 @@ async fn the_time_budget_reached_holds_new_work(db: TestDb) {
     a_reached_budget_holds_new_work_and_asks_once(db, "budget:\n  time: 1s\n", "time: ").await;
 }
 on_both_backends!(the_time_budget_reached_holds_new_work);
+
+/// Comments posted while foreman was down (their webhooks never came) are read back by
+/// reconciliation and applied in order, once: the answer reaches the worker that asked, a
+/// stranger's comment is not taken for one, and the real webhook arriving late changes
+/// nothing.
+async fn comments_whose_webhooks_were_lost_are_applied_once(db: TestDb) {
+    let w = world(
+        &db,
+        json!({
+            "manager": [{"calls": [{"tool": "spawn_worker", "args": {"title": "Paint", "instructions": "Paint it."}}]}],
+            "workers": {"Paint": [
+                {"calls": [{"tool": "ask_user", "args": {"question": "Which colour?"}}]},
+                {"expect_prompt": "Blue, please", "calls": [{"tool": "report_result", "args": {"summary": "painted blue"}}]}
+            ]}
+        }),
+    )
+    .await;
+    let objective = started(&w).await;
+    let store = w.server.store();
+    let worker = reaches(store, objective.id, "Paint", SessionStatus::Waiting).await;
+    first_question(&w).await;
+    // Both posted while no webhook reaches foreman.
+    w.fake.add_comment_as(REPO, w.issue, "bob", "Red!");
+    let answer = w
+        .fake
+        .add_comment_as(REPO, w.issue, "alice", "Blue, please");
+
+    let reconcile = foreman::engine::periodic::reconcile::Reconcile::new(
+        std::time::Duration::from_secs(600),
+        std::time::Duration::from_secs(120),
+    );
+    let periodic = &w.server.running.engine.periodic;
+    let pass = reconcile.pass(periodic, true).await.unwrap();
+    assert_eq!(pass.repaired, 2, "both comments are read back: {pass:?}");
+    let done = reaches(store, objective.id, "Paint", SessionStatus::Succeeded).await;
+    assert_eq!(done.result.as_deref(), Some("painted blue"));
+    let q = &store.questions_of(objective.id).await.unwrap()[0];
+    assert_eq!(
+        (q.answer.as_deref(), q.answered_by.as_deref()),
+        (Some("Blue, please"), Some("alice"))
+    );
+    assert_eq!(q.answer_comment_id, Some(answer));
+
+    // Later passes and the late webhook change nothing.
+    let again = reconcile.pass(periodic, true).await.unwrap();
+    assert_eq!(again.repaired, 0, "{again:?}");
+    let mut late = w.envelope("created", "alice");
+    late["comment"] = w.fake.comment_json(REPO, answer);
+    w.post("issue_comment", "c-late", &late).await;
+    w.settle().await;
+    let prompts = state_file(&db, worker.id, "prompts.txt");
+    assert_eq!(prompts.matches("Your question was").count(), 1, "{prompts}");
+    assert!(!prompts.contains("Red"), "{prompts}");
+    w.server.shutdown().await;
+}
+on_both_backends!(comments_whose_webhooks_were_lost_are_applied_once);

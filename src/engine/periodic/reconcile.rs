@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use octocrab::Octocrab;
 use serde_json::Value;
 
@@ -264,6 +264,7 @@ impl Reconcile {
         let label = &objective.config.trigger_label;
         let labelled = issue.labels.iter().any(|n| n.eq_ignore_ascii_case(label));
         if open && labelled {
+            done.repaired += self.missed_comments(periodic, client, objective).await?;
             return Ok(());
         }
         let merged = if open {
@@ -303,6 +304,130 @@ impl Reconcile {
         tracing::info!(objective = %objective.id, "{what} (reconciled)");
         Ok(())
     }
+}
+
+impl Reconcile {
+    /// Queues the comments on a live objective's issue that foreman has not acted on — their
+    /// webhooks were lost, or came while foreman was down — oldest first, as the
+    /// `issue_comment.created` deliveries GitHub would have sent. The inbox then handles each as
+    /// it would have (commands, answers, steering, permissions), and the record of handled
+    /// comments makes that happen once whichever of the two deliveries comes first. Comments
+    /// from before the objective began, and foreman's own, are not news. Returns how many were
+    /// queued.
+    async fn missed_comments(
+        &self,
+        periodic: &Periodic,
+        client: &Octocrab,
+        objective: &crate::model::Objective,
+    ) -> Result<usize> {
+        let Some(installation) = objective.installation_id else {
+            return Ok(0);
+        };
+        let (repository, number) = (&objective.repository, objective.issue_number);
+        // GitHub's times are in whole seconds.
+        let began = crate::model::Timestamp(objective.created_at.0 / 1000 * 1000);
+        let since = humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH + Duration::from_millis(began.0.max(0) as u64),
+        );
+        const PER_PAGE: usize = 100;
+        let mut comments = Vec::new();
+        for page in 1.. {
+            let path = format!(
+                "/repos/{repository}/issues/{number}/comments?since={since}&per_page={PER_PAGE}&page={page}"
+            );
+            let list = self.get(client, &path).await?;
+            let list = list.as_array().cloned().unwrap_or_default();
+            let last = list.len() < PER_PAGE;
+            comments.extend(list.into_iter().filter(|c| {
+                let by_bot =
+                    serde_json::from_value::<crate::github::events::User>(c["user"].clone())
+                        .map_or(true, |u| u.is_bot());
+                let created = c["created_at"]
+                    .as_str()
+                    .and_then(|t| crate::github::app::parse_github_time(t).ok());
+                !by_bot && created.is_some_and(|t| t >= began)
+            }));
+            if last {
+                break;
+            }
+        }
+        let ids: Vec<i64> = comments.iter().filter_map(|c| c["id"].as_i64()).collect();
+        let handled = periodic.store.handled_comments(&ids).await?;
+        comments.retain(|c| c["id"].as_i64().is_some_and(|id| !handled.contains(&id)));
+        if comments.is_empty() {
+            return Ok(0);
+        }
+        comments.sort_by_key(|c| c["id"].as_i64());
+        let issue = self
+            .get(client, &format!("/repos/{repository}/issues/{number}"))
+            .await?;
+        let repo_json = self.get(client, &format!("/repos/{repository}")).await?;
+        let mut queued = 0;
+        for comment in comments {
+            let payload = serde_json::json!({
+                "action": "created",
+                "issue": issue,
+                "comment": comment,
+                "repository": repo_json,
+                "sender": comment["user"],
+                "installation": {"id": installation.0},
+            });
+            let id = format!("reconciled-comment-{}", comment["id"]);
+            if queue(
+                periodic,
+                installation,
+                repository,
+                &repo_json,
+                id,
+                "issue_comment",
+                "created",
+                payload,
+            )
+            .await?
+            {
+                tracing::info!(
+                    repository,
+                    issue = number,
+                    "a comment foreman missed is handled now (reconciled)"
+                );
+                queued += 1;
+            }
+        }
+        Ok(queued)
+    }
+}
+
+/// Queues a delivery GitHub would have sent, under an id made from what it is about, so
+/// it is queued once however many passes see it. True when it is new.
+#[allow(clippy::too_many_arguments)]
+async fn queue(
+    periodic: &Periodic,
+    installation: crate::model::InstallationId,
+    repository: &str,
+    repo_json: &Value,
+    delivery_id: String,
+    event: &str,
+    action: &str,
+    payload: Value,
+) -> Result<bool> {
+    let delivery = crate::model::delivery::NewDelivery {
+        delivery_id: crate::model::DeliveryId(delivery_id),
+        event: event.to_owned(),
+        action: Some(action.to_owned()),
+        installation_id: Some(installation),
+        repository_id: repo_json["id"].as_i64().map(crate::model::RepositoryId),
+        repository: Some(repository.to_owned()),
+        payload: payload.to_string(),
+        received_at: periodic.clock.now(),
+    };
+    let new = matches!(
+        periodic.store.insert_delivery(delivery).await?,
+        crate::store::Inserted::New(_)
+    );
+    if new {
+        periodic.inbox_bell.notify_one();
+    }
+    Ok(new)
 }
 
 /// Finds the repository's open issues that carry foreman's label with no objective started
@@ -357,26 +482,25 @@ async fn missed_labels(
             "sender": actor,
             "installation": {"id": installation.0},
         });
-        let delivery = crate::model::delivery::NewDelivery {
-            delivery_id: crate::model::DeliveryId(format!("reconciled-label-{event_id}")),
-            event: "issues".to_owned(),
-            action: Some("labeled".to_owned()),
-            installation_id: Some(installation),
-            repository_id: repo_json
-                .as_ref()
-                .and_then(|r| r["id"].as_i64())
-                .map(crate::model::RepositoryId),
-            repository: Some(repository.to_owned()),
-            payload: payload.to_string(),
-            received_at: now,
-        };
-        if let crate::store::Inserted::New(_) = periodic.store.insert_delivery(delivery).await? {
+        let repo_json = repo_json.as_ref().context("read above")?;
+        let id = format!("reconciled-label-{event_id}");
+        if queue(
+            periodic,
+            installation,
+            repository,
+            repo_json,
+            id,
+            "issues",
+            "labeled",
+            payload,
+        )
+        .await?
+        {
             tracing::info!(
                 repository,
                 issue = number,
                 "a label foreman missed is handled now (reconciled)"
             );
-            periodic.inbox_bell.notify_one();
             queued += 1;
         }
     }
