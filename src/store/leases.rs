@@ -37,15 +37,28 @@ impl Store {
     }
 
     /// Gives the lease up if `holder` has it, so another instance need not wait for expiry.
-    pub async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
+    /// The row stays, lapsed at `now`: whoever takes the lease next learns how long nobody
+    /// held it ([`Store::lease_expiry`]).
+    pub async fn release_lease(&self, name: &str, holder: &str, now: Timestamp) -> Result<()> {
         let _gate = self.db.write_gate().await;
-        sqlx::query("DELETE FROM leases WHERE name = $1 AND holder = $2")
+        sqlx::query("UPDATE leases SET expires_at = $3 WHERE name = $1 AND holder = $2")
             .bind(name)
             .bind(holder)
+            .bind(now.0 - 1)
             .execute(&self.db.pool)
             .await
             .with_context(|| format!("cannot release lease {name}"))?;
         Ok(())
+    }
+
+    /// When the lease lapses (or lapsed), whoever holds it.
+    pub async fn lease_expiry(&self, name: &str) -> Result<Option<Timestamp>> {
+        let at: Option<i64> = sqlx::query_scalar("SELECT expires_at FROM leases WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.db.pool)
+            .await
+            .with_context(|| format!("cannot read lease {name}"))?;
+        Ok(at.map(Timestamp))
     }
 
     /// Who holds the lease now, if anyone.

@@ -79,6 +79,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "outcome",
         sql: include_str!("../../migrations/0012_outcome.sql"),
     },
+    Migration {
+        version: 13,
+        name: "downtime",
+        sql: include_str!("../../migrations/0013_downtime.sql"),
+    },
 ];
 
 /// PostgreSQL advisory lock key that serialises migrations across instances.

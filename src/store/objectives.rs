@@ -54,6 +54,29 @@ impl Store {
         row.as_ref().map(objective).transpose()
     }
 
+    /// Adds `gap`, a time no instance ran, to every live objective's downtime. Returns how
+    /// many objectives it concerned.
+    pub async fn add_downtime(&self, gap: Duration, now: Timestamp) -> Result<u64> {
+        let _gate = self.db.write_gate().await;
+        let live = sql_list(
+            &[ObjectiveStatus::Active, ObjectiveStatus::Waiting],
+            ObjectiveStatus::as_str,
+        );
+        // Only the part of the gap after the objective began.
+        let sql = format!(
+            "UPDATE objectives SET downtime_ms = downtime_ms +
+                 CASE WHEN created_at > $2 THEN $1 - (created_at - $2) ELSE $1 END
+             WHERE status IN ({live}) AND created_at < $1 + $2"
+        );
+        let updated = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(i64::try_from(gap.as_millis()).unwrap_or(i64::MAX))
+            .bind(now.minus(gap).0)
+            .execute(&self.db.pool)
+            .await
+            .context("cannot record downtime")?;
+        Ok(updated.rows_affected())
+    }
+
     /// Objectives that are not finished, oldest first.
     pub async fn live_objectives(&self) -> Result<Vec<Objective>> {
         let live = sql_list(
@@ -176,7 +199,7 @@ impl Store {
 }
 
 /// What an objective has used so far: its sessions, their turns and cost.
-const USAGE: &str = "SELECT o.created_at AS created_at,
+const USAGE: &str = "SELECT o.created_at AS created_at, o.downtime_ms AS downtime_ms,
         (SELECT COUNT(*) FROM sessions s WHERE s.objective_id = o.id) AS sessions,
         (SELECT CAST(COALESCE(SUM(s.turns), 0) AS BIGINT) FROM sessions s
          WHERE s.objective_id = o.id) AS turns,
@@ -188,7 +211,11 @@ fn usage(row: &AnyRow, now: Timestamp) -> Result<Usage> {
     Ok(Usage {
         sessions: count(col(row, "sessions")?),
         turns: count(col(row, "turns")?),
-        wall: now.since(Timestamp(col(row, "created_at")?)),
+        wall: now
+            .since(Timestamp(col(row, "created_at")?))
+            .saturating_sub(Duration::from_millis(
+                u64::try_from(col::<i64>(row, "downtime_ms")?).unwrap_or(0),
+            )),
         cost_micros: u64::try_from(col::<i64>(row, "cost")?).unwrap_or(0),
     })
 }

@@ -189,6 +189,28 @@ impl World {
         .await
     }
 
+    /// foreman stops (a clean shutdown) and starts again on the same database and fake
+    /// GitHub; with `down`, as if it had been stopped that long ([`TestDb::age`]).
+    pub async fn restart(self, db: &TestDb, down: Option<std::time::Duration>) -> World {
+        let World {
+            server,
+            fake,
+            installation,
+            issue,
+        } = self;
+        let args = server.args.clone();
+        server.shutdown().await;
+        if let Some(down) = down {
+            db.age(down).await;
+        }
+        World {
+            server: crate::support::TestServer::start(&args).await,
+            fake,
+            installation,
+            issue,
+        }
+    }
+
     /// Lets the server work through what it was sent, so a test can assert nothing more
     /// happens.
     pub async fn settle(&self) {

@@ -10,6 +10,7 @@ mod fake_github_tests;
 mod gc;
 mod github_app;
 mod issues;
+mod outage;
 mod pulls;
 mod questions;
 mod real_agents;

@@ -337,12 +337,17 @@ async fn leases_have_one_holder_until_they_lapse(db: TestDb) {
         store.lease_holder("tick", lapsed).await.unwrap().as_deref(),
         Some("b")
     );
-    store.release_lease("tick", "a").await.unwrap();
+    store.release_lease("tick", "a", lapsed).await.unwrap();
     assert_eq!(
         store.lease_holder("tick", lapsed).await.unwrap().as_deref(),
         Some("b")
     );
-    store.release_lease("tick", "b").await.unwrap();
+    store.release_lease("tick", "b", lapsed).await.unwrap();
+    assert_eq!(
+        store.lease_expiry("tick").await.unwrap(),
+        Some(Timestamp(lapsed.0 - 1)),
+        "a released lease remembers when it lapsed"
+    );
     assert!(
         store
             .try_acquire_lease("tick", "a", lapsed, ttl)

@@ -58,6 +58,13 @@ pub async fn run(
         let renew_due = renewed.is_none_or(|at| at.elapsed() >= settings.lease / 3);
         if !holding || renew_due {
             let now = periodic.clock.now();
+            // Before taking the lease: when the last holder's lapsed. Until now, no instance
+            // ran anything.
+            let lapsed = if holding {
+                None
+            } else {
+                periodic.store.lease_expiry(TICK_LEASE).await.ok().flatten()
+            };
             match periodic
                 .store
                 .try_acquire_lease(TICK_LEASE, &settings.holder, now, settings.lease)
@@ -66,6 +73,12 @@ pub async fn run(
                 Ok(held) => {
                     if held != holding {
                         tracing::info!(holder = %settings.holder, held, "tick lease changed hands");
+                    }
+                    if held
+                        && !holding
+                        && let Some(lapsed) = lapsed
+                    {
+                        record_downtime(&periodic, now.since(lapsed), now).await;
                     }
                     holding = held;
                     renewed = held.then(Instant::now);
@@ -113,10 +126,27 @@ pub async fn run(
     if holding
         && let Err(e) = periodic
             .store
-            .release_lease(TICK_LEASE, &settings.holder)
+            .release_lease(TICK_LEASE, &settings.holder, periodic.clock.now())
             .await
     {
         tracing::warn!(error = %format!("{e:#}"), "cannot release the tick lease");
+    }
+}
+
+/// Records that no instance ran for `gap`: live objectives' time budgets leave it out, so a
+/// restart after a long outage does not find every objective over its time budget at once.
+async fn record_downtime(periodic: &Periodic, gap: Duration, now: crate::model::Timestamp) {
+    if gap.is_zero() {
+        return;
+    }
+    match periodic.store.add_downtime(gap, now).await {
+        Ok(objectives) if gap >= Duration::from_secs(60) => tracing::info!(
+            down = %humantime::format_duration(Duration::from_secs(gap.as_secs())),
+            objectives,
+            "no foreman instance ran for a while: live objectives' time budgets leave it out"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %format!("{e:#}"), "cannot record the time nobody ran"),
     }
 }
 

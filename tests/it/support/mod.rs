@@ -85,6 +85,43 @@ impl TestDb {
             .unwrap_or_else(|e| panic!("raw SQL failed: {e}\n{sql}"));
     }
 
+    /// Makes everything the database remembers `d` older — every time it holds (the
+    /// `…_at` columns: when things began, were last heard of, expire) — as if foreman had
+    /// been stopped for `d` and started again now, with real clocks everywhere else.
+    pub async fn age(&self, d: std::time::Duration) {
+        sqlx::any::install_default_drivers();
+        let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(self.url.expose_secret())
+            .await
+            .expect("connect for raw SQL");
+        let columns = match self.kind {
+            Kind::Sqlite => {
+                "SELECT m.name AS t, p.name AS c FROM sqlite_master m, pragma_table_info(m.name) p
+                 WHERE m.type = 'table' AND p.name LIKE '%\\_at' ESCAPE '\\'
+                   AND p.type = 'BIGINT'"
+            }
+            Kind::Postgres => {
+                "SELECT CAST(table_name AS TEXT) AS t, CAST(column_name AS TEXT) AS c
+                 FROM information_schema.columns
+                 WHERE table_schema = current_schema() AND column_name LIKE '%\\_at'
+                   AND data_type = 'bigint'"
+            }
+        };
+        let rows: Vec<(String, String)> = sqlx::query_as(columns)
+            .fetch_all(&mut conn)
+            .await
+            .expect("list time columns");
+        assert!(rows.len() > 10, "time columns found: {rows:?}");
+        let ms = d.as_millis() as i64;
+        for (table, column) in rows {
+            let sql =
+                format!("UPDATE {table} SET {column} = {column} - {ms} WHERE {column} IS NOT NULL");
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&mut conn)
+                .await
+                .expect("age a time column");
+        }
+    }
+
     async fn create(kind: Kind) -> Option<TestDb> {
         let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
         match kind {
