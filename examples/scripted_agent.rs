@@ -13,7 +13,8 @@
 //!                                      // whose "when" text is in its prompt, else the first
 //!                                      // unused one without a "when"; one with "unless" is
 //!                                      // skipped while that text is in the prompt
-//!   "workers": {"<title>": turn, ...}, // a worker's turn (or list of turns), by its title
+//!   "workers": {"<title>": turn, ...}, // a worker's turn (or list of turns, by turn number
+//!                                      // unless one's "when" is in the prompt), by its title
 //!   "default_worker": turn             // for workers without their own entry
 //! }
 //! turn = {"when": "text", "calls": [call, ...], "print": ["line", ...], "sleep": seconds,
@@ -91,7 +92,17 @@ fn main() {
             .cloned()
             .unwrap_or_else(|| json!({}));
         match turn {
-            Value::Array(list) => list.get(turn_index as usize).cloned().unwrap_or(json!({})),
+            // By turn number, unless one has a "when" that is in the prompt.
+            Value::Array(list) => list
+                .iter()
+                .find(|t| {
+                    t.get("when")
+                        .and_then(Value::as_str)
+                        .is_some_and(|w| !w.is_empty() && prompt.contains(w))
+                })
+                .or_else(|| list.get(turn_index as usize))
+                .cloned()
+                .unwrap_or(json!({})),
             other => other,
         }
     };

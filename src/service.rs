@@ -120,6 +120,7 @@ pub async fn start(args: &ServeArgs, clock: Arc<dyn Clock>) -> Result<Running> {
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     let addr = listener.local_addr()?;
+    agents.heartbeat = crate::engine::runtime::turns::heartbeat_for(args.tick_lease);
     if agents.mcp_url.is_empty() {
         agents.mcp_url = default_mcp_url(addr);
     }

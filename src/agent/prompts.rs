@@ -19,6 +19,7 @@ const PLAN_RULE: &str = include_str!("../../prompts/plan_rule.md");
 const SNAPSHOT: &str = include_str!("../../prompts/snapshot.md");
 const POKE: &str = include_str!("../../prompts/poke.md");
 const RESUME: &str = include_str!("../../prompts/resume.md");
+const MOVED: &str = include_str!("../../prompts/moved.md");
 const FOLLOWUP_CI: &str = include_str!("../../prompts/followup_ci.md");
 const FOLLOWUP_REVIEW: &str = include_str!("../../prompts/followup_review.md");
 const FOLLOWUP_CONFLICT: &str = include_str!("../../prompts/followup_conflict.md");
@@ -168,6 +169,21 @@ pub fn resume(previous: &Session, snapshot: &str) -> Result<String> {
             ("snapshot", snapshot),
         ],
     )
+}
+
+/// For a session taken over from an instance that stopped, whose checkout and conversation
+/// were on that instance's disk. A manager is told where the objective stands (`snapshot`);
+/// anyone else what survived: its branch as last pushed, if it had pushed it.
+pub fn moved(role: Role, branch: Option<&str>, snapshot: &str) -> Result<String> {
+    let what = match (role, branch) {
+        (Role::Manager, _) => snapshot.to_owned(),
+        (_, Some(b)) => format!(
+            "Your checkout is on your branch `{b}` as it was last pushed; what came after that \
+             push was lost. Look at what is there, then redo what is missing."
+        ),
+        (_, None) => "Nothing of your work had been pushed: start the task again.".to_owned(),
+    };
+    fill(MOVED, &[("what", &what)])
 }
 
 /// A CI follow-up's instructions: the failing checks of the pull request's head.

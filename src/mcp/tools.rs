@@ -122,7 +122,13 @@ impl rmcp::ServerHandler for ForemanTools {
                 self.call(&caller, name, args).await
             }
         };
-        tracing::info!(session = %caller.id, tool = name, ok = result.is_ok(), "tool call");
+        match &result {
+            Ok(_) => tracing::info!(session = %caller.id, tool = name, ok = true, "tool call"),
+            // What the agent is told (its own input is not repeated here).
+            Err(error) => {
+                tracing::info!(session = %caller.id, tool = name, ok = false, error = %one_line(error, 300), "tool call")
+            }
+        }
         let result = match result {
             Ok(text) => CallToolResult::success(vec![ContentBlock::text(text)]),
             Err(message) => CallToolResult::error(vec![ContentBlock::text(message)]),

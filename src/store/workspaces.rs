@@ -118,6 +118,35 @@ impl Store {
         Ok(())
     }
 
+    /// Records that a ready workspace's checkout is gone with the machine it was on: it is
+    /// archived (there is nothing here to remove) with `why` as its note, and audited. False
+    /// when it was not ready any more.
+    pub async fn lose_workspace(
+        &self,
+        id: WorkspaceId,
+        why: &str,
+        audit: &crate::store::AuditEntry,
+    ) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        let updated = sqlx::query(
+            "UPDATE workspaces SET status = 'archived', archived_at = $1, updated_at = $1,
+                 holder = NULL, gc_note = $2
+             WHERE id = $3 AND status = 'ready'",
+        )
+        .bind(audit.at.0)
+        .bind(why)
+        .bind(id.0)
+        .execute(tx.conn())
+        .await
+        .context("cannot record a lost workspace")?;
+        if updated.rows_affected() != 1 {
+            return Ok(false);
+        }
+        tx.audit(audit).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
     /// Takes the workspace's write lock for `session`: true if it was free, already the
     /// session's, or held by a session that has ended.
     pub async fn acquire_workspace(

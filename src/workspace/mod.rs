@@ -573,7 +573,11 @@ impl Workspaces {
         }
         let transfers = self.settings.root.join("transfers");
         tokio::fs::create_dir_all(&transfers).await?;
-        let bundle = transfers.join(format!("{head}-{}.bundle", std::process::id()));
+        // Unique per transfer: two checkouts can hold the very same commit (the same change
+        // made twice on the same base), and their publications can run at once.
+        static TRANSFERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = TRANSFERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let bundle = transfers.join(format!("{head}-{}-{n}.bundle", std::process::id()));
         let result = self.take_bundle(checkout, since, &head, &bundle).await;
         let _ = tokio::fs::remove_file(&bundle).await;
         result.map(|()| Some(head))

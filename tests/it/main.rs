@@ -9,6 +9,7 @@ mod doctor;
 mod fake_github_tests;
 mod gc;
 mod github_app;
+mod instances;
 mod issues;
 mod outage;
 mod pulls;

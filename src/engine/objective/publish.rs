@@ -59,6 +59,14 @@ pub async fn publish(
             worker.id
         );
     }
+    if !std::path::Path::new(&workspace.path).exists() {
+        // Made by another instance, with a work root of its own, which stopped.
+        crate::refuse!(
+            "worker #{}'s checkout was on another foreman instance's disk, and that instance \
+             stopped: what it had not pushed is lost. Spawn a new worker to redo the task.",
+            worker.id
+        );
+    }
     let Some(branch) = workspace.branch.clone() else {
         crate::refuse!(
             "worker #{}'s checkout is read-only; there is nothing to publish",

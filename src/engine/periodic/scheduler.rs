@@ -29,7 +29,7 @@ use futures_util::future::BoxFuture;
 /// takes it over: as long as that instance's tick lease would, and never less than three of
 /// a running turn's heartbeats.
 pub fn takeover_after(tick_lease: Duration) -> Duration {
-    tick_lease.max(3 * turns::HEARTBEAT)
+    tick_lease.max(3 * turns::heartbeat_for(tick_lease))
 }
 /// How a session waiting for the agent sandbox says so (the start of its `activity`).
 pub const SANDBOX_WAIT: &str = "waiting for the agent sandbox";
@@ -398,8 +398,20 @@ mod tests {
             takeover_after(Duration::from_secs(120)),
             Duration::from_secs(120)
         );
-        // Never before three heartbeats have been missed.
-        assert_eq!(takeover_after(Duration::from_secs(5)), 3 * turns::HEARTBEAT);
+        // Heartbeats keep pace with the lease: three to a lease, at most 15 s apart, at
+        // least 200 ms; never taken over before three have been missed.
+        assert_eq!(
+            takeover_after(Duration::from_secs(6)),
+            Duration::from_secs(6)
+        );
+        assert_eq!(
+            turns::heartbeat_for(Duration::from_secs(120)),
+            turns::HEARTBEAT
+        );
+        assert_eq!(
+            takeover_after(Duration::from_millis(100)),
+            Duration::from_millis(600)
+        );
     }
 
     use crate::model::session::fixtures::objective;

@@ -52,64 +52,42 @@ pub async fn run(
     let mut last_run: Vec<Option<Instant>> = vec![None; tasks.len()];
     let mut holding = false;
     let mut renewed: Option<Instant> = None;
+    let renew_every = settings.lease / 3;
     while !stop.is_cancelled() {
         // A holder renews at a third of the lease, not on every wake-up: an early wake-up
         // (the bell) then costs no write.
-        let renew_due = renewed.is_none_or(|at| at.elapsed() >= settings.lease / 3);
-        if !holding || renew_due {
-            let now = periodic.clock.now();
-            // Before taking the lease: when the last holder's lapsed. Until now, no instance
-            // ran anything.
-            let lapsed = if holding {
-                None
-            } else {
-                periodic.store.lease_expiry(TICK_LEASE).await.ok().flatten()
-            };
-            match periodic
-                .store
-                .try_acquire_lease(TICK_LEASE, &settings.holder, now, settings.lease)
-                .await
-            {
-                Ok(held) => {
-                    if held != holding {
-                        tracing::info!(holder = %settings.holder, held, "tick lease changed hands");
-                    }
-                    if held
-                        && !holding
-                        && let Some(lapsed) = lapsed
-                    {
-                        record_downtime(&periodic, now.since(lapsed), now).await;
-                    }
-                    holding = held;
-                    renewed = held.then(Instant::now);
-                }
-                Err(e) => {
-                    tracing::warn!(error = %format!("{e:#}"), "cannot take the tick lease");
-                    holding = false;
-                }
-            }
+        if !holding || renewed.is_none_or(|at| at.elapsed() >= renew_every) {
+            holding = take_lease(&periodic, &settings, holding).await;
+            renewed = holding.then(Instant::now);
         }
         if holding {
             inc(&periodic.metrics.ticks);
-            for (task, last) in tasks.iter().zip(last_run.iter_mut()) {
-                if last.is_some_and(|at| at.elapsed() < task.every()) {
-                    continue;
+            // The lease is renewed while the tasks run, however long they take (the outbox
+            // spaces its comments out, a reconciliation pass reads many resources): a holder
+            // at work never loses it. If it is lost all the same (the database was out of
+            // reach), the pass stops where it is: another instance runs the work now.
+            let pass = run_tasks(&periodic, &tasks, &mut last_run);
+            tokio::pin!(pass);
+            let mut beat = tokio::time::interval_at(
+                tokio::time::Instant::now() + renew_every,
+                renew_every.max(Duration::from_millis(1)),
+            );
+            let finished = loop {
+                tokio::select! {
+                    () = &mut pass => break true,
+                    _ = beat.tick() => {
+                        holding = take_lease(&periodic, &settings, true).await;
+                        renewed = holding.then(Instant::now);
+                        if !holding {
+                            tracing::warn!("the tick lease was lost during a pass: the pass stops");
+                            break false;
+                        }
+                    }
                 }
-                let started = Instant::now();
-                *last = Some(started);
-                tracing::trace!(task = task.name(), "tick task");
-                if let Err(e) = task.run(&periodic).await {
-                    tracing::warn!(task = task.name(), error = %format!("{e:#}"), "tick task failed");
-                }
-                if started.elapsed() > SLOW_TASK {
-                    tracing::warn!(
-                        task = task.name(),
-                        elapsed_ms = started.elapsed().as_millis() as u64,
-                        "slow tick task: periodic work was held up"
-                    );
-                }
+            };
+            if finished {
+                periodic.tick_passes.send_modify(|passes| *passes += 1);
             }
-            periodic.tick_passes.send_modify(|passes| *passes += 1);
         }
         // A follower only needs to look again when the holder's lease may have lapsed.
         let wait = if holding {
@@ -130,6 +108,67 @@ pub async fn run(
             .await
     {
         tracing::warn!(error = %format!("{e:#}"), "cannot release the tick lease");
+    }
+}
+
+/// Takes the lease, or renews it when `holding`; true when this instance holds it after.
+/// Taking it over records the time nobody held it.
+async fn take_lease(periodic: &Periodic, settings: &TickSettings, holding: bool) -> bool {
+    let now = periodic.clock.now();
+    // Before taking the lease: when the last holder's lapsed. Until now, no instance ran
+    // anything.
+    let lapsed = if holding {
+        None
+    } else {
+        periodic.store.lease_expiry(TICK_LEASE).await.ok().flatten()
+    };
+    match periodic
+        .store
+        .try_acquire_lease(TICK_LEASE, &settings.holder, now, settings.lease)
+        .await
+    {
+        Ok(held) => {
+            if held != holding {
+                tracing::info!(holder = %settings.holder, held, "tick lease changed hands");
+            }
+            if held
+                && !holding
+                && let Some(lapsed) = lapsed
+            {
+                record_downtime(periodic, now.since(lapsed), now).await;
+            }
+            held
+        }
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "cannot take the tick lease");
+            false
+        }
+    }
+}
+
+/// Runs every task that is due, one after another.
+async fn run_tasks(
+    periodic: &Arc<Periodic>,
+    tasks: &[Box<dyn TickTask>],
+    last_run: &mut [Option<Instant>],
+) {
+    for (task, last) in tasks.iter().zip(last_run.iter_mut()) {
+        if last.is_some_and(|at| at.elapsed() < task.every()) {
+            continue;
+        }
+        let started = Instant::now();
+        *last = Some(started);
+        tracing::trace!(task = task.name(), "tick task");
+        if let Err(e) = task.run(periodic).await {
+            tracing::warn!(task = task.name(), error = %format!("{e:#}"), "tick task failed");
+        }
+        if started.elapsed() > SLOW_TASK {
+            tracing::warn!(
+                task = task.name(),
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "slow tick task: periodic work was held up"
+            );
+        }
     }
 }
 

@@ -38,6 +38,8 @@ pub struct AgentSettings {
     /// Where agents reach foreman's MCP tools (known once the server listens: see
     /// [`crate::service`]; empty where nothing serves them).
     pub mcp_url: String,
+    /// How often a running turn proves its runner alive ([`turns::heartbeat_for`]).
+    pub heartbeat: Duration,
 }
 
 impl Default for AgentSettings {
@@ -69,6 +71,7 @@ impl Default for AgentSettings {
             repo_models: ModelPolicy::Any,
             sandbox: Arc::new(Sandbox::bwrap()),
             mcp_url: String::new(),
+            heartbeat: turns::HEARTBEAT,
         }
     }
 }
@@ -103,6 +106,7 @@ impl AgentSettings {
                 questions_per_hour: args.max_questions_per_hour,
             },
             mcp_url: args.mcp_url.clone().unwrap_or_default(),
+            heartbeat: turns::HEARTBEAT,
         })
     }
 

@@ -4,7 +4,7 @@
 //! cancel changes nothing, because the session has already left the states it could move on
 //! from.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,8 +27,14 @@ use crate::store::{Progress, TranscriptLine, TurnStart};
 pub const TRANSCRIPT_KEEP: u32 = 2_000;
 /// Longest transcript line kept.
 const TRANSCRIPT_LINE_MAX: usize = 4_000;
-/// How often a running turn flushes its transcript and proves its runner alive.
+/// How often a running turn flushes its transcript and proves its runner alive, at most.
 pub const HEARTBEAT: Duration = Duration::from_secs(15);
+
+/// The heartbeat of an instance whose tick lease lasts `tick_lease`: three beats to a lease,
+/// so a survivor can take a dead instance's turns over as soon as it takes its lease.
+pub fn heartbeat_for(tick_lease: Duration) -> Duration {
+    (tick_lease / 3).clamp(Duration::from_millis(200), HEARTBEAT)
+}
 /// Least time between two activity writes for one session (more are coalesced).
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 /// Longest result kept from a worker.
@@ -134,6 +140,9 @@ async fn launch(
     kind: TurnKind,
     cancel: &CancellationToken,
 ) -> Result<()> {
+    // A session that took turns before but has no state here was run by another instance,
+    // with a work root of its own, that stopped: its conversation went with that machine.
+    let moved = kind != TurnKind::First && !runtime.agents.state_dir(session.id).exists();
     let Some(workdir) = workdir_for(runtime, session).await? else {
         // Its workspace is busy (another session writes to it, or GC is deciding about it), or
         // there is no disk space for a new one: wait for the next pass.
@@ -146,7 +155,7 @@ async fn launch(
         return Ok(());
     };
     let dirs = SessionDirs {
-        work: workdir,
+        work: workdir.path,
         state: runtime.agents.state_dir(session.id),
     };
     std::fs::create_dir_all(dirs.tmp())
@@ -165,8 +174,16 @@ async fn launch(
     else {
         return Ok(()); // someone else moved the session meanwhile
     };
+    let start = if moved {
+        Start::Moved {
+            pushed: workdir.continued,
+        }
+    } else {
+        Start::Fresh
+    };
     let prompt = match (kind, messages.is_empty()) {
-        (TurnKind::First, _) => first_prompt(runtime, session, &messages).await?,
+        _ if moved => first_prompt(runtime, session, &messages, start).await?,
+        (TurnKind::First, _) => first_prompt(runtime, session, &messages, start).await?,
         (TurnKind::Interrupted, true) => prompts::interrupted_turn(),
         (TurnKind::Interrupted, false) => format!(
             "{}\n\n{}",
@@ -176,6 +193,7 @@ async fn launch(
         (TurnKind::Messages, _) => prompts::message_turn(session.role, &messages)?,
     };
     let resume = match kind {
+        _ if moved => None,
         TurnKind::First => None,
         _ => session.conversation_id.clone().or_else(|| {
             // The command adapter keeps no conversation id; it resumes by itself.
@@ -187,9 +205,24 @@ async fn launch(
     Ok(())
 }
 
+/// Where a session's first turn (on this instance) starts from.
+enum Start {
+    /// Its first turn.
+    Fresh,
+    /// It ran on another instance, which stopped: `pushed` is the branch its new checkout
+    /// continues, if it had pushed one.
+    Moved { pushed: Option<String> },
+}
+
 /// A session's first prompt: its role's, plus — for a manager following an earlier attempt —
-/// what that attempt did, plus any news that arrived before it started.
-async fn first_prompt(runtime: &Runtime, session: &Session, messages: &[String]) -> Result<String> {
+/// what that attempt did, plus — for a session taken over from a stopped instance — what
+/// survived, plus any news that arrived before it started.
+async fn first_prompt(
+    runtime: &Runtime,
+    session: &Session,
+    messages: &[String],
+    start: Start,
+) -> Result<String> {
     let objective = objective_of(runtime, session).await?;
     let mut prompt = prompts::first_turn(session, &objective)?;
     if session.role == Role::Manager
@@ -212,6 +245,16 @@ async fn first_prompt(runtime: &Runtime, session: &Session, messages: &[String])
             let snapshot = snapshot_of(runtime, &objective, &sessions).await?;
             prompt = format!("{prompt}\n\n{}", prompts::resume(before, &snapshot)?);
         }
+    }
+    if let Start::Moved { pushed } = start {
+        let snapshot = if session.role == Role::Manager {
+            let sessions = runtime.store.sessions_of(objective.id).await?;
+            snapshot_of(runtime, &objective, &sessions).await?
+        } else {
+            String::new()
+        };
+        let moved = prompts::moved(session.role, pushed.as_deref(), &snapshot)?;
+        prompt = format!("{prompt}\n\n{moved}");
     }
     if !messages.is_empty() {
         prompt = format!(
@@ -238,16 +281,56 @@ pub async fn snapshot_of(
     })
 }
 
+/// The checkout a turn runs in.
+struct Workdir {
+    path: PathBuf,
+    /// The session's own branch as it was upstream, when a new checkout replaced one that
+    /// was lost.
+    continued: Option<String>,
+}
+
+impl Workdir {
+    fn at(path: impl Into<PathBuf>) -> Workdir {
+        Workdir {
+            path: path.into(),
+            continued: None,
+        }
+    }
+}
+
 /// Where the session works: the checkout it already has, one it inherits from the worker it
 /// depends on, or a new one. `None` when the checkout to inherit is busy, or when there is
 /// no disk space for a new one: the session waits.
-async fn workdir_for(runtime: &Runtime, session: &Session) -> Result<Option<PathBuf>> {
+///
+/// A checkout that is recorded as ready but is not on this machine was made by another
+/// instance with a work root of its own, which stopped: it is recorded as lost, and the
+/// session gets a new checkout of its branch as far as it was pushed — never a directory that
+/// existed only on the machine that died.
+async fn workdir_for(runtime: &Runtime, session: &Session) -> Result<Option<Workdir>> {
     let store = &runtime.store;
     if let Some(id) = session.workspace_id
         && let Some(ws) = store.workspace(id).await?
         && ws.status == crate::model::WorkspaceStatus::Ready
     {
-        return Ok(Some(PathBuf::from(ws.path)));
+        if Path::new(&ws.path).exists() {
+            return Ok(Some(Workdir::at(ws.path)));
+        }
+        let why = "its checkout was on another instance's disk, and that instance stopped";
+        let entry = crate::store::AuditEntry {
+            at: runtime.clock.now(),
+            objective_id: Some(session.objective_id),
+            delivery_id: None,
+            installation_id: None,
+            repository_id: None,
+            kind: "workspace.lost".to_owned(),
+            detail: format!(
+                "workspace {id} ({}) of session {}: {why}",
+                ws.path, session.id
+            ),
+        };
+        if store.lose_workspace(id, why, &entry).await? {
+            tracing::warn!(workspace = %id, path = ws.path, session = %session.id, "{why}: a new checkout replaces it");
+        }
     }
     let now = runtime.clock.now();
     for dep in &session.depends_on {
@@ -259,7 +342,7 @@ async fn workdir_for(runtime: &Runtime, session: &Session) -> Result<Option<Path
         let Some(workspace) = store.workspace(ws).await? else {
             continue;
         };
-        if workspace.branch.is_none() {
+        if workspace.branch.is_none() || !Path::new(&workspace.path).exists() {
             continue;
         }
         if matches!(
@@ -275,7 +358,7 @@ async fn workdir_for(runtime: &Runtime, session: &Session) -> Result<Option<Path
         }
         store.attach_workspace(session.id, ws).await?;
         tracing::info!(workspace = %ws, "continuing in its dependency's checkout");
-        return Ok(Some(PathBuf::from(workspace.path)));
+        return Ok(Some(Workdir::at(workspace.path)));
     }
     if !capacity::checkout_allowed(runtime, session).await? {
         return Ok(None); // short of disk space: wait (the session says why)
@@ -285,7 +368,7 @@ async fn workdir_for(runtime: &Runtime, session: &Session) -> Result<Option<Path
 
 /// Prepares a fresh checkout for the session: read-only for a manager, on a new branch for
 /// anyone else.
-async fn new_workspace(runtime: &Runtime, session: &Session) -> Result<PathBuf> {
+async fn new_workspace(runtime: &Runtime, session: &Session) -> Result<Workdir> {
     let objective = objective_of(runtime, session).await?;
     runtime.commit_as_bot(&objective).await;
     // A follow-up continues its pull request's branch, from where it is upstream now.
@@ -342,6 +425,20 @@ async fn new_workspace(runtime: &Runtime, session: &Session) -> Result<PathBuf> 
         .await?;
     tx.commit().await?;
     let auth = installation_token(runtime, &objective, Access::GitRead).await?;
+    // A session that had a checkout before (lost, or interrupted while it was made) goes on
+    // from its branch as far as it was pushed.
+    let continued = match (&pull, &branch, session.workspace_id) {
+        (None, Some(branch), Some(_)) => runtime
+            .workspaces
+            .remote_head(&objective.repository, branch, auth.as_ref())
+            .await?
+            .map(|_| branch.clone()),
+        _ => None,
+    };
+    let start_at = match &pull {
+        Some(p) => Some(p.branch.as_str()),
+        None => continued.as_deref(),
+    };
     let prepared = runtime
         .workspaces
         .prepare(&crate::workspace::Prepare {
@@ -349,7 +446,7 @@ async fn new_workspace(runtime: &Runtime, session: &Session) -> Result<PathBuf> 
             base,
             path: &path,
             branch: branch.as_deref(),
-            start_at: pull.as_ref().map(|p| p.branch.as_str()),
+            start_at,
             auth: auth.as_ref(),
         })
         .await;
@@ -361,7 +458,7 @@ async fn new_workspace(runtime: &Runtime, session: &Session) -> Result<PathBuf> 
                 .finish_workspace(id, Ok((&p.base_ref, &p.base_sha)), now)
                 .await?;
             tracing::info!(workspace = %id, base = p.base_ref, sha = p.base_sha, "workspace ready");
-            Ok(path)
+            Ok(Workdir { path, continued })
         }
         Err(e) => {
             let reason = format!("cannot prepare its workspace: {e:#}");
@@ -551,7 +648,7 @@ async fn run(
     let mut follow = Follow::new(runtime, session, &token, cost_left);
     let mut stops = runtime.store.stopped_sessions();
     let deadline = tokio::time::Instant::now() + runtime.agents.turn_timeout;
-    let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    let mut heartbeat = tokio::time::interval(runtime.agents.heartbeat);
     let why_stopped = loop {
         tokio::select! {
             line = process.lines.recv() => match line {
