@@ -66,27 +66,24 @@ pub async fn run(
             // spaces its comments out, a reconciliation pass reads many resources): a holder
             // at work never loses it. If it is lost all the same (the database was out of
             // reach), the pass stops where it is: another instance runs the work now.
-            let pass = run_tasks(&periodic, &tasks, &mut last_run);
-            tokio::pin!(pass);
-            let mut beat = tokio::time::interval_at(
-                tokio::time::Instant::now() + renew_every,
-                renew_every.max(Duration::from_millis(1)),
-            );
-            let finished = loop {
-                tokio::select! {
-                    () = &mut pass => break true,
-                    _ = beat.tick() => {
-                        holding = take_lease(&periodic, &settings, true).await;
-                        renewed = holding.then(Instant::now);
-                        if !holding {
-                            tracing::warn!("the tick lease was lost during a pass: the pass stops");
-                            break false;
-                        }
-                    }
-                }
+            // The renewals run beside the pass, not between its steps: a task may hold the
+            // database's write gate across an await.
+            let lost = CancellationToken::new();
+            // Stopped with the pass, and with this loop if it is dropped mid-pass.
+            let renewer = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(
+                renew_during_pass(periodic.clone(), settings.clone(), lost.clone()),
+            ));
+            let finished = tokio::select! {
+                () = run_tasks(&periodic, &tasks, &mut last_run) => true,
+                () = lost.cancelled() => false,
             };
+            drop(renewer);
             if finished {
                 periodic.tick_passes.send_modify(|passes| *passes += 1);
+            } else {
+                tracing::warn!("the tick lease was lost during a pass: the pass stops");
+                holding = false;
+                renewed = None;
             }
         }
         // A follower only needs to look again when the holder's lease may have lapsed.
@@ -108,6 +105,22 @@ pub async fn run(
             .await
     {
         tracing::warn!(error = %format!("{e:#}"), "cannot release the tick lease");
+    }
+}
+
+/// Renews the lease every third of it until aborted; cancels `lost` when it is lost.
+async fn renew_during_pass(
+    periodic: Arc<Periodic>,
+    settings: TickSettings,
+    lost: CancellationToken,
+) {
+    let every = (settings.lease / 3).max(Duration::from_millis(1));
+    loop {
+        tokio::time::sleep(every).await;
+        if !take_lease(&periodic, &settings, true).await {
+            lost.cancel();
+            return;
+        }
     }
 }
 
