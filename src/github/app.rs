@@ -186,7 +186,18 @@ impl GitHubApp {
         id: InstallationId,
         repository: &str,
     ) -> Result<Octocrab> {
-        let scope = Scope::new(id, repository, Access::Api)?;
+        self.scoped_client(id, repository, Access::Api).await
+    }
+
+    /// A REST client for one repository whose token has only `access` (commits made through
+    /// the API need `contents: write`, which no other call does).
+    pub async fn scoped_client(
+        &self,
+        id: InstallationId,
+        repository: &str,
+        access: Access,
+    ) -> Result<Octocrab> {
+        let scope = Scope::new(id, repository, access)?;
         self.with_token(scope, |cached| cached.client.clone()).await
     }
 

@@ -3,6 +3,7 @@
 //! permissions), cached.
 
 pub mod app;
+pub mod commits;
 pub mod events;
 pub mod repos;
 pub mod rest;

@@ -332,6 +332,11 @@ pub struct PullRequestChoice {
     /// is done.
     #[serde(default = "yes")]
     pub draft: bool,
+    /// How foreman's commits reach GitHub: pushed with git (authored by the App's bot
+    /// account, unsigned), or made through GitHub's API, which signs them — for branches
+    /// that require signed commits.
+    #[serde(default)]
+    pub commits: CommitStyle,
 }
 
 impl Default for PullRequestChoice {
@@ -340,8 +345,18 @@ impl Default for PullRequestChoice {
             ci_attempts: three(),
             update: UpdateStyle::Merge,
             draft: true,
+            commits: CommitStyle::Git,
         }
     }
+}
+
+/// How commits reach GitHub (see [`PullRequestChoice::commits`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CommitStyle {
+    #[default]
+    Git,
+    Api,
 }
 
 fn yes() -> bool {

@@ -839,16 +839,25 @@ async fn a_conflict_found_by_the_refresh_gets_a_followup_that_merges_the_base(db
 on_both_backends!(a_conflict_found_by_the_refresh_gets_a_followup_that_merges_the_base);
 
 async fn with_update_rebase_a_conflict_is_rebased_and_force_pushed_with_a_reason(db: TestDb) {
+    rebased_and_force_pushed(db, "git").await
+}
+on_both_backends!(with_update_rebase_a_conflict_is_rebased_and_force_pushed_with_a_reason);
+
+/// The same through GitHub's API: the rebased commit is made again on the new base; the
+/// base's own new commit is not.
+async fn a_rebase_is_force_pushed_through_the_api_too(db: TestDb) {
+    rebased_and_force_pushed(db, "api").await
+}
+on_both_backends!(a_rebase_is_force_pushed_through_the_api_too);
+
+async fn rebased_and_force_pushed(db: TestDb, commits: &str) {
     let plan = plan(
         work_writing("README.md", "# Widgets, by the team\n"),
         json!([]),
     );
-    let w = start(
-        &db,
-        plan.clone(),
-        Some("pull_requests:\n  update: rebase\n  draft: false\n"),
-    )
-    .await;
+    let config =
+        format!("pull_requests:\n  update: rebase\n  draft: false\n  commits: {commits}\n");
+    let w = start(&db, plan.clone(), Some(&config)).await;
     // The rebase stops at the conflict; the agent resolves it and continues.
     let identity = "git -c user.name=Agent -c user.email=agent@example.com";
     set_followup_plan(
@@ -906,9 +915,14 @@ async fn with_update_rebase_a_conflict_is_rebased_and_force_pushed_with_a_reason
         forced.detail
     );
     assert_eq!(w.fake.pull(REPO, pull.number).mergeable, Some(true));
+    let made = w.fake.api_commits(REPO);
+    if commits == "api" {
+        assert_eq!(made, vec![pull.head_sha.clone(), head], "{made:?}");
+    } else {
+        assert!(made.is_empty(), "{made:?}");
+    }
     w.server.shutdown().await;
 }
-on_both_backends!(with_update_rebase_a_conflict_is_rebased_and_force_pushed_with_a_reason);
 
 async fn a_lost_merge_webhook_is_recovered_by_reconciliation(db: TestDb) {
     let plan = plan(
@@ -969,3 +983,84 @@ async fn lost_check_webhooks_are_recovered_by_reconciliation(db: TestDb) {
     w.server.shutdown().await;
 }
 on_both_backends!(lost_check_webhooks_are_recovered_by_reconciliation);
+
+/// With `commits: api`, foreman's commits are made through GitHub's API, which signs them
+/// for Apps, instead of pushed: the pull request's head and a CI follow-up's commit on top of
+/// it are the API's, with the same files (modes and deletions too), authored by the App's bot
+/// account; the checkouts are moved onto them, so nothing in them looks unpushed.
+async fn with_commits_api_commits_are_made_through_github_s_api(db: TestDb) {
+    let plan = plan(
+        json!({"write": {"work.txt": "work\n", "tools/run.sh": "#!/bin/sh\n"},
+               "run": ["chmod +x tools/run.sh", "rm README.md"],
+               "calls": [{"tool": "report_result", "args": {"summary": "did it"}}]}),
+        json!([]),
+    );
+    let w = start(&db, plan.clone(), Some("pull_requests:\n  commits: api\n")).await;
+    set_followup_plan(
+        &db,
+        &plan,
+        json!({"write": {"lint.txt": "clean\n"},
+               "calls": [{"tool": "report_result", "args": {"summary": "fixed the lint"}}]}),
+    );
+    let pull = published(&w, 1).await.remove(0);
+    let head = pull.head_sha.clone();
+    assert_eq!(w.fake.pull(REPO, pull.number).head_sha, head);
+    assert_eq!(
+        w.fake.api_commits(REPO),
+        vec![head.clone()],
+        "made through the API"
+    );
+    let origin = origin(&db);
+    let bot = w.fake.bot_login();
+    let who = git(&origin, &["show", "-s", "--format=%an <%ae>|%cn", &head]);
+    assert!(
+        who.starts_with(&format!("{bot} <"))
+            && who.ends_with(&format!("+{bot}@users.noreply.github.com>|GitHub")),
+        "{who}"
+    );
+    let files = git(&origin, &["ls-tree", "-r", &head]);
+    assert!(
+        files.contains("100644 blob") && files.contains("\twork.txt"),
+        "{files}"
+    );
+    assert!(
+        files.contains("100755 blob") && files.contains("\ttools/run.sh"),
+        "{files}"
+    );
+    assert!(
+        !files.contains("README.md"),
+        "the deletion is made too: {files}"
+    );
+    let worker = pull.session_id.expect("published from a worker");
+    let checkout = crate::support::checkout_of(&db, worker);
+    assert_eq!(
+        git(&checkout, &["rev-parse", "HEAD"]),
+        head,
+        "the worker's checkout is on the commit made for it"
+    );
+
+    // A CI follow-up's commit goes the same way, on top of the head.
+    check_run(&w, &head, "lint", "failure").await;
+    let fixed = followup_ends(&w, 0, SessionStatus::Succeeded).await;
+    let new_head = wait_pull(&w, pull.number, "the fix published", |p| p.head_sha != head)
+        .await
+        .head_sha;
+    assert_eq!(
+        w.fake.api_commits(REPO),
+        vec![head.clone(), new_head.clone()]
+    );
+    assert_eq!(git(&origin, &["rev-parse", &format!("{new_head}~1")]), head);
+    assert_eq!(
+        git(&origin, &["show", &format!("{new_head}:lint.txt")]),
+        "clean"
+    );
+    assert_eq!(
+        git(
+            &crate::support::checkout_of(&db, fixed.id),
+            &["rev-parse", "HEAD"]
+        ),
+        new_head
+    );
+    w.server.shutdown().await;
+}
+on_both_backends!(with_commits_api_commits_are_made_through_github_s_api);

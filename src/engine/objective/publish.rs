@@ -179,17 +179,19 @@ async fn publish_held(
         }
         None => None,
     };
-    objectives
-        .runtime
-        .workspaces
-        .push(
-            &objective.repository,
-            &head,
-            &branch,
-            auth.as_ref(),
-            force_over.as_deref(),
-        )
-        .await?;
+    let head = crate::engine::runtime::push::publish_commits(
+        &objectives.runtime,
+        &crate::engine::runtime::push::Publication {
+            objective: &objective,
+            checkout: &checkout,
+            head: &head,
+            start: base_sha,
+            branch: &branch,
+            auth: auth.as_ref(),
+            force_over: force_over.as_deref(),
+        },
+    )
+    .await?;
     let link = if req.closes_issue {
         "Closes"
     } else {

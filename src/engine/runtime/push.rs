@@ -68,17 +68,20 @@ pub async fn push(runtime: &Runtime, session: &Session) -> Result<String> {
     let rebased = session.followup_kind == Some(FollowupKind::Conflict)
         && objective.config.pull_requests.update == UpdateStyle::Rebase;
     let force_over = rebased.then_some(start.as_str());
-    runtime
-        .workspaces
-        .push(
-            &objective.repository,
-            &head,
-            &pull.branch,
-            auth.as_ref(),
+    let head = publish_commits(
+        runtime,
+        &Publication {
+            objective: &objective,
+            checkout: &checkout,
+            head: &head,
+            start: &start,
+            branch: &pull.branch,
+            auth: auth.as_ref(),
             force_over,
-        )
-        .await
-        .with_context(|| format!("cannot push to #{}", pull.number))?;
+        },
+    )
+    .await
+    .with_context(|| format!("cannot push to #{}", pull.number))?;
     let now = runtime.clock.now();
     let mut tx = store.begin().await?;
     tx.set_pull_state(
@@ -107,5 +110,139 @@ pub async fn push(runtime: &Runtime, session: &Session) -> Result<String> {
         .await?;
     tx.commit().await?;
     tracing::info!(followup = %session.id, pull = pull.number, head, "follow-up pushed");
+    Ok(head)
+}
+
+/// What [`publish_commits`] sends upstream.
+pub struct Publication<'a> {
+    pub objective: &'a crate::model::Objective,
+    /// The checkout the commits were taken from.
+    pub checkout: &'a crate::workspace::Checkout<'a>,
+    /// The head taken into the mirror, and the commit the checkout started from.
+    pub head: &'a str,
+    pub start: &'a str,
+    pub branch: &'a str,
+    pub auth: Option<&'a secrecy::SecretString>,
+    /// Overwrite the branch, only if it is still at this commit.
+    pub force_over: Option<&'a str>,
+}
+
+/// Puts the commits taken from a checkout on `branch` upstream, as the repository's config
+/// says: pushed with git, or made again through GitHub's API, which signs them. Returns the
+/// branch's new head (another commit id when made through the API: the checkout is then
+/// moved onto it, its files unchanged).
+pub async fn publish_commits(runtime: &Runtime, p: &Publication<'_>) -> Result<String> {
+    use crate::model::repo_config::CommitStyle;
+    let repository = &p.objective.repository;
+    if p.objective.config.pull_requests.commits == CommitStyle::Git {
+        runtime
+            .workspaces
+            .push(repository, p.head, p.branch, p.auth, p.force_over)
+            .await?;
+        return Ok(p.head.to_owned());
+    }
+    let app = runtime
+        .github
+        .app()
+        .context("commits through GitHub's API need the GitHub App")?;
+    let installation = p
+        .objective
+        .installation_id
+        .context("commits through GitHub's API need an installation")?;
+    let client = app
+        .scoped_client(installation, repository, Access::GitWrite)
+        .await?;
+    let workspaces = &runtime.workspaces;
+    let mut made: std::collections::HashMap<String, String> = Default::default();
+    for commit in workspaces
+        .commits_to_replay(repository, p.head, p.start)
+        .await?
+    {
+        let mut blobs = Vec::with_capacity(commit.changes.len());
+        for change in &commit.changes {
+            blobs.push(match (&change.sha, change.mode.as_str()) {
+                (Some(sha), "160000") => Some(sha.clone()),
+                (Some(sha), _) => {
+                    let bytes = workspaces.blob(repository, sha).await?;
+                    Some(crate::github::commits::create_blob(&client, repository, &bytes).await?)
+                }
+                (None, _) => None,
+            });
+        }
+        let entries: Vec<crate::github::commits::Entry<'_>> = commit
+            .changes
+            .iter()
+            .zip(&blobs)
+            .map(|(c, sha)| crate::github::commits::Entry {
+                path: &c.path,
+                mode: &c.mode,
+                sha: sha.as_deref(),
+            })
+            .collect();
+        let tree =
+            crate::github::commits::create_tree(&client, repository, &commit.base_tree, &entries)
+                .await?;
+        if tree != commit.tree {
+            bail!(
+                "GitHub made tree {tree} for commit {}, whose tree is {}: not published",
+                commit.sha,
+                commit.tree
+            );
+        }
+        let parents: Vec<String> = commit
+            .parents
+            .iter()
+            .map(|p| made.get(p).cloned().unwrap_or_else(|| p.clone()))
+            .collect();
+        let new = crate::github::commits::create_commit(
+            &client,
+            repository,
+            &commit.message,
+            &tree,
+            &parents,
+        )
+        .await?;
+        made.insert(commit.sha, new);
+    }
+    let head = made
+        .get(p.head)
+        .cloned()
+        .unwrap_or_else(|| p.head.to_owned());
+    let upstream = workspaces.remote_head(repository, p.branch, p.auth).await?;
+    if let (Some(now), Some(expected)) = (&upstream, p.force_over)
+        && now != expected
+    {
+        bail!(
+            "`{}` moved on upstream (to {now}) since {expected}; not overwritten",
+            p.branch
+        );
+    }
+    crate::github::commits::set_branch(
+        &client,
+        repository,
+        p.branch,
+        &head,
+        upstream.is_some(),
+        p.force_over.is_some(),
+    )
+    .await
+    .map_err(|e| match e.status() {
+        Some(422) => anyhow::anyhow!(
+            "the update of `{}` was rejected because the branch moved on upstream (not a \
+             fast-forward); publish with a force reason to overwrite it",
+            p.branch
+        ),
+        _ => anyhow::Error::new(e).context(format!("cannot move `{}` to {head}", p.branch)),
+    })?;
+    workspaces
+        .fetch_branch(repository, p.branch, p.auth)
+        .await?;
+    workspaces.adopt(p.checkout, &head).await?;
+    tracing::info!(
+        branch = p.branch,
+        head,
+        commits = made.len(),
+        "commits made through GitHub's API"
+    );
     Ok(head)
 }

@@ -71,6 +71,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 mod auth;
+mod git_data;
 mod handlers;
 mod json;
 mod manifest_flow;
@@ -401,6 +402,7 @@ impl FakeGitHub {
                     check_runs: BTreeMap::new(),
                     check_suites: BTreeMap::new(),
                     next_number: 1,
+                    api_commits: Vec::new(),
                 },
             );
         }
@@ -488,6 +490,12 @@ impl FakeGitHub {
             .repo_mut(repo)
             .branches
             .insert(branch.to_string(), sha.to_string());
+    }
+
+    /// The commits made through the Git database API, oldest first: GitHub signs these
+    /// when an App makes them.
+    pub fn api_commits(&self, repo: &str) -> Vec<String> {
+        self.lock().repo_ref(repo).api_commits.clone()
     }
 
     /// The sha `branch` points at.

@@ -382,6 +382,7 @@ impl State {
                 _ => Reply::not_found(),
             },
             ("GET", ["collaborators", login, "permission"]) => self.permission(key, login),
+            (_, ["git", tail @ ..]) => self.git_data_routes(req, key, tail),
             ("GET", ["pulls"]) => self.list_pulls(req, key),
             ("POST", ["pulls"]) => self.create_pull(req, key),
             (_, ["pulls", number, tail @ ..]) => match number.parse::<u64>() {

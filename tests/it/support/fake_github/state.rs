@@ -190,6 +190,8 @@ pub(super) struct Repo {
     pub(super) check_runs: BTreeMap<i64, CheckRun>,
     pub(super) check_suites: BTreeMap<i64, CheckSuite>,
     pub(super) next_number: u64,
+    /// Commits made through the Git database API (which GitHub signs for Apps).
+    pub(super) api_commits: Vec<String>,
 }
 
 impl Repo {
