@@ -263,32 +263,43 @@ pub async fn labelled_issues(
 }
 
 /// The latest time `label` was added to an issue: the event's id, who added it and when.
+/// Events come oldest first, so every page is read (an issue can have hundreds).
 pub async fn last_labelled(
     client: &Octocrab,
     repository: &str,
     number: u64,
     label: &str,
 ) -> Result<Option<(i64, Value, String)>, RestError> {
-    let path = format!("/repos/{repository}/issues/{number}/events?per_page=100");
-    let answer = call(client, Method::GET, &path, None).await?;
-    Ok(answer
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|e| {
-            e["event"] == "labeled"
-                && e["label"]["name"]
-                    .as_str()
-                    .is_some_and(|n| n.eq_ignore_ascii_case(label))
-        })
-        .filter_map(|e| {
-            Some((
-                e["id"].as_i64()?,
-                e["actor"].clone(),
-                e["created_at"].as_str()?.to_owned(),
-            ))
-        })
-        .next_back())
+    const PER_PAGE: usize = 100;
+    let mut latest = None;
+    for page in 1.. {
+        let path =
+            format!("/repos/{repository}/issues/{number}/events?per_page={PER_PAGE}&page={page}");
+        let answer = call(client, Method::GET, &path, None).await?;
+        let events = answer.as_array().cloned().unwrap_or_default();
+        let last = events.len() < PER_PAGE;
+        latest = events
+            .iter()
+            .filter(|e| {
+                e["event"] == "labeled"
+                    && e["label"]["name"]
+                        .as_str()
+                        .is_some_and(|n| n.eq_ignore_ascii_case(label))
+            })
+            .filter_map(|e| {
+                Some((
+                    e["id"].as_i64()?,
+                    e["actor"].clone(),
+                    e["created_at"].as_str()?.to_owned(),
+                ))
+            })
+            .next_back()
+            .or(latest);
+        if last {
+            break;
+        }
+    }
+    Ok(latest)
 }
 
 /// What foreman needs to know about an issue right now.

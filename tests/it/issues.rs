@@ -787,6 +787,10 @@ async fn labels_whose_webhooks_were_lost_are_handled_once(db: TestDb) {
     w.post("issues", "d-opened", &w.envelope("opened", "dana"))
         .await;
     w.server.drain().await;
+    // A long timeline: the label foreman missed is past the first page of events.
+    for _ in 0..120 {
+        w.fake.add_label_by(REPO, w.issue, "triage", "dana");
+    }
     w.fake.add_label_by(REPO, w.issue, "foreman", "alice");
     let other = w
         .fake
