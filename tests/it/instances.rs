@@ -1,7 +1,7 @@
 //! Two `foreman serve` processes on one database, each with a work root of its own (a volume
 //! per machine), both receiving webhooks as a load balancer and GitHub's redeliveries would
 //! send them. A burst over several repositories ends as it would with one instance: every
-//! comment, session and pull request once. Then the lease holder, which runs the agents, is
+//! comment, session, follow-up and pull request once. Then the lease holder, which runs the agents, is
 //! killed mid-turn and its disk goes with it: the survivor takes the periodic work and the
 //! sessions over, on fresh checkouts, and the objective still ends in a merged pull request.
 
@@ -48,8 +48,14 @@ fn plan(slow_worker: i64) -> Value {
                 {"tool": "mark_objective_done", "args": {"summary": "Merged."}}
             ]}
         ],
+        "default_worker": {"write": {"fix.txt": "fixed\n"}, "calls": [{"tool": "report_result", "args": {"summary": "fixed"}}]},
         "workers": {
-            "Work": {"write": {"work.txt": "work\n"}, "calls": [{"tool": "report_result", "args": {"summary": "did it"}}]},
+            // Different work for each issue of a repository: identical commits would share
+            // their checks.
+            "Work": [
+                {"when": "Fix 0", "write": {"work.txt": "work 0\n"}, "calls": [{"tool": "report_result", "args": {"summary": "did it"}}]},
+                {"when": "Fix 1", "write": {"work.txt": "work 1\n"}, "calls": [{"tool": "report_result", "args": {"summary": "did it"}}]}
+            ],
             "Slow": [
                 {"print": ["working"], "sleep": 300},
                 {"when": MOVED, "write": {"slow.txt": "slow\n"}, "calls": [{"tool": "report_result", "args": {"summary": "redone"}}]}
@@ -281,15 +287,47 @@ async fn two_instances_share_the_work_and_a_survivor_takes_over(db: TestDb) {
         )
         .await;
     }
+    // One pull request's check fails, and both instances are told: one CI follow-up fixes it.
+    let (repo, n) = issues[0];
+    let first = c.objective(repo, n).await;
+    let pull = eventually("the first pull request", || async {
+        c.store.pulls_of(first.id).await.unwrap().into_iter().next()
+    })
+    .await;
+    let failing = c.fake.pull(repo, pull.number).head_sha;
+    let run = c
+        .fake
+        .add_check_run(repo, &failing, "lint", "completed", Some("failure"));
+    let check = json!({"action": "completed", "check_run": c.fake.check_run_json(repo, run)});
+    c.deliver(
+        &b,
+        &a,
+        "check_run",
+        c.envelope(repo, "github-actions[bot]", check),
+    )
+    .await;
+    eventually("the follow-up's fix pushed", || async {
+        let fixed = c.fake.pull(repo, pull.number).head_sha != failing;
+        let done = c
+            .store
+            .sessions_of(first.id)
+            .await
+            .unwrap()
+            .iter()
+            .any(|s| s.role == Role::Followup && s.status == SessionStatus::Succeeded);
+        (fixed && done).then_some(())
+    })
+    .await;
     for (repo, n) in issues.iter().copied() {
         c.merge(&a, &b, repo, n).await;
     }
-    for (repo, n) in issues.iter().copied() {
+    for (i, (repo, n)) in issues.iter().copied().enumerate() {
         c.done(repo, n).await;
+        let followups = usize::from(i == 0);
         assert_eq!(
             c.outcome(repo, n).await,
-            (1, 1, 0, 1, 1),
-            "{repo}#{n}: one manager, one worker, no follow-up, one pull request, one status comment"
+            (1, 1, followups, 1, 1),
+            "{repo}#{n}: one manager, one worker, {followups} follow-up, one pull request, one status comment"
         );
         let work = c
             .store
