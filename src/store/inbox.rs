@@ -8,7 +8,6 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
-use futures_util::TryStreamExt;
 use sqlx::any::AnyRow;
 use tokio::sync::{mpsc, oneshot};
 
@@ -147,19 +146,24 @@ impl Store {
             return Ok(None);
         };
         let mut delivery = claimed(&row)?;
-        let size: i64 = col(&row, "payload_bytes")?;
-        delivery.payload = String::with_capacity(usize::try_from(size).unwrap_or(0));
-        let mut parts = sqlx::query_scalar::<_, String>(
-            "SELECT payload FROM delivery_payloads WHERE seq = $1 ORDER BY part",
-        )
-        .bind(delivery.seq.0)
-        .fetch(&self.db.pool);
-        while let Some(part) = parts
-            .try_next()
+        let size = usize::try_from(col::<i64>(&row, "payload_bytes")?).unwrap_or(0);
+        delivery.payload = String::with_capacity(size);
+        // One part at a time, each read when the last is appended: a driver that reads rows
+        // ahead would otherwise hold a large payload twice.
+        for part in 0_i64.. {
+            let text = sqlx::query_scalar::<_, String>(
+                "SELECT payload FROM delivery_payloads WHERE seq = $1 AND part = $2",
+            )
+            .bind(delivery.seq.0)
+            .bind(part)
+            .fetch_optional(&self.db.pool)
             .await
-            .context("cannot read the delivery's payload")?
-        {
-            delivery.payload.push_str(&part);
+            .context("cannot read the delivery's payload")?;
+            let Some(text) = text else { break };
+            delivery.payload.push_str(&text);
+            if delivery.payload.len() >= size {
+                break;
+            }
         }
         Ok(Some(delivery))
     }
