@@ -8,9 +8,18 @@ use serde_json::{Value, json};
 
 use crate::github::rest::{RestError, call};
 
-fn sha_of(answer: &Value, what: &str) -> Result<String, RestError> {
+/// Creates a `what` (`blobs`, `trees`, `commits`) in the repository's Git database; returns
+/// its id.
+async fn create(
+    client: &Octocrab,
+    repository: &str,
+    what: &str,
+    body: &Value,
+) -> Result<String, RestError> {
+    let path = format!("/repos/{repository}/git/{what}");
+    let answer = call(client, Method::POST, &path, Some(body)).await?;
     answer["sha"].as_str().map(str::to_owned).ok_or_else(|| {
-        RestError::Transport(format!("GitHub's answer to creating a {what} has no sha"))
+        RestError::Transport(format!("GitHub's answer to creating {what} has no sha"))
     })
 }
 
@@ -24,18 +33,14 @@ pub async fn create_blob(
         "content": base64::engine::general_purpose::STANDARD.encode(bytes),
         "encoding": "base64",
     });
-    let path = format!("/repos/{repository}/git/blobs");
-    sha_of(
-        &call(client, Method::POST, &path, Some(&body)).await?,
-        "blob",
-    )
+    create(client, repository, "blobs", &body).await
 }
 
 /// One entry of a new tree: `sha` `None` deletes the path.
 pub struct Entry<'a> {
     pub path: &'a str,
     pub mode: &'a str,
-    pub sha: Option<&'a str>,
+    pub sha: Option<String>,
 }
 
 /// A tree: `base_tree` with `entries` applied; returns its id.
@@ -53,11 +58,7 @@ pub async fn create_tree(
         })
         .collect();
     let body = json!({"base_tree": base_tree, "tree": tree});
-    let path = format!("/repos/{repository}/git/trees");
-    sha_of(
-        &call(client, Method::POST, &path, Some(&body)).await?,
-        "tree",
-    )
+    create(client, repository, "trees", &body).await
 }
 
 /// A commit of `tree` on `parents`, authored by the App (so GitHub signs it); returns its id.
@@ -69,11 +70,7 @@ pub async fn create_commit(
     parents: &[String],
 ) -> Result<String, RestError> {
     let body = json!({"message": message, "tree": tree, "parents": parents});
-    let path = format!("/repos/{repository}/git/commits");
-    sha_of(
-        &call(client, Method::POST, &path, Some(&body)).await?,
-        "commit",
-    )
+    create(client, repository, "commits", &body).await
 }
 
 /// Points `branch` at `sha`: creates it when `exists` is false, else moves it (GitHub

@@ -23,8 +23,7 @@ use tokio::sync::Semaphore;
 use crate::engine::ingest::Ingest;
 use crate::github::{events, signature};
 use crate::metrics::inc;
-use crate::model::delivery::NewDelivery;
-use crate::model::{DeliveryId, InstallationId, RepositoryId};
+use crate::model::DeliveryId;
 use crate::store::Inserted;
 
 /// Header naming the event type.
@@ -132,16 +131,12 @@ async fn accept(ingress: &Ingress, headers: &HeaderMap, body: Body) -> Result<Re
     })?;
     let payload = String::from_utf8(body)
         .map_err(|_| (StatusCode::BAD_REQUEST, "body is not UTF-8".to_owned()))?;
-    let delivery = NewDelivery {
-        delivery_id: DeliveryId(delivery_id.to_owned()),
-        event: event.to_owned(),
-        action: envelope.action,
-        installation_id: envelope.installation_id.map(InstallationId),
-        repository_id: envelope.repository_id.map(RepositoryId),
-        repository: envelope.repository_full_name,
+    let delivery = envelope.into_delivery(
+        DeliveryId(delivery_id.to_owned()),
+        event,
         payload,
-        received_at: ingest.clock.now(),
-    };
+        ingest.clock.now(),
+    );
     match ingest.store.insert_delivery(delivery).await {
         Ok(Inserted::New(seq)) => {
             inc(&ingest.metrics.deliveries_received);

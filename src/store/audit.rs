@@ -28,10 +28,23 @@ impl AuditEntry {
         detail: impl Into<String>,
     ) -> AuditEntry {
         AuditEntry {
-            at,
-            objective_id: Some(objective.id),
-            delivery_id: None,
             installation_id: objective.installation_id,
+            ..AuditEntry::of_objective(objective.id, at, kind, detail)
+        }
+    }
+
+    /// A record about an objective known only by its id.
+    pub fn of_objective(
+        objective: ObjectiveId,
+        at: Timestamp,
+        kind: impl Into<String>,
+        detail: impl Into<String>,
+    ) -> AuditEntry {
+        AuditEntry {
+            at,
+            objective_id: Some(objective),
+            delivery_id: None,
+            installation_id: None,
             repository_id: None,
             kind: kind.into(),
             detail: detail.into(),

@@ -62,15 +62,16 @@ impl Store {
             &[ObjectiveStatus::Active, ObjectiveStatus::Waiting],
             ObjectiveStatus::as_str,
         );
-        // Only the part of the gap after the objective began.
+        // Only the part of the gap (from $2 to $3) after the objective began.
         let sql = format!(
             "UPDATE objectives SET downtime_ms = downtime_ms +
-                 CASE WHEN created_at > $2 THEN $1 - (created_at - $2) ELSE $1 END
-             WHERE status IN ({live}) AND created_at < $1 + $2"
+                 CASE WHEN created_at > $2 THEN $3 - created_at ELSE $1 END
+             WHERE status IN ({live}) AND created_at < $3"
         );
         let updated = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(i64::try_from(gap.as_millis()).unwrap_or(i64::MAX))
             .bind(now.minus(gap).0)
+            .bind(now.0)
             .execute(&self.db.pool)
             .await
             .context("cannot record downtime")?;

@@ -572,16 +572,22 @@ impl Workspaces {
         if new.trim() == "0" {
             return Ok(None);
         }
-        let transfers = self.settings.root.join("transfers");
-        tokio::fs::create_dir_all(&transfers).await?;
-        // Unique per transfer: two checkouts can hold the very same commit (the same change
-        // made twice on the same base), and their publications can run at once.
-        static TRANSFERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = TRANSFERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let bundle = transfers.join(format!("{head}-{}-{n}.bundle", std::process::id()));
+        let bundle = self.transfer_file(&head, "bundle").await?;
         let result = self.take_bundle(checkout, since, &head, &bundle).await;
         let _ = tokio::fs::remove_file(&bundle).await;
         result.map(|()| Some(head))
+    }
+
+    /// A path of foreman's own (out of every agent's reach) for a file in transit about
+    /// `what`, unique per call: two checkouts can hold the very same commit (the same change
+    /// made twice on the same base), and their publications can run at once.
+    async fn transfer_file(&self, what: &str, extension: &str) -> Result<PathBuf> {
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let transfers = self.settings.root.join("transfers");
+        tokio::fs::create_dir_all(&transfers).await?;
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let pid = std::process::id();
+        Ok(transfers.join(format!("{what}-{pid}-{n}.{extension}")))
     }
 
     async fn take_bundle(
@@ -702,13 +708,18 @@ impl Workspaces {
         };
         match self.settings.git.run(&mirror, &args, call).await {
             Ok(_) => Ok(()),
-            Err(e) if is_non_fast_forward(&e) => bail!(
-                "the push to `{branch}` was rejected because the branch moved on upstream \
-                 (non-fast-forward); publish with a force reason to overwrite it"
-            ),
+            Err(e) if is_non_fast_forward(&e) => Err(moved_on_upstream(branch)),
             Err(e) => Err(e.context(format!("cannot push `{branch}` to {repository}"))),
         }
     }
+}
+
+/// Why `branch` was not updated: it moved on upstream, and nothing said to overwrite it.
+pub fn moved_on_upstream(branch: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "the push to `{branch}` was rejected because the branch moved on upstream \
+         (non-fast-forward); publish with a force reason to overwrite it"
+    )
 }
 
 /// What to inspect in a checkout before it is removed.

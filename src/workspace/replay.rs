@@ -113,7 +113,7 @@ impl Workspaces {
             bail!("`{sha}` is not an object id");
         }
         let mirror = self.mirror_path(repository);
-        let file = tempfile_in(&self.settings.root.join("transfers"), sha).await?;
+        let file = self.transfer_file(sha, "blob").await?;
         let result = async {
             self.settings
                 .git
@@ -178,14 +178,6 @@ impl Workspaces {
         .context("cannot move the checkout onto the commits made on GitHub")?;
         Ok(())
     }
-}
-
-/// A unique path in `dir` for a temporary file about `what`.
-async fn tempfile_in(dir: &std::path::Path, what: &str) -> Result<std::path::PathBuf> {
-    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    tokio::fs::create_dir_all(dir).await?;
-    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    Ok(dir.join(format!("{what}-{}-{n}.blob", std::process::id())))
 }
 
 /// Parses `git diff-tree -r -z --raw` output: `:OLDMODE NEWMODE OLDSHA NEWSHA STATUS\0PATH\0`…

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use foreman::model::{Clock, Objective, ObjectiveStatus, Role, SessionStatus};
+use foreman::model::{Clock, Objective, ObjectiveStatus, PullRequest, Role, SessionStatus};
 use foreman::store::Store;
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
@@ -105,11 +105,10 @@ impl Cluster {
         .await
     }
 
-    /// Waits for the objective's pull request, then merges it on GitHub and sends the
-    /// webhooks of the merge and a passing check, each to both instances.
-    async fn merge(&self, a: &Process, b: &Process, repo: &str, issue: u64) {
+    /// The issue's objective's pull request, once it is published.
+    async fn pull(&self, repo: &str, issue: u64) -> PullRequest {
         let objective = self.objective(repo, issue).await;
-        let pull = eventually(&format!("the pull request of {repo}#{issue}"), || async {
+        eventually(&format!("the pull request of {repo}#{issue}"), || async {
             self.store
                 .pulls_of(objective.id)
                 .await
@@ -117,7 +116,13 @@ impl Cluster {
                 .into_iter()
                 .next()
         })
-        .await;
+        .await
+    }
+
+    /// Waits for the objective's pull request, then merges it on GitHub and sends the
+    /// webhooks of the merge and a passing check, each to both instances.
+    async fn merge(&self, a: &Process, b: &Process, repo: &str, issue: u64) {
+        let pull = self.pull(repo, issue).await;
         let sha = self.fake.pull(repo, pull.number).head_sha;
         let run = self
             .fake
@@ -290,10 +295,7 @@ async fn two_instances_share_the_work_and_a_survivor_takes_over(db: TestDb) {
     // One pull request's check fails, and both instances are told: one CI follow-up fixes it.
     let (repo, n) = issues[0];
     let first = c.objective(repo, n).await;
-    let pull = eventually("the first pull request", || async {
-        c.store.pulls_of(first.id).await.unwrap().into_iter().next()
-    })
-    .await;
+    let pull = c.pull(repo, n).await;
     let failing = c.fake.pull(repo, pull.number).head_sha;
     let run = c
         .fake
@@ -402,15 +404,7 @@ async fn two_instances_share_the_work_and_a_survivor_takes_over(db: TestDb) {
     .await;
 
     // The worker is redone on a fresh checkout on the survivor; the manager goes on there.
-    let pull = eventually("the slow work published", || async {
-        c.store
-            .pulls_of(objective.id)
-            .await
-            .unwrap()
-            .into_iter()
-            .next()
-    })
-    .await;
+    let pull = c.pull(REPOS[0], slow).await;
     let redone = c.store.session(worker.id).await.unwrap().unwrap();
     assert_eq!(redone.status, SessionStatus::Succeeded);
     assert_eq!(redone.result.as_deref(), Some("redone"));

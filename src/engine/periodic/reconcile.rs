@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use octocrab::Octocrab;
 use serde_json::Value;
 
@@ -258,13 +258,16 @@ impl Reconcile {
             "/repos/{}/issues/{}",
             objective.repository, objective.issue_number
         );
-        let issue = rest::issue_now(&self.get(client, &path).await?);
+        let issue_json = self.get(client, &path).await?;
+        let issue = rest::issue_now(&issue_json);
         done.issues += 1;
         let open = issue.open;
         let label = &objective.config.trigger_label;
         let labelled = issue.labels.iter().any(|n| n.eq_ignore_ascii_case(label));
         if open && labelled {
-            done.repaired += self.missed_comments(periodic, client, objective).await?;
+            done.repaired += self
+                .missed_comments(periodic, client, objective, &issue_json)
+                .await?;
             return Ok(());
         }
         let merged = if open {
@@ -304,9 +307,7 @@ impl Reconcile {
         tracing::info!(objective = %objective.id, "{what} (reconciled)");
         Ok(())
     }
-}
 
-impl Reconcile {
     /// Queues the comments on a live objective's issue that foreman has not acted on — their
     /// webhooks were lost, or came while foreman was down — oldest first, as the
     /// `issue_comment.created` deliveries GitHub would have sent. The inbox then handles each as
@@ -319,6 +320,7 @@ impl Reconcile {
         periodic: &Periodic,
         client: &Octocrab,
         objective: &crate::model::Objective,
+        issue: &Value,
     ) -> Result<usize> {
         let Some(installation) = objective.installation_id else {
             return Ok(0);
@@ -358,9 +360,6 @@ impl Reconcile {
             return Ok(0);
         }
         comments.sort_by_key(|c| c["id"].as_i64());
-        let issue = self
-            .get(client, &format!("/repos/{repository}/issues/{number}"))
-            .await?;
         let repo_json = self.get(client, &format!("/repos/{repository}")).await?;
         let mut queued = 0;
         for comment in comments {
@@ -373,18 +372,7 @@ impl Reconcile {
                 "installation": {"id": installation.0},
             });
             let id = format!("reconciled-comment-{}", comment["id"]);
-            if queue(
-                periodic,
-                installation,
-                repository,
-                &repo_json,
-                id,
-                "issue_comment",
-                "created",
-                payload,
-            )
-            .await?
-            {
+            if queue(periodic, id, "issue_comment", payload).await? {
                 tracing::info!(
                     repository,
                     issue = number,
@@ -397,29 +385,21 @@ impl Reconcile {
     }
 }
 
-/// Queues a delivery GitHub would have sent, under an id made from what it is about, so
+/// Queues the delivery GitHub would have sent, under an id made from what it is about, so
 /// it is queued once however many passes see it. True when it is new.
-#[allow(clippy::too_many_arguments)]
 async fn queue(
     periodic: &Periodic,
-    installation: crate::model::InstallationId,
-    repository: &str,
-    repo_json: &Value,
     delivery_id: String,
     event: &str,
-    action: &str,
     payload: Value,
 ) -> Result<bool> {
-    let delivery = crate::model::delivery::NewDelivery {
-        delivery_id: crate::model::DeliveryId(delivery_id),
-        event: event.to_owned(),
-        action: Some(action.to_owned()),
-        installation_id: Some(installation),
-        repository_id: repo_json["id"].as_i64().map(crate::model::RepositoryId),
-        repository: Some(repository.to_owned()),
-        payload: payload.to_string(),
-        received_at: periodic.clock.now(),
-    };
+    let payload = payload.to_string();
+    let delivery = crate::github::events::envelope(payload.as_bytes())?.into_delivery(
+        crate::model::DeliveryId(delivery_id),
+        event,
+        payload,
+        periodic.clock.now(),
+    );
     let new = matches!(
         periodic.store.insert_delivery(delivery).await?,
         crate::store::Inserted::New(_)
@@ -482,20 +462,8 @@ async fn missed_labels(
             "sender": actor,
             "installation": {"id": installation.0},
         });
-        let repo_json = repo_json.as_ref().context("read above")?;
         let id = format!("reconciled-label-{event_id}");
-        if queue(
-            periodic,
-            installation,
-            repository,
-            repo_json,
-            id,
-            "issues",
-            "labeled",
-            payload,
-        )
-        .await?
-        {
+        if queue(periodic, id, "issues", payload).await? {
             tracing::info!(
                 repository,
                 issue = number,
@@ -553,15 +521,7 @@ impl TickTask for Reconcile {
 }
 
 fn entry(periodic: &Periodic, pull: &PullRequest, kind: &str, what: &str) -> AuditEntry {
-    AuditEntry {
-        at: periodic.clock.now(),
-        objective_id: Some(pull.objective_id),
-        delivery_id: None,
-        installation_id: None,
-        repository_id: None,
-        kind: kind.to_owned(),
-        detail: what.to_owned(),
-    }
+    AuditEntry::of_objective(pull.objective_id, periodic.clock.now(), kind, what)
 }
 
 fn rate_limited(e: &anyhow::Error) -> bool {

@@ -63,16 +63,19 @@ pub async fn run(
         if holding {
             inc(&periodic.metrics.ticks);
             // The lease is renewed while the tasks run, however long they take (the outbox
-            // spaces its comments out, a reconciliation pass reads many resources): a holder
-            // at work never loses it. If it is lost all the same (the database was out of
-            // reach), the pass stops where it is: another instance runs the work now.
-            // The renewals run beside the pass, not between its steps: a task may hold the
-            // database's write gate across an await.
+            // spaces its comments out, a reconciliation pass reads many resources), by a task
+            // of its own: a task may hold the database's write gate across an await. If the
+            // lease is lost all the same (the database was out of reach), the pass stops where
+            // it is: another instance runs the work now. The renewer stops with the pass, and
+            // with this loop if it is dropped mid-pass.
             let lost = CancellationToken::new();
-            // Stopped with the pass, and with this loop if it is dropped mid-pass.
-            let renewer = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(
-                renew_during_pass(periodic.clone(), settings.clone(), lost.clone()),
-            ));
+            let renewer =
+                tokio_util::task::AbortOnDropHandle::new(tokio::spawn(renew_during_pass(
+                    periodic.clone(),
+                    settings.clone(),
+                    renew_every,
+                    lost.clone(),
+                )));
             let finished = tokio::select! {
                 () = run_tasks(&periodic, &tasks, &mut last_run) => true,
                 () = lost.cancelled() => false,
@@ -108,13 +111,13 @@ pub async fn run(
     }
 }
 
-/// Renews the lease every third of it until aborted; cancels `lost` when it is lost.
+/// Renews the lease `every` so often until aborted; cancels `lost` when it is lost.
 async fn renew_during_pass(
     periodic: Arc<Periodic>,
     settings: TickSettings,
+    every: Duration,
     lost: CancellationToken,
 ) {
-    let every = (settings.lease / 3).max(Duration::from_millis(1));
     loop {
         tokio::time::sleep(every).await;
         if !take_lease(&periodic, &settings, true).await {

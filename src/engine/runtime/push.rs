@@ -158,27 +158,22 @@ pub async fn publish_commits(runtime: &Runtime, p: &Publication<'_>) -> Result<S
         .commits_to_replay(repository, p.head, p.start)
         .await?
     {
-        let mut blobs = Vec::with_capacity(commit.changes.len());
+        let mut entries = Vec::with_capacity(commit.changes.len());
         for change in &commit.changes {
-            blobs.push(match (&change.sha, change.mode.as_str()) {
-                (Some(sha), "160000") => Some(sha.clone()),
+            let sha = match (&change.sha, change.mode.as_str()) {
+                (Some(sha), "160000") => Some(sha.clone()), // a submodule: no blob
                 (Some(sha), _) => {
                     let bytes = workspaces.blob(repository, sha).await?;
                     Some(crate::github::commits::create_blob(&client, repository, &bytes).await?)
                 }
                 (None, _) => None,
+            };
+            entries.push(crate::github::commits::Entry {
+                path: &change.path,
+                mode: &change.mode,
+                sha,
             });
         }
-        let entries: Vec<crate::github::commits::Entry<'_>> = commit
-            .changes
-            .iter()
-            .zip(&blobs)
-            .map(|(c, sha)| crate::github::commits::Entry {
-                path: &c.path,
-                mode: &c.mode,
-                sha: sha.as_deref(),
-            })
-            .collect();
         let tree =
             crate::github::commits::create_tree(&client, repository, &commit.base_tree, &entries)
                 .await?;
@@ -227,11 +222,7 @@ pub async fn publish_commits(runtime: &Runtime, p: &Publication<'_>) -> Result<S
     )
     .await
     .map_err(|e| match e.status() {
-        Some(422) => anyhow::anyhow!(
-            "the update of `{}` was rejected because the branch moved on upstream (not a \
-             fast-forward); publish with a force reason to overwrite it",
-            p.branch
-        ),
+        Some(422) => crate::workspace::moved_on_upstream(p.branch),
         _ => anyhow::Error::new(e).context(format!("cannot move `{}` to {head}", p.branch)),
     })?;
     workspaces

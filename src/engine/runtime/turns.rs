@@ -174,15 +174,14 @@ async fn launch(
     else {
         return Ok(()); // someone else moved the session meanwhile
     };
-    let start = if moved {
-        Start::Moved {
-            pushed: workdir.continued,
-        }
+    // A session that moved starts over: a first prompt, and no conversation to resume.
+    let (kind, start) = if moved {
+        let pushed = workdir.continued;
+        (TurnKind::First, Start::Moved { pushed })
     } else {
-        Start::Fresh
+        (kind, Start::Fresh)
     };
     let prompt = match (kind, messages.is_empty()) {
-        _ if moved => first_prompt(runtime, session, &messages, start).await?,
         (TurnKind::First, _) => first_prompt(runtime, session, &messages, start).await?,
         (TurnKind::Interrupted, true) => prompts::interrupted_turn(),
         (TurnKind::Interrupted, false) => format!(
@@ -193,7 +192,6 @@ async fn launch(
         (TurnKind::Messages, _) => prompts::message_turn(session.role, &messages)?,
     };
     let resume = match kind {
-        _ if moved => None,
         TurnKind::First => None,
         _ => session.conversation_id.clone().or_else(|| {
             // The command adapter keeps no conversation id; it resumes by itself.
@@ -316,18 +314,15 @@ async fn workdir_for(runtime: &Runtime, session: &Session) -> Result<Option<Work
             return Ok(Some(Workdir::at(ws.path)));
         }
         let why = "its checkout was on another instance's disk, and that instance stopped";
-        let entry = crate::store::AuditEntry {
-            at: runtime.clock.now(),
-            objective_id: Some(session.objective_id),
-            delivery_id: None,
-            installation_id: None,
-            repository_id: None,
-            kind: "workspace.lost".to_owned(),
-            detail: format!(
+        let entry = crate::store::AuditEntry::of_objective(
+            session.objective_id,
+            runtime.clock.now(),
+            "workspace.lost",
+            format!(
                 "workspace {id} ({}) of session {}: {why}",
                 ws.path, session.id
             ),
-        };
+        );
         if store.lose_workspace(id, why, &entry).await? {
             tracing::warn!(workspace = %id, path = ws.path, session = %session.id, "{why}: a new checkout replaces it");
         }

@@ -176,6 +176,29 @@ pub struct Envelope {
     pub repository_full_name: Option<String>,
 }
 
+impl Envelope {
+    /// The delivery to store: `payload` (the body this envelope was read from), with what the
+    /// envelope says it is about.
+    pub fn into_delivery(
+        self,
+        delivery_id: crate::model::DeliveryId,
+        event: &str,
+        payload: String,
+        received_at: crate::model::Timestamp,
+    ) -> crate::model::delivery::NewDelivery {
+        crate::model::delivery::NewDelivery {
+            delivery_id,
+            event: event.to_owned(),
+            action: self.action,
+            installation_id: self.installation_id.map(crate::model::InstallationId),
+            repository_id: self.repository_id.map(crate::model::RepositoryId),
+            repository: self.repository_full_name,
+            payload,
+            received_at,
+        }
+    }
+}
+
 /// Reads the [`Envelope`] of any webhook body. Skips everything else without building
 /// it, and ignores fields of unexpected types; fails only when the body is not a JSON
 /// object.
