@@ -62,6 +62,9 @@ start_foreman() {
   URL=http://127.0.0.1:3901/webhooks/github
 }
 
+# A memory figure of the server under test, in MB.
+rss() { awk -v f="$1:" '$1 == f {printf "%.1f", $2 / 1024}' "/proc/$PID/status"; }
+
 stop() { kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; }
 
 declare -A RESULTS
@@ -69,9 +72,12 @@ for round in $(seq 1 "$ROUNDS"); do
   for server in probot foreman; do
     for conns in 8 32; do
       "start_$server"
+      sleep 1
+      idle=$(rss VmRSS)
       out=$(wrk -t1 -c"$conns" -d"$DURATION" -s benches/intake/deliveries.lua "$URL" | grep RESULT)
+      peak=$(rss VmHWM)
       stop
-      echo "round $round $server c=$conns ${out#RESULT }"
+      echo "round $round $server c=$conns ${out#RESULT } rss_idle_mb=$idle rss_peak_mb=$peak"
       rps=$(sed -E 's/.*rps=([0-9]+).*/\1/' <<<"$out")
       RESULTS[$server-$conns]="${RESULTS[$server-$conns]:-} $rps"
     done

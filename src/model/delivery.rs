@@ -73,10 +73,25 @@ pub struct ClaimedDelivery {
     pub delivery_id: DeliveryId,
     pub event: String,
     pub action: Option<String>,
+    /// Its body: read when it is claimed alone, or by [`crate::store::Store::load_payload`]
+    /// when it is about to be handled, for deliveries claimed several at a time.
     pub payload: String,
+    /// How long the body is.
+    pub payload_bytes: usize,
     pub received_at: Timestamp,
     /// Attempts so far, this one included.
     pub attempts: u32,
+}
+
+/// A delivery handled without effects (skipped) whose mark is written later, with the next
+/// delivery of its queue that has effects or with the next claim: one transaction for many.
+/// Until then it is still pending under its claim, so after a crash it is handled again,
+/// before anything that came after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skip {
+    pub seq: DeliverySeq,
+    /// Why it was skipped.
+    pub note: String,
 }
 
 /// A delivery as listed for operators.

@@ -132,7 +132,7 @@ impl Store {
                                JOIN sessions p ON p.id = d.depends_on
                                WHERE p.workspace_id = $4 AND s.status NOT IN {ENDED})"
         );
-        let _gate = self.db.write_gate().await;
+        let mut tx = self.begin().await?;
         let updated = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(&claim.token)
             .bind(&claim.by)
@@ -140,24 +140,26 @@ impl Store {
             .bind(id.0)
             .bind(abandoned_before.0)
             .bind(stale_before.0)
-            .execute(&self.db.pool)
+            .execute(tx.conn())
             .await
             .context("cannot claim workspace")?;
+        tx.commit().await?;
         Ok(updated.rows_affected() == 1)
     }
 
     /// Records that removal of a claimed workspace has begun: the decision is final.
     pub async fn mark_removing(&self, id: WorkspaceId, token: &str) -> Result<bool> {
-        let _gate = self.db.write_gate().await;
+        let mut tx = self.begin().await?;
         let updated = sqlx::query(
             "UPDATE workspaces SET gc_removing = 1
              WHERE id = $1 AND gc_claim = $2 AND status = 'reclaiming'",
         )
         .bind(id.0)
         .bind(token)
-        .execute(&self.db.pool)
+        .execute(tx.conn())
         .await
         .context("cannot mark workspace removing")?;
+        tx.commit().await?;
         Ok(updated.rows_affected() == 1)
     }
 
@@ -200,7 +202,7 @@ impl Store {
         token: &str,
         note: Option<&str>,
     ) -> Result<bool> {
-        let _gate = self.db.write_gate().await;
+        let mut tx = self.begin().await?;
         let updated = sqlx::query(
             "UPDATE workspaces SET
                  status = CASE WHEN gc_removing = 1 THEN 'reclaiming' ELSE 'ready' END,
@@ -210,21 +212,23 @@ impl Store {
         .bind(note)
         .bind(id.0)
         .bind(token)
-        .execute(&self.db.pool)
+        .execute(tx.conn())
         .await
         .context("cannot release workspace claim")?;
+        tx.commit().await?;
         Ok(updated.rows_affected() == 1)
     }
 
     /// Records why GC could not reclaim a workspace (or clears it).
     pub async fn set_workspace_note(&self, id: WorkspaceId, note: Option<&str>) -> Result<()> {
-        let _gate = self.db.write_gate().await;
+        let mut tx = self.begin().await?;
         sqlx::query("UPDATE workspaces SET gc_note = $1 WHERE id = $2 AND status <> 'archived'")
             .bind(note)
             .bind(id.0)
-            .execute(&self.db.pool)
+            .execute(tx.conn())
             .await
             .context("cannot record workspace note")?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -264,32 +268,34 @@ impl Store {
 
     /// Records when the mirror last had a `git gc` (or was first seen).
     pub async fn record_mirror_gc(&self, mirror: &str, at: Timestamp) -> Result<()> {
-        let _gate = self.db.write_gate().await;
+        let mut tx = self.begin().await?;
         sqlx::query(
             "INSERT INTO mirror_maintenance (mirror, gc_at) VALUES ($1, $2)
              ON CONFLICT (mirror) DO UPDATE SET gc_at = excluded.gc_at",
         )
         .bind(mirror)
         .bind(at.0)
-        .execute(&self.db.pool)
+        .execute(tx.conn())
         .await
         .context("cannot record mirror maintenance")?;
+        tx.commit().await?;
         Ok(())
     }
 
     /// Says what a session that has not started yet is waiting for (its `activity`, which a
     /// status comment shows; the start of its turn replaces it).
     pub async fn note_session_waiting(&self, id: SessionId, why: &str) -> Result<()> {
-        let _gate = self.db.write_gate().await;
+        let mut tx = self.begin().await?;
         sqlx::query(
             "UPDATE sessions SET activity = $1
              WHERE id = $2 AND status IN ('queued', 'starting')",
         )
         .bind(why)
         .bind(id.0)
-        .execute(&self.db.pool)
+        .execute(tx.conn())
         .await
         .context("cannot record what the session waits for")?;
+        tx.commit().await?;
         Ok(())
     }
 }

@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{Db, Store, Tx, col, count};
 use crate::model::delivery::{
-    ClaimedDelivery, DeliveryStatus, DeliverySummary, NewDelivery, RetryDecision,
+    ClaimedDelivery, DeliveryStatus, DeliverySummary, NewDelivery, RetryDecision, Skip,
 };
 use crate::model::{DeliveryId, DeliverySeq, Timestamp};
 
@@ -88,8 +88,9 @@ impl Store {
             .collect()
     }
 
-    /// Claims a ready delivery for `holder` until `now + ttl`, counting the attempt. `None`
-    /// when someone else claimed it first, it is no longer pending, or it is not due.
+    /// Claims a ready delivery for `holder` until `now + ttl`, counting the attempt, and reads
+    /// its payload. `None` when someone else claimed it first, it is no longer pending, or it
+    /// is not due.
     pub async fn claim_delivery(
         &self,
         seq: DeliverySeq,
@@ -97,59 +98,116 @@ impl Store {
         now: Timestamp,
         ttl: Duration,
     ) -> Result<Option<ClaimedDelivery>> {
-        self.claim(Some(seq), None, holder, now, ttl).await
+        let sql = format!(
+            "UPDATE deliveries
+             SET claimed_by = $1, claim_expires_at = $2, attempts = attempts + 1
+             WHERE seq = $3 AND status = 'pending' AND next_attempt_at <= $4
+               AND (claimed_by IS NULL OR claim_expires_at < $4)
+             RETURNING {CLAIMED_COLUMNS}"
+        );
+        let mut tx = self.begin().await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(holder)
+            .bind(now.plus(ttl).0)
+            .bind(seq.0)
+            .bind(now.0)
+            .fetch_optional(tx.conn())
+            .await
+            .context("cannot claim delivery")?;
+        tx.commit().await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let mut delivery = claimed(&row)?;
+        self.load_payload(&mut delivery).await?;
+        Ok(Some(delivery))
     }
 
-    /// Claims the oldest pending delivery of `queue_key` if it is due and unclaimed: how a
-    /// lane moves on through its queue without scanning the whole inbox.
-    pub async fn claim_next_in_queue(
+    /// Marks `skipped` (claimed by `holder`) handled, then claims the next deliveries of
+    /// `queue_key` that may be handled now, at most `limit`, counting their attempts: the
+    /// pending ones in arrival order up to the first that is not due or that someone else
+    /// holds. One transaction; the payloads are not read (see [`Store::load_payload`]).
+    pub async fn claim_in_queue(
         &self,
         queue_key: &str,
         holder: &str,
         now: Timestamp,
         ttl: Duration,
-    ) -> Result<Option<ClaimedDelivery>> {
-        self.claim(None, Some(queue_key), holder, now, ttl).await
-    }
-
-    /// Claims delivery `seq`, or else the head of `queue_key`.
-    async fn claim(
-        &self,
-        seq: Option<DeliverySeq>,
-        queue_key: Option<&str>,
-        holder: &str,
-        now: Timestamp,
-        ttl: Duration,
-    ) -> Result<Option<ClaimedDelivery>> {
-        let _gate = self.db.write_gate().await;
+        limit: u32,
+        skipped: &[Skip],
+    ) -> Result<Vec<ClaimedDelivery>> {
         let sql = format!(
-            "UPDATE deliveries
+            "WITH head AS (
+                 SELECT seq, next_attempt_at, claimed_by, claim_expires_at FROM deliveries
+                 WHERE queue_key = $3 AND status = 'pending' ORDER BY seq LIMIT $5
+             )
+             UPDATE deliveries
              SET claimed_by = $1, claim_expires_at = $2, attempts = attempts + 1
-             WHERE seq = COALESCE($3, (SELECT MIN(seq) FROM deliveries
-                                       WHERE queue_key = $4 AND status = 'pending'))
-               AND status = 'pending'
-               AND next_attempt_at <= $5
-               AND (claimed_by IS NULL OR claim_expires_at < $5)
-             RETURNING {CLAIMED_COLUMNS}"
+             WHERE seq IN (
+                 SELECT seq FROM head WHERE seq < COALESCE(
+                     (SELECT MIN(seq) FROM head
+                      WHERE next_attempt_at > $4
+                         OR (claimed_by IS NOT NULL AND claim_expires_at >= $4)),
+                     {})
+             )
+             RETURNING {CLAIMED_COLUMNS}",
+            i64::MAX
         );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let mut tx = self.begin().await?;
+        tx.complete_skipped(skipped, holder, now).await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(holder)
             .bind(now.plus(ttl).0)
-            .bind(seq.map(|s| s.0))
             .bind(queue_key)
             .bind(now.0)
-            .fetch_optional(&self.db.pool)
+            .bind(i64::from(limit))
+            .fetch_all(tx.conn())
             .await
-            .context("cannot claim delivery")?;
-        drop(_gate);
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let mut delivery = claimed(&row)?;
-        let size = usize::try_from(col::<i64>(&row, "payload_bytes")?).unwrap_or(0);
+            .context("cannot claim deliveries")?;
+        tx.commit().await?;
+        let mut claimed = rows.iter().map(claimed).collect::<Result<Vec<_>>>()?;
+        claimed.sort_by_key(|d| d.seq.0);
+        Ok(claimed)
+    }
+
+    /// Marks skipped deliveries `holder` claimed handled (see [`Skip`]).
+    pub async fn mark_skipped(&self, skipped: &[Skip], holder: &str, now: Timestamp) -> Result<()> {
+        if skipped.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin().await?;
+        tx.complete_skipped(skipped, holder, now).await?;
+        tx.commit().await
+    }
+
+    /// Gives back claims `holder` took but will not use, uncounting their attempts.
+    pub async fn release_claims(&self, seqs: &[DeliverySeq], holder: &str) -> Result<()> {
+        if seqs.is_empty() {
+            return Ok(());
+        }
+        let list = seqs
+            .iter()
+            .map(|s| s.0.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut tx = self.begin().await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE deliveries
+             SET claimed_by = NULL, claim_expires_at = NULL, attempts = attempts - 1
+             WHERE seq IN ({list}) AND claimed_by = $1 AND status = 'pending'"
+        )))
+        .bind(holder)
+        .execute(tx.conn())
+        .await
+        .context("cannot release delivery claims")?;
+        tx.commit().await
+    }
+
+    /// Reads a claimed delivery's payload, one part at a time, each read when the last is
+    /// appended: a driver that reads rows ahead would otherwise hold a large payload twice.
+    pub async fn load_payload(&self, delivery: &mut ClaimedDelivery) -> Result<()> {
+        let size = delivery.payload_bytes;
         delivery.payload = String::with_capacity(size);
-        // One part at a time, each read when the last is appended: a driver that reads rows
-        // ahead would otherwise hold a large payload twice.
         for part in 0_i64.. {
             let text = sqlx::query_scalar::<_, String>(
                 "SELECT payload FROM delivery_payloads WHERE seq = $1 AND part = $2",
@@ -165,7 +223,7 @@ impl Store {
                 break;
             }
         }
-        Ok(Some(delivery))
+        Ok(())
     }
 
     /// Extends a claim `holder` still has.
@@ -175,7 +233,7 @@ impl Store {
         holder: &str,
         until: Timestamp,
     ) -> Result<()> {
-        let _gate = self.db.write_gate().await;
+        let mut tx = self.begin().await?;
         sqlx::query(
             "UPDATE deliveries SET claim_expires_at = $1
              WHERE seq = $2 AND claimed_by = $3 AND status = 'pending'",
@@ -183,9 +241,10 @@ impl Store {
         .bind(until.0)
         .bind(seq.0)
         .bind(holder)
-        .execute(&self.db.pool)
+        .execute(tx.conn())
         .await
         .context("cannot renew delivery claim")?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -202,7 +261,7 @@ impl Store {
             RetryDecision::RetryAt(at) => (DeliveryStatus::Pending, Some(at.0)),
             RetryDecision::Dead => (DeliveryStatus::Dead, None),
         };
-        let _gate = self.db.write_gate().await;
+        let mut tx = self.begin().await?;
         let updated = sqlx::query(
             "UPDATE deliveries
              SET claimed_by = NULL, claim_expires_at = NULL, last_error = $1, status = $2,
@@ -214,9 +273,10 @@ impl Store {
         .bind(next_attempt_at)
         .bind(seq.0)
         .bind(holder)
-        .execute(&self.db.pool)
+        .execute(tx.conn())
         .await
         .context("cannot record delivery failure")?;
+        tx.commit().await?;
         Ok((updated.rows_affected() == 1).then_some(status))
     }
 
@@ -258,7 +318,7 @@ impl Store {
                 Some(_) => {}
             }
         }
-        let _gate = self.db.write_gate().await;
+        let mut tx = self.begin().await?;
         let result = sqlx::query(
             "UPDATE deliveries
              SET status = 'pending', attempts = 0, next_attempt_at = $1,
@@ -267,9 +327,10 @@ impl Store {
         )
         .bind(now.0)
         .bind(id.map(|i| i.0.as_str()))
-        .execute(&self.db.pool)
+        .execute(tx.conn())
         .await
         .context("cannot replay deliveries")?;
+        tx.commit().await?;
         Ok(result.rows_affected())
     }
 
@@ -363,55 +424,138 @@ fn parts(text: &str, max: usize) -> impl Iterator<Item = &str> {
     })
 }
 
-/// Stores a batch; each payload goes in parts, so no statement copies a large one, and is let
-/// go as soon as it is written (before the commit that lets the processor read it back).
+/// Stores a batch with one statement for the rows and one for the payloads (more only for
+/// payloads over [`PAYLOAD_PART`], which go in parts so no statement copies a large one).
+/// Each payload is let go as soon as it is handed to its statement.
 async fn insert_batch(db: &Db, batch: &mut [PendingInsert]) -> Result<Vec<Inserted>> {
-    let mut tx = db.begin().await?;
-    let mut inserted = Vec::with_capacity(batch.len());
-    for (d, _) in batch.iter_mut() {
-        let queue_key = d.queue_key();
-        let row = sqlx::query(
-            "INSERT INTO deliveries (delivery_id, event, action, installation_id, repository_id,
-                repository, queue_key, received_at, next_attempt_at, payload_bytes)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9)
-             ON CONFLICT (delivery_id) DO NOTHING
-             RETURNING seq",
-        )
-        .bind(&d.delivery_id.0)
-        .bind(&d.event)
-        .bind(&d.action)
-        .bind(d.installation_id.map(|i| i.0))
-        .bind(d.repository_id.map(|r| r.0))
-        .bind(&d.repository)
-        .bind(queue_key)
-        .bind(d.received_at.0)
-        .bind(i64::try_from(d.payload.len()).unwrap_or(i64::MAX))
-        .fetch_optional(tx.conn())
-        .await?;
-        inserted.push(match row {
-            Some(row) => {
-                let seq: i64 = col(&row, "seq")?;
-                for (part, text) in parts(&d.payload, PAYLOAD_PART).enumerate() {
-                    sqlx::query(
-                        "INSERT INTO delivery_payloads (seq, part, payload) VALUES ($1, $2, $3)",
-                    )
-                    .bind(seq)
-                    .bind(part as i64)
-                    .bind(text.to_owned())
-                    .execute(tx.conn())
-                    .await?;
-                }
-                d.payload = String::new();
-                Inserted::New(DeliverySeq(seq))
-            }
+    let mut tx = db.begin_urgent().await?;
+    let mut rows = String::from(
+        "INSERT INTO deliveries (delivery_id, event, action, installation_id, repository_id,
+            repository, queue_key, received_at, next_attempt_at, payload_bytes) VALUES ",
+    );
+    for i in 0..batch.len() {
+        let p = i * 9;
+        if i > 0 {
+            rows.push(',');
+        }
+        rows.push_str(&format!(
+            "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+            p + 1,
+            p + 2,
+            p + 3,
+            p + 4,
+            p + 5,
+            p + 6,
+            p + 7,
+            p + 8,
+            p + 8,
+            p + 9
+        ));
+    }
+    rows.push_str(" ON CONFLICT (delivery_id) DO NOTHING RETURNING seq, delivery_id");
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(rows));
+    for (d, _) in batch.iter() {
+        query = query
+            .bind(d.delivery_id.0.clone())
+            .bind(d.event.clone())
+            .bind(d.action.clone())
+            .bind(d.installation_id.map(|i| i.0))
+            .bind(d.repository_id.map(|r| r.0))
+            .bind(d.repository.clone())
+            .bind(d.queue_key())
+            .bind(d.received_at.0)
+            .bind(i64::try_from(d.payload.len()).unwrap_or(i64::MAX));
+    }
+    let mut stored: std::collections::HashMap<String, i64> = query
+        .fetch_all(tx.conn())
+        .await?
+        .iter()
+        .map(|row| Ok((col(row, "delivery_id")?, col(row, "seq")?)))
+        .collect::<Result<_>>()?;
+    // The first of a batch's deliveries with an id gets its row; the rest are duplicates.
+    let inserted: Vec<Inserted> = batch
+        .iter()
+        .map(|(d, _)| match stored.remove(&d.delivery_id.0) {
+            Some(seq) => Inserted::New(DeliverySeq(seq)),
             None => Inserted::Duplicate,
-        });
+        })
+        .collect();
+    let mut parts_sql = String::from("INSERT INTO delivery_payloads (seq, part, payload) VALUES ");
+    let mut query_parts: Vec<(i64, i64, String)> = Vec::new();
+    for ((d, _), inserted) in batch.iter_mut().zip(&inserted) {
+        let Inserted::New(seq) = inserted else {
+            continue;
+        };
+        let payload = std::mem::take(&mut d.payload);
+        if payload.len() <= PAYLOAD_PART {
+            query_parts.push((seq.0, 0, payload));
+            continue;
+        }
+        for (part, text) in parts(&payload, PAYLOAD_PART).enumerate() {
+            sqlx::query("INSERT INTO delivery_payloads (seq, part, payload) VALUES ($1, $2, $3)")
+                .bind(seq.0)
+                .bind(part as i64)
+                .bind(text.to_owned())
+                .execute(tx.conn())
+                .await?;
+        }
+    }
+    if !query_parts.is_empty() {
+        for i in 0..query_parts.len() {
+            if i > 0 {
+                parts_sql.push(',');
+            }
+            parts_sql.push_str(&format!("(${}, ${}, ${})", i * 3 + 1, i * 3 + 2, i * 3 + 3));
+        }
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(parts_sql));
+        for (seq, part, payload) in query_parts {
+            query = query.bind(seq).bind(part).bind(payload);
+        }
+        query.execute(tx.conn()).await?;
     }
     tx.commit().await?;
     Ok(inserted)
 }
 
 impl Tx {
+    /// Marks skipped deliveries `holder` claimed handled, with one statement. An error if a
+    /// claim was lost meanwhile: the caller must roll back.
+    pub async fn complete_skipped(
+        &mut self,
+        skipped: &[Skip],
+        holder: &str,
+        now: Timestamp,
+    ) -> Result<()> {
+        if skipped.is_empty() {
+            return Ok(());
+        }
+        let values = (0..skipped.len())
+            .map(|i| format!("(${}, ${})", 3 + 2 * i, 4 + 2 * i))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE deliveries
+             SET status = 'skipped', processed_at = $1, last_error = v.column2,
+                 claimed_by = NULL, claim_expires_at = NULL
+             FROM (VALUES {values}) AS v
+             WHERE deliveries.seq = v.column1 AND deliveries.claimed_by = $2
+               AND deliveries.status = 'pending'"
+        )))
+        .bind(now.0)
+        .bind(holder);
+        for skip in skipped {
+            query = query.bind(skip.seq.0).bind(skip.note.clone());
+        }
+        let updated = query
+            .execute(self.conn())
+            .await
+            .context("cannot mark skipped deliveries")?;
+        if updated.rows_affected() != skipped.len() as u64 {
+            bail!("a skipped delivery was claimed by another processor meanwhile");
+        }
+        Ok(())
+    }
+
     /// Marks a claimed delivery handled, in the same transaction as the handler's effects. An
     /// error if the claim was lost meanwhile: the caller must roll back.
     pub async fn complete_delivery(
@@ -470,6 +614,7 @@ fn claimed(row: &AnyRow) -> Result<ClaimedDelivery> {
         event: col(row, "event")?,
         action: col(row, "action")?,
         payload: String::new(),
+        payload_bytes: usize::try_from(col::<i64>(row, "payload_bytes")?).unwrap_or(0),
         received_at: Timestamp(col(row, "received_at")?),
         attempts: count(col(row, "attempts")?),
     })

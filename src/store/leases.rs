@@ -18,7 +18,7 @@ impl Store {
         now: Timestamp,
         ttl: Duration,
     ) -> Result<bool> {
-        let _gate = self.db.write_gate().await;
+        let mut tx = self.begin().await?;
         let row = sqlx::query(
             "INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $3)
              ON CONFLICT (name) DO UPDATE SET holder = excluded.holder,
@@ -30,9 +30,10 @@ impl Store {
         .bind(holder)
         .bind(now.plus(ttl).0)
         .bind(now.0)
-        .fetch_optional(&self.db.pool)
+        .fetch_optional(tx.conn())
         .await
         .with_context(|| format!("cannot take lease {name}"))?;
+        tx.commit().await?;
         Ok(row.is_some())
     }
 
@@ -40,14 +41,15 @@ impl Store {
     /// The row stays, lapsed at `now`: whoever takes the lease next learns how long nobody
     /// held it ([`Store::lease_expiry`]).
     pub async fn release_lease(&self, name: &str, holder: &str, now: Timestamp) -> Result<()> {
-        let _gate = self.db.write_gate().await;
+        let mut tx = self.begin().await?;
         sqlx::query("UPDATE leases SET expires_at = $3 WHERE name = $1 AND holder = $2")
             .bind(name)
             .bind(holder)
             .bind(now.0 - 1)
-            .execute(&self.db.pool)
+            .execute(tx.conn())
             .await
             .with_context(|| format!("cannot release lease {name}"))?;
+        tx.commit().await?;
         Ok(())
     }
 

@@ -10,14 +10,16 @@
 //!
 //! SQLite allows one writer at a time, and a writer that finds the database locked sleeps in
 //! growing steps before it retries — milliseconds of latency for nothing. So on SQLite every
-//! write in this process first takes an async *write gate* (writers queue in order and wake
-//! the moment the gate is free), and a transaction takes the database lock up front
-//! (`BEGIN IMMEDIATE`) so it never fails on a lock upgrade. The busy timeout remains for other
-//! processes (an operator's `foreman deliveries replay` while the server runs). Never start a
-//! second write from the task that holds a [`Tx`]: it would wait for itself.
+//! write in this process goes through one connection, taken in turn (writers queue in order
+//! and wake the moment it is free), and transactions that finish while others wait commit
+//! together, with one fsync (see [`writer`]). The group's transaction takes the database lock
+//! up front (`BEGIN IMMEDIATE`) so it never fails on a lock upgrade. The busy timeout remains
+//! for other processes (an operator's `foreman deliveries replay` while the server runs).
+//! Every write, even a single statement, is a [`Tx`]. Never start a second write from the
+//! task that holds a [`Tx`]: it would wait for itself.
 //!
-//! Webhook deliveries are stored by a writer task that commits whatever has queued up in one
-//! transaction (group commit), so a burst of deliveries costs few fsyncs.
+//! Webhook deliveries are stored by a task that writes whatever has queued up with a few
+//! statements in one transaction, so a burst of deliveries costs few statements and fsyncs.
 
 mod audit;
 mod gc;
@@ -32,6 +34,7 @@ mod questions;
 mod sessions;
 mod supervisor;
 mod workspaces;
+mod writer;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -41,8 +44,8 @@ use crate::model::SessionId;
 use anyhow::{Context, Result};
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
-use sqlx::{Any, AnyPool, ConnectOptions, Connection, Row};
-use tokio::sync::{Mutex, Notify, OwnedMutexGuard, mpsc};
+use sqlx::{Any, AnyPool, ConnectOptions, Row};
+use tokio::sync::{Notify, mpsc};
 
 pub use audit::AuditEntry;
 pub use gc::WorkspaceGcInfo;
@@ -96,8 +99,8 @@ pub struct Store {
 struct Db {
     pool: AnyPool,
     backend: Backend,
-    /// SQLite only: one writer at a time in this process.
-    write_gate: Option<Arc<Mutex<()>>>,
+    /// SQLite only: the one connection this process writes through (see [`writer`]).
+    writer: Option<writer::SharedWriter>,
     /// Rung when a committed transaction made work due for the periodic passes.
     due_bell: Arc<Notify>,
     /// Tells of sessions a committed transaction stopped (see [`Store::stopped_sessions`]).
@@ -112,8 +115,7 @@ const STOPPED_BACKLOG: usize = 1024;
 /// that made work due — an effect queued, a message left, a session or objective changed —
 /// rings the store's due bell, so the passes that make that work run at once.
 pub struct Tx {
-    inner: sqlx::Transaction<'static, Any>,
-    _gate: Option<OwnedMutexGuard<()>>,
+    inner: TxInner,
     due_bell: Arc<Notify>,
     made_due: bool,
     /// Sessions this transaction stopped, told of once it commits.
@@ -122,25 +124,36 @@ pub struct Tx {
     backend: Backend,
 }
 
+/// Where a transaction runs.
+enum TxInner {
+    /// PostgreSQL: a pooled connection of its own.
+    Pooled(sqlx::Transaction<'static, Any>),
+    /// SQLite: a turn at this process's one writer, in a group that commits together.
+    Shared(writer::Turn),
+}
+
 impl Db {
-    /// Waits for this process's turn to write (SQLite); nothing to wait for on PostgreSQL.
-    async fn write_gate(&self) -> Option<OwnedMutexGuard<()>> {
-        match &self.write_gate {
-            Some(gate) => Some(gate.clone().lock_owned().await),
-            None => None,
-        }
+    async fn begin(&self) -> Result<Tx> {
+        self.begin_with(writer::Urgency::Ordinary).await
     }
 
-    async fn begin(&self) -> Result<Tx> {
-        let gate = self.write_gate().await;
-        let inner = match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
-            Backend::Postgres => self.pool.begin().await,
-        }
-        .context("cannot start a database transaction")?;
+    /// A transaction someone waits for: on SQLite it goes ahead of ordinary ones.
+    async fn begin_urgent(&self) -> Result<Tx> {
+        self.begin_with(writer::Urgency::Urgent).await
+    }
+
+    async fn begin_with(&self, urgency: writer::Urgency) -> Result<Tx> {
+        let inner = match &self.writer {
+            Some(writer) => TxInner::Shared(writer.begin(urgency).await?),
+            None => TxInner::Pooled(
+                self.pool
+                    .begin()
+                    .await
+                    .context("cannot start a database transaction")?,
+            ),
+        };
         Ok(Tx {
             inner,
-            _gate: gate,
             due_bell: self.due_bell.clone(),
             made_due: false,
             stopped: Vec::new(),
@@ -165,9 +178,10 @@ impl Store {
         let options = AnyConnectOptions::from_str(&url)
             .with_context(|| format!("invalid database URL {shown}"))?
             .disable_statement_logging();
-        if backend == Backend::Sqlite {
+        let writer = if backend == Backend::Sqlite {
             // WAL is a property of the database file; switching needs an exclusive lock that
             // the busy timeout cannot wait for, so do it once, alone, before the pool opens.
+            // This connection then stays this process's one writer.
             let mut conn = options
                 .connect()
                 .await
@@ -176,8 +190,16 @@ impl Store {
                 .execute(&mut conn)
                 .await
                 .context("cannot switch SQLite to WAL mode")?;
-            conn.close().await.ok();
-        }
+            for pragma in sqlite_pragmas() {
+                sqlx::query(sqlx::AssertSqlSafe(pragma))
+                    .execute(&mut conn)
+                    .await
+                    .context("cannot set up the SQLite connection")?;
+            }
+            Some(writer::SharedWriter::new(conn))
+        } else {
+            None
+        };
         let pool = AnyPoolOptions::new()
             .max_connections(match backend {
                 Backend::Sqlite => SQLITE_MAX_CONNECTIONS,
@@ -202,7 +224,7 @@ impl Store {
         let db = Db {
             pool,
             backend,
-            write_gate: (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(()))),
+            writer,
             due_bell: Arc::new(Notify::new()),
             stopped: tokio::sync::broadcast::channel(STOPPED_BACKLOG).0,
         };
@@ -251,6 +273,9 @@ impl Store {
 
     /// Closes every connection; later calls fail as if the database had gone away.
     pub async fn close(&self) {
+        if let Some(writer) = &self.db.writer {
+            writer.close().await;
+        }
         self.db.pool.close().await;
     }
 }
@@ -258,10 +283,10 @@ impl Store {
 impl Tx {
     /// Makes the transaction's writes durable.
     pub async fn commit(self) -> Result<()> {
-        self.inner
-            .commit()
-            .await
-            .context("cannot commit transaction")?;
+        match self.inner {
+            TxInner::Pooled(tx) => tx.commit().await.context("cannot commit transaction")?,
+            TxInner::Shared(turn) => turn.commit().await?,
+        }
         if self.made_due {
             self.due_bell.notify_one();
         }
@@ -278,7 +303,10 @@ impl Tx {
     }
 
     fn conn(&mut self) -> &mut sqlx::AnyConnection {
-        &mut self.inner
+        match &mut self.inner {
+            TxInner::Pooled(tx) => tx,
+            TxInner::Shared(turn) => turn.conn(),
+        }
     }
 }
 

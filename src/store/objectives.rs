@@ -57,7 +57,6 @@ impl Store {
     /// Adds `gap`, a time no instance ran, to every live objective's downtime. Returns how
     /// many objectives it concerned.
     pub async fn add_downtime(&self, gap: Duration, now: Timestamp) -> Result<u64> {
-        let _gate = self.db.write_gate().await;
         let live = sql_list(
             &[ObjectiveStatus::Active, ObjectiveStatus::Waiting],
             ObjectiveStatus::as_str,
@@ -68,13 +67,15 @@ impl Store {
                  CASE WHEN created_at > $2 THEN $3 - created_at ELSE $1 END
              WHERE status IN ({live}) AND created_at < $3"
         );
+        let mut tx = self.begin().await?;
         let updated = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(i64::try_from(gap.as_millis()).unwrap_or(i64::MAX))
             .bind(now.minus(gap).0)
             .bind(now.0)
-            .execute(&self.db.pool)
+            .execute(tx.conn())
             .await
             .context("cannot record downtime")?;
+        tx.commit().await?;
         Ok(updated.rows_affected())
     }
 
@@ -155,13 +156,14 @@ impl Store {
 
     /// Records the status comment's id.
     pub async fn set_status_comment(&self, id: ObjectiveId, comment: i64) -> Result<()> {
-        let _gate = self.db.write_gate().await;
+        let mut tx = self.begin().await?;
         sqlx::query("UPDATE objectives SET status_comment_id = $1 WHERE id = $2")
             .bind(comment)
             .bind(id.0)
-            .execute(&self.db.pool)
+            .execute(tx.conn())
             .await
             .context("cannot record the status comment")?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -173,7 +175,7 @@ impl Store {
         last: bool,
         now: Timestamp,
     ) -> Result<()> {
-        let _gate = self.db.write_gate().await;
+        let mut tx = self.begin().await?;
         sqlx::query(
             "UPDATE objectives SET status_rendered = $1, status_edited_at = $2, status_final = $3
              WHERE id = $4",
@@ -182,9 +184,10 @@ impl Store {
         .bind(now.0)
         .bind(i64::from(last))
         .bind(id.0)
-        .execute(&self.db.pool)
+        .execute(tx.conn())
         .await
         .context("cannot record the status comment")?;
+        tx.commit().await?;
         Ok(())
     }
 

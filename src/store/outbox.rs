@@ -199,7 +199,7 @@ impl Store {
 
     /// Records that an item was made, as GitHub object `github_id` (if it has one).
     pub async fn outbox_done(&self, id: i64, github_id: Option<i64>, now: Timestamp) -> Result<()> {
-        let _gate = self.db.write_gate().await;
+        let mut tx = self.begin().await?;
         sqlx::query(
             "UPDATE outbox SET status = 'done', github_id = $1, done_at = $2, attempts = attempts + 1
              WHERE id = $3",
@@ -207,9 +207,10 @@ impl Store {
         .bind(github_id)
         .bind(now.0)
         .bind(id)
-        .execute(&self.db.pool)
+        .execute(tx.conn())
         .await
         .context("cannot mark outbox item done")?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -220,7 +221,7 @@ impl Store {
         error: &str,
         retry_at: Option<Timestamp>,
     ) -> Result<()> {
-        let _gate = self.db.write_gate().await;
+        let mut tx = self.begin().await?;
         sqlx::query(
             "UPDATE outbox SET attempts = attempts + 1, last_error = $1,
                  next_attempt_at = COALESCE($2, next_attempt_at),
@@ -230,24 +231,26 @@ impl Store {
         .bind(error)
         .bind(retry_at.map(|t| t.0))
         .bind(id)
-        .execute(&self.db.pool)
+        .execute(tx.conn())
         .await
         .context("cannot record outbox failure")?;
+        tx.commit().await?;
         Ok(())
     }
 
     /// Holds back every pending item of an installation until `until` (a rate limit).
     pub async fn outbox_pause(&self, installation: InstallationId, until: Timestamp) -> Result<()> {
-        let _gate = self.db.write_gate().await;
+        let mut tx = self.begin().await?;
         sqlx::query(
             "UPDATE outbox SET next_attempt_at = $1
              WHERE installation_id = $2 AND status = 'pending' AND next_attempt_at < $1",
         )
         .bind(until.0)
         .bind(installation.0)
-        .execute(&self.db.pool)
+        .execute(tx.conn())
         .await
         .context("cannot pause the outbox")?;
+        tx.commit().await?;
         Ok(())
     }
 }

@@ -84,13 +84,14 @@ impl Store {
 
     /// Records the comment that asks a question.
     pub async fn set_question_comment(&self, id: QuestionId, comment: i64) -> Result<()> {
-        let _gate = self.db.write_gate().await;
+        let mut tx = self.begin().await?;
         sqlx::query("UPDATE questions SET comment_id = $1 WHERE id = $2")
             .bind(comment)
             .bind(id.0)
-            .execute(&self.db.pool)
+            .execute(tx.conn())
             .await
             .context("cannot record the question's comment")?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -109,12 +110,13 @@ impl Store {
 
     /// Records that a question's comment shows how it ended.
     pub async fn question_comment_final(&self, id: QuestionId) -> Result<()> {
-        let _gate = self.db.write_gate().await;
+        let mut tx = self.begin().await?;
         sqlx::query("UPDATE questions SET comment_final = 1 WHERE id = $1")
             .bind(id.0)
-            .execute(&self.db.pool)
+            .execute(tx.conn())
             .await
             .context("cannot record the question's comment")?;
+        tx.commit().await?;
         Ok(())
     }
 

@@ -278,13 +278,14 @@ impl Store {
 
     /// Records the process running a turn.
     pub async fn set_session_pid(&self, id: SessionId, pid: Option<i64>) -> Result<()> {
-        let _gate = self.db.write_gate().await;
+        let mut tx = self.begin().await?;
         sqlx::query("UPDATE sessions SET pid = $1 WHERE id = $2")
             .bind(pid)
             .bind(id.0)
-            .execute(&self.db.pool)
+            .execute(tx.conn())
             .await
             .context("cannot record session process")?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -297,7 +298,7 @@ impl Store {
         now: Timestamp,
     ) -> Result<()> {
         let (input, output, cost) = p.usage.unwrap_or_default();
-        let _gate = self.db.write_gate().await;
+        let mut tx = self.begin().await?;
         sqlx::query(
             "UPDATE sessions SET last_activity_at = $1, heartbeat_at = $1,
                  conversation_id = COALESCE($2, conversation_id),
@@ -313,9 +314,10 @@ impl Store {
         .bind(output as i64)
         .bind(cost as i64)
         .bind(id.0)
-        .execute(&self.db.pool)
+        .execute(tx.conn())
         .await
         .context("cannot record session progress")?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -330,12 +332,13 @@ impl Store {
             .collect::<Vec<_>>()
             .join(", ");
         let sql = format!("UPDATE sessions SET heartbeat_at = $1 WHERE id IN ({list})");
-        let _gate = self.db.write_gate().await;
+        let mut tx = self.begin().await?;
         sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(now.0)
-            .execute(&self.db.pool)
+            .execute(tx.conn())
             .await
             .context("cannot record heartbeat")?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -346,7 +349,7 @@ impl Store {
         result: Option<&str>,
         summary: Option<&str>,
     ) -> Result<()> {
-        let _gate = self.db.write_gate().await;
+        let mut tx = self.begin().await?;
         sqlx::query(
             "UPDATE sessions SET result = COALESCE($1, result), summary = COALESCE($2, summary)
              WHERE id = $3",
@@ -354,22 +357,24 @@ impl Store {
         .bind(result)
         .bind(summary)
         .bind(id.0)
-        .execute(&self.db.pool)
+        .execute(tx.conn())
         .await
         .context("cannot record session result")?;
+        tx.commit().await?;
         Ok(())
     }
 
     /// Counts a recovery of an interrupted session.
     pub async fn count_recovery(&self, id: SessionId) -> Result<u32> {
-        let _gate = self.db.write_gate().await;
+        let mut tx = self.begin().await?;
         let n: i64 = sqlx::query_scalar(
             "UPDATE sessions SET recoveries = recoveries + 1 WHERE id = $1 RETURNING recoveries",
         )
         .bind(id.0)
-        .fetch_one(&self.db.pool)
+        .fetch_one(tx.conn())
         .await
         .context("cannot count recovery")?;
+        tx.commit().await?;
         Ok(count(n))
     }
 

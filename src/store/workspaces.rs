@@ -100,7 +100,7 @@ impl Store {
             Ok(base) => (WorkspaceStatus::Ready, Some(base), None),
             Err(e) => (WorkspaceStatus::Failed, None, Some(e)),
         };
-        let _gate = self.db.write_gate().await;
+        let mut tx = self.begin().await?;
         sqlx::query(
             "UPDATE workspaces SET status = $1, base_ref = COALESCE($2, base_ref),
                  base_sha = COALESCE($3, base_sha), error = $4, updated_at = $5
@@ -112,9 +112,10 @@ impl Store {
         .bind(error)
         .bind(now.0)
         .bind(id.0)
-        .execute(&self.db.pool)
+        .execute(tx.conn())
         .await
         .context("cannot record workspace state")?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -155,7 +156,7 @@ impl Store {
         session: SessionId,
         now: Timestamp,
     ) -> Result<bool> {
-        let _gate = self.db.write_gate().await;
+        let mut tx = self.begin().await?;
         let updated = sqlx::query(
             "UPDATE workspaces SET holder = $1, updated_at = $2
              WHERE id = $3 AND status = 'ready'
@@ -166,33 +167,36 @@ impl Store {
         .bind(session.0)
         .bind(now.0)
         .bind(id.0)
-        .execute(&self.db.pool)
+        .execute(tx.conn())
         .await
         .context("cannot lock workspace")?;
+        tx.commit().await?;
         Ok(updated.rows_affected() == 1)
     }
 
     /// Gives the workspace's write lock up, if `session` holds it.
     pub async fn release_workspace(&self, id: WorkspaceId, session: SessionId) -> Result<()> {
-        let _gate = self.db.write_gate().await;
+        let mut tx = self.begin().await?;
         sqlx::query("UPDATE workspaces SET holder = NULL WHERE id = $1 AND holder = $2")
             .bind(id.0)
             .bind(session.0)
-            .execute(&self.db.pool)
+            .execute(tx.conn())
             .await
             .context("cannot unlock workspace")?;
+        tx.commit().await?;
         Ok(())
     }
 
     /// Points a session at the workspace it works in.
     pub async fn attach_workspace(&self, session: SessionId, workspace: WorkspaceId) -> Result<()> {
-        let _gate = self.db.write_gate().await;
+        let mut tx = self.begin().await?;
         sqlx::query("UPDATE sessions SET workspace_id = $1 WHERE id = $2")
             .bind(workspace.0)
             .bind(session.0)
-            .execute(&self.db.pool)
+            .execute(tx.conn())
             .await
             .context("cannot attach workspace")?;
+        tx.commit().await?;
         Ok(())
     }
 

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use foreman::model::delivery::{DeliveryStatus, NewDelivery, RetryDecision};
+use foreman::model::delivery::{DeliveryStatus, NewDelivery, RetryDecision, Skip};
 use foreman::model::{DeliveryId, DeliverySeq, InstallationId, RepositoryId, Timestamp};
 use foreman::store::{DeliveryFilter, Inserted, InstallationState};
 
@@ -493,13 +493,19 @@ on_both_backends!(a_closed_store_fails_cleanly);
 
 async fn a_lane_claims_the_next_of_its_queue_only_when_due(db: TestDb) {
     let store = db.store().await;
-    for (id, repo) in [("a1", 1), ("b1", 2), ("a2", 1), ("a3", 1)] {
+    for (id, repo) in [("a1", 1), ("b1", 2), ("a2", 1), ("a3", 1), ("a4", 1)] {
         store
             .insert_delivery(delivery(id, Some(repo), 0))
             .await
             .unwrap();
     }
     let t = Timestamp(0);
+    let ids = |claimed: &[foreman::model::delivery::ClaimedDelivery]| {
+        claimed
+            .iter()
+            .map(|d| d.delivery_id.0.clone())
+            .collect::<Vec<_>>()
+    };
     let head = store.ready_deliveries(t, 1).await.unwrap()[0];
     let a1 = store
         .claim_delivery(head, "lane", t, TTL)
@@ -511,25 +517,36 @@ async fn a_lane_claims_the_next_of_its_queue_only_when_due(db: TestDb) {
         ("a1", "repo:1")
     );
     // The head is still in hand: nothing next.
-    assert!(
-        store
-            .claim_next_in_queue("repo:1", "lane", t, TTL)
-            .await
-            .unwrap()
-            .is_none()
-    );
-    let mut tx = store.begin().await.unwrap();
-    tx.complete_delivery(a1.seq, "lane", DeliveryStatus::Processed, None, t)
+    let next = store
+        .claim_in_queue("repo:1", "lane", t, TTL, 10, &[])
         .await
         .unwrap();
-    tx.commit().await.unwrap();
-    let a2 = store
-        .claim_next_in_queue("repo:1", "lane", t, TTL)
+    assert!(next.is_empty(), "{:?}", ids(&next));
+    // Someone else cannot mark it skipped; the lane can, with its next claim, which takes
+    // the rest of the queue in order (up to the limit) without their payloads.
+    let skip = Skip {
+        seq: a1.seq,
+        note: "not for us".into(),
+    };
+    let err = store
+        .claim_in_queue("repo:1", "thief", t, TTL, 10, std::slice::from_ref(&skip))
         .await
-        .unwrap()
+        .unwrap_err();
+    assert!(format!("{err:#}").contains("claimed by another"), "{err:#}");
+    let next = store
+        .claim_in_queue("repo:1", "lane", t, TTL, 2, &[skip])
+        .await
         .unwrap();
-    assert_eq!(a2.delivery_id.0, "a2");
-    // a2 fails and waits for its retry: the lane must not skip ahead to a3.
+    assert_eq!(ids(&next), ["a2", "a3"]);
+    assert!(next.iter().all(|d| d.payload.is_empty()));
+    let a1 = store.delivery(&a1.delivery_id).await.unwrap().unwrap();
+    assert_eq!(a1.status, DeliveryStatus::Skipped);
+    assert_eq!(a1.last_error.as_deref(), Some("not for us"));
+    let mut a2 = next[0].clone();
+    store.load_payload(&mut a2).await.unwrap();
+    assert_eq!(a2.payload.len(), a2.payload_bytes);
+    assert_eq!(a2.payload, "{\"n\":\"a2\"}");
+    // a2 fails and waits for its retry, a3 is given back: the lane must not skip ahead.
     store
         .fail_delivery(
             a2.seq,
@@ -539,18 +556,22 @@ async fn a_lane_claims_the_next_of_its_queue_only_when_due(db: TestDb) {
         )
         .await
         .unwrap();
-    assert!(
-        store
-            .claim_next_in_queue("repo:1", "lane", t, TTL)
-            .await
-            .unwrap()
-            .is_none()
-    );
-    let again = store
-        .claim_next_in_queue("repo:1", "lane", Timestamp(100), TTL)
+    store.release_claims(&[next[1].seq], "lane").await.unwrap();
+    let next = store
+        .claim_in_queue("repo:1", "lane", t, TTL, 10, &[])
         .await
         .unwrap();
-    assert_eq!(again.unwrap().delivery_id.0, "a2");
+    assert!(next.is_empty(), "{:?}", ids(&next));
+    let again = store
+        .claim_in_queue("repo:1", "lane", Timestamp(100), TTL, 10, &[])
+        .await
+        .unwrap();
+    assert_eq!(ids(&again), ["a2", "a3", "a4"]);
+    // The given-back claim did not count as an attempt.
+    assert_eq!(
+        again.iter().map(|d| d.attempts).collect::<Vec<_>>(),
+        [2, 1, 1]
+    );
 }
 on_both_backends!(a_lane_claims_the_next_of_its_queue_only_when_due);
 

@@ -4,6 +4,7 @@
 //! backoff and parked as dead after too many attempts. Because claims are leases in the
 //! store, a restart (or another instance) picks up whatever was left unfinished.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,7 +18,10 @@ use crate::engine::ingest::handlers;
 use crate::engine::ingest::work::{Outcome, Work};
 use crate::github::events;
 use crate::metrics::inc;
-use crate::model::delivery::{ClaimedDelivery, DeliveryStatus, RetryDecision, retry_decision};
+use crate::model::DeliverySeq;
+use crate::model::delivery::{
+    ClaimedDelivery, DeliveryStatus, RetryDecision, Skip, retry_decision,
+};
 
 /// How often the processor looks for due retries when nothing rings its bell.
 const POLL_INTERVAL: Duration = Duration::from_millis(500);
@@ -28,6 +32,8 @@ const MIN_SCAN_INTERVAL: Duration = Duration::from_millis(25);
 /// Deliveries a lane handles before it yields its slot, so one busy repository cannot keep
 /// every slot while others wait.
 const LANE_TURN: usize = 256;
+/// Deliveries a lane claims at once.
+const LANE_BATCH: u32 = 32;
 /// Longest error text kept on a delivery row.
 const MAX_ERROR_LEN: usize = 2_000;
 
@@ -111,7 +117,9 @@ async fn start_lanes(
     Ok(())
 }
 
-/// Handles `first`, then the following deliveries of its queue, one at a time.
+/// Handles `first`, then the following deliveries of its queue, one at a time, claiming them
+/// [`LANE_BATCH`] at a time. Skipped deliveries are marked handled together, with the next
+/// delivery that has effects or with the next claim (see [`Skip`]).
 async fn lane(
     ingest: Arc<Ingest>,
     settings: InboxSettings,
@@ -119,56 +127,112 @@ async fn lane(
     stop: CancellationToken,
 ) {
     let queue = first.queue_key.clone();
-    let mut next = Some(first);
+    let mut batch = VecDeque::from([first]);
+    let mut skipped = Vec::new();
     let mut handled = 0;
-    while let Some(delivery) = next.take() {
-        let span = tracing::info_span!(
-            "delivery",
-            id = %delivery.delivery_id,
-            event = %delivery.event,
-            action = delivery.action.as_deref().unwrap_or(""),
-            attempt = delivery.attempts,
-        );
-        process(ingest.clone(), settings.clone(), delivery)
-            .instrument(span)
-            .await;
-        handled += 1;
+    loop {
+        while let Some(delivery) = batch.pop_front() {
+            let span = tracing::info_span!(
+                "delivery",
+                id = %delivery.delivery_id,
+                event = %delivery.event,
+                action = delivery.action.as_deref().unwrap_or(""),
+                attempt = delivery.attempts,
+            );
+            let went_on = process(ingest.clone(), settings.clone(), delivery, &mut skipped)
+                .instrument(span)
+                .await;
+            handled += 1;
+            if !went_on {
+                // It failed: the rest of the batch waits behind it, in the store.
+                let unused: Vec<DeliverySeq> = batch.iter().map(|d| d.seq).collect();
+                finish(&ingest, &settings, &skipped, &unused).await;
+                return;
+            }
+        }
         if stop.is_cancelled() || handled >= LANE_TURN {
+            finish(&ingest, &settings, &skipped, &[]).await;
             return;
         }
         let now = ingest.clock.now();
         match ingest
             .store
-            .claim_next_in_queue(&queue, &settings.holder, now, settings.claim_ttl)
+            .claim_in_queue(
+                &queue,
+                &settings.holder,
+                now,
+                settings.claim_ttl,
+                LANE_BATCH,
+                &skipped,
+            )
             .await
         {
-            Ok(claimed) => next = claimed,
+            Ok(next) if next.is_empty() => return,
+            Ok(next) => {
+                skipped.clear();
+                batch = next.into();
+            }
             Err(e) => {
-                tracing::warn!(error = %format!("{e:#}"), "inbox: cannot claim the next delivery");
+                // The skipped ones stay claimed; they are handled again once the claims lapse.
+                tracing::warn!(error = %format!("{e:#}"), "inbox: cannot claim the next deliveries");
+                return;
             }
         }
     }
 }
 
-/// Handles one claimed delivery to its end: handled, retried later, or dead.
-async fn process(ingest: Arc<Ingest>, settings: InboxSettings, mut delivery: ClaimedDelivery) {
+/// Marks the skipped deliveries still waiting handled, and gives back claims not used.
+async fn finish(
+    ingest: &Ingest,
+    settings: &InboxSettings,
+    skipped: &[Skip],
+    unused: &[DeliverySeq],
+) {
+    let store = &ingest.store;
+    let now = ingest.clock.now();
+    if let Err(e) = store.mark_skipped(skipped, &settings.holder, now).await {
+        tracing::warn!(error = %format!("{e:#}"), "inbox: cannot mark skipped deliveries; they will be handled again");
+    }
+    if let Err(e) = store.release_claims(unused, &settings.holder).await {
+        tracing::warn!(error = %format!("{e:#}"), "inbox: cannot give back claims; they will lapse");
+    }
+}
+
+/// Handles one claimed delivery to its end: handled (or skipped, its mark added to
+/// `skipped`), retried later, or dead. Whether it was handled.
+async fn process(
+    ingest: Arc<Ingest>,
+    settings: InboxSettings,
+    mut delivery: ClaimedDelivery,
+    skipped: &mut Vec<Skip>,
+) -> bool {
     let started = Instant::now();
+    let loaded = if delivery.payload.is_empty() && delivery.payload_bytes > 0 {
+        ingest.store.load_payload(&mut delivery).await
+    } else {
+        Ok(())
+    };
     // Parsed, the payload's text is not needed again: it goes before the handler starts.
     let payload = std::mem::take(&mut delivery.payload);
-    let parsed = events::parse(&delivery.event, payload.as_bytes());
+    let parsed = loaded.map(|()| events::parse(&delivery.event, payload.as_bytes()));
     drop(payload);
     let result = match parsed {
+        Err(e) => Err(Failure::Transient(format!("{e:#}"))),
         // A payload that does not parse will not parse next time either: park it, with the
         // reason, for an operator to replay after an upgrade.
-        Err(e) => Err(Failure::Permanent(format!("cannot parse payload: {e}"))),
-        Ok(event) => {
+        Ok(Err(e)) => Err(Failure::Permanent(format!("cannot parse payload: {e}"))),
+        Ok(Ok(event)) => {
             // The handler runs in a task of its own so that a panic becomes a failed attempt
             // instead of a claim that lingers until it lapses.
             let handler = {
-                let (ingest, settings, delivery) =
-                    (ingest.clone(), settings.clone(), delivery.clone());
+                let (ingest, settings, delivery, waiting) = (
+                    ingest.clone(),
+                    settings.clone(),
+                    delivery.clone(),
+                    skipped.clone(),
+                );
                 tokio::spawn(
-                    async move { handle(&ingest, &settings, &delivery, &event).await }
+                    async move { handle(&ingest, &settings, &delivery, &event, &waiting).await }
                         .in_current_span(),
                 )
             };
@@ -180,19 +244,29 @@ async fn process(ingest: Arc<Ingest>, settings: InboxSettings, mut delivery: Cla
     };
     let ingest = &*ingest;
     let settings = &settings;
-    match result {
-        Ok(status) => {
-            inc(&ingest.metrics.deliveries_processed);
-            let since_receipt = ingest.clock.now().since(delivery.received_at);
-            ingest.metrics.processing_latency.observe(since_receipt);
-            tracing::info!(
-                status = status.as_str(),
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                "delivery handled"
-            );
+    let status = match result {
+        Ok(Handled::Committed(status)) => {
+            skipped.clear();
+            status
         }
-        Err(failure) => record_failure(ingest, settings, &delivery, failure).await,
-    }
+        Ok(Handled::Skipped(skip)) => {
+            skipped.push(skip);
+            DeliveryStatus::Skipped
+        }
+        Err(failure) => {
+            record_failure(ingest, settings, &delivery, failure).await;
+            return false;
+        }
+    };
+    inc(&ingest.metrics.deliveries_processed);
+    let since_receipt = ingest.clock.now().since(delivery.received_at);
+    ingest.metrics.processing_latency.observe(since_receipt);
+    tracing::info!(
+        status = status.as_str(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "delivery handled"
+    );
+    true
 }
 
 /// Waits for the handler, renewing the delivery's claim at a third of its lifetime so that a
@@ -225,29 +299,40 @@ enum Failure {
     Permanent(String),
 }
 
+/// How a handler's delivery ended.
+enum Handled {
+    /// Marked handled, with the handler's effects and the skipped deliveries before it.
+    Committed(DeliveryStatus),
+    /// Skipped without effects: its mark waits (see [`Skip`]).
+    Skipped(Skip),
+}
+
 async fn handle(
     ingest: &Ingest,
     settings: &InboxSettings,
     delivery: &ClaimedDelivery,
     event: &events::Event,
-) -> Result<DeliveryStatus> {
+    skipped: &[Skip],
+) -> Result<Handled> {
     let mut work = Work::new(&ingest.store);
     let outcome = handlers::handle(ingest, &mut work, delivery, event).await?;
-    let (status, note) = match &outcome {
+    let (status, note) = match outcome {
+        Outcome::Skipped(note) if !work.wrote() => {
+            return Ok(Handled::Skipped(Skip {
+                seq: delivery.seq,
+                note,
+            }));
+        }
         Outcome::Processed => (DeliveryStatus::Processed, None),
-        Outcome::Skipped(reason) => (DeliveryStatus::Skipped, Some(reason.as_str())),
+        Outcome::Skipped(note) => (DeliveryStatus::Skipped, Some(note)),
     };
+    let now = ingest.clock.now();
     let mut tx = work.into_tx().await?;
-    tx.complete_delivery(
-        delivery.seq,
-        &settings.holder,
-        status,
-        note,
-        ingest.clock.now(),
-    )
-    .await?;
+    tx.complete_skipped(skipped, &settings.holder, now).await?;
+    tx.complete_delivery(delivery.seq, &settings.holder, status, note.as_deref(), now)
+        .await?;
     tx.commit().await?;
-    Ok(status)
+    Ok(Handled::Committed(status))
 }
 
 async fn record_failure(

@@ -38,6 +38,11 @@ impl<'s> Work<'s> {
         Ok(self.tx.as_mut().expect("transaction just begun"))
     }
 
+    /// Whether the handler wrote anything.
+    pub fn wrote(&self) -> bool {
+        self.tx.is_some()
+    }
+
     /// The transaction to finish the delivery in.
     pub async fn into_tx(mut self) -> Result<Tx> {
         self.tx().await?;
