@@ -379,9 +379,9 @@ impl Store {
 pub(super) type PendingInsert = (NewDelivery, oneshot::Sender<Result<Inserted, String>>);
 
 /// Most deliveries committed in one transaction.
-const MAX_BATCH: usize = 256;
+pub(super) const MAX_BATCH: usize = 256;
 /// Deliveries that may wait for the writer before senders are held back.
-const WRITER_QUEUE: usize = 4096;
+pub(super) const WRITER_QUEUE: usize = 4096;
 
 /// Starts the task that stores deliveries, committing everything queued at that moment in
 /// one transaction. It ends when every [`Store`] handle is gone.
@@ -405,10 +405,10 @@ pub(super) fn spawn_writer(db: Db) -> mpsc::Sender<PendingInsert> {
 }
 
 /// The most of a payload one statement carries.
-const PAYLOAD_PART: usize = 1 << 20;
+pub(super) const PAYLOAD_PART: usize = 1 << 20;
 
 /// `text` in consecutive parts of at most `max` bytes (a character is never split).
-fn parts(text: &str, max: usize) -> impl Iterator<Item = &str> {
+pub(super) fn parts(text: &str, max: usize) -> impl Iterator<Item = &str> {
     let mut rest = text;
     std::iter::from_fn(move || {
         if rest.is_empty() {

@@ -25,6 +25,7 @@ mod audit;
 mod gc;
 mod inbox;
 mod installations;
+mod intake;
 mod leases;
 mod migrate;
 mod objectives;
@@ -228,10 +229,13 @@ impl Store {
             due_bell: Arc::new(Notify::new()),
             stopped: tokio::sync::broadcast::channel(STOPPED_BACKLOG).0,
         };
-        Ok(Store {
-            inbox_writer: inbox::spawn_writer(db.clone()),
-            db,
-        })
+        let inbox_writer = match (&db.writer, crate::config::sqlite_path(&url)) {
+            (Some(writer), Some(path)) => {
+                intake::spawn(&path, SQLITE_BUSY_TIMEOUT_MS, writer.clone())?
+            }
+            _ => inbox::spawn_writer(db.clone()),
+        };
+        Ok(Store { inbox_writer, db })
     }
 
     /// Rung whenever a committed transaction made work due (see [`Tx`]); the tick loop waits

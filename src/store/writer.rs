@@ -129,6 +129,28 @@ impl SharedWriter {
         })
     }
 
+    /// Takes the writer from a thread outside the runtime (ahead of ordinary transactions),
+    /// committing the group it finds open, so that the caller can write through a connection
+    /// of its own until it drops what this returns.
+    pub(super) fn exclusive(
+        &self,
+        runtime: &tokio::runtime::Handle,
+    ) -> Result<OwnedMutexGuard<impl Sized + use<>>> {
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let mut guard = self.state.clone().blocking_lock_owned();
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        runtime.block_on(async {
+            guard.settle().await;
+            if guard.open {
+                guard.end_group(Ok(())).await;
+            }
+        });
+        if guard.conn.is_none() {
+            return Err(anyhow!("the database is closed"));
+        }
+        Ok(guard)
+    }
+
     /// Ends the open group (rolled back) and closes the connection: later transactions fail.
     pub(super) async fn close(&self) {
         let mut guard = self.acquire(Urgency::Urgent).await;
