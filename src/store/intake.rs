@@ -71,11 +71,10 @@ fn insert(conn: &Connection, batch: &mut [PendingInsert]) -> Result<Vec<Inserted
         .context("cannot start a database transaction")?;
     match insert_rows(conn, batch) {
         Ok(inserted) => {
-            conn.execute_batch("COMMIT")
-                .map_err(|e| {
-                    let _ = conn.execute_batch("ROLLBACK");
-                    anyhow!("cannot commit transaction: {e}")
-                })?;
+            conn.execute_batch("COMMIT").map_err(|e| {
+                let _ = conn.execute_batch("ROLLBACK");
+                anyhow!("cannot commit transaction: {e}")
+            })?;
             Ok(inserted)
         }
         Err(e) => {
@@ -93,8 +92,8 @@ fn insert_rows(conn: &Connection, batch: &mut [PendingInsert]) -> Result<Vec<Ins
          ON CONFLICT (delivery_id) DO NOTHING
          RETURNING seq",
     )?;
-    let mut part =
-        conn.prepare_cached("INSERT INTO delivery_payloads (seq, part, payload) VALUES (?1, ?2, ?3)")?;
+    let mut part = conn
+        .prepare_cached("INSERT INTO delivery_payloads (seq, part, payload) VALUES (?1, ?2, ?3)")?;
     let mut inserted = Vec::with_capacity(batch.len());
     for (d, _) in batch.iter_mut() {
         let seq: Option<i64> = row

@@ -64,7 +64,7 @@ pub async fn run(
             inc(&periodic.metrics.ticks);
             // The lease is renewed while the tasks run, however long they take (the outbox
             // spaces its comments out, a reconciliation pass reads many resources), by a task
-            // of its own: a task may hold the database's write gate across an await. If the
+            // of its own: a task may hold the database's writer across an await. If the
             // lease is lost all the same (the database was out of reach), the pass stops where
             // it is: another instance runs the work now. The renewer stops with the pass, and
             // with this loop if it is dropped mid-pass.
