@@ -44,9 +44,10 @@ impl Store {
     /// Stores a delivery unless its id was stored before. Returns once the delivery is
     /// committed (or known to be a duplicate).
     pub async fn insert_delivery(&self, d: NewDelivery) -> Result<Inserted> {
+        let packed = Packed::new(d).context("cannot store delivery")?;
         let (reply, answer) = oneshot::channel();
         self.inbox_writer
-            .send((d, reply))
+            .send((packed, reply))
             .await
             .map_err(|_| anyhow!("cannot store delivery: the store is shut down"))?;
         answer
@@ -209,16 +210,19 @@ impl Store {
         let size = delivery.payload_bytes;
         delivery.payload = String::with_capacity(size);
         for part in 0_i64.. {
-            let text = sqlx::query_scalar::<_, String>(
-                "SELECT payload FROM delivery_payloads WHERE seq = $1 AND part = $2",
+            let row = sqlx::query(
+                "SELECT payload, compressed FROM delivery_payloads WHERE seq = $1 AND part = $2",
             )
             .bind(delivery.seq.0)
             .bind(part)
             .fetch_optional(&self.db.pool)
             .await
             .context("cannot read the delivery's payload")?;
-            let Some(text) = text else { break };
-            delivery.payload.push_str(&text);
+            let Some(row) = row else { break };
+            match col::<Option<Vec<u8>>>(&row, "compressed")? {
+                Some(compressed) => delivery.payload.push_str(&unpack(&compressed)?),
+                None => delivery.payload.push_str(&col::<String>(&row, "payload")?),
+            }
             if delivery.payload.len() >= size {
                 break;
             }
@@ -376,7 +380,45 @@ impl Store {
 }
 
 /// A delivery waiting for the inbox writer, and where to send how it went.
-pub(super) type PendingInsert = (NewDelivery, oneshot::Sender<Result<Inserted, String>>);
+pub(super) type PendingInsert = (Packed, oneshot::Sender<Result<Inserted, String>>);
+
+/// How hard payloads are compressed: zstd's fastest level already stores GitHub's JSON in
+/// about a sixth of its size.
+const COMPRESSION_LEVEL: i32 = 1;
+
+/// A delivery as stored: its payload compressed in parts of at most [`PAYLOAD_PART`] bytes
+/// (so no statement, and no buffer, holds a large payload whole once more).
+pub(super) struct Packed {
+    /// The delivery, its payload taken out.
+    pub delivery: NewDelivery,
+    /// How long the payload is.
+    pub payload_bytes: usize,
+    pub parts: Vec<Vec<u8>>,
+}
+
+impl Packed {
+    /// Compresses the payload (on the caller's task: many requests compress at once, while
+    /// the writer that stores them is one).
+    fn new(mut delivery: NewDelivery) -> Result<Packed> {
+        let payload = std::mem::take(&mut delivery.payload);
+        let parts = parts(&payload, PAYLOAD_PART)
+            .map(|part| zstd::bulk::compress(part.as_bytes(), COMPRESSION_LEVEL))
+            .collect::<std::io::Result<Vec<_>>>()
+            .context("cannot compress the payload")?;
+        Ok(Packed {
+            delivery,
+            payload_bytes: payload.len(),
+            parts,
+        })
+    }
+}
+
+/// One stored part of a payload, uncompressed.
+fn unpack(compressed: &[u8]) -> Result<String> {
+    let bytes = zstd::bulk::decompress(compressed, PAYLOAD_PART)
+        .context("cannot decompress the delivery's payload")?;
+    String::from_utf8(bytes).context("the delivery's payload is not UTF-8")
+}
 
 /// Most deliveries committed in one transaction.
 pub(super) const MAX_BATCH: usize = 256;
@@ -424,9 +466,8 @@ pub(super) fn parts(text: &str, max: usize) -> impl Iterator<Item = &str> {
     })
 }
 
-/// Stores a batch with one statement for the rows and one for the payloads (more only for
-/// payloads over [`PAYLOAD_PART`], which go in parts so no statement copies a large one).
-/// Each payload is let go as soon as it is handed to its statement.
+/// Stores a batch with one statement for the rows and one for the payloads' parts (more for
+/// over a thousand parts). Each part is let go as soon as it is handed to its statement.
 async fn insert_batch(db: &Db, batch: &mut [PendingInsert]) -> Result<Vec<Inserted>> {
     let mut tx = db.begin_urgent().await?;
     let mut rows = String::from(
@@ -454,7 +495,8 @@ async fn insert_batch(db: &Db, batch: &mut [PendingInsert]) -> Result<Vec<Insert
     }
     rows.push_str(" ON CONFLICT (delivery_id) DO NOTHING RETURNING seq, delivery_id");
     let mut query = sqlx::query(sqlx::AssertSqlSafe(rows));
-    for (d, _) in batch.iter() {
+    for (packed, _) in batch.iter() {
+        let d = &packed.delivery;
         query = query
             .bind(d.delivery_id.0.clone())
             .bind(d.event.clone())
@@ -464,7 +506,7 @@ async fn insert_batch(db: &Db, batch: &mut [PendingInsert]) -> Result<Vec<Insert
             .bind(d.repository.clone())
             .bind(d.queue_key())
             .bind(d.received_at.0)
-            .bind(i64::try_from(d.payload.len()).unwrap_or(i64::MAX));
+            .bind(i64::try_from(packed.payload_bytes).unwrap_or(i64::MAX));
     }
     let mut stored: std::collections::HashMap<String, i64> = query
         .fetch_all(tx.conn())
@@ -475,41 +517,38 @@ async fn insert_batch(db: &Db, batch: &mut [PendingInsert]) -> Result<Vec<Insert
     // The first of a batch's deliveries with an id gets its row; the rest are duplicates.
     let inserted: Vec<Inserted> = batch
         .iter()
-        .map(|(d, _)| match stored.remove(&d.delivery_id.0) {
+        .map(|(p, _)| match stored.remove(&p.delivery.delivery_id.0) {
             Some(seq) => Inserted::New(DeliverySeq(seq)),
             None => Inserted::Duplicate,
         })
         .collect();
-    let mut parts_sql = String::from("INSERT INTO delivery_payloads (seq, part, payload) VALUES ");
-    let mut query_parts: Vec<(i64, i64, String)> = Vec::new();
-    for ((d, _), inserted) in batch.iter_mut().zip(&inserted) {
-        let Inserted::New(seq) = inserted else {
-            continue;
-        };
-        let payload = std::mem::take(&mut d.payload);
-        if payload.len() <= PAYLOAD_PART {
-            query_parts.push((seq.0, 0, payload));
-            continue;
-        }
-        for (part, text) in parts(&payload, PAYLOAD_PART).enumerate() {
-            sqlx::query("INSERT INTO delivery_payloads (seq, part, payload) VALUES ($1, $2, $3)")
-                .bind(seq.0)
-                .bind(part as i64)
-                .bind(text.to_owned())
-                .execute(tx.conn())
-                .await?;
-        }
-    }
-    if !query_parts.is_empty() {
-        for i in 0..query_parts.len() {
-            if i > 0 {
-                parts_sql.push(',');
-            }
-            parts_sql.push_str(&format!("(${}, ${}, ${})", i * 3 + 1, i * 3 + 2, i * 3 + 3));
-        }
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(parts_sql));
-        for (seq, part, payload) in query_parts {
-            query = query.bind(seq).bind(part).bind(payload);
+    let rows: Vec<(i64, i64, Vec<u8>)> = batch
+        .iter_mut()
+        .zip(&inserted)
+        .filter_map(|((packed, _), inserted)| match inserted {
+            Inserted::New(seq) => Some((seq.0, std::mem::take(&mut packed.parts))),
+            Inserted::Duplicate => None,
+        })
+        .flat_map(|(seq, parts)| {
+            parts
+                .into_iter()
+                .enumerate()
+                .map(move |(n, part)| (seq, n as i64, part))
+        })
+        .collect();
+    // At most this many rows per statement, within every backend's limit on parameters.
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let chunk: Vec<_> = rows.by_ref().take(1_000).collect();
+        let values = (0..chunk.len())
+            .map(|i| format!("(${}, ${}, '', ${})", i * 3 + 1, i * 3 + 2, i * 3 + 3))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO delivery_payloads (seq, part, payload, compressed) VALUES {values}"
+        )));
+        for (seq, part, compressed) in chunk {
+            query = query.bind(seq).bind(part).bind(compressed);
         }
         query.execute(tx.conn()).await?;
     }

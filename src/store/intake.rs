@@ -13,7 +13,7 @@ use anyhow::{Context, Result, anyhow};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use tokio::sync::mpsc;
 
-use super::inbox::{Inserted, MAX_BATCH, PAYLOAD_PART, PendingInsert, WRITER_QUEUE, parts};
+use super::inbox::{Inserted, MAX_BATCH, PendingInsert, WRITER_QUEUE};
 use super::writer::SharedWriter;
 use crate::model::DeliverySeq;
 
@@ -92,10 +92,12 @@ fn insert_rows(conn: &Connection, batch: &mut [PendingInsert]) -> Result<Vec<Ins
          ON CONFLICT (delivery_id) DO NOTHING
          RETURNING seq",
     )?;
-    let mut part = conn
-        .prepare_cached("INSERT INTO delivery_payloads (seq, part, payload) VALUES (?1, ?2, ?3)")?;
+    let mut part = conn.prepare_cached(
+        "INSERT INTO delivery_payloads (seq, part, payload, compressed) VALUES (?1, ?2, '', ?3)",
+    )?;
     let mut inserted = Vec::with_capacity(batch.len());
-    for (d, _) in batch.iter_mut() {
+    for (packed, _) in batch.iter_mut() {
+        let d = &packed.delivery;
         let seq: Option<i64> = row
             .query_row(
                 params![
@@ -107,17 +109,16 @@ fn insert_rows(conn: &Connection, batch: &mut [PendingInsert]) -> Result<Vec<Ins
                     d.repository,
                     d.queue_key(),
                     d.received_at.0,
-                    i64::try_from(d.payload.len()).unwrap_or(i64::MAX),
+                    i64::try_from(packed.payload_bytes).unwrap_or(i64::MAX),
                 ],
                 |r| r.get(0),
             )
             .optional()?;
         inserted.push(match seq {
             Some(seq) => {
-                for (n, text) in parts(&d.payload, PAYLOAD_PART).enumerate() {
-                    part.execute(params![seq, n as i64, text])?;
+                for (n, compressed) in std::mem::take(&mut packed.parts).into_iter().enumerate() {
+                    part.execute(params![seq, n as i64, compressed])?;
                 }
-                d.payload = String::new();
                 Inserted::New(DeliverySeq(seq))
             }
             None => Inserted::Duplicate,
