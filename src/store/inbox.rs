@@ -401,9 +401,12 @@ impl Packed {
     /// the writer that stores them is one).
     fn new(mut delivery: NewDelivery) -> Result<Packed> {
         let payload = std::mem::take(&mut delivery.payload);
-        let parts = parts(&payload, PAYLOAD_PART)
-            .map(|part| zstd::bulk::compress(part.as_bytes(), COMPRESSION_LEVEL))
-            .collect::<std::io::Result<Vec<_>>>()
+        let parts = COMPRESSOR
+            .with_borrow_mut(|compressor| {
+                parts(&payload, PAYLOAD_PART)
+                    .map(|part| compressor.compress(part.as_bytes()))
+                    .collect::<std::io::Result<Vec<_>>>()
+            })
             .context("cannot compress the payload")?;
         Ok(Packed {
             delivery,
@@ -413,9 +416,23 @@ impl Packed {
     }
 }
 
+thread_local! {
+    /// Each thread's compressor: making one allocates (and frees) its tables, which would cost
+    /// more than compressing a payload.
+    static COMPRESSOR: std::cell::RefCell<zstd::bulk::Compressor<'static>> =
+        std::cell::RefCell::new(
+            zstd::bulk::Compressor::new(COMPRESSION_LEVEL).expect("zstd's fastest level exists"),
+        );
+    static DECOMPRESSOR: std::cell::RefCell<zstd::bulk::Decompressor<'static>> =
+        std::cell::RefCell::new(
+            zstd::bulk::Decompressor::new().expect("a zstd decompressor can be made"),
+        );
+}
+
 /// One stored part of a payload, uncompressed.
 fn unpack(compressed: &[u8]) -> Result<String> {
-    let bytes = zstd::bulk::decompress(compressed, PAYLOAD_PART)
+    let bytes = DECOMPRESSOR
+        .with_borrow_mut(|decompressor| decompressor.decompress(compressed, PAYLOAD_PART))
         .context("cannot decompress the delivery's payload")?;
     String::from_utf8(bytes).context("the delivery's payload is not UTF-8")
 }
