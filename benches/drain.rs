@@ -106,7 +106,7 @@ async fn start_server(database_url: &str, dir: &std::path::Path) -> tokio::proce
         .env("FOREMAN_LISTEN", "127.0.0.1:0")
         .env("FOREMAN_WORK_ROOT", dir.join("work"))
         .env("GITHUB_WEBHOOK_SECRET", "bench-secret")
-        .env("FOREMAN_LOG", "warn,foreman::service=info")
+        .env("FOREMAN_LOG", "error,foreman::service=info")
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -124,7 +124,9 @@ async fn start_server(database_url: &str, dir: &std::path::Path) -> tokio::proce
     }
     tokio::spawn(async move {
         while let Ok(Some(line)) = lines.next_line().await {
-            eprintln!("foreman: {line}");
+            if line.contains("ERROR") {
+                eprintln!("foreman: {line}");
+            }
         }
     });
     child

@@ -464,10 +464,10 @@ pub(super) fn spawn_writer(db: Db) -> mpsc::Sender<PendingInsert> {
 }
 
 /// The most of a payload one statement carries.
-pub(super) const PAYLOAD_PART: usize = 1 << 20;
+const PAYLOAD_PART: usize = 1 << 20;
 
 /// `text` in consecutive parts of at most `max` bytes (a character is never split).
-pub(super) fn parts(text: &str, max: usize) -> impl Iterator<Item = &str> {
+fn parts(text: &str, max: usize) -> impl Iterator<Item = &str> {
     let mut rest = text;
     std::iter::from_fn(move || {
         if rest.is_empty() {

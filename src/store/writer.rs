@@ -106,7 +106,18 @@ impl SharedWriter {
     }
 
     /// Starts a transaction: a savepoint in the open group, or in a new one.
+    ///
+    /// Beginning and committing run in tasks of their own: a caller that goes away mid-way
+    /// (a timeout, an aborted task) must not leave the connection in a transaction state the
+    /// writer does not know of.
     pub(super) async fn begin(&self, urgency: Urgency) -> Result<Turn> {
+        let writer = self.clone();
+        tokio::spawn(async move { writer.begin_now(urgency).await })
+            .await
+            .map_err(|e| anyhow!("cannot start a database transaction: {e}"))?
+    }
+
+    async fn begin_now(&self, urgency: Urgency) -> Result<Turn> {
         let mut guard = self.acquire(urgency).await;
         if !guard.open {
             guard
@@ -153,6 +164,11 @@ impl SharedWriter {
 
     /// Ends the open group (rolled back) and closes the connection: later transactions fail.
     pub(super) async fn close(&self) {
+        let writer = self.clone();
+        let _ = tokio::spawn(async move { writer.close_now().await }).await;
+    }
+
+    async fn close_now(&self) {
         let mut guard = self.acquire(Urgency::Urgent).await;
         if guard.open {
             guard
@@ -226,8 +242,15 @@ impl Turn {
             .expect("a turn holds the writer, which was open when the turn began")
     }
 
-    /// Makes this transaction's writes durable, with whatever group it joins.
-    pub(super) async fn commit(mut self) -> Result<()> {
+    /// Makes this transaction's writes durable, with whatever group it joins (in a task of
+    /// its own: see [`SharedWriter::begin`]).
+    pub(super) async fn commit(self) -> Result<()> {
+        tokio::spawn(self.commit_now())
+            .await
+            .map_err(|e| anyhow!("cannot commit transaction: {e}"))?
+    }
+
+    async fn commit_now(mut self) -> Result<()> {
         let mut guard = self.guard.take().expect("a turn holds the writer");
         if let Err(e) = guard.exec("RELEASE tx").await {
             guard.settle().await;

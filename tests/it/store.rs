@@ -48,6 +48,38 @@ async fn a_delivery_id_is_stored_once(db: TestDb) {
 }
 on_both_backends!(a_delivery_id_is_stored_once);
 
+/// Writes whose callers give up part-way (a timeout, an aborted task) leave the writer as it
+/// was: later writes work, and each write either happened or did not.
+async fn writes_cut_short_leave_the_writer_usable(db: TestDb) {
+    let store = db.store().await;
+    let mut cut = Vec::new();
+    for i in 0..200u64 {
+        let store = store.clone();
+        cut.push(tokio::spawn(async move {
+            let name = format!("lease-{i}");
+            let write = store.try_acquire_lease(&name, "me", Timestamp(0), TTL);
+            // From nothing to long enough: some are cut before, some during, some after.
+            tokio::time::timeout(Duration::from_micros(i * 20), write).await
+        }));
+    }
+    for task in cut {
+        if let Ok(Err(e)) = task.await.unwrap() {
+            panic!("a write that ran failed: {e:#}");
+        }
+    }
+    assert!(
+        store
+            .try_acquire_lease("after", "me", Timestamp(0), TTL)
+            .await
+            .unwrap()
+    );
+    store
+        .insert_delivery(delivery("after", Some(1), 0))
+        .await
+        .unwrap();
+}
+on_both_backends!(writes_cut_short_leave_the_writer_usable);
+
 /// Payloads are stored compressed, in parts; those stored as text before compression came in
 /// read back the same.
 async fn payloads_read_back_compressed_or_as_stored_before(db: TestDb) {
