@@ -31,7 +31,10 @@ use sqlx::AnyConnection;
 use tokio::sync::{Mutex, OwnedMutexGuard, oneshot};
 
 /// Most transactions committed together.
-const MAX_GROUP: usize = 64;
+const MAX_GROUP: usize = 16;
+/// The longest a group gathers members: it holds the database's write lock all the while, and
+/// another process writing to the same file (a second `foreman serve`) waits for it.
+const MAX_GROUP_AGE: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// The shared writer: cheap to clone.
 #[derive(Clone)]
@@ -54,6 +57,8 @@ struct Writer {
     conn: Option<AnyConnection>,
     /// Whether the group's transaction is open.
     open: bool,
+    /// When the open group began.
+    opened: std::time::Instant,
     /// Whether a transaction's savepoint is open: one still running, or one given up without
     /// commit or rollback, to be rolled back by whoever comes next.
     in_savepoint: bool,
@@ -82,6 +87,7 @@ impl SharedWriter {
             state: Arc::new(Mutex::new(Writer {
                 conn: Some(conn),
                 open: false,
+                opened: std::time::Instant::now(),
                 in_savepoint: false,
                 members: Vec::new(),
             })),
@@ -125,6 +131,7 @@ impl SharedWriter {
                 .await
                 .context("cannot start a database transaction")?;
             guard.open = true;
+            guard.opened = std::time::Instant::now();
         }
         if let Err(e) = guard.exec("SAVEPOINT tx").await {
             if guard.members.is_empty() {
@@ -260,7 +267,12 @@ impl Turn {
         let (member, mut outcome) = oneshot::channel();
         guard.members.push(member);
         let others_wait = self.writer.waiting.load(Ordering::SeqCst) > 0;
-        if others_wait && guard.members.len() < MAX_GROUP && self.urgency == Urgency::Ordinary {
+        let young = guard.opened.elapsed() < MAX_GROUP_AGE;
+        if others_wait
+            && young
+            && guard.members.len() < MAX_GROUP
+            && self.urgency == Urgency::Ordinary
+        {
             // Let those waiting join the group; whoever comes back first commits it.
             drop(guard);
             guard = self.writer.acquire(Urgency::Ordinary).await;
