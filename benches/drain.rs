@@ -9,6 +9,9 @@
 //! (default `postgres://postgres@127.0.0.1:5432/postgres`); a fresh database is made and
 //! dropped. Set `FOREMAN_TEST_POSTGRES=skip` to bench SQLite alone.
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::time::{Duration, Instant};
 
 use foreman::model::{Clock, DeliveryId, SystemClock};
@@ -21,7 +24,6 @@ use tokio::io::AsyncBufReadExt;
 const BURST: usize = 10_000;
 /// Repositories they are spread over.
 const REPOSITORIES: u64 = 16;
-const DEFAULT_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
 fn fixture(name: &str) -> Value {
     let path = format!(
@@ -186,38 +188,6 @@ async fn bench(name: &str, database_url: &str) {
     store.close().await;
 }
 
-async fn admin(url: &str, sql: String) {
-    use sqlx::Connection;
-    sqlx::any::install_default_drivers();
-    let mut conn = sqlx::AnyConnection::connect(url)
-        .await
-        .expect("PostgreSQL reachable");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-}
-
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let dir = tempfile::tempdir().unwrap();
-        let sqlite = format!("sqlite://{}", dir.path().join("bench.db").display());
-        bench("sqlite", &sqlite).await;
-
-        let admin_url =
-            std::env::var("FOREMAN_TEST_POSTGRES").unwrap_or_else(|_| DEFAULT_POSTGRES.into());
-        if admin_url == "skip" {
-            return;
-        }
-        let db = format!("foreman_drain_{}", std::process::id());
-        admin(&admin_url, format!("CREATE DATABASE {db}")).await;
-        let mut url = url::Url::parse(&admin_url).unwrap();
-        url.set_path(&db);
-        bench("postgres", url.as_str()).await;
-        admin(&admin_url, format!("DROP DATABASE {db} WITH (FORCE)")).await;
-    });
+    common::on_both_backends("drain", bench);
 }

@@ -7,6 +7,9 @@
 //! (default `postgres://postgres@127.0.0.1:5432/postgres`); a fresh database is made and
 //! dropped. Set `FOREMAN_TEST_POSTGRES=skip` to bench SQLite alone.
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -23,7 +26,6 @@ const RATE_PER_SECOND: u64 = 500;
 /// Length of the latency run.
 const STEADY_FOR: Duration = Duration::from_secs(10);
 const SECRET: &str = "bench-secret";
-const DEFAULT_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
 struct Server {
     child: tokio::process::Child,
@@ -201,38 +203,6 @@ async fn bench(name: &str, database_url: &str) {
     );
 }
 
-async fn admin(url: &str, sql: String) {
-    use sqlx::Connection;
-    sqlx::any::install_default_drivers();
-    let mut conn = sqlx::AnyConnection::connect(url)
-        .await
-        .expect("PostgreSQL reachable");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-}
-
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let dir = tempfile::tempdir().unwrap();
-        let sqlite = format!("sqlite://{}", dir.path().join("bench.db").display());
-        bench("sqlite", &sqlite).await;
-
-        let admin_url =
-            std::env::var("FOREMAN_TEST_POSTGRES").unwrap_or_else(|_| DEFAULT_POSTGRES.into());
-        if admin_url == "skip" {
-            return;
-        }
-        let db = format!("foreman_bench_{}", std::process::id());
-        admin(&admin_url, format!("CREATE DATABASE {db}")).await;
-        let mut url = url::Url::parse(&admin_url).unwrap();
-        url.set_path(&db);
-        bench("postgres", url.as_str()).await;
-        admin(&admin_url, format!("DROP DATABASE {db} WITH (FORCE)")).await;
-    });
+    common::on_both_backends("bench", bench);
 }

@@ -6,6 +6,9 @@
 //! (default `postgres://postgres@127.0.0.1:5432/postgres`); a fresh database is made and
 //! dropped. Set `FOREMAN_TEST_POSTGRES=skip` to bench SQLite alone.
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,7 +21,6 @@ use foreman::model::{Budget, ObjectiveStatus, Role, SessionStatus, SystemClock};
 use foreman::store::{NewObjective, NewSession};
 use secrecy::SecretString;
 
-const DEFAULT_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 /// Objective counts measured, in order; the last is the goal's.
 const SIZES: [usize; 3] = [2_500, 5_000, 10_000];
 /// Workers per objective (with its manager: five sessions each).
@@ -137,38 +139,6 @@ async fn bench(backend: &str, url: &str) {
     assert!(live.iter().all(|o| o.status == ObjectiveStatus::Active));
 }
 
-async fn admin(url: &str, sql: String) {
-    use sqlx::Connection;
-    sqlx::any::install_default_drivers();
-    let mut conn = sqlx::AnyConnection::connect(url)
-        .await
-        .expect("PostgreSQL reachable");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-}
-
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let dir = tempfile::tempdir().unwrap();
-        let sqlite = format!("sqlite://{}", dir.path().join("bench.db").display());
-        bench("sqlite", &sqlite).await;
-
-        let admin_url =
-            std::env::var("FOREMAN_TEST_POSTGRES").unwrap_or_else(|_| DEFAULT_POSTGRES.into());
-        if admin_url == "skip" {
-            return;
-        }
-        let db = format!("foreman_supervise_bench_{}", std::process::id());
-        admin(&admin_url, format!("CREATE DATABASE {db}")).await;
-        let mut url = url::Url::parse(&admin_url).unwrap();
-        url.set_path(&db);
-        bench("postgres", url.as_str()).await;
-        admin(&admin_url, format!("DROP DATABASE {db} WITH (FORCE)")).await;
-    });
+    common::on_both_backends("supervise_bench", bench);
 }

@@ -11,7 +11,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use sqlx::any::AnyRow;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Db, Store, Tx, col, count};
+use super::{Db, Store, Tx, col, count, id_list};
 use crate::model::delivery::{
     ClaimedDelivery, DeliveryStatus, DeliverySummary, NewDelivery, RetryDecision, Skip,
 };
@@ -186,11 +186,7 @@ impl Store {
         if seqs.is_empty() {
             return Ok(());
         }
-        let list = seqs
-            .iter()
-            .map(|s| s.0.to_string())
-            .collect::<Vec<_>>()
-            .join(", ");
+        let list = id_list(seqs.iter().map(|s| s.0));
         let mut tx = self.begin().await?;
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "UPDATE deliveries

@@ -383,6 +383,14 @@ fn parse_pull_state(text: &str) -> Result<crate::model::pulls::PullState> {
         .with_context(|| format!("unknown pull request state `{text}`"))
 }
 
+/// Ids written out for `IN (…)`: integers only, so nothing needs quoting.
+fn id_list(ids: impl IntoIterator<Item = i64>) -> String {
+    ids.into_iter()
+        .map(|id| id.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Converts a stored count to the unsigned type callers want, clamping nonsense to zero.
 fn count(n: i64) -> u32 {
     u32::try_from(n).unwrap_or(0)

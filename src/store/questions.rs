@@ -4,7 +4,7 @@
 use anyhow::{Context, Result};
 use sqlx::any::AnyRow;
 
-use super::{Store, Tx, col};
+use super::{Store, Tx, col, id_list};
 use crate::model::question::{Question, QuestionKind, QuestionStatus};
 use crate::model::{ObjectiveId, QuestionId, SessionId, Timestamp};
 
@@ -70,11 +70,7 @@ impl Store {
         if comments.is_empty() {
             return Ok(Vec::new());
         }
-        let list = comments
-            .iter()
-            .map(i64::to_string)
-            .collect::<Vec<_>>()
-            .join(", ");
+        let list = id_list(comments.iter().copied());
         let sql = format!("SELECT comment_id FROM handled_comments WHERE comment_id IN ({list})");
         sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
             .fetch_all(&self.db.pool)

@@ -6,7 +6,7 @@
 use anyhow::{Context, Result};
 use sqlx::any::AnyRow;
 
-use super::{Store, Tx, col, count};
+use super::{Store, Tx, col, count, id_list};
 use crate::model::AgentKind;
 use crate::model::session::sql_list;
 use crate::model::{
@@ -175,11 +175,7 @@ impl Store {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let list = ids
-            .iter()
-            .map(|i| i.0.to_string())
-            .collect::<Vec<_>>()
-            .join(", ");
+        let list = id_list(ids.iter().map(|i| i.0));
         let sql = format!("SELECT id, status FROM sessions WHERE id IN ({list})");
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .fetch_all(&self.db.pool)
@@ -326,11 +322,7 @@ impl Store {
         if ids.is_empty() {
             return Ok(());
         }
-        let list = ids
-            .iter()
-            .map(|i| i.0.to_string())
-            .collect::<Vec<_>>()
-            .join(", ");
+        let list = id_list(ids.iter().map(|i| i.0));
         let sql = format!("UPDATE sessions SET heartbeat_at = $1 WHERE id IN ({list})");
         let mut tx = self.begin().await?;
         sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -461,11 +453,7 @@ impl Store {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let list = ids
-            .iter()
-            .map(|i| i.0.to_string())
-            .collect::<Vec<_>>()
-            .join(", ");
+        let list = id_list(ids.iter().map(|i| i.0));
         let sql = format!(
             "SELECT session_id, depends_on FROM session_dependencies
              WHERE session_id IN ({list}) ORDER BY depends_on"
