@@ -85,6 +85,7 @@ async fn main() {
         read_only: vec![objects, state.join("prompt.md")],
         overlays: Vec::new(),
         network: true,
+        egress: None,
     };
     let plain = Sandbox::none(true);
     time_starts(&bwrap, &jail, &state, WARMUP).await;

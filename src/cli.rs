@@ -54,6 +54,10 @@ enum Command {
     /// Inspect and replay stored webhook deliveries.
     #[command(subcommand)]
     Deliveries(DeliveriesCommand),
+    /// Inside an agent's sandbox: relay its loopback ports to foreman's egress sockets and run
+    /// the agent (foreman starts it; not for use by hand).
+    #[command(hide = true)]
+    Relay(crate::egress::relay::RelayArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -97,7 +101,11 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging(&cli);
+    let command = match cli.command {
+        Command::Relay(args) => return crate::egress::relay::main(args),
+        command => command,
+    };
+    init_logging(&cli.log, cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -108,7 +116,7 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli.command)) {
+    match runtime.block_on(run(command)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", one_line(&e));
@@ -121,9 +129,8 @@ fn one_line(e: &anyhow::Error) -> String {
     format!("{e:#}").replace('\n', " ")
 }
 
-fn init_logging(cli: &Cli) {
-    let filter = cli
-        .log
+fn init_logging(log: &Option<String>, format: LogFormat) {
+    let filter = log
         .clone()
         .or_else(|| std::env::var("RUST_LOG").ok())
         .unwrap_or_else(|| "info,sqlx=warn".to_owned());
@@ -132,7 +139,7 @@ fn init_logging(cli: &Cli) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    let _ = match cli.log_format {
+    let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
@@ -158,6 +165,7 @@ async fn run(command: Command) -> Result<()> {
             }
         }
         Command::Deliveries(command) => deliveries(command).await,
+        Command::Relay(_) => bail!("the relay runs without the async runtime"),
     }
 }
 
@@ -285,5 +293,35 @@ async fn deliveries(command: DeliveriesCommand) -> Result<()> {
             println!("{n} dead deliveries queued again; a running foreman picks them up");
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        // Clap checks names, ids and defaults only when asked (or when a command is parsed).
+        <Cli as clap::CommandFactory>::command().debug_assert();
+    }
+
+    #[test]
+    fn the_relay_takes_its_forwards_and_the_program_after_them() {
+        let cli = Cli::try_parse_from([
+            "foreman",
+            "relay",
+            "--forward",
+            "127.0.0.1:3128=/run/foreman-egress/proxy.sock",
+            "--",
+            "agent",
+            "--flag",
+        ])
+        .unwrap();
+        let Command::Relay(args) = cli.command else {
+            panic!("not the relay")
+        };
+        assert_eq!(args.forwards.len(), 1);
+        assert_eq!(args.command, ["agent", "--flag"]);
     }
 }

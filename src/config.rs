@@ -12,6 +12,7 @@ use clap::Args;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::github::app::AppCredentials;
+use crate::model::network::{self, NetworkMode, NetworkPolicy};
 use crate::model::{AgentKind, Budget, Role};
 
 /// Default listen address when neither `FOREMAN_LISTEN` nor `PORT` is set.
@@ -235,6 +236,66 @@ pub struct AgentArgs {
     pub repo_models: String,
     #[command(flatten)]
     pub sandbox: SandboxArgs,
+    #[command(flatten)]
+    pub network: NetworkArgs,
+}
+
+/// Where agents may connect (enforced outside the agent: see [`crate::egress`]).
+#[derive(Args, Debug, Clone)]
+pub struct NetworkArgs {
+    /// `allowlist` (the default: agents reach only their model API, foreman and the listed
+    /// hosts, through foreman's proxy) or `open` (the host's network, unfiltered).
+    #[arg(long = "network", env = "FOREMAN_NETWORK", default_value = "allowlist", value_parser = NetworkMode::parse)]
+    pub network_mode: NetworkMode,
+    /// Hosts every repository's agents may reach, comma-separated (`name`, `*.suffix`,
+    /// address, each with an optional `:port`; without one, ports 80 and 443).
+    #[arg(long = "network-allow", env = "FOREMAN_NETWORK_ALLOW", default_value = network::DEFAULT_ALLOW)]
+    pub network_allow: String,
+    /// Hosts a repository's `.github/foreman.yml` may add to its own list, comma-separated.
+    #[arg(
+        long = "network-permit",
+        env = "FOREMAN_NETWORK_PERMIT",
+        default_value = ""
+    )]
+    pub network_permit: String,
+    /// The program that runs first in a sandbox under an allowlist (`foreman relay`; default:
+    /// this executable).
+    #[arg(long = "egress-relay", env = "FOREMAN_EGRESS_RELAY", hide = true)]
+    pub egress_relay: Option<PathBuf>,
+}
+
+impl Default for NetworkArgs {
+    fn default() -> Self {
+        NetworkArgs {
+            network_mode: NetworkMode::Allowlist,
+            network_allow: network::DEFAULT_ALLOW.to_owned(),
+            network_permit: String::new(),
+            egress_relay: None,
+        }
+    }
+}
+
+impl NetworkArgs {
+    /// The policy, checked: a bad entry is a startup error naming it.
+    pub fn policy(&self) -> anyhow::Result<NetworkPolicy> {
+        let list = |name: &str, text: &str| {
+            network::parse_rules(text).map_err(|e| anyhow::anyhow!("{name}: {e}"))
+        };
+        Ok(NetworkPolicy {
+            mode: self.network_mode,
+            allow: list("FOREMAN_NETWORK_ALLOW", &self.network_allow)?,
+            permit: list("FOREMAN_NETWORK_PERMIT", &self.network_permit)?,
+        })
+    }
+
+    /// The relay program: as configured, else this executable.
+    pub fn relay(&self) -> anyhow::Result<PathBuf> {
+        match &self.egress_relay {
+            Some(path) => Ok(path.clone()),
+            None => std::env::current_exe()
+                .context("cannot find foreman's own executable, which relays agents' network"),
+        }
+    }
 }
 
 /// Whether agents run in a sandbox.

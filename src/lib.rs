@@ -9,6 +9,7 @@ pub mod agent;
 pub mod cli;
 pub mod config;
 pub mod doctor;
+pub mod egress;
 pub mod engine;
 pub mod github;
 pub mod mcp;

@@ -80,6 +80,21 @@ pub struct Jail {
     /// Whether it shares foreman's network (agents reach their model API and foreman's MCP
     /// endpoint); without, it has only a loopback of its own.
     pub network: bool,
+    /// A way out under an allowlist: a loopback of its own whose only exits are the egress
+    /// sockets (overrides `network`).
+    pub egress: Option<Gated>,
+}
+
+/// A jail's exits under an allowlist ([`crate::egress`]): the relay runs first and passes its
+/// loopback ports to the turn's sockets.
+#[derive(Debug, Clone)]
+pub struct Gated {
+    /// The relay program: foreman's own executable.
+    pub relay: PathBuf,
+    /// The turn's socket directory, shown read-only at [`crate::egress::INSIDE_DIR`].
+    pub sockets: PathBuf,
+    /// The relay's `--forward` arguments.
+    pub relay_args: Vec<String>,
 }
 
 /// How untrusted processes are run: the checked settings and whether the sandbox can start.
@@ -275,12 +290,15 @@ impl Sandbox {
                     })?;
                 }
                 let mut command = tokio::process::Command::new(&self.bwrap);
-                command
-                    .args(self.bwrap_args(jail, &extra))
-                    .arg("--")
-                    .arg(exec)
-                    .args(args)
-                    .current_dir(&jail.cwd);
+                command.args(self.bwrap_args(jail, &extra)).arg("--");
+                if let Some(gated) = &jail.egress {
+                    command
+                        .arg(&gated.relay)
+                        .arg("relay")
+                        .args(&gated.relay_args)
+                        .arg("--");
+                }
+                command.arg(exec).args(args).current_dir(&jail.cwd);
                 Ok(command)
             }
         }
@@ -298,7 +316,7 @@ impl Sandbox {
         ]
         .map(str::to_owned)
         .to_vec();
-        if jail.network {
+        if jail.network && jail.egress.is_none() {
             args.push("--share-net".into());
         }
         if is_root() {
@@ -357,6 +375,17 @@ impl Sandbox {
                 "--ro-bind".to_owned(),
                 what.display().to_string(),
                 place.display().to_string(),
+            ]);
+        }
+        if let Some(gated) = &jail.egress {
+            let relay = gated.relay.display().to_string();
+            args.extend([
+                "--ro-bind".to_owned(),
+                relay.clone(),
+                relay,
+                "--ro-bind".to_owned(),
+                gated.sockets.display().to_string(),
+                crate::egress::INSIDE_DIR.to_owned(),
             ]);
         }
         args.extend(["--chdir".to_owned(), jail.cwd.display().to_string()]);
@@ -552,6 +581,7 @@ mod tests {
             read_only: vec!["/w/mirrors/o/r.git/objects".into()],
             overlays: vec![("/w/ours.config".into(), "/w/work/s1/.git/config".into())],
             network: true,
+            egress: None,
         };
         let args = sandbox.bwrap_args(&jail, &[]);
         let text = args.join(" ");
@@ -568,10 +598,35 @@ mod tests {
         let offline = sandbox.bwrap_args(
             &Jail {
                 network: false,
-                ..jail
+                ..jail.clone()
             },
             &[],
         );
         assert!(!offline.join(" ").contains("--share-net"));
+        let gated = sandbox
+            .bwrap_args(
+                &Jail {
+                    egress: Some(Gated {
+                        relay: "/opt/foreman".into(),
+                        sockets: "/tmp/foreman-egress-1".into(),
+                        relay_args: Vec::new(),
+                    }),
+                    ..jail
+                },
+                &[],
+            )
+            .join(" ");
+        assert!(
+            !gated.contains("--share-net"),
+            "an allowlist has no network: {gated}"
+        );
+        assert!(
+            gated.contains("--ro-bind /opt/foreman /opt/foreman"),
+            "{gated}"
+        );
+        assert!(
+            gated.contains("--ro-bind /tmp/foreman-egress-1 /run/foreman-egress"),
+            "{gated}"
+        );
     }
 }

@@ -112,7 +112,10 @@ impl Engine {
             github: github.clone(),
             runtime: runtime.clone(),
         });
-        let repos = Arc::new(Repos::new(agents.repo_models.clone()));
+        let repos = Arc::new(Repos::new(
+            agents.repo_models.clone(),
+            agents.network.clone(),
+        ));
         let inbox_bell = Arc::new(Notify::new());
         let ingest = Arc::new(Ingest {
             store: store.clone(),

@@ -11,6 +11,7 @@ use octocrab::Octocrab;
 
 use crate::github::rest;
 use crate::model::Timestamp;
+use crate::model::network::NetworkPolicy;
 use crate::model::repo_config::{CONFIG_PATH, ConfigError, ModelPolicy, Permission, RepoConfig};
 
 /// How long a repository's config is trusted before it is read again.
@@ -24,15 +25,17 @@ type ConfigEntry = (Timestamp, RepoConfig);
 #[derive(Default)]
 pub struct Repos {
     models: ModelPolicy,
+    network: NetworkPolicy,
     configs: Mutex<HashMap<String, ConfigEntry>>,
     permissions: Mutex<HashMap<(String, String), (Timestamp, Permission)>>,
 }
 
 impl Repos {
-    /// Caches that check each config against the server's model policy.
-    pub fn new(models: ModelPolicy) -> Repos {
+    /// Caches that check each config against the server's model and network policies.
+    pub fn new(models: ModelPolicy, network: NetworkPolicy) -> Repos {
         Repos {
             models,
+            network,
             ..Repos::default()
         }
     }
@@ -57,7 +60,16 @@ impl Repos {
         };
         let text = rest::file(client, repository, CONFIG_PATH, &branch).await?;
         let config = RepoConfig::parse(text.as_deref().unwrap_or_default())
-            .and_then(|c| self.models.check(&c).map(|()| c));
+            .and_then(|c| self.models.check(&c).map(|()| c))
+            .and_then(|c| {
+                self.network
+                    .check(&c.network)
+                    .map(|()| c)
+                    .map_err(|message| ConfigError {
+                        message,
+                        line: None,
+                    })
+            });
         // Only a good config is kept: a broken one is read again on the next event, so that
         // fixing the file and adding the label again (what foreman's reply asks) just works.
         if let Ok(good) = &config {

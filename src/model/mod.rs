@@ -5,6 +5,7 @@ pub mod delivery;
 pub mod gc;
 pub mod ids;
 pub mod markers;
+pub mod network;
 pub mod outbox;
 pub mod pulls;
 pub mod question;

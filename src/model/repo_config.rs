@@ -8,6 +8,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::model::AgentKind;
 use crate::model::Budget;
+use crate::model::network::{HostRule, NetworkChoice};
 
 /// The file's path in a repository.
 pub const CONFIG_PATH: &str = ".github/foreman.yml";
@@ -316,6 +317,9 @@ pub struct RepoConfig {
     /// How much the agents may post on the issue.
     #[serde(default)]
     pub limits: LimitsChoice,
+    /// Where the agents may connect, within the operator's policy.
+    #[serde(default)]
+    pub network: NetworkChoice,
 }
 
 /// How foreman looks after its pull requests.
@@ -389,6 +393,7 @@ impl Default for RepoConfig {
             plan_approval: false,
             pull_requests: PullRequestChoice::default(),
             limits: LimitsChoice::default(),
+            network: NetworkChoice::default(),
         }
     }
 }
@@ -499,6 +504,11 @@ impl RepoConfig {
                 || branch.contains(".."))
         {
             return fail(format!("base_branch: `{branch}` is not a branch name"));
+        }
+        for entry in self.network.allow.iter().flatten() {
+            if let Err(e) = HostRule::parse(entry) {
+                return fail(format!("network.allow: {e}"));
+            }
         }
         Ok(())
     }

@@ -89,6 +89,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "compressed_payloads",
         sql: include_str!("../../migrations/0014_compressed_payloads.sql"),
     },
+    Migration {
+        version: 15,
+        name: "egress",
+        sql: include_str!("../../migrations/0015_egress.sql"),
+    },
 ];
 
 /// PostgreSQL advisory lock key that serialises migrations across instances.

@@ -8,6 +8,7 @@ use sqlx::any::AnyRow;
 
 use super::{Store, Tx, col, count, id_list};
 use crate::model::AgentKind;
+use crate::model::network::Blocked;
 use crate::model::session::sql_list;
 use crate::model::{
     ObjectiveId, ObjectiveStatus, QuestionId, Role, Session, SessionId, SessionStatus, Timestamp,
@@ -69,6 +70,68 @@ pub enum Orphaned {
 }
 
 impl Store {
+    /// Adds what the egress proxy refused a session's agent to what it refused before.
+    pub async fn record_blocked_egress(
+        &self,
+        session: SessionId,
+        blocked: &[Blocked],
+    ) -> Result<()> {
+        if blocked.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin().await?;
+        for b in blocked {
+            sqlx::query(
+                "INSERT INTO blocked_egress (session_id, host, attempts, first_at, last_at)
+                 VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (session_id, host) DO UPDATE SET
+                    attempts = blocked_egress.attempts + excluded.attempts,
+                    last_at = excluded.last_at",
+            )
+            .bind(session.0)
+            .bind(&b.host)
+            .bind(i64::try_from(b.attempts).unwrap_or(i64::MAX))
+            .bind(b.first_at.0)
+            .bind(b.last_at.0)
+            .execute(tx.conn())
+            .await
+            .context("cannot record blocked network requests")?;
+        }
+        tx.commit().await
+    }
+
+    /// What the egress proxy refused an objective's agents, by session, oldest session and
+    /// then most attempted destination first.
+    pub async fn blocked_egress_of(
+        &self,
+        objective: ObjectiveId,
+    ) -> Result<Vec<(SessionId, Blocked)>> {
+        let rows = sqlx::query(
+            "SELECT b.session_id AS session_id, b.host AS host, b.attempts AS attempts,
+                    b.first_at AS first_at, b.last_at AS last_at
+             FROM blocked_egress b JOIN sessions s ON s.id = b.session_id
+             WHERE s.objective_id = $1
+             ORDER BY b.session_id, b.attempts DESC, b.host",
+        )
+        .bind(objective.0)
+        .fetch_all(&self.db.pool)
+        .await
+        .context("cannot read blocked network requests")?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    SessionId(col(row, "session_id")?),
+                    Blocked {
+                        host: col(row, "host")?,
+                        attempts: u64::try_from(col::<i64>(row, "attempts")?).unwrap_or(0),
+                        first_at: Timestamp(col(row, "first_at")?),
+                        last_at: Timestamp(col(row, "last_at")?),
+                    },
+                ))
+            })
+            .collect()
+    }
+
     /// One session, with its dependencies.
     pub async fn session(&self, id: SessionId) -> Result<Option<Session>> {
         let sql = format!("SELECT {COLUMNS} FROM sessions WHERE id = $1");

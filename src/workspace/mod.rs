@@ -461,6 +461,7 @@ impl Workspaces {
             read_only,
             overlays,
             network: false,
+            egress: None,
         })
     }
 

@@ -305,6 +305,7 @@ pub async fn run_turn(
         read_only: cmd.files.iter().map(|(p, _)| p.clone()).collect(),
         overlays: Vec::new(),
         network: true,
+        egress: None,
     };
     let mut process = runtime::spawn(cmd, &sandbox, &jail, root, &base)
         .await

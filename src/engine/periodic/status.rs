@@ -16,12 +16,13 @@ use crate::engine::periodic::Periodic;
 use crate::engine::periodic::tick::TickTask;
 use crate::github::rest::{self, RestError};
 use crate::model::markers::{marker_comment, status_marker};
+use crate::model::network::Blocked;
 use crate::model::pulls::{Ending, Mergeable, PullState, ending};
 use crate::model::question::{Question, QuestionStatus};
 use crate::model::text::one_line;
 use crate::model::{
-    InstallationId, Objective, ObjectiveStatus, PullRequest, Role, Session, SessionStatus,
-    Timestamp,
+    InstallationId, Objective, ObjectiveStatus, PullRequest, Role, Session, SessionId,
+    SessionStatus, Timestamp,
 };
 use futures_util::future::BoxFuture;
 
@@ -36,6 +37,8 @@ pub struct StatusView<'a> {
     pub sessions: &'a [Session],
     pub pulls: &'a [PullRequest],
     pub questions: &'a [Question],
+    /// What the egress proxy refused the objective's agents, by session.
+    pub blocked: &'a [(SessionId, Blocked)],
 }
 
 /// The status comment's Markdown.
@@ -199,6 +202,7 @@ pub fn render(view: &StatusView<'_>, now: Timestamp) -> String {
         }
         out.push('\n');
     }
+    blocked_hosts(&mut out, view.blocked);
     let open: Vec<&Question> = view
         .questions
         .iter()
@@ -220,6 +224,51 @@ pub fn render(view: &StatusView<'_>, now: Timestamp) -> String {
     }
     out.push_str(&marker_comment(&status_marker(o.id, &o.marker_nonce)));
     out
+}
+
+/// Most blocked destinations listed.
+const MAX_BLOCKED_SHOWN: usize = 10;
+
+/// The destinations the allowlist refused, most attempted first, with the sessions that
+/// tried: so a human can allow one that was legitimate.
+fn blocked_hosts(out: &mut String, blocked: &[(SessionId, Blocked)]) {
+    if blocked.is_empty() {
+        return;
+    }
+    let mut by_host: Vec<(&str, u64, Vec<SessionId>)> = Vec::new();
+    for (session, b) in blocked {
+        match by_host.iter_mut().find(|(host, _, _)| *host == b.host) {
+            Some((_, attempts, sessions)) => {
+                *attempts += b.attempts;
+                if !sessions.contains(session) {
+                    sessions.push(*session);
+                }
+            }
+            None => by_host.push((&b.host, b.attempts, vec![*session])),
+        }
+    }
+    by_host.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let _ = writeln!(
+        out,
+        "**Blocked network requests** — the agents' allowlist refused these. If one was \
+         needed, add it under `network.allow` in `.github/foreman.yml` (within what this \
+         server permits):"
+    );
+    for (host, attempts, sessions) in by_host.iter().take(MAX_BLOCKED_SHOWN) {
+        let who: Vec<String> = sessions.iter().map(|s| format!("#{s}")).collect();
+        let _ = writeln!(
+            out,
+            "- `{}` — {attempts} attempt{} (session{} {})",
+            cell(host),
+            plural(usize::try_from(*attempts).unwrap_or(2)),
+            plural(sessions.len()),
+            who.join(", ")
+        );
+    }
+    if by_host.len() > MAX_BLOCKED_SHOWN {
+        let _ = writeln!(out, "- and {} more", by_host.len() - MAX_BLOCKED_SHOWN);
+    }
+    out.push('\n');
 }
 
 fn reason(reason: Option<&str>) -> String {
@@ -315,11 +364,13 @@ impl StatusComments {
         let sessions = store.sessions_of(objective.id).await?;
         let pulls = store.pulls_of(objective.id).await?;
         let questions = store.questions_of(objective.id).await?;
+        let blocked = store.blocked_egress_of(objective.id).await?;
         let view = StatusView {
             objective,
             sessions: &sessions,
             pulls: &pulls,
             questions: &questions,
+            blocked: &blocked,
         };
         let rendered = render(&view, now);
         let last = objective.status.is_terminal();
@@ -380,8 +431,17 @@ fn without_time(rendered: &str) -> String {
 mod tests {
     use super::*;
     use crate::model::ObjectiveId;
+    use crate::model::QuestionId;
     use crate::model::session::fixtures;
-    use crate::model::{QuestionId, SessionId};
+
+    fn blocked(host: &str, attempts: u64) -> Blocked {
+        Blocked {
+            host: host.into(),
+            attempts,
+            first_at: Timestamp(0),
+            last_at: Timestamp(0),
+        }
+    }
 
     fn question(text: &str, status: &str) -> Question {
         Question {
@@ -453,11 +513,17 @@ mod tests {
             question("Which colour should the widget be?", "open"),
             question("Old?", "answered"),
         ];
+        let blocked = [
+            (SessionId(3), blocked("evil.example:443", 3)),
+            (SessionId(4), blocked("evil.example:443", 1)),
+            (SessionId(4), blocked("pastebin.example:80", 1)),
+        ];
         let view = StatusView {
             objective: &objective,
             sessions: &sessions,
             pulls: &pulls,
             questions: &questions,
+            blocked: &blocked,
         };
         let text = render(&view, Timestamp(0).plus(Duration::from_secs(12 * 60 + 5)));
         crate::assert_text_snapshot!("status_active", &text);
@@ -482,6 +548,7 @@ mod tests {
             sessions: &sessions,
             pulls: &[merged],
             questions: &[],
+            blocked: &[],
         };
         crate::assert_text_snapshot!("status_done", &render(&view, Timestamp(99_999_999)));
 
@@ -494,6 +561,7 @@ mod tests {
             sessions: &[],
             pulls: &[],
             questions: &[question("Unanswered?", "cancelled")],
+            blocked: &[],
         };
         crate::assert_text_snapshot!("status_stopped", &render(&view, Timestamp(99_999_999)));
     }

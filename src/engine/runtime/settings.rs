@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::config::{AgentArgs, AgentProfile};
 use crate::engine::runtime::turns;
 use crate::model::AgentKind;
+use crate::model::network::NetworkPolicy;
 use crate::model::repo_config::ModelPolicy;
 use crate::model::{Budget, Role, SessionId};
 use crate::sandbox::Sandbox;
@@ -40,6 +41,10 @@ pub struct AgentSettings {
     pub mcp_url: String,
     /// How often a running turn proves its runner alive ([`turns::heartbeat_for`]).
     pub heartbeat: Duration,
+    /// Where agents may connect.
+    pub network: NetworkPolicy,
+    /// The program that starts a sandbox under an allowlist ([`crate::egress::relay`]).
+    pub relay: PathBuf,
 }
 
 impl Default for AgentSettings {
@@ -72,6 +77,8 @@ impl Default for AgentSettings {
             sandbox: Arc::new(Sandbox::bwrap()),
             mcp_url: String::new(),
             heartbeat: turns::HEARTBEAT,
+            network: NetworkPolicy::default(),
+            relay: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("foreman")),
         }
     }
 }
@@ -107,6 +114,8 @@ impl AgentSettings {
             },
             mcp_url: args.mcp_url.clone().unwrap_or_default(),
             heartbeat: turns::HEARTBEAT,
+            network: args.network.policy()?,
+            relay: args.network.relay()?,
         })
     }
 
@@ -141,6 +150,18 @@ impl AgentSettings {
             .join("sessions")
             .join(id.to_string())
             .join("state")
+    }
+
+    /// The endpoints every agent needs: foreman's MCP tools and the model APIs (as foreman's
+    /// environment sets them, else the vendors').
+    pub fn endpoint_urls(&self) -> Vec<String> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        vec![
+            self.mcp_url.clone(),
+            var("ANTHROPIC_BASE_URL").unwrap_or_else(|| "https://api.anthropic.com".to_owned()),
+            var(crate::agent::codex::BASE_URL_ENV)
+                .unwrap_or_else(|| crate::agent::codex::DEFAULT_BASE_URL.to_owned()),
+        ]
     }
 
     /// The environment every agent process starts from: a search path, its state directory

@@ -14,11 +14,13 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::agent::{self, AgentEvent, McpEndpoint, ParseState, TurnRequest, prompts};
+use crate::egress::{self, Gate};
 use crate::engine::runtime::Runtime;
 use crate::engine::runtime::process::{self, AgentProcess, Stream};
 use crate::engine::runtime::tokens::{installation_token, new_token, token_hash};
 use crate::engine::runtime::{capacity, push};
 use crate::github::app::Access;
+use crate::model::network::Egress;
 use crate::model::text::{one_line, truncate};
 use crate::model::{Objective, Role, Session, SessionId, SessionStatus};
 use crate::store::{Progress, TranscriptLine, TurnStart};
@@ -555,12 +557,18 @@ impl SessionDirs {
     }
 }
 
-/// What a turn runs with: the agent profile (the repository's choice applied), the
-/// repository, and what is left of the objective's cost budget (micro-dollars).
-async fn turn_setup(
-    runtime: &Runtime,
-    session: &Session,
-) -> Result<(crate::config::AgentProfile, String, Option<u64>)> {
+/// What a turn runs with.
+struct TurnSetup {
+    /// The agent profile, the repository's choice applied.
+    profile: crate::config::AgentProfile,
+    repository: String,
+    /// What is left of the objective's cost budget (micro-dollars).
+    cost_left: Option<u64>,
+    /// The repository's choice of network, within the operator's policy.
+    network: crate::model::network::NetworkChoice,
+}
+
+async fn turn_setup(runtime: &Runtime, session: &Session) -> Result<TurnSetup> {
     let objective = objective_of(runtime, session).await?;
     let choice = match session.role {
         Role::Manager => objective.config.manager.clone(),
@@ -580,7 +588,44 @@ async fn turn_setup(
         }
         None => None,
     };
-    Ok((profile, objective.repository, cost_left))
+    Ok(TurnSetup {
+        profile,
+        repository: objective.repository,
+        cost_left,
+        network: objective.config.network,
+    })
+}
+
+/// The turn's way out when it runs under an allowlist (in the sandbox; unconfined, an agent
+/// has foreman's network and nothing can be enforced).
+fn open_gate(
+    runtime: &Runtime,
+    choice: &crate::model::network::NetworkChoice,
+) -> Result<Option<Gate>> {
+    if !runtime.agents.sandbox.confines() {
+        return Ok(None);
+    }
+    let (endpoints, forwards) = egress::endpoints(&runtime.agents.endpoint_urls());
+    match runtime.agents.network.egress(choice, &endpoints) {
+        Egress::Open => Ok(None),
+        Egress::Allowlist(list) => Gate::open(list, &forwards, runtime.clock.clone()).map(Some),
+    }
+}
+
+/// Stores what the turn's proxy refused since the last time.
+async fn save_blocked(runtime: &Runtime, session: SessionId, gate: Option<&Gate>) {
+    let Some(gate) = gate else { return };
+    let blocked = gate.take_blocked();
+    if blocked.is_empty() {
+        return;
+    }
+    for b in &blocked {
+        tracing::info!(session = %session, host = %b.host, attempts = b.attempts,
+            "the egress allowlist refused an agent's connection");
+    }
+    if let Err(e) = runtime.store.record_blocked_egress(session, &blocked).await {
+        tracing::warn!(error = %format!("{e:#}"), "cannot record blocked network requests");
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -593,9 +638,20 @@ async fn run(
     token: SecretString,
     cancel: &CancellationToken,
 ) -> Outcome {
-    let (profile, repository, cost_left) = match turn_setup(runtime, session).await {
+    let TurnSetup {
+        profile,
+        repository,
+        cost_left,
+        network,
+    } = match turn_setup(runtime, session).await {
         Ok(found) => found,
         Err(e) => return Outcome::Failed(format!("cannot start the agent: {e:#}")),
+    };
+    let gate = match open_gate(runtime, &network) {
+        Ok(gate) => gate,
+        Err(e) => {
+            return Outcome::Failed(format!("cannot set up the agent's network: {e:#}"));
+        }
     };
     let adapter = agent::adapter(session.agent);
     let request = TurnRequest {
@@ -617,15 +673,17 @@ async fn run(
     };
     let spawned = match adapter.command(&request) {
         Ok(cmd) => {
-            let jail = agent_jail(runtime, &dirs, &repository, &cmd);
-            process::spawn(
-                &cmd,
-                &runtime.agents.sandbox,
-                &jail,
-                &dirs.state,
-                &runtime.agents.base_env(&dirs),
-            )
-            .await
+            let mut jail = agent_jail(runtime, &dirs, &repository, &cmd);
+            let mut env = runtime.agents.base_env(&dirs);
+            if let Some(gate) = &gate {
+                jail.egress = Some(crate::sandbox::Gated {
+                    relay: runtime.agents.relay.clone(),
+                    sockets: gate.sockets().to_owned(),
+                    relay_args: gate.relay_args().to_vec(),
+                });
+                env.extend(gate.env());
+            }
+            process::spawn(&cmd, &runtime.agents.sandbox, &jail, &dirs.state, &env).await
         }
         Err(e) => Err(e),
     };
@@ -670,6 +728,7 @@ async fn run(
             _ = tokio::time::sleep_until(deadline) => break Some(Stop::TimedOut),
             _ = heartbeat.tick() => {
                 follow.flush().await;
+                save_blocked(runtime, session.id, gate.as_ref()).await;
                 // Stopped by another instance (its news does not reach this process).
                 if follow.stopped().await {
                     break Some(Stop::Cancelled);
@@ -685,6 +744,7 @@ async fn run(
     process::kill_group(process.pid);
     follow.flush().await;
     follow.finish_usage().await;
+    save_blocked(runtime, session.id, gate.as_ref()).await;
     match why_stopped {
         Some(Stop::Cancelled) => Outcome::Cancelled,
         Some(Stop::Shutdown) => Outcome::Interrupted,
@@ -724,6 +784,7 @@ fn agent_jail(
         read_only,
         overlays: Vec::new(),
         network: true,
+        egress: None,
     }
 }
 

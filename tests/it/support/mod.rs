@@ -500,6 +500,10 @@ pub fn scripted_agents(db: &TestDb) -> AgentArgs {
         max_questions_per_hour: 5,
         repo_models: "*".to_owned(),
         sandbox: sandbox_args(&[&agents_dir(), plan.parent().unwrap()]),
+        network: foreman::config::NetworkArgs {
+            egress_relay: Some(env!("CARGO_BIN_EXE_foreman").into()),
+            ..foreman::config::NetworkArgs::default()
+        },
     }
 }
 
