@@ -112,6 +112,7 @@ pub async fn checks(args: &ServeArgs) -> Vec<Check> {
     checks.push(git(&args.git.git).await);
     checks.extend(agents(args).await);
     checks.push(sandbox(args).await);
+    checks.push(network(args).await);
     checks.push(work_root(args));
     checks
 }
@@ -140,6 +141,66 @@ async fn sandbox(args: &ServeArgs) -> Check {
             "use FOREMAN_SANDBOX=bwrap unless every agent and repository is trusted",
         ),
         (false, Err(why)) => Check::fail(NAME, why, "set FOREMAN_SANDBOX=bwrap"),
+    }
+}
+
+/// Whether agents' network is checked where they cannot reach: the policy parses, and under
+/// an allowlist a sandbox starts behind the relay and its proxy.
+async fn network(args: &ServeArgs) -> Check {
+    const NAME: &str = "network";
+    let network = &args.agents.network;
+    let policy = match network.policy() {
+        Ok(policy) => policy,
+        Err(e) => {
+            return Check::fail(
+                NAME,
+                format!("{e:#}"),
+                "fix FOREMAN_NETWORK_ALLOW / FOREMAN_NETWORK_PERMIT",
+            );
+        }
+    };
+    if policy.mode == crate::model::network::NetworkMode::Open {
+        return Check::warn(
+            NAME,
+            "FOREMAN_NETWORK=open: agents can send what they read to any host",
+            "use FOREMAN_NETWORK=allowlist (the default) and list the hosts agents need",
+        );
+    }
+    let Ok(sandbox) =
+        crate::sandbox::Sandbox::from_args(&args.agents.sandbox, &args.protected_paths())
+    else {
+        return Check::fail(
+            NAME,
+            "the sandbox settings are invalid",
+            "see the sandbox line",
+        );
+    };
+    if !sandbox.confines() {
+        return Check::warn(
+            NAME,
+            "the allowlist is not enforced: without the sandbox agents have foreman's network",
+            "use FOREMAN_SANDBOX=bwrap",
+        );
+    }
+    let relay = match network.relay() {
+        Ok(relay) => relay,
+        Err(e) => return Check::fail(NAME, format!("{e:#}"), "set FOREMAN_EGRESS_RELAY"),
+    };
+    match crate::egress::probe(&sandbox, &relay).await {
+        Ok(()) => Check::ok(
+            NAME,
+            format!(
+                "allowlist: agents reach their model API, foreman and {} listed host{} through \
+                 foreman's proxy, nothing else",
+                policy.allow.len(),
+                if policy.allow.len() == 1 { "" } else { "s" }
+            ),
+        ),
+        Err(why) => Check::fail(
+            NAME,
+            why,
+            "agents cannot start behind the allowlist: see the sandbox line",
+        ),
     }
 }
 

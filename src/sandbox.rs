@@ -66,6 +66,9 @@ const ETC_FILES: &[&str] = &[
 /// Where a program counts as part of the system (already visible, read-only).
 const SYSTEM_PREFIXES: &[&str] = &["/usr/", "/bin/", "/sbin/", "/lib/", "/lib64/"];
 
+/// Where a turn's egress sockets are shown inside its sandbox.
+pub const EGRESS_DIR: &str = "/run/foreman-egress";
+
 /// What one sandboxed process may see besides the system.
 #[derive(Debug, Clone, Default)]
 pub struct Jail {
@@ -91,7 +94,7 @@ pub struct Jail {
 pub struct Gated {
     /// The relay program: foreman's own executable.
     pub relay: PathBuf,
-    /// The turn's socket directory, shown read-only at [`crate::egress::INSIDE_DIR`].
+    /// The turn's socket directory, shown read-only at [`EGRESS_DIR`].
     pub sockets: PathBuf,
     /// The relay's `--forward` arguments.
     pub relay_args: Vec<String>,
@@ -385,7 +388,7 @@ impl Sandbox {
                 relay,
                 "--ro-bind".to_owned(),
                 gated.sockets.display().to_string(),
-                crate::egress::INSIDE_DIR.to_owned(),
+                EGRESS_DIR.to_owned(),
             ]);
         }
         args.extend(["--chdir".to_owned(), jail.cwd.display().to_string()]);

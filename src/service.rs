@@ -84,6 +84,20 @@ async fn announce_sandbox(agents: &AgentSettings) {
     if let Err(why) = sandbox.ready().await {
         tracing::error!(why, "agents will wait until the sandbox can start");
     }
+    match (agents.network.mode, sandbox.confines()) {
+        (crate::model::network::NetworkMode::Open, _) => tracing::warn!(
+            "FOREMAN_NETWORK=open: agents can send what they read to any host. Use \
+             FOREMAN_NETWORK=allowlist (the default) and list the hosts they need"
+        ),
+        (_, false) => tracing::warn!(
+            "the network allowlist is not enforced without the sandbox: agents have \
+             foreman's network"
+        ),
+        (_, true) => tracing::info!(
+            hosts = agents.network.allow.len(),
+            "agents reach only their model API, foreman and the allowed hosts"
+        ),
+    }
 }
 
 /// Connects to the database and applies migrations, with messages that say what failed.

@@ -29,9 +29,8 @@ use tokio::task::JoinSet;
 
 use crate::model::network::{Allowlist, Blocked, HostRule};
 use crate::model::{Clock, Timestamp};
+use crate::sandbox::EGRESS_DIR;
 
-/// Where a turn's sockets are shown inside its sandbox.
-pub const INSIDE_DIR: &str = "/run/foreman-egress";
 /// The proxy's port inside the sandbox, unless a forward takes it.
 const PROXY_PORT: u16 = 3128;
 /// Longest path a Unix socket can be bound at (`sun_path`, less its terminating NUL).
@@ -138,7 +137,7 @@ impl Gate {
             tasks.spawn(proxy::serve_forward(listener, target));
             for inside in inside_addresses(forward) {
                 relay_args.push("--forward".to_owned());
-                relay_args.push(format!("{inside}={INSIDE_DIR}/{name}"));
+                relay_args.push(format!("{inside}={EGRESS_DIR}/{name}"));
             }
         }
         let taken: Vec<u16> = forwards.iter().map(|f| f.port).collect();
@@ -153,7 +152,7 @@ impl Gate {
             clock,
         ));
         relay_args.push("--forward".to_owned());
-        relay_args.push(format!("127.0.0.1:{proxy_port}={INSIDE_DIR}/proxy.sock"));
+        relay_args.push(format!("127.0.0.1:{proxy_port}={EGRESS_DIR}/proxy.sock"));
         Ok(Gate {
             dir: dir.to_owned(),
             relay_args,
@@ -163,7 +162,7 @@ impl Gate {
         })
     }
 
-    /// The directory of sockets, to be shown read-only at [`INSIDE_DIR`].
+    /// The directory of sockets, to be shown read-only at [`EGRESS_DIR`].
     pub fn sockets(&self) -> &Path {
         &self.dir
     }
@@ -204,6 +203,48 @@ impl Drop for Gate {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Whether a sandbox starts behind the relay: `true` runs in it under an empty allowlist.
+pub async fn probe(sandbox: &crate::sandbox::Sandbox, relay: &Path) -> Result<(), String> {
+    let gate = Gate::open(
+        Allowlist::default(),
+        &[],
+        Arc::new(crate::model::SystemClock),
+    )
+    .map_err(|e| format!("{e:#}"))?;
+    let jail = crate::sandbox::Jail {
+        cwd: PathBuf::from("/"),
+        egress: Some(crate::sandbox::Gated {
+            relay: relay.to_owned(),
+            sockets: gate.sockets().to_owned(),
+            relay_args: gate.relay_args().to_vec(),
+        }),
+        ..crate::sandbox::Jail::default()
+    };
+    let mut command = sandbox
+        .command(&jail, "true", &[])
+        .map_err(|e| format!("{e:#}"))?;
+    command
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(std::time::Duration::from_secs(20), command.output())
+        .await
+        .map_err(|_| "the sandbox behind the relay did not start within 20 s".to_owned())?
+        .map_err(|e| format!("cannot start the sandbox: {e}"))?;
+    if output.status.success() {
+        return Ok(());
+    }
+    Err(format!(
+        "the sandbox behind the relay `{}` failed ({}): {}",
+        relay.display(),
+        output.status,
+        String::from_utf8_lossy(&output.stderr).trim()
+    ))
 }
 
 /// Where a forward listens inside: its own address, and for `localhost` both loopbacks.

@@ -14,7 +14,7 @@ use crate::support::{Kind, TestDb, WEBHOOK_SECRET, with_db};
 
 /// The checks a report has, in order (the `agent keys` line appears only for Claude or
 /// Codex agents).
-const CHECKS: [&str; 8] = [
+const CHECKS: [&str; 9] = [
     "database",
     "github app",
     "webhook secret",
@@ -22,6 +22,7 @@ const CHECKS: [&str; 8] = [
     "manager agent",
     "worker agent",
     "sandbox",
+    "network",
     "work root",
 ];
 
@@ -109,7 +110,8 @@ async fn a_healthy_configuration_passes(db: TestDb) {
     );
     for check in CHECKS {
         // Without bubblewrap here, the tests run agents unconfined: a warning, not a failure.
-        let expected = if check == "sandbox" && !crate::support::sandboxed() {
+        let unconfined = ["sandbox", "network"].contains(&check);
+        let expected = if unconfined && !crate::support::sandboxed() {
             "warn"
         } else {
             "ok "
@@ -120,7 +122,7 @@ async fn a_healthy_configuration_passes(db: TestDb) {
         );
     }
     assert_eq!(report.lines().count(), CHECKS.len() + 1, "{report}");
-    assert!(report.ends_with("all 8 checks passed\n"), "{report}");
+    assert!(report.ends_with("all 9 checks passed\n"), "{report}");
     assert!(line(&report, "database").contains("all"), "{report}");
     assert!(
         line(&report, "github app").contains("App foreman-test (id 424242) of foreman-dev"),
@@ -192,7 +194,7 @@ async fn a_broken_configuration_fails_with_what_to_do() {
         line(&report, "sandbox").contains("apt-get install bubblewrap"),
         "{report}"
     );
-    assert!(report.ends_with("8 of 9 checks failed\n"), "{report}");
+    assert!(report.ends_with("9 of 10 checks failed\n"), "{report}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -234,7 +236,7 @@ async fn no_app_and_a_new_database_say_what_to_do_and_change_nothing() {
             line(&report, "manager agent").starts_with("warn"),
             "{report}"
         );
-        assert!(report.ends_with("2 of 8 checks failed\n"), "{report}");
+        assert!(report.ends_with("2 of 9 checks failed\n"), "{report}");
     })
     .await;
 }

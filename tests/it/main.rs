@@ -6,6 +6,7 @@ mod cli;
 mod crash;
 mod deploy;
 mod doctor;
+mod egress;
 mod fake_github_tests;
 mod gc;
 mod github_app;

@@ -1013,7 +1013,13 @@ async fn an_objective_through_foreman(
     worker: AgentKind,
 ) {
     let Some(clis) = agent_clis() else { return };
-    let model = FakeModel::start().await;
+    // On an address of this machine other than loopback where it has one: in the sandbox,
+    // under the network allowlist, the CLIs then reach their model only through foreman's
+    // proxy (loopback endpoints are forwarded), so this shows they honour it.
+    let model = match crate::support::outside_address() {
+        Some(ip) => FakeModel::start_at(&ip).await,
+        None => FakeModel::start().await,
+    };
     let api = |kind| {
         if kind == AgentKind::Claude {
             Api::Anthropic
@@ -1143,6 +1149,9 @@ async fn an_objective_through_foreman(
     assert!(results.contains("is queued"), "{results}");
     assert_eq!(model.remaining(api(manager)), 0);
     assert_eq!(model.remaining(api(worker)), 0);
+    // With the model and foreman's endpoint allowed, the CLIs needed nothing else.
+    let blocked = store.blocked_egress_of(objective).await.unwrap();
+    assert!(blocked.is_empty(), "{blocked:?}");
     server.terminate().await;
 }
 

@@ -154,9 +154,14 @@ impl Drop for FakeModel {
 impl FakeModel {
     /// Starts the server on a random port of 127.0.0.1.
     pub async fn start() -> FakeModel {
+        FakeModel::start_at("127.0.0.1").await
+    }
+
+    /// Starts the server on a random port of `ip`, an address of this machine.
+    pub async fn start_at(ip: &str) -> FakeModel {
         let inner = Arc::new(Mutex::new(Inner::default()));
         let router = Router::new().fallback(serve).with_state(inner.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        let listener = tokio::net::TcpListener::bind((ip, 0))
             .await
             .expect("bind fake model");
         let addr = listener.local_addr().expect("fake model address");
@@ -170,7 +175,7 @@ impl FakeModel {
         }
     }
 
-    /// `http://127.0.0.1:PORT`, without a trailing slash.
+    /// `http://IP:PORT`, without a trailing slash.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }

@@ -419,6 +419,22 @@ pub fn sandbox_args(read_only: &[&std::path::Path]) -> foreman::config::SandboxA
     }
 }
 
+/// An address of this machine other than loopback, if it has one: under the network
+/// allowlist a sandbox reaches it only through foreman's proxy.
+pub fn outside_address() -> Option<String> {
+    let out = std::process::Command::new("hostname")
+        .arg("-I")
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .find(|a| {
+            a.parse::<std::net::Ipv4Addr>()
+                .is_ok_and(|ip| !ip.is_loopback())
+        })
+        .map(str::to_owned)
+}
+
 /// The sandbox for tests that run git in checkouts directly.
 pub fn test_sandbox() -> Arc<foreman::sandbox::Sandbox> {
     Arc::new(foreman::sandbox::Sandbox::from_args(&sandbox_args(&[]), &[]).unwrap())
