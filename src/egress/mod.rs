@@ -44,6 +44,12 @@ pub struct Forward {
     pub port: u16,
 }
 
+/// Most destinations a turn's refusals are kept apart for; the rest are counted together
+/// under [`OTHER_HOSTS`] (an agent inventing names cannot grow foreman's memory or tables).
+const MAX_HOSTS: usize = 200;
+/// Where refusals past [`MAX_HOSTS`] destinations are counted.
+pub const OTHER_HOSTS: &str = "(other hosts)";
+
 /// What the proxy refused since it was last asked, by destination.
 #[derive(Default)]
 pub struct BlockedLog {
@@ -53,6 +59,11 @@ pub struct BlockedLog {
 impl BlockedLog {
     fn record(&self, host: String, at: Timestamp) {
         let mut map = self.by_host.lock().unwrap_or_else(|e| e.into_inner());
+        let host = if map.len() >= MAX_HOSTS && !map.contains_key(&host) {
+            OTHER_HOSTS.to_owned()
+        } else {
+            host
+        };
         let entry = map.entry(host.clone()).or_insert(Blocked {
             host,
             attempts: 0,
@@ -346,5 +357,12 @@ mod tests {
             (2, Timestamp(1), Timestamp(5))
         );
         assert!(log.take().is_empty());
+        for i in 0..MAX_HOSTS + 50 {
+            log.record(format!("h{i}.example:443"), Timestamp(i as i64));
+        }
+        let taken = log.take();
+        assert_eq!(taken.len(), MAX_HOSTS + 1);
+        let other = taken.iter().find(|b| b.host == OTHER_HOSTS).unwrap();
+        assert_eq!(other.attempts, 50);
     }
 }
