@@ -74,6 +74,17 @@ pub struct GitHubArgs {
     /// Server: `https://HOST`).
     #[arg(long = "github-web-url", env = "GITHUB_WEB_URL", default_value = DEFAULT_GITHUB_WEB_URL)]
     pub web_url: String,
+    /// The App's OAuth client id, for signing in to the web view (the setup page stores it;
+    /// set it for an App registered by hand).
+    #[arg(long = "github-client-id", env = "GITHUB_CLIENT_ID")]
+    pub client_id: Option<String>,
+    /// The App's OAuth client secret (with GITHUB_CLIENT_ID).
+    #[arg(
+        long = "github-client-secret",
+        env = "GITHUB_CLIENT_SECRET",
+        hide_env_values = true
+    )]
+    pub client_secret: Option<SecretString>,
     /// Pause between two comments foreman posts (GitHub asks integrations to space
     /// content-creating requests).
     #[arg(long = "comment-spacing", env = "FOREMAN_COMMENT_SPACING", default_value = "1s", value_parser = parse_duration)]

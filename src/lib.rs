@@ -21,4 +21,5 @@ pub mod service;
 pub mod setup;
 mod snapshot;
 pub mod store;
+pub mod web;
 pub mod workspace;

@@ -231,8 +231,17 @@ pub async fn start(args: &ServeArgs, clock: Arc<dyn Clock>) -> Result<Running> {
         buffer_mib: args.webhook_buffer_mib,
         read_timeout: args.webhook_read_timeout,
     };
+    let web = crate::web::WebSettings {
+        web_url: args.github.web_url.clone(),
+        api_url: args.github.api_url.clone(),
+        public_url: args.setup.public_url.clone(),
+        client_id: args.github.client_id.clone(),
+        client_secret: args.github.client_secret.clone(),
+        app_file: args.setup.app_file.clone(),
+    };
     let router = crate::server::router(&engine, args.metrics_token.clone(), webhooks)
-        .merge(crate::server::setup::routes(setup.clone()));
+        .merge(crate::server::setup::routes(setup.clone()))
+        .merge(crate::web::router(&engine, web));
     let server_stop = stop.clone();
     let server = tokio::spawn(async move {
         axum::serve(listener, router)

@@ -27,8 +27,13 @@ pub fn routes(setup: Arc<Setup>) -> Router {
         .with_state(setup)
 }
 
-async fn root() -> Redirect {
-    Redirect::to(manifest::SETUP_PATH)
+/// The setup page until an App is registered, then the web view.
+async fn root(State(setup): State<Arc<Setup>>) -> Redirect {
+    if setup.is_configured() {
+        Redirect::to("/objectives")
+    } else {
+        Redirect::to(manifest::SETUP_PATH)
+    }
 }
 
 async fn setup_page(

@@ -456,7 +456,7 @@ fn check_code(code: &str) -> Result<&str, SetupError> {
     }
 }
 
-fn random_hex(bytes: usize) -> String {
+pub fn random_hex(bytes: usize) -> String {
     use rand::RngExt;
     let mut rng = rand::rng();
     (0..bytes)

@@ -94,6 +94,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "egress",
         sql: include_str!("../../migrations/0015_egress.sql"),
     },
+    Migration {
+        version: 16,
+        name: "web",
+        sql: include_str!("../../migrations/0016_web.sql"),
+    },
 ];
 
 /// PostgreSQL advisory lock key that serialises migrations across instances.

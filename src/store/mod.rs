@@ -34,6 +34,7 @@ mod pulls;
 mod questions;
 mod sessions;
 mod supervisor;
+mod web;
 mod workspaces;
 mod writer;
 
@@ -56,6 +57,7 @@ pub use objectives::NewObjective;
 pub use outbox::{OutboxItem, OutboxKind, OutboxStatus, OutboxWrite, Thread};
 pub use pulls::{FollowupInsert, NewFollowup, PullUpdate};
 pub use sessions::{NewSession, Orphaned, Progress, TranscriptLine, TurnStart};
+pub use web::WebSession;
 pub use workspaces::{NewPull, NewWorkspace};
 
 /// How long a connection attempt may take before the database counts as unreachable.

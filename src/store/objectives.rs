@@ -93,6 +93,50 @@ impl Store {
         rows.iter().map(objective).collect()
     }
 
+    /// The repositories that have objectives, by name.
+    pub async fn objective_repositories(&self) -> Result<Vec<String>> {
+        let rows = sqlx::query("SELECT DISTINCT repository FROM objectives ORDER BY repository")
+            .fetch_all(&self.db.pool)
+            .await
+            .context("cannot list repositories")?;
+        rows.iter().map(|r| col(r, "repository")).collect()
+    }
+
+    /// The newest objectives of `repositories`, live or ended ones, newest first, at most
+    /// `limit`.
+    pub async fn objectives_in(
+        &self,
+        repositories: &[String],
+        live: bool,
+        limit: u32,
+    ) -> Result<Vec<Objective>> {
+        if repositories.is_empty() {
+            return Ok(Vec::new());
+        }
+        let placeholders: Vec<String> = (0..repositories.len())
+            .map(|i| format!("${}", i + 1))
+            .collect();
+        let states = sql_list(
+            &[ObjectiveStatus::Active, ObjectiveStatus::Waiting],
+            ObjectiveStatus::as_str,
+        );
+        let sql = format!(
+            "SELECT {COLUMNS} FROM objectives WHERE repository IN ({}) AND status {} IN ({states})
+             ORDER BY id DESC LIMIT {limit}",
+            placeholders.join(", "),
+            if live { "" } else { "NOT" },
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for repository in repositories {
+            query = query.bind(repository.clone());
+        }
+        let rows = query
+            .fetch_all(&self.db.pool)
+            .await
+            .context("cannot list objectives")?;
+        rows.iter().map(objective).collect()
+    }
+
     /// The issue's live (active or waiting) objective.
     pub async fn live_objective(&self, repository: &str, issue: u64) -> Result<Option<Objective>> {
         let sql = format!(

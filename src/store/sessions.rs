@@ -493,6 +493,38 @@ impl Store {
     }
 
     /// A session's transcript, oldest line first.
+    /// A session's transcript lines after line `after` (an id this returned), oldest first, at
+    /// most `limit`, each with its id.
+    pub async fn transcript_after(
+        &self,
+        id: SessionId,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<(i64, TranscriptLine)>> {
+        let sql = format!(
+            "SELECT id, at, stream, line FROM transcript_lines WHERE session_id = $1 AND id > $2
+             ORDER BY id LIMIT {limit}"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.0)
+            .bind(after)
+            .fetch_all(&self.db.pool)
+            .await
+            .context("cannot read transcript")?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    col(r, "id")?,
+                    TranscriptLine {
+                        at: Timestamp(col(r, "at")?),
+                        stream: col(r, "stream")?,
+                        line: col(r, "line")?,
+                    },
+                ))
+            })
+            .collect()
+    }
+
     pub async fn transcript(&self, id: SessionId) -> Result<Vec<TranscriptLine>> {
         let rows = sqlx::query(
             "SELECT at, stream, line FROM transcript_lines WHERE session_id = $1 ORDER BY id",

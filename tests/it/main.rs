@@ -23,5 +23,6 @@ mod store;
 mod supervisor;
 mod support;
 mod tick;
+mod web;
 mod webhooks;
 mod workspaces;

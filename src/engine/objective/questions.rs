@@ -177,8 +177,39 @@ pub async fn answer_in(
     let Some(question) = answered_by(&open, body) else {
         return Ok(None);
     };
-    let now = objectives.clock.now();
     let answer = answer_text(body);
+    let answered = answer_question_in(
+        objectives,
+        tx,
+        objective,
+        question,
+        &answer,
+        author,
+        may_decide,
+        Some(comment),
+    )
+    .await?;
+    Ok(answered.then_some(question.id))
+}
+
+/// Answers one open question: the answer goes to whoever asked (or the manager), a stopped
+/// objective resumes when the question was a decision, and it becomes active again once no
+/// question is open. `comment` is the issue comment that answered, if it came from one
+/// (thanked with 👍). False when nothing was answered: the question was answered already,
+/// or it is a decision and the author may not decide (their words reach a live manager as
+/// information, and the question stays open).
+#[allow(clippy::too_many_arguments)]
+pub async fn answer_question_in(
+    objectives: &Objectives,
+    tx: &mut Tx,
+    objective: &Objective,
+    question: &Question,
+    answer: &str,
+    author: Author<'_>,
+    may_decide: bool,
+    comment: Option<i64>,
+) -> Result<bool> {
+    let now = objectives.clock.now();
     let kind = question.kind;
     if kind.resumes() && !may_decide {
         if let Some(manager) = objective.manager
@@ -189,18 +220,18 @@ pub async fn answer_in(
                 "On the open question \"{}\", someone who may not decide it wrote (for your \
                  information; the question stays open):\n\n{}",
                 one_line(&question.text, 200),
-                fence("comment", author, &answer)
+                fence("comment", author, answer)
             );
             tx.push_message(manager.id, &note, now).await?;
         }
         tracing::info!(question = %question.id, by = author.login, "an answer from someone who may not decide: the question stays open");
-        return Ok(None);
+        return Ok(false);
     }
     if !tx
-        .answer_question(question.id, &answer, author.login, Some(comment), now)
+        .answer_question(question.id, answer, author.login, comment, now)
         .await?
     {
-        return Ok(None);
+        return Ok(false);
     }
     match kind {
         QuestionKind::Plan => {} // the answer goes to the manager to revise the plan
@@ -214,10 +245,10 @@ pub async fn answer_in(
         tx,
         objective,
         question,
-        &answer_message(question, &answer, author),
+        &answer_message(question, answer, author),
     )
     .await?;
-    if let Some(thread) = Thread::of(objective) {
+    if let (Some(thread), Some(comment)) = (Thread::of(objective), comment) {
         let marker = format!("answered-{comment}");
         tx.enqueue(&thread.comment_reaction(comment, "+1", marker), now)
             .await?;
@@ -227,7 +258,7 @@ pub async fn answer_in(
             .await?;
     }
     tracing::info!(question = %question.id, by = author.login, "question answered");
-    Ok(Some(question.id))
+    Ok(true)
 }
 
 /// Gives an answer to the session that asked, if it is live; otherwise to the objective's

@@ -255,6 +255,8 @@ pub fn serve_args(db: &TestDb) -> ServeArgs {
             webhook_secret: Some(SecretString::from(WEBHOOK_SECRET.to_owned())),
             api_url: "http://127.0.0.1:9".to_owned(),
             web_url: "http://127.0.0.1:9".to_owned(),
+            client_id: None,
+            client_secret: None,
             comment_spacing: Duration::ZERO,
             comment_retry_base: Duration::from_millis(50),
         },

@@ -75,6 +75,7 @@ mod git_data;
 mod handlers;
 mod json;
 mod manifest_flow;
+pub mod oauth;
 mod routes;
 mod state;
 

@@ -274,6 +274,9 @@ impl State {
             .map(percent_decode)
             .collect();
         let segs: Vec<&str> = decoded.iter().map(String::as_str).collect();
+        if let Some(reply) = self.oauth_routes(req, &segs) {
+            return reply;
+        }
         match segs.as_slice() {
             ["app", rest @ ..] => match self.require_app(req) {
                 Ok(()) => self.app_routes(req, rest),

@@ -270,6 +270,8 @@ pub(super) struct State {
     /// The App registration flow: pending manifest codes, the registered App, and
     /// requests held back on purpose (see `manifest_flow`).
     pub(super) flow: manifest_flow::Flow,
+    /// Signing in with GitHub: who is signed in, codes and user tokens (see `oauth`).
+    pub(super) oauth: super::oauth::OAuth,
 }
 
 /// Takes the next id from the shared counter (a free function so it can run while a
@@ -312,6 +314,7 @@ impl State {
             faults: Vec::new(),
             requests: Vec::new(),
             flow: manifest_flow::Flow::default(),
+            oauth: super::oauth::OAuth::default(),
         }
     }
 

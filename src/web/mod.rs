@@ -1,0 +1,285 @@
+//! The web view: objectives, their sessions and live transcripts, and the actions a person
+//! may take on them, served by foreman itself behind sign-in with GitHub.
+//!
+//! Pages are rendered on the server ([`pages`], with `maud`, which escapes everything it is
+//! given: transcripts are agent output, so nothing of theirs may become markup) and need no
+//! build step; a few lines of embedded JavaScript follow a running transcript over
+//! server-sent events ([`live`]). Who may see and do what is GitHub's answer for the signed-in
+//! person ([`auth`]): a repository they cannot read does not exist here, and an action needs
+//! the permission the same action needs on the issue ([`actions`]).
+
+pub mod actions;
+pub mod auth;
+pub mod live;
+pub mod pages;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use secrecy::SecretString;
+
+use crate::engine::Engine;
+use crate::engine::objective::Objectives;
+use crate::model::network::Blocked;
+use crate::model::question::Question;
+use crate::model::repo_config::Permission;
+use crate::model::{Clock, Objective, ObjectiveId, PullRequest, Session, SessionId};
+use crate::store::{AuditEntry, Store, WebSession};
+
+/// Where the web view finds GitHub and itself.
+#[derive(Debug, Clone, Default)]
+pub struct WebSettings {
+    pub web_url: String,
+    pub api_url: String,
+    /// foreman's public base URL, when configured (else each request's headers say).
+    pub public_url: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<SecretString>,
+    /// The credentials file, whose OAuth client an App registered on the setup page has.
+    pub app_file: PathBuf,
+}
+
+/// What the web view's handlers share.
+pub struct Web {
+    pub store: Store,
+    pub objectives: Arc<Objectives>,
+    pub clock: Arc<dyn Clock>,
+    pub settings: WebSettings,
+    pub access: auth::Access,
+}
+
+/// The web view's routes.
+pub fn router(engine: &Engine, settings: WebSettings) -> Router {
+    let web = Arc::new(Web {
+        store: engine.store.clone(),
+        objectives: engine.objectives.clone(),
+        clock: engine.clock.clone(),
+        settings,
+        access: auth::Access::default(),
+    });
+    Router::new()
+        .route("/login", get(auth::login))
+        .route("/auth/callback", get(auth::callback))
+        .route("/logout", post(auth::logout))
+        .route("/objectives", get(objectives_page))
+        .route("/objectives/{id}", get(objective_page))
+        .route("/objectives/{id}/stop", post(actions::stop))
+        .route("/objectives/{id}/message", post(actions::message))
+        .route("/sessions/{id}", get(session_page))
+        .route("/sessions/{id}/live", get(live::follow))
+        .route("/sessions/{id}/cancel", post(actions::cancel))
+        .route("/questions/{id}/answer", post(actions::answer))
+        .route("/assets/app.css", get(css))
+        .route("/assets/app.js", get(js))
+        .with_state(web)
+}
+
+/// Everything the objective page shows.
+pub struct ObjectiveView {
+    pub objective: Objective,
+    pub sessions: Vec<Session>,
+    pub pulls: Vec<PullRequest>,
+    pub questions: Vec<Question>,
+    pub audit: Vec<AuditEntry>,
+    pub blocked: Vec<(SessionId, Blocked)>,
+    /// What the viewer may do here.
+    pub may_command: bool,
+    pub may_answer: bool,
+}
+
+#[derive(serde::Deserialize)]
+pub struct ListQuery {
+    /// `active` (the default) or `ended`.
+    pub show: Option<String>,
+}
+
+/// The objectives of every repository the viewer can read.
+async fn objectives_page(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    Query(query): Query<ListQuery>,
+) -> Response {
+    let viewer = match auth::viewer(&web, &headers, "/objectives").await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let ended = query.show.as_deref() == Some("ended");
+    let result = async {
+        let mut readable = Vec::new();
+        for repository in web.store.objective_repositories().await? {
+            if web.access.permission(&web, &viewer, &repository).await? >= Permission::Read {
+                readable.push(repository);
+            }
+        }
+        let objectives = web.store.objectives_in(&readable, !ended, 200).await?;
+        let mut rows = Vec::with_capacity(objectives.len());
+        for objective in objectives {
+            let sessions = web.store.sessions_of(objective.id).await?;
+            let pulls = web.store.pulls_of(objective.id).await?;
+            let questions = web.store.questions_of(objective.id).await?;
+            rows.push(pages::ObjectiveRow {
+                objective,
+                sessions,
+                pulls,
+                questions,
+            });
+        }
+        anyhow::Ok(pages::objectives(&viewer, &rows, ended, web.clock.now()))
+    }
+    .await;
+    html_or_error(result)
+}
+
+/// One objective: its sessions, questions, pull requests and timeline.
+async fn objective_page(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Response {
+    let here = format!("/objectives/{id}");
+    let viewer = match auth::viewer(&web, &headers, &here).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let result = async {
+        let Some((view, _)) = objective_view(&web, &viewer, ObjectiveId(id)).await? else {
+            return Ok(None);
+        };
+        anyhow::Ok(Some(pages::objective(&viewer, &view, web.clock.now())))
+    }
+    .await;
+    match result {
+        Ok(Some(page)) => page.into_response(),
+        Ok(None) => not_found(),
+        Err(e) => server_error(&e),
+    }
+}
+
+/// The objective as the viewer may see it, with their permission on its repository; `None`
+/// when it does not exist or they cannot read its repository (the same answer for both).
+pub async fn objective_view(
+    web: &Web,
+    viewer: &WebSession,
+    id: ObjectiveId,
+) -> anyhow::Result<Option<(ObjectiveView, Permission)>> {
+    let Some(objective) = web.store.objective(id).await? else {
+        return Ok(None);
+    };
+    let permission = web
+        .access
+        .permission(web, viewer, &objective.repository)
+        .await?;
+    if permission < Permission::Read {
+        return Ok(None);
+    }
+    let config = &objective.config;
+    let may_command = crate::github::repos::allowed(
+        permission,
+        config.permissions.command,
+        &viewer.login,
+        config,
+    );
+    let may_answer = crate::github::repos::may_answer(
+        permission,
+        &viewer.login,
+        viewer.login.eq_ignore_ascii_case(&objective.author),
+        config,
+    );
+    let view = ObjectiveView {
+        sessions: web.store.sessions_of(id).await?,
+        pulls: web.store.pulls_of(id).await?,
+        questions: web.store.questions_of(id).await?,
+        audit: web.store.audit_of(id).await?,
+        blocked: web.store.blocked_egress_of(id).await?,
+        objective,
+        may_command,
+        may_answer,
+    };
+    Ok(Some((view, permission)))
+}
+
+/// One session's transcript, followed live while it runs.
+async fn session_page(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Response {
+    let here = format!("/sessions/{id}");
+    let viewer = match auth::viewer(&web, &headers, &here).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let result = async {
+        let Some(session) = web.store.session(SessionId(id)).await? else {
+            return Ok(None);
+        };
+        let Some((view, _)) = objective_view(&web, &viewer, session.objective_id).await? else {
+            return Ok(None);
+        };
+        let lines = web
+            .store
+            .transcript_after(session.id, 0, live::PAGE_LINES)
+            .await?;
+        anyhow::Ok(Some(pages::session(&viewer, &view, &session, &lines)))
+    }
+    .await;
+    match result {
+        Ok(Some(page)) => page.into_response(),
+        Ok(None) => not_found(),
+        Err(e) => server_error(&e),
+    }
+}
+
+fn html_or_error(result: anyhow::Result<maud::Markup>) -> Response {
+    match result {
+        Ok(page) => page.into_response(),
+        Err(e) => server_error(&e),
+    }
+}
+
+pub fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        pages::message("Not found", "There is nothing here you can see."),
+    )
+        .into_response()
+}
+
+pub fn server_error(e: &anyhow::Error) -> Response {
+    tracing::error!(error = %format!("{e:#}"), "the web view failed");
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        pages::message(
+            "Something went wrong",
+            "foreman could not show this page; the error is in its log.",
+        ),
+    )
+        .into_response()
+}
+
+async fn css() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        include_str!("assets/app.css"),
+    )
+        .into_response()
+}
+
+async fn js() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        include_str!("assets/app.js"),
+    )
+        .into_response()
+}
