@@ -158,6 +158,7 @@ pub async fn start(args: &ServeArgs, clock: Arc<dyn Clock>) -> Result<Running> {
         .map(|c| GitHubApp::new(c, &args.github.api_url, clock.clone()).map(Arc::new))
         .transpose()?;
     engine.github.set(app, identity.webhook_secrets.clone());
+    engine.github.set_public_url(args.setup.public_url.clone());
     engine.gc.configure(GcSettings::from_args(&args.gc));
     let setup = Arc::new(crate::setup::Setup::new(
         engine.github.clone(),
@@ -234,7 +235,6 @@ pub async fn start(args: &ServeArgs, clock: Arc<dyn Clock>) -> Result<Running> {
     let web = crate::web::WebSettings {
         web_url: args.github.web_url.clone(),
         api_url: args.github.api_url.clone(),
-        public_url: args.setup.public_url.clone(),
         client_id: args.github.client_id.clone(),
         client_secret: args.github.client_secret.clone(),
         app_file: args.setup.app_file.clone(),

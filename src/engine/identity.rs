@@ -19,6 +19,8 @@ pub struct Identity {
     current: RwLock<Current>,
     /// The App's bot account as a commit author, once asked, with the App it belongs to.
     bot: std::sync::Mutex<Option<(u64, CommitAuthor)>>,
+    /// foreman's public base URL, when configured: what links to its web view start with.
+    public_url: RwLock<Option<String>>,
 }
 
 #[derive(Default)]
@@ -35,7 +37,21 @@ impl Identity {
             passthrough_env,
             current: RwLock::new(Current::default()),
             bot: std::sync::Mutex::new(None),
+            public_url: RwLock::new(None),
         }
+    }
+
+    /// foreman's public base URL (`FOREMAN_PUBLIC_URL`), for links to its web view.
+    pub fn public_url(&self) -> Option<String> {
+        self.public_url
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn set_public_url(&self, url: Option<String>) {
+        *self.public_url.write().unwrap_or_else(|e| e.into_inner()) =
+            url.map(|u| u.trim_end_matches('/').to_owned());
     }
 
     /// The GitHub App, when its credentials are configured.

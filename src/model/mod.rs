@@ -4,6 +4,7 @@
 pub mod delivery;
 pub mod gc;
 pub mod ids;
+pub mod links;
 pub mod markers;
 pub mod network;
 pub mod outbox;

@@ -147,9 +147,9 @@ fn set_cookie(name: &str, value: &str, max_age: Duration, secure: bool) -> Heade
 }
 
 fn public_url(web: &Web, headers: &HeaderMap) -> Option<String> {
-    web.settings
-        .public_url
-        .clone()
+    web.objectives
+        .github
+        .public_url()
         .or_else(|| crate::setup::public_url_from_headers(headers))
         .map(|u| u.trim_end_matches('/').to_owned())
 }

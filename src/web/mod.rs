@@ -36,8 +36,6 @@ use crate::store::{AuditEntry, Store, WebSession};
 pub struct WebSettings {
     pub web_url: String,
     pub api_url: String,
-    /// foreman's public base URL, when configured (else each request's headers say).
-    pub public_url: Option<String>,
     pub client_id: Option<String>,
     pub client_secret: Option<SecretString>,
     /// The credentials file, whose OAuth client an App registered on the setup page has.

@@ -137,11 +137,18 @@ async fn web_world(db: &TestDb) -> World {
             {"when": "A message from the web view", "print": ["got the message"]}
         ]
     });
-    world_with(db, plan, |args| {
+    let w = world_with(db, plan, |args| {
         args.github.client_id = Some(oauth::CLIENT_ID.to_owned());
         args.github.client_secret = Some(SecretString::from(oauth::CLIENT_SECRET.to_owned()));
     })
-    .await
+    .await;
+    // As FOREMAN_PUBLIC_URL would say (the port is known once the server listens).
+    w.server
+        .running
+        .engine
+        .github
+        .set_public_url(Some(w.server.url("")));
+    w
 }
 
 /// Starts the objective of the world's issue (labelled by alice) and waits for its manager's

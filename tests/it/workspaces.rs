@@ -248,6 +248,14 @@ async fn what_agents_post_is_scrubbed_and_closes_only_their_issue(db: TestDb) {
         "{message}"
     );
     assert!(message.contains("see #98"), "{message}");
+    // The commit names the session whose work it is (by number: no public address here).
+    let worker = pull.session_id.expect("the pull request's session");
+    assert!(
+        message
+            .trim_end()
+            .ends_with(&format!("Foreman-Session: #{worker}")),
+        "{message}"
+    );
     let audit = store.audit_of(objective).await.unwrap();
     let redactions: Vec<_> = audit
         .iter()

@@ -149,7 +149,11 @@ async fn publish_held(
     let own = |text: &str| {
         crate::model::pulls::only_own_closing(text, &objective.repository, objective.issue_number)
     };
-    let message = own(format!("{}\n\n{summary}", req.title).trim_end());
+    let message = crate::model::links::with_session_trailer(
+        &own(format!("{}\n\n{summary}", req.title).trim_end()),
+        objectives.github.public_url().as_deref(),
+        worker.id,
+    );
     objectives.runtime.commit_as_bot(&objective).await;
     let Some(head) = objectives
         .runtime

@@ -15,6 +15,7 @@ use anyhow::{Context, Result};
 use crate::engine::periodic::Periodic;
 use crate::engine::periodic::tick::TickTask;
 use crate::github::rest::{self, RestError};
+use crate::model::links::{objective_url, session_url};
 use crate::model::markers::{marker_comment, status_marker};
 use crate::model::network::Blocked;
 use crate::model::pulls::{Ending, Mergeable, PullState, ending};
@@ -39,6 +40,8 @@ pub struct StatusView<'a> {
     pub questions: &'a [Question],
     /// What the egress proxy refused the objective's agents, by session.
     pub blocked: &'a [(SessionId, Blocked)],
+    /// foreman's public base URL, for links to its web view.
+    pub public_url: Option<&'a str>,
 }
 
 /// The status comment's Markdown.
@@ -99,6 +102,9 @@ pub fn render(view: &StatusView<'_>, now: Timestamp) -> String {
         None if cost > 0 => facts.push(format!("${:.2}", cost as f64 / 1e6)),
         None => {}
     }
+    if let Some(base) = view.public_url {
+        facts.push(format!("[view on foreman]({})", objective_url(base, o.id)));
+    }
     let _ = writeln!(out, "<sub>{}</sub>\n", facts.join(" · "));
     if let Some(summary) = o
         .summary
@@ -140,7 +146,11 @@ pub fn render(view: &StatusView<'_>, now: Timestamp) -> String {
             .as_deref()
             .map(|a| format!(" — {}", one_line(a, RESULT_WIDTH)))
             .unwrap_or_default();
-        let _ = writeln!(out, "**Manager:** {}{doing}\n", status_word(manager.status));
+        let _ = writeln!(
+            out,
+            "**Manager:** {}{doing}\n",
+            linked(view.public_url, manager.id, status_word(manager.status))
+        );
     }
     let workers: Vec<&Session> = view
         .sessions
@@ -163,8 +173,8 @@ pub fn render(view: &StatusView<'_>, now: Timestamp) -> String {
                 .unwrap_or_default();
             let _ = writeln!(
                 out,
-                "| #{} | {} | {} | {result} |",
-                w.id,
+                "| {} | {} | {} | {result} |",
+                linked(view.public_url, w.id, &format!("#{}", w.id)),
                 cell(&one_line(&w.title, 80)),
                 status_word(w.status)
             );
@@ -224,6 +234,14 @@ pub fn render(view: &StatusView<'_>, now: Timestamp) -> String {
     }
     out.push_str(&marker_comment(&status_marker(o.id, &o.marker_nonce)));
     out
+}
+
+/// `text` linking to the session's page, where foreman has a public address.
+fn linked(base: Option<&str>, session: SessionId, text: &str) -> String {
+    match base {
+        Some(base) => format!("[{text}]({})", session_url(base, session)),
+        None => text.to_owned(),
+    }
 }
 
 /// Most blocked destinations listed.
@@ -365,12 +383,14 @@ impl StatusComments {
         let pulls = store.pulls_of(objective.id).await?;
         let questions = store.questions_of(objective.id).await?;
         let blocked = store.blocked_egress_of(objective.id).await?;
+        let public_url = periodic.github.public_url();
         let view = StatusView {
             objective,
             sessions: &sessions,
             pulls: &pulls,
             questions: &questions,
             blocked: &blocked,
+            public_url: public_url.as_deref(),
         };
         let rendered = render(&view, now);
         let last = objective.status.is_terminal();
@@ -524,6 +544,7 @@ mod tests {
             pulls: &pulls,
             questions: &questions,
             blocked: &blocked,
+            public_url: Some("https://foreman.example"),
         };
         let text = render(&view, Timestamp(0).plus(Duration::from_secs(12 * 60 + 5)));
         crate::assert_text_snapshot!("status_active", &text);
@@ -549,6 +570,7 @@ mod tests {
             pulls: &[merged],
             questions: &[],
             blocked: &[],
+            public_url: None,
         };
         crate::assert_text_snapshot!("status_done", &render(&view, Timestamp(99_999_999)));
 
@@ -562,6 +584,7 @@ mod tests {
             pulls: &[],
             questions: &[question("Unanswered?", "cancelled")],
             blocked: &[],
+            public_url: None,
         };
         crate::assert_text_snapshot!("status_stopped", &render(&view, Timestamp(99_999_999)));
     }

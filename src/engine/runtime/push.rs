@@ -45,10 +45,14 @@ pub async fn push(runtime: &Runtime, session: &Session) -> Result<String> {
         .as_deref()
         .map(|r| crate::model::text::one_line(r, 500))
         .unwrap_or_default();
-    let message = crate::model::pulls::only_own_closing(
-        format!("{}\n\n{summary}", session.title).trim_end(),
-        &objective.repository,
-        objective.issue_number,
+    let message = crate::model::links::with_session_trailer(
+        &crate::model::pulls::only_own_closing(
+            format!("{}\n\n{summary}", session.title).trim_end(),
+            &objective.repository,
+            objective.issue_number,
+        ),
+        runtime.github.public_url().as_deref(),
+        session.id,
     );
     runtime.commit_as_bot(&objective).await;
     let Some(head) = runtime.workspaces.take(&checkout, &message, &start).await? else {
