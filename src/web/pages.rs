@@ -276,12 +276,35 @@ pub fn objective(viewer: &WebSession, view: &ObjectiveView, now: Timestamp) -> M
             }
             h2 { "Timeline" }
             ol.timeline {
-                @for e in &view.audit {
-                    li { time { (at(e.at)) } " " span.kind { (e.kind) } " " (e.detail) }
+                @for (when, kind, what) in timeline(view) {
+                    li { time { (at(when)) } " " span.kind { (kind) } " " (what) }
                 }
             }
         },
     )
+}
+
+/// Everything that happened to the objective, oldest first: the audit trail (supervisor
+/// pokes, respawns, escalations, GC, force pushes, actions from this view), sessions started,
+/// questions asked and answered.
+fn timeline(view: &ObjectiveView) -> Vec<(Timestamp, String, String)> {
+    let mut items: Vec<(Timestamp, String, String)> = view
+        .audit
+        .iter()
+        .map(|e| (e.at, e.kind.clone(), e.detail.clone()))
+        .collect();
+    for s in &view.sessions {
+        items.push((
+            s.created_at,
+            "session".to_owned(),
+            format!("#{} {} started: {}", s.id, s.role.as_str(), s.title),
+        ));
+    }
+    for q in &view.questions {
+        items.push((q.created_at, "question".to_owned(), q.text.clone()));
+    }
+    items.sort_by_key(|(when, _, _)| *when);
+    items
 }
 
 /// One session: its transcript, followed live while it runs.

@@ -2,6 +2,7 @@
 
 mod agents;
 mod authority;
+mod browser;
 mod cli;
 mod crash;
 mod deploy;

@@ -130,13 +130,18 @@ fn csrf(page: &str) -> String {
 
 /// A world whose foreman has the fake's OAuth client, with a manager that plans, then
 /// idles until a message from the web view reaches it.
-async fn web_world(db: &TestDb) -> World {
+pub async fn web_world(db: &TestDb) -> World {
     let plan = json!({
         "manager": [
             {"print": ["planning the widgets"], "unless": "A message from the web view"},
             {"when": "A message from the web view", "print": ["got the message"]}
         ]
     });
+    web_world_with(db, plan).await
+}
+
+/// [`web_world`], with the scripted agents following `plan`.
+pub async fn web_world_with(db: &TestDb, plan: serde_json::Value) -> World {
     let w = world_with(db, plan, |args| {
         args.github.client_id = Some(oauth::CLIENT_ID.to_owned());
         args.github.client_secret = Some(SecretString::from(oauth::CLIENT_SECRET.to_owned()));
@@ -153,7 +158,7 @@ async fn web_world(db: &TestDb) -> World {
 
 /// Starts the objective of the world's issue (labelled by alice) and waits for its manager's
 /// first turn to end.
-async fn started(w: &World) -> (ObjectiveId, SessionId) {
+pub async fn started(w: &World) -> (ObjectiveId, SessionId) {
     w.label("d-web", "foreman", "alice", true).await;
     let store = w.server.store();
     eventually("the manager's first turn", || async {
@@ -165,7 +170,7 @@ async fn started(w: &World) -> (ObjectiveId, SessionId) {
 }
 
 /// An objective in `octo/secret`, which only dana can read.
-async fn secret_objective(w: &World) -> (ObjectiveId, SessionId) {
+pub async fn secret_objective(w: &World) -> (ObjectiveId, SessionId) {
     w.fake.add_repo(w.installation, "octo/secret");
     w.fake.set_permission("octo/secret", "dana", "admin");
     let issue = w
