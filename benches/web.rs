@@ -147,7 +147,12 @@ async fn time_page(client: &reqwest::Client, url: &str, expect: &str) -> (f64, f
         size = body.len();
     }
     times.sort_by(f64::total_cmp);
-    (times[0], times[times.len() / 2], times[times.len() - 1], size)
+    (
+        times[0],
+        times[times.len() / 2],
+        times[times.len() - 1],
+        size,
+    )
 }
 
 /// Opens a follower: a raw HTTP request for the live transcript, read until closed; `fed`

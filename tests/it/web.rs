@@ -391,3 +391,105 @@ async fn the_page_follows_the_work_and_its_actions_act(db: TestDb) {
     w.server.shutdown().await;
 }
 on_both_backends!(the_page_follows_the_work_and_its_actions_act);
+
+/// A worker's question answered from the page reaches the worker as its next turn; another
+/// worker cancelled from the page stops. Both in the timeline with who did it; someone who
+/// may only read can do neither.
+async fn answering_and_cancelling_from_the_page(db: TestDb) {
+    let plan = json!({
+        "manager": [{"calls": [
+            {"tool": "spawn_worker", "args": {"title": "Unsure", "instructions": "Paint it."}},
+            {"tool": "spawn_worker", "args": {"title": "Slow", "instructions": "Take your time."}}
+        ]}],
+        "workers": {
+            "Unsure": [
+                {"calls": [{"tool": "ask_user", "args": {"question": "Which colour?"}}]},
+                {"expect_prompt": "Blue, please.", "calls": [{"tool": "report_result", "args": {"summary": "painted blue"}}]}
+            ],
+            "Slow": {"print": ["working slowly"], "sleep": 300}
+        }
+    });
+    let w = web_world_with(&db, plan).await;
+    w.label("d-web-q", "foreman", "alice", true).await;
+    let store = w.server.store();
+    let objective = w.objective_in(ObjectiveStatus::Waiting).await;
+    let slow = eventually("the slow worker running", || async {
+        let sessions = store.sessions_of(objective.id).await.unwrap();
+        sessions
+            .into_iter()
+            .find(|s| s.title == "Slow" && s.status == SessionStatus::Running)
+    })
+    .await;
+    let question = store.questions_of(objective.id).await.unwrap()[0].clone();
+    let path = format!("/objectives/{}", objective.id);
+
+    let mut bob = Browser::new();
+    let bobs = bob.sign_in(&w, "bob", &path).await;
+    assert!(!bobs.body.contains("Cancel this worker") && !bobs.body.contains(">Answer<"));
+    let bobs_token = csrf(&bobs.body);
+    for (path, form) in [
+        (
+            format!("/questions/{}/answer", question.id),
+            vec![("csrf", bobs_token.as_str()), ("text", "Red")],
+        ),
+        (
+            format!("/sessions/{}/cancel", slow.id),
+            vec![("csrf", bobs_token.as_str())],
+        ),
+    ] {
+        let refused = bob.post(&w.server.url(&path), &form).await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{path}");
+    }
+
+    let mut alice = Browser::new();
+    let page = alice.sign_in(&w, "alice", &path).await;
+    assert!(page.body.contains("Which colour?") && page.body.contains("Cancel this worker"));
+    let token = csrf(&page.body);
+    let answered = alice
+        .post(
+            &w.server.url(&format!("/questions/{}/answer", question.id)),
+            &[("csrf", token.as_str()), ("text", "Blue, please.")],
+        )
+        .await;
+    assert_eq!(answered.status, StatusCode::SEE_OTHER, "{}", answered.body);
+    let cancelled = alice
+        .post(
+            &w.server.url(&format!("/sessions/{}/cancel", slow.id)),
+            &[("csrf", token.as_str())],
+        )
+        .await;
+    assert_eq!(
+        cancelled.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        cancelled.body
+    );
+    let unsure = eventually("the answered worker done", || async {
+        let sessions = store.sessions_of(objective.id).await.unwrap();
+        sessions
+            .into_iter()
+            .find(|s| s.title == "Unsure" && s.status == SessionStatus::Succeeded)
+    })
+    .await;
+    assert_eq!(unsure.result.as_deref(), Some("painted blue"));
+    let slow = store.session(slow.id).await.unwrap().unwrap();
+    assert_eq!(slow.status, SessionStatus::Cancelled);
+    assert!(
+        slow.status_reason.unwrap_or_default().contains("@alice"),
+        "the reason names who"
+    );
+    let answered = store.question(question.id).await.unwrap().unwrap();
+    assert_eq!(answered.answered_by.as_deref(), Some("alice"));
+    let audit = store.audit_of(objective.id).await.unwrap();
+    for kind in ["web_answer", "web_cancel"] {
+        assert!(
+            audit
+                .iter()
+                .any(|e| e.kind == kind && e.detail.contains("@alice")),
+            "{kind}: {audit:?}"
+        );
+    }
+    assert!(!audit.iter().any(|e| e.detail.contains("@bob")));
+    w.server.shutdown().await;
+}
+on_both_backends!(answering_and_cancelling_from_the_page);
