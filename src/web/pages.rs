@@ -88,6 +88,19 @@ fn cost_line(o: &Objective, sessions: &[Session]) -> String {
     }
 }
 
+fn time_line(o: &Objective, now: Timestamp) -> String {
+    let budget = o.budget.wall.as_secs() / 60;
+    let budget = if budget >= 60 {
+        format!("{}h {:02}m", budget / 60, budget % 60)
+    } else {
+        format!("{budget} min")
+    };
+    format!(
+        "{} of {budget}",
+        duration(o.created_at, o.ended_at.unwrap_or(now))
+    )
+}
+
 fn turns_line(o: &Objective, sessions: &[Session]) -> String {
     let turns: u32 = sessions.iter().map(|s| s.turns).sum();
     format!("{turns} of {} turns", o.budget.turns)
@@ -148,7 +161,7 @@ pub fn objectives(
                                     }
                                 }
                                 td { @if open > 0 { strong { (open) " open" } } }
-                                td { (duration(o.created_at, o.ended_at.unwrap_or(now))) }
+                                td { (time_line(o, now)) }
                                 td { (turns_line(o, &row.sessions)) }
                                 td { (cost_line(o, &row.sessions)) }
                             }
@@ -215,7 +228,7 @@ pub fn objective(viewer: &WebSession, view: &ObjectiveView, now: Timestamp) -> M
             p.crumbs { a href="/objectives" { "Objectives" } " / " (o.repository) }
             h1 { "#" (o.issue_number) " " (o.title) " " (state_badge(o.status.as_str())) }
             p.facts {
-                (duration(o.created_at, o.ended_at.unwrap_or(now))) " · "
+                (time_line(o, now)) " · "
                 (turns_line(o, &view.sessions)) " · "
                 (view.sessions.len()) " of " (o.budget.sessions) " sessions · "
                 (cost_line(o, &view.sessions))
@@ -370,5 +383,51 @@ pub fn transcript(
                 _ => div.line.note { time { (at(line.at)) } " " (line.line) },
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(stream: &str, text: &str) -> (i64, TranscriptLine) {
+        (
+            1,
+            TranscriptLine {
+                at: Timestamp(0),
+                stream: stream.into(),
+                line: text.into(),
+            },
+        )
+    }
+
+    #[test]
+    fn agent_output_stays_text() {
+        let text = serde_json::json!({"type": "assistant", "message": {"content": [
+            {"type": "text", "text": "<img src=x onerror=alert(1)>"},
+            {"type": "tool_use", "id": "t", "name": "<b>Read</b>", "input": {"file_path": "</pre><script>x()</script>"}}
+        ]}})
+        .to_string();
+        let lines = [
+            line("err", "<script>alert(1)</script>"),
+            line("out", &text),
+            line("out", "not json <svg onload=x()>"),
+        ];
+        let html = transcript(AgentKind::Claude, &lines, &mut ParseState::default()).into_string();
+        for raw in ["<script", "<img", "<svg", "<b>Read"] {
+            assert!(!html.contains(raw), "{raw} in {html}");
+        }
+        assert!(
+            html.contains("&lt;img src=x onerror=alert(1)&gt;"),
+            "{html}"
+        );
+        assert!(
+            html.contains("class=\"line err\""),
+            "errors are highlighted: {html}"
+        );
+        assert!(
+            html.contains("<details class=\"line tool\""),
+            "tool calls are folded: {html}"
+        );
     }
 }
