@@ -340,6 +340,13 @@ pub fn session(
                 (s.agent.as_str()) " · " (s.turns) " turns · " (s.input_tokens) " tokens in, " (s.output_tokens) " out · " (dollars(s.cost_micros))
             }
             @if let Some(activity) = &s.activity { p.doing { (activity) } }
+            @let blocked: Vec<_> = view.blocked.iter().filter(|(id, _)| *id == s.id).map(|(_, b)| b).collect();
+            @if !blocked.is_empty() {
+                details.blocked {
+                    summary { "Blocked network requests: " (blocked.len()) }
+                    ul { @for b in &blocked { li { code { (b.host) } " · " (b.attempts) " attempts · last " (at(b.last_at)) } } }
+                }
+            }
             div #transcript data-live=[(!s.status.is_terminal()).then(|| format!("/sessions/{}/live", s.id))] data-after=(after) {
                 (transcript(s.agent, lines, &mut state))
             }
@@ -428,6 +435,48 @@ mod tests {
         assert!(
             html.contains("<details class=\"line tool\""),
             "tool calls are folded: {html}"
+        );
+    }
+
+    #[test]
+    fn a_sessions_page_lists_what_its_network_refused() {
+        use crate::model::session::fixtures;
+        use crate::model::{SessionId, SessionStatus};
+        let worker = fixtures::session(3, 1, Role::Worker, SessionStatus::Running);
+        let blocked = |host: &str| crate::model::network::Blocked {
+            host: host.into(),
+            attempts: 2,
+            first_at: Timestamp(0),
+            last_at: Timestamp(0),
+        };
+        let view = ObjectiveView {
+            objective: fixtures::objective(1),
+            sessions: vec![worker.clone()],
+            pulls: Vec::new(),
+            questions: Vec::new(),
+            audit: Vec::new(),
+            blocked: vec![
+                (SessionId(3), blocked("evil.example:443")),
+                (SessionId(4), blocked("other.example:443")),
+            ],
+            may_command: false,
+            may_answer: false,
+        };
+        let viewer = WebSession {
+            id_hash: String::new(),
+            login: "bob".into(),
+            user_id: 1,
+            token: secrecy::SecretString::from(String::new()),
+            csrf: "c".into(),
+            created_at: Timestamp(0),
+            expires_at: Timestamp(1),
+        };
+        let html = session(&viewer, &view, &worker, &[]).into_string();
+        assert!(html.contains("evil.example:443"), "{html}");
+        assert!(!html.contains("other.example"), "another session's: {html}");
+        assert!(
+            html.contains("data-live=\"/sessions/3/live\""),
+            "a running session is followed"
         );
     }
 }
