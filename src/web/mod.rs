@@ -74,7 +74,31 @@ pub fn router(engine: &Engine, settings: WebSettings) -> Router {
         .route("/questions/{id}/answer", post(actions::answer))
         .route("/assets/app.css", get(css))
         .route("/assets/app.js", get(js))
+        .layer(axum::middleware::map_response(protect))
         .with_state(web)
+}
+
+/// What every response of the web view says to the browser: load nothing from elsewhere and
+/// run no inline script (what an agent wrote could never run, even if it escaped), never
+/// inside another site's frame, post forms only here, keep pages out of caches, and send no
+/// address to other sites.
+async fn protect(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+        ),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "same-origin"),
+    ] {
+        headers.insert(name, header::HeaderValue::from_static(value));
+    }
+    headers
+        .entry(header::CACHE_CONTROL)
+        .or_insert(header::HeaderValue::from_static("no-store"));
+    response
 }
 
 /// Everything the objective page shows.

@@ -276,6 +276,17 @@ async fn the_page_follows_the_work_and_its_actions_act(db: TestDb) {
         .await;
     assert_eq!(page.status, StatusCode::OK);
     assert!(page.body.contains("Stop this objective"), "{}", page.body);
+    let headers = alice
+        .client
+        .get(w.server.url(&format!("/objectives/{objective}")))
+        .header("cookie", alice.cookie_header())
+        .send()
+        .await
+        .unwrap();
+    let header = |name: &str| headers.headers()[name].to_str().unwrap().to_owned();
+    assert!(header("content-security-policy").contains("default-src 'self'"));
+    assert_eq!(header("x-frame-options"), "DENY");
+    assert_eq!(header("cache-control"), "no-store");
     assert!(page.body.contains(&format!("/sessions/{manager}")));
     let token = csrf(&page.body);
 
