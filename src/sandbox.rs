@@ -220,35 +220,7 @@ impl Sandbox {
             cwd: PathBuf::from("/"),
             ..Jail::default()
         };
-        let mut command = match self.command(&jail, "true", &[]) {
-            Ok(c) => c,
-            Err(e) => return Err(format!("{e:#}")),
-        };
-        command
-            .env_clear()
-            .env("PATH", "/usr/bin:/bin")
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true);
-        let output = match tokio::time::timeout(Duration::from_secs(20), command.output()).await {
-            Err(_) => return Err("the agent sandbox (bubblewrap) did not start within 20 s".into()),
-            Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(format!(
-                    "the agent sandbox cannot start: bubblewrap (`{}`) is not installed. \
-                     Install it (Debian/Ubuntu: apt-get install bubblewrap), or set \
-                     FOREMAN_SANDBOX=none to run agents without a sandbox",
-                    self.bwrap
-                ));
-            }
-            Ok(Err(e)) => {
-                return Err(format!(
-                    "the agent sandbox cannot start `{}`: {e}",
-                    self.bwrap
-                ));
-            }
-            Ok(Ok(output)) => output,
-        };
+        let output = self.run_true(&jail).await?;
         if output.status.success() {
             return Ok(());
         }
@@ -262,6 +234,35 @@ impl Sandbox {
              Fly.io machines allow them)",
             output.status
         ))
+    }
+
+    /// Runs `true` confined to `jail`, with nothing of foreman's environment, and returns how
+    /// it ended (its standard error kept); the error says why it could not be started.
+    pub async fn run_true(&self, jail: &Jail) -> Result<std::process::Output, String> {
+        let mut command = self
+            .command(jail, "true", &[])
+            .map_err(|e| format!("{e:#}"))?;
+        command
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        match tokio::time::timeout(Duration::from_secs(20), command.output()).await {
+            Err(_) => Err("the agent sandbox (bubblewrap) did not start within 20 s".into()),
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => Err(format!(
+                "the agent sandbox cannot start: bubblewrap (`{}`) is not installed. \
+                 Install it (Debian/Ubuntu: apt-get install bubblewrap), or set \
+                 FOREMAN_SANDBOX=none to run agents without a sandbox",
+                self.bwrap
+            )),
+            Ok(Err(e)) => Err(format!(
+                "the agent sandbox cannot start `{}`: {e}",
+                self.bwrap
+            )),
+            Ok(Ok(output)) => Ok(output),
+        }
     }
 
     /// The command that runs `program ARGS` confined to `jail` (or, without a sandbox,

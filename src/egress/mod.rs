@@ -173,14 +173,14 @@ impl Gate {
         })
     }
 
-    /// The directory of sockets, to be shown read-only at [`EGRESS_DIR`].
-    pub fn sockets(&self) -> &Path {
-        &self.dir
-    }
-
-    /// The relay's arguments: each `--forward LISTEN=SOCKET`.
-    pub fn relay_args(&self) -> &[String] {
-        &self.relay_args
+    /// A jail's way out through this gate, with `relay` starting the sandbox: the socket
+    /// directory (shown read-only at [`EGRESS_DIR`]) and each `--forward LISTEN=SOCKET`.
+    pub fn exits(&self, relay: &Path) -> crate::sandbox::Gated {
+        crate::sandbox::Gated {
+            relay: relay.to_owned(),
+            sockets: self.dir.clone(),
+            relay_args: self.relay_args.clone(),
+        }
     }
 
     /// The variables that point an agent's tools at the proxy (loopback destinations go
@@ -226,27 +226,10 @@ pub async fn probe(sandbox: &crate::sandbox::Sandbox, relay: &Path) -> Result<()
     .map_err(|e| format!("{e:#}"))?;
     let jail = crate::sandbox::Jail {
         cwd: PathBuf::from("/"),
-        egress: Some(crate::sandbox::Gated {
-            relay: relay.to_owned(),
-            sockets: gate.sockets().to_owned(),
-            relay_args: gate.relay_args().to_vec(),
-        }),
+        egress: Some(gate.exits(relay)),
         ..crate::sandbox::Jail::default()
     };
-    let mut command = sandbox
-        .command(&jail, "true", &[])
-        .map_err(|e| format!("{e:#}"))?;
-    command
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true);
-    let output = tokio::time::timeout(std::time::Duration::from_secs(20), command.output())
-        .await
-        .map_err(|_| "the sandbox behind the relay did not start within 20 s".to_owned())?
-        .map_err(|e| format!("cannot start the sandbox: {e}"))?;
+    let output = sandbox.run_true(&jail).await?;
     if output.status.success() {
         return Ok(());
     }

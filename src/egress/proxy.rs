@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixListener, UnixStream};
-use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 
 use super::BlockedLog;
 use crate::model::Clock;
@@ -20,33 +20,44 @@ const STEP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Connections one turn may have open through one socket.
 const MAX_CONNECTIONS: usize = 256;
 
+/// Accepts connections on `listener` and runs `handle` on each, at most
+/// [`MAX_CONNECTIONS`] at once. The connections belong to this task: when it is aborted (the
+/// turn's [`super::Gate`] dropped) they end with it.
+async fn serve<F, Fut>(listener: UnixListener, handle: F)
+where
+    F: Fn(UnixStream) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let mut connections = JoinSet::new();
+    loop {
+        while connections.try_join_next().is_some() {}
+        if connections.len() >= MAX_CONNECTIONS {
+            connections.join_next().await;
+            continue;
+        }
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                connections.spawn(handle(stream));
+            }
+            // Out of descriptors, say: wait rather than spin.
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
 /// Serves a forward: every connection goes to `target`.
 pub async fn serve_forward(listener: UnixListener, target: (String, u16)) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let target = Arc::new(target);
-    loop {
-        let Ok((inside, _)) = listener.accept().await else {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
-        };
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return;
-        };
+    serve(listener, move |mut inside| {
         let target = target.clone();
-        tokio::spawn(async move {
-            let _slot = slot;
-            let Ok(Ok(mut outside)) = tokio::time::timeout(
-                STEP_TIMEOUT,
-                TcpStream::connect((target.0.as_str(), target.1)),
-            )
-            .await
-            else {
-                return;
-            };
-            let mut inside = inside;
-            let _ = tokio::io::copy_bidirectional(&mut inside, &mut outside).await;
-        });
-    }
+        async move {
+            let connect = TcpStream::connect((target.0.as_str(), target.1));
+            if let Ok(Ok(mut outside)) = tokio::time::timeout(STEP_TIMEOUT, connect).await {
+                let _ = tokio::io::copy_bidirectional(&mut inside, &mut outside).await;
+            }
+        }
+    })
+    .await;
 }
 
 /// Serves the proxy: each connection asks for one destination, which `allowlist` permits or
@@ -57,21 +68,13 @@ pub async fn serve_proxy(
     blocked: Arc<BlockedLog>,
     clock: Arc<dyn Clock>,
 ) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
-        };
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return;
-        };
+    serve(listener, move |stream| {
         let (allowlist, blocked, clock) = (allowlist.clone(), blocked.clone(), clock.clone());
-        tokio::spawn(async move {
-            let _slot = slot;
+        async move {
             let _ = proxy_one(stream, &allowlist, &blocked, clock.as_ref()).await;
-        });
-    }
+        }
+    })
+    .await;
 }
 
 /// One client request, as the proxy understood it.

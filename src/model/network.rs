@@ -246,13 +246,7 @@ impl NetworkPolicy {
         };
         for entry in list {
             let rule = HostRule::parse(entry).map_err(|e| format!("network.allow: {e}"))?;
-            if self.mode == NetworkMode::Allowlist
-                && !self
-                    .allow
-                    .iter()
-                    .chain(&self.permit)
-                    .any(|o| o.covers(&rule))
-            {
+            if !self.lets_repositories_allow(&rule) {
                 return Err(format!(
                     "network.allow: `{entry}` is not a host this server lets repositories \
                      allow (its operator permits {})",
@@ -261,6 +255,17 @@ impl NetworkPolicy {
             }
         }
         Ok(())
+    }
+
+    /// Whether a repository's list may hold `rule`: anything on an open server, else what the
+    /// operator allows or permits.
+    fn lets_repositories_allow(&self, rule: &HostRule) -> bool {
+        self.mode == NetworkMode::Open
+            || self
+                .allow
+                .iter()
+                .chain(&self.permit)
+                .any(|o| o.covers(rule))
     }
 
     fn describe_permitted(&self) -> String {
@@ -292,12 +297,11 @@ impl NetworkPolicy {
         let mut rules: Vec<HostRule> = endpoints.to_vec();
         match &choice.allow {
             None => rules.extend(self.allow.iter().cloned()),
-            Some(list) => rules.extend(list.iter().filter_map(|e| HostRule::parse(e).ok()).filter(
-                |r| {
-                    self.mode == NetworkMode::Open
-                        || self.allow.iter().chain(&self.permit).any(|o| o.covers(r))
-                },
-            )),
+            Some(list) => rules.extend(
+                list.iter()
+                    .filter_map(|e| HostRule::parse(e).ok())
+                    .filter(|r| self.lets_repositories_allow(r)),
+            ),
         }
         let mut unique: Vec<HostRule> = Vec::with_capacity(rules.len());
         for rule in rules {

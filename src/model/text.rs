@@ -145,6 +145,11 @@ pub fn human_bytes(n: u64) -> String {
     }
 }
 
+/// An amount of micro-dollars as dollars and cents.
+pub fn dollars(micros: u64) -> String {
+    format!("${:.2}", micros as f64 / 1e6)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -32,6 +32,16 @@ impl Timestamp {
     }
 }
 
+/// A duration as a person reads it: "under a minute", "12 min", "3h 07m".
+pub fn minutes(d: Duration) -> String {
+    let m = d.as_secs() / 60;
+    match m {
+        0 => "under a minute".to_owned(),
+        1..=59 => format!("{m} min"),
+        _ => format!("{}h {:02}m", m / 60, m % 60),
+    }
+}
+
 fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }

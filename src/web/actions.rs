@@ -7,12 +7,13 @@ use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect};
 use serde::Deserialize;
 
 use super::auth::{self, csrf_ok, forbidden};
-use super::{Web, objective_view};
+use super::{Answer, Refused, Web, found, readable};
 use crate::engine::objective::{lifecycle, questions};
+use crate::engine::runtime::turns;
 use crate::model::question::QuestionStatus;
 use crate::model::text::Author;
 use crate::model::{ObjectiveId, ObjectiveStatus, QuestionId, SessionId};
@@ -29,37 +30,34 @@ pub struct Form {
 }
 
 /// Who is acting, once their session and form are checked.
-async fn actor(web: &Web, headers: &HeaderMap, form: &Form) -> Result<WebSession, Response> {
-    match auth::session_of(web, headers).await {
-        Ok(Some(session)) if csrf_ok(&session, &form.csrf) => Ok(session),
-        Ok(Some(_)) => Err(forbidden(
+async fn actor(web: &Web, headers: &HeaderMap, form: &Form) -> Result<WebSession, Refused> {
+    let session = auth::signed_in(web, headers).await?;
+    if !csrf_ok(&session, &form.csrf) {
+        return Err(refused(
             "the form is stale or was not made by foreman: reload the page and try again.",
-        )),
-        Ok(None) => Err((
-            StatusCode::UNAUTHORIZED,
-            super::pages::message("Signed out", "Sign in to do that."),
-        )
-            .into_response()),
-        Err(e) => Err(super::server_error(&e)),
+        ));
     }
+    Ok(session)
 }
 
-/// The form's text, trimmed and bounded; `None` when there is none.
-fn text_of(form: &Form) -> Option<String> {
+fn refused(why: &str) -> Refused {
+    Refused::with(forbidden(why))
+}
+
+/// The form's text, trimmed and bounded; a 400 when there is none.
+fn text_of(form: &Form) -> Result<String, Refused> {
     let text = form.text.trim();
-    (!text.is_empty()).then(|| text.chars().take(MAX_TEXT).collect())
+    if text.is_empty() {
+        return Err(Refused::with((
+            StatusCode::BAD_REQUEST,
+            super::pages::message("Nothing to send", "Write something first."),
+        )));
+    }
+    Ok(text.chars().take(MAX_TEXT).collect())
 }
 
-fn nothing_to_send() -> Response {
-    (
-        StatusCode::BAD_REQUEST,
-        super::pages::message("Nothing to send", "Write something first."),
-    )
-        .into_response()
-}
-
-fn back_to(objective: ObjectiveId) -> Response {
-    Redirect::to(&format!("/objectives/{objective}")).into_response()
+fn back_to(objective: ObjectiveId) -> Answer {
+    Ok(Redirect::to(&format!("/objectives/{objective}")).into_response())
 }
 
 /// `POST /objectives/{id}/stop`.
@@ -68,32 +66,31 @@ pub async fn stop(
     headers: HeaderMap,
     Path(id): Path<i64>,
     axum::Form(form): axum::Form<Form>,
-) -> Response {
-    let who = match actor(&web, &headers, &form).await {
-        Ok(who) => who,
-        Err(r) => return r,
-    };
-    let result = async {
-        let Some((view, _)) = objective_view(&web, &who, ObjectiveId(id)).await? else {
-            return Ok(super::not_found());
-        };
-        if !view.may_command {
-            return Ok(forbidden("stopping this objective needs the permission its repository's config gives to commands."));
-        }
-        let objective = &view.objective;
-        let reason = format!("stopped by @{} from foreman's web view", who.login);
-        let mut tx = web.store.begin().await?;
-        if lifecycle::end_in(&web.objectives, &mut tx, objective, ObjectiveStatus::Cancelled, &reason)
-            .await?
-        {
-            tx.audit(&AuditEntry::about(objective, web.clock.now(), "web_stop", format!("@{}", who.login)))
-                .await?;
-        }
-        tx.commit().await?;
-        anyhow::Ok(back_to(objective.id))
+) -> Answer {
+    let who = actor(&web, &headers, &form).await?;
+    let here = readable(&web, &who, ObjectiveId(id)).await?;
+    if !here.may_command {
+        return Err(refused(
+            "stopping this objective needs the permission its repository's config gives to \
+             commands.",
+        ));
     }
-    .await;
-    result.unwrap_or_else(|e| super::server_error(&e))
+    let objective = &here.objective;
+    let reason = format!("stopped by @{} from foreman's web view", who.login);
+    let mut tx = web.store.begin().await?;
+    let status = ObjectiveStatus::Cancelled;
+    if lifecycle::end_in(&web.objectives, &mut tx, objective, status, &reason).await? {
+        let by = format!("@{}", who.login);
+        tx.audit(&AuditEntry::about(
+            objective,
+            web.clock.now(),
+            "web_stop",
+            by,
+        ))
+        .await?;
+    }
+    tx.commit().await?;
+    back_to(objective.id)
 }
 
 /// `POST /objectives/{id}/message`: a message for the manager's next turn.
@@ -102,47 +99,39 @@ pub async fn message(
     headers: HeaderMap,
     Path(id): Path<i64>,
     axum::Form(form): axum::Form<Form>,
-) -> Response {
-    let who = match actor(&web, &headers, &form).await {
-        Ok(who) => who,
-        Err(r) => return r,
-    };
-    let Some(text) = text_of(&form) else {
-        return nothing_to_send();
-    };
-    let result = async {
-        let Some((view, permission)) = objective_view(&web, &who, ObjectiveId(id)).await? else {
-            return Ok(super::not_found());
-        };
-        if !view.may_command {
-            return Ok(forbidden("messages to the manager need the permission its repository's config gives to commands."));
-        }
-        let objective = &view.objective;
-        if objective.status.is_terminal() {
-            return Ok(forbidden("this objective has ended."));
-        }
-        let author = Author {
-            login: &who.login,
-            permission: permission.as_str(),
-        };
-        let note = format!(
-            "A message from the web view:\n\n{}",
-            crate::model::text::fence("message", author, &text)
-        );
-        let mut tx = web.store.begin().await?;
-        let manager = lifecycle::tell_manager_in(&web.objectives, &mut tx, objective, &note).await?;
-        tx.audit(&AuditEntry::about(
-            objective,
-            web.clock.now(),
-            "web_message",
-            format!("@{} to manager #{manager}", who.login),
-        ))
-        .await?;
-        tx.commit().await?;
-        anyhow::Ok(back_to(objective.id))
+) -> Answer {
+    let who = actor(&web, &headers, &form).await?;
+    let text = text_of(&form)?;
+    let here = readable(&web, &who, ObjectiveId(id)).await?;
+    if !here.may_command {
+        return Err(refused(
+            "messages to the manager need the permission its repository's config gives to \
+             commands.",
+        ));
     }
-    .await;
-    result.unwrap_or_else(|e| super::server_error(&e))
+    let objective = &here.objective;
+    if objective.status.is_terminal() {
+        return Err(refused("this objective has ended."));
+    }
+    let author = Author {
+        login: &who.login,
+        permission: here.permission.as_str(),
+    };
+    let note = format!(
+        "A message from the web view:\n\n{}",
+        crate::model::text::fence("message", author, &text)
+    );
+    let mut tx = web.store.begin().await?;
+    let manager = lifecycle::tell_manager_in(&web.objectives, &mut tx, objective, &note).await?;
+    tx.audit(&AuditEntry::about(
+        objective,
+        web.clock.now(),
+        "web_message",
+        format!("@{} to manager #{manager}", who.login),
+    ))
+    .await?;
+    tx.commit().await?;
+    back_to(objective.id)
 }
 
 /// `POST /sessions/{id}/cancel`: stops a worker (its dependents follow).
@@ -151,40 +140,34 @@ pub async fn cancel(
     headers: HeaderMap,
     Path(id): Path<i64>,
     axum::Form(form): axum::Form<Form>,
-) -> Response {
-    let who = match actor(&web, &headers, &form).await {
-        Ok(who) => who,
-        Err(r) => return r,
-    };
-    let result = async {
-        let Some(session) = web.store.session(SessionId(id)).await? else {
-            return Ok(super::not_found());
-        };
-        let Some((view, _)) = objective_view(&web, &who, session.objective_id).await? else {
-            return Ok(super::not_found());
-        };
-        if !view.may_command {
-            return Ok(forbidden("cancelling a worker needs the permission its repository's config gives to commands."));
-        }
-        if session.role == crate::model::Role::Manager {
-            return Ok(forbidden("the manager is not cancelled alone: stop the objective instead."));
-        }
-        let reason = format!("cancelled by @{} from foreman's web view", who.login);
-        if crate::engine::runtime::turns::cancel(&web.objectives.runtime, session.id, &reason).await? {
-            let mut tx = web.store.begin().await?;
-            tx.audit(&AuditEntry::about(
-                &view.objective,
-                web.clock.now(),
-                "web_cancel",
-                format!("@{} cancelled #{}", who.login, session.id),
-            ))
-            .await?;
-            tx.commit().await?;
-        }
-        anyhow::Ok(back_to(view.objective.id))
+) -> Answer {
+    let who = actor(&web, &headers, &form).await?;
+    let session = found(web.store.session(SessionId(id)).await?)?;
+    let here = readable(&web, &who, session.objective_id).await?;
+    if !here.may_command {
+        return Err(refused(
+            "cancelling a worker needs the permission its repository's config gives to \
+             commands.",
+        ));
     }
-    .await;
-    result.unwrap_or_else(|e| super::server_error(&e))
+    if session.role == crate::model::Role::Manager {
+        return Err(refused(
+            "the manager is not cancelled alone: stop the objective instead.",
+        ));
+    }
+    let reason = format!("cancelled by @{} from foreman's web view", who.login);
+    if turns::cancel(&web.objectives.runtime, session.id, &reason).await? {
+        let mut tx = web.store.begin().await?;
+        tx.audit(&AuditEntry::about(
+            &here.objective,
+            web.clock.now(),
+            "web_cancel",
+            format!("@{} cancelled #{}", who.login, session.id),
+        ))
+        .await?;
+        tx.commit().await?;
+    }
+    back_to(here.objective.id)
 }
 
 /// `POST /questions/{id}/answer`.
@@ -193,59 +176,44 @@ pub async fn answer(
     headers: HeaderMap,
     Path(id): Path<i64>,
     axum::Form(form): axum::Form<Form>,
-) -> Response {
-    let who = match actor(&web, &headers, &form).await {
-        Ok(who) => who,
-        Err(r) => return r,
-    };
-    let Some(text) = text_of(&form) else {
-        return nothing_to_send();
-    };
-    let result = async {
-        let Some(question) = web.store.question(QuestionId(id)).await? else {
-            return Ok(super::not_found());
-        };
-        let Some((view, permission)) = objective_view(&web, &who, question.objective_id).await?
-        else {
-            return Ok(super::not_found());
-        };
-        if !view.may_answer {
-            return Ok(forbidden(
-                "answering needs the permission its repository's config gives to answers.",
-            ));
-        }
-        if question.status != QuestionStatus::Open {
-            return Ok(forbidden("this question is not open any more."));
-        }
-        let author = Author {
-            login: &who.login,
-            permission: permission.as_str(),
-        };
-        let may_decide = view.may_command;
-        let mut tx = web.store.begin().await?;
-        let answered = questions::answer_question_in(
-            &web.objectives,
-            &mut tx,
-            &view.objective,
-            &question,
-            &text,
-            author,
-            may_decide,
-            None,
-        )
-        .await?;
-        if answered {
-            tx.audit(&AuditEntry::about(
-                &view.objective,
-                web.clock.now(),
-                "web_answer",
-                format!("@{} answered question {}", who.login, question.id),
-            ))
-            .await?;
-        }
-        tx.commit().await?;
-        anyhow::Ok(back_to(view.objective.id))
+) -> Answer {
+    let who = actor(&web, &headers, &form).await?;
+    let text = text_of(&form)?;
+    let question = found(web.store.question(QuestionId(id)).await?)?;
+    let here = readable(&web, &who, question.objective_id).await?;
+    if !here.may_answer {
+        return Err(refused(
+            "answering needs the permission its repository's config gives to answers.",
+        ));
     }
-    .await;
-    result.unwrap_or_else(|e| super::server_error(&e))
+    if question.status != QuestionStatus::Open {
+        return Err(refused("this question is not open any more."));
+    }
+    let author = Author {
+        login: &who.login,
+        permission: here.permission.as_str(),
+    };
+    let mut tx = web.store.begin().await?;
+    let answered = questions::answer_question_in(
+        &web.objectives,
+        &mut tx,
+        &here.objective,
+        &question,
+        &text,
+        author,
+        here.may_command,
+        None,
+    )
+    .await?;
+    if answered {
+        tx.audit(&AuditEntry::about(
+            &here.objective,
+            web.clock.now(),
+            "web_answer",
+            format!("@{} answered question {}", who.login, question.id),
+        ))
+        .await?;
+    }
+    tx.commit().await?;
+    back_to(here.objective.id)
 }

@@ -13,7 +13,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{Web, pages};
+use super::{Refused, Web, pages};
 use crate::engine::runtime::tokens::token_hash;
 use crate::model::repo_config::Permission;
 use crate::setup::random_hex;
@@ -101,12 +101,21 @@ fn user_client(api_url: &str, token: &SecretString) -> anyhow::Result<Octocrab> 
 
 /// The signed-in person, or the response that sends them to sign in (`here` is where they
 /// come back to).
-pub async fn viewer(web: &Web, headers: &HeaderMap, here: &str) -> Result<WebSession, Response> {
-    match session_of(web, headers).await {
-        Ok(Some(session)) => Ok(session),
-        Ok(None) => Err(Redirect::to(&format!("/login?next={}", encode(here))).into_response()),
-        Err(e) => Err(super::server_error(&e)),
-    }
+pub async fn viewer(web: &Web, headers: &HeaderMap, here: &str) -> Result<WebSession, Refused> {
+    session_of(web, headers)
+        .await?
+        .ok_or_else(|| Refused::with(Redirect::to(&format!("/login?next={}", encode(here)))))
+}
+
+/// The signed-in person, for a request that is not a page (a form, a live stream): 401 when
+/// nobody is.
+pub async fn signed_in(web: &Web, headers: &HeaderMap) -> Result<WebSession, Refused> {
+    session_of(web, headers).await?.ok_or_else(|| {
+        Refused::with((
+            StatusCode::UNAUTHORIZED,
+            pages::message("Signed out", "Sign in to do that."),
+        ))
+    })
 }
 
 /// The session the request's cookie belongs to, if it is live.

@@ -7,13 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
+use axum::response::IntoResponse;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream};
 use serde::Deserialize;
 
-use super::{Web, objective_view, pages};
+use super::{Answer, Web, found, pages, readable};
 use crate::agent::ParseState;
 use crate::model::{Session, SessionId};
 
@@ -37,25 +37,13 @@ pub async fn follow(
     headers: HeaderMap,
     Path(id): Path<i64>,
     Query(query): Query<LiveQuery>,
-) -> Response {
-    let viewer = match super::auth::session_of(&web, &headers).await {
-        Ok(Some(v)) => v,
-        Ok(None) => return StatusCode::UNAUTHORIZED.into_response(),
-        Err(e) => return super::server_error(&e),
-    };
-    let session = match web.store.session(SessionId(id)).await {
-        Ok(Some(s)) => s,
-        Ok(None) => return super::not_found(),
-        Err(e) => return super::server_error(&e),
-    };
-    match objective_view(&web, &viewer, session.objective_id).await {
-        Ok(Some(_)) => {}
-        Ok(None) => return super::not_found(),
-        Err(e) => return super::server_error(&e),
-    }
-    Sse::new(events(web, session, query.after))
+) -> Answer {
+    let viewer = super::auth::signed_in(&web, &headers).await?;
+    let session = found(web.store.session(SessionId(id)).await?)?;
+    readable(&web, &viewer, session.objective_id).await?;
+    Ok(Sse::new(events(web, session, query.after))
         .keep_alive(KeepAlive::default())
-        .into_response()
+        .into_response())
 }
 
 struct Follower {

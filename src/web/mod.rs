@@ -101,17 +101,60 @@ async fn protect(mut response: Response) -> Response {
     response
 }
 
+/// An objective the viewer can read, and what they may do there.
+pub struct Readable {
+    pub objective: Objective,
+    pub permission: Permission,
+    /// Stop it, message its manager, cancel a worker (`permissions.command`).
+    pub may_command: bool,
+    /// Answer its questions (`permissions.answer`, or the author where allowed).
+    pub may_answer: bool,
+}
+
 /// Everything the objective page shows.
 pub struct ObjectiveView {
-    pub objective: Objective,
+    pub readable: Readable,
     pub sessions: Vec<Session>,
     pub pulls: Vec<PullRequest>,
     pub questions: Vec<Question>,
     pub audit: Vec<AuditEntry>,
     pub blocked: Vec<(SessionId, Blocked)>,
-    /// What the viewer may do here.
-    pub may_command: bool,
-    pub may_answer: bool,
+}
+
+/// Why a handler does not answer with its page: a response of its own (sign in, not found,
+/// not allowed), or a failure, logged and answered with 500.
+pub enum Refused {
+    With(Box<Response>),
+    Failed(anyhow::Error),
+}
+
+impl Refused {
+    pub fn with(response: impl IntoResponse) -> Refused {
+        Refused::With(Box::new(response.into_response()))
+    }
+}
+
+impl From<anyhow::Error> for Refused {
+    fn from(e: anyhow::Error) -> Refused {
+        Refused::Failed(e)
+    }
+}
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        match self {
+            Refused::With(response) => *response,
+            Refused::Failed(e) => server_error(&e),
+        }
+    }
+}
+
+/// What a handler answers.
+pub type Answer = Result<Response, Refused>;
+
+/// `found`, or the answer for what does not exist (or may not be seen).
+pub fn found<T>(found: Option<T>) -> Result<T, Refused> {
+    found.ok_or_else(|| Refused::with(not_found()))
 }
 
 #[derive(serde::Deserialize)]
@@ -125,36 +168,26 @@ async fn objectives_page(
     State(web): State<Arc<Web>>,
     headers: HeaderMap,
     Query(query): Query<ListQuery>,
-) -> Response {
-    let viewer = match auth::viewer(&web, &headers, "/objectives").await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+) -> Answer {
+    let viewer = auth::viewer(&web, &headers, "/objectives").await?;
     let ended = query.show.as_deref() == Some("ended");
-    let result = async {
-        let mut readable = Vec::new();
-        for repository in web.store.objective_repositories().await? {
-            if web.access.permission(&web, &viewer, &repository).await? >= Permission::Read {
-                readable.push(repository);
-            }
+    let mut readable = Vec::new();
+    for repository in web.store.objective_repositories().await? {
+        if web.access.permission(&web, &viewer, &repository).await? >= Permission::Read {
+            readable.push(repository);
         }
-        let objectives = web.store.objectives_in(&readable, !ended, 200).await?;
-        let mut rows = Vec::with_capacity(objectives.len());
-        for objective in objectives {
-            let sessions = web.store.sessions_of(objective.id).await?;
-            let pulls = web.store.pulls_of(objective.id).await?;
-            let questions = web.store.questions_of(objective.id).await?;
-            rows.push(pages::ObjectiveRow {
-                objective,
-                sessions,
-                pulls,
-                questions,
-            });
-        }
-        anyhow::Ok(pages::objectives(&viewer, &rows, ended, web.clock.now()))
     }
-    .await;
-    html_or_error(result)
+    let objectives = web.store.objectives_in(&readable, !ended, 200).await?;
+    let mut rows = Vec::with_capacity(objectives.len());
+    for objective in objectives {
+        rows.push(pages::ObjectiveRow {
+            sessions: web.store.sessions_of(objective.id).await?,
+            pulls: web.store.pulls_of(objective.id).await?,
+            questions: web.store.questions_of(objective.id).await?,
+            objective,
+        });
+    }
+    Ok(pages::objectives(&viewer, &rows, ended, web.clock.now()).into_response())
 }
 
 /// One objective: its sessions, questions, pull requests and timeline.
@@ -162,42 +195,26 @@ async fn objective_page(
     State(web): State<Arc<Web>>,
     headers: HeaderMap,
     Path(id): Path<i64>,
-) -> Response {
-    let here = format!("/objectives/{id}");
-    let viewer = match auth::viewer(&web, &headers, &here).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let result = async {
-        let Some((view, _)) = objective_view(&web, &viewer, ObjectiveId(id)).await? else {
-            return Ok(None);
-        };
-        anyhow::Ok(Some(pages::objective(&viewer, &view, web.clock.now())))
-    }
-    .await;
-    match result {
-        Ok(Some(page)) => page.into_response(),
-        Ok(None) => not_found(),
-        Err(e) => server_error(&e),
-    }
+) -> Answer {
+    let viewer = auth::viewer(&web, &headers, &format!("/objectives/{id}")).await?;
+    let view = objective_view(&web, &viewer, ObjectiveId(id)).await?;
+    Ok(pages::objective(&viewer, &view, web.clock.now()).into_response())
 }
 
-/// The objective as the viewer may see it, with their permission on its repository; `None`
-/// when it does not exist or they cannot read its repository (the same answer for both).
-pub async fn objective_view(
+/// The objective, when the viewer can read its repository, with their permission there; not
+/// found when it does not exist or they cannot (the same answer for both).
+pub async fn readable(
     web: &Web,
     viewer: &WebSession,
     id: ObjectiveId,
-) -> anyhow::Result<Option<(ObjectiveView, Permission)>> {
-    let Some(objective) = web.store.objective(id).await? else {
-        return Ok(None);
-    };
+) -> Result<Readable, Refused> {
+    let objective = found(web.store.objective(id).await?)?;
     let permission = web
         .access
         .permission(web, viewer, &objective.repository)
         .await?;
     if permission < Permission::Read {
-        return Ok(None);
+        return Err(Refused::with(not_found()));
     }
     let config = &objective.config;
     let may_command = crate::github::repos::allowed(
@@ -212,17 +229,29 @@ pub async fn objective_view(
         viewer.login.eq_ignore_ascii_case(&objective.author),
         config,
     );
-    let view = ObjectiveView {
+    Ok(Readable {
+        objective,
+        permission,
+        may_command,
+        may_answer,
+    })
+}
+
+/// Everything the viewer may see of the objective.
+pub async fn objective_view(
+    web: &Web,
+    viewer: &WebSession,
+    id: ObjectiveId,
+) -> Result<ObjectiveView, Refused> {
+    let readable = readable(web, viewer, id).await?;
+    Ok(ObjectiveView {
         sessions: web.store.sessions_of(id).await?,
         pulls: web.store.pulls_of(id).await?,
         questions: web.store.questions_of(id).await?,
         audit: web.store.audit_of(id).await?,
         blocked: web.store.blocked_egress_of(id).await?,
-        objective,
-        may_command,
-        may_answer,
-    };
-    Ok(Some((view, permission)))
+        readable,
+    })
 }
 
 /// One session's transcript, followed live while it runs.
@@ -230,38 +259,15 @@ async fn session_page(
     State(web): State<Arc<Web>>,
     headers: HeaderMap,
     Path(id): Path<i64>,
-) -> Response {
-    let here = format!("/sessions/{id}");
-    let viewer = match auth::viewer(&web, &headers, &here).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let result = async {
-        let Some(session) = web.store.session(SessionId(id)).await? else {
-            return Ok(None);
-        };
-        let Some((view, _)) = objective_view(&web, &viewer, session.objective_id).await? else {
-            return Ok(None);
-        };
-        let lines = web
-            .store
-            .transcript_after(session.id, 0, live::PAGE_LINES)
-            .await?;
-        anyhow::Ok(Some(pages::session(&viewer, &view, &session, &lines)))
-    }
-    .await;
-    match result {
-        Ok(Some(page)) => page.into_response(),
-        Ok(None) => not_found(),
-        Err(e) => server_error(&e),
-    }
-}
-
-fn html_or_error(result: anyhow::Result<maud::Markup>) -> Response {
-    match result {
-        Ok(page) => page.into_response(),
-        Err(e) => server_error(&e),
-    }
+) -> Answer {
+    let viewer = auth::viewer(&web, &headers, &format!("/sessions/{id}")).await?;
+    let session = found(web.store.session(SessionId(id)).await?)?;
+    let view = objective_view(&web, &viewer, session.objective_id).await?;
+    let lines = web
+        .store
+        .transcript_after(session.id, 0, live::PAGE_LINES)
+        .await?;
+    Ok(pages::session(&viewer, &view, &session, &lines).into_response())
 }
 
 pub fn not_found() -> Response {

@@ -7,6 +7,8 @@ use super::ObjectiveView;
 use crate::agent::{self, AgentEvent, ParseState};
 use crate::model::pulls::PullState;
 use crate::model::question::{Question, QuestionStatus};
+use crate::model::text::dollars;
+use crate::model::time::minutes;
 use crate::model::{AgentKind, Objective, PullRequest, Role, Session, Timestamp};
 use crate::store::{TranscriptLine, WebSession};
 
@@ -57,16 +59,6 @@ pub fn message(title: &str, text: &str) -> Markup {
     )
 }
 
-/// Elapsed time, as a person reads it.
-fn duration(from: Timestamp, to: Timestamp) -> String {
-    let m = to.since(from).as_secs() / 60;
-    match m {
-        0 => "under a minute".to_owned(),
-        1..=59 => format!("{m} min"),
-        _ => format!("{}h {:02}m", m / 60, m % 60),
-    }
-}
-
 /// A moment, in UTC to the second.
 fn at(t: Timestamp) -> String {
     let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(t.0.max(0) as u64);
@@ -74,10 +66,6 @@ fn at(t: Timestamp) -> String {
         .to_string()
         .replace('T', " ")
         .replace('Z', " UTC")
-}
-
-fn dollars(micros: u64) -> String {
-    format!("${:.2}", micros as f64 / 1e6)
 }
 
 fn cost_line(o: &Objective, sessions: &[Session]) -> String {
@@ -89,15 +77,10 @@ fn cost_line(o: &Objective, sessions: &[Session]) -> String {
 }
 
 fn time_line(o: &Objective, now: Timestamp) -> String {
-    let budget = o.budget.wall.as_secs() / 60;
-    let budget = if budget >= 60 {
-        format!("{}h {:02}m", budget / 60, budget % 60)
-    } else {
-        format!("{budget} min")
-    };
     format!(
-        "{} of {budget}",
-        duration(o.created_at, o.ended_at.unwrap_or(now))
+        "{} of {}",
+        minutes(o.ended_at.unwrap_or(now).since(o.created_at)),
+        minutes(o.budget.wall)
     )
 }
 
@@ -188,7 +171,7 @@ fn session_line(s: &Session, view: &ObjectiveView, viewer: &WebSession) -> Marku
                 " · after " @for d in &s.depends_on { a href={ "/sessions/" (d) } { "#" (d) } " " }
             }
             @if let Some(doing) = doing { div.doing { (doing) } }
-            @if view.may_command && s.role != Role::Manager && !s.status.is_terminal() {
+            @if view.readable.may_command && s.role != Role::Manager && !s.status.is_terminal() {
                 form.inline method="post" action={ "/sessions/" (s.id) "/cancel" } {
                     input type="hidden" name="csrf" value=(viewer.csrf);
                     button.danger type="submit" { "Cancel this worker" }
@@ -219,7 +202,7 @@ fn session_tree(
 /// One objective: what it is doing, who is working, what it asked, and everything that
 /// happened to it.
 pub fn objective(viewer: &WebSession, view: &ObjectiveView, now: Timestamp) -> Markup {
-    let o = &view.objective;
+    let o = &view.readable.objective;
     let live = !o.status.is_terminal();
     layout(
         &format!("{}#{}", o.repository, o.issue_number),
@@ -235,7 +218,7 @@ pub fn objective(viewer: &WebSession, view: &ObjectiveView, now: Timestamp) -> M
             }
             @if let Some(reason) = &o.status_reason { p.reason { (reason) } }
             @if let Some(summary) = &o.summary { p.summary { strong { "Summary: " } (summary) } }
-            @if live && view.may_command {
+            @if live && view.readable.may_command {
                 section.actions {
                     form method="post" action={ "/objectives/" (o.id) "/message" } {
                         input type="hidden" name="csrf" value=(viewer.csrf);
@@ -260,7 +243,7 @@ pub fn objective(viewer: &WebSession, view: &ObjectiveView, now: Timestamp) -> M
                             @if let Some(a) = &q.answer {
                                 div.answer { "Answer" @if let Some(by) = &q.answered_by { " by @" (by) } ": " (a) }
                             }
-                            @if q.status == QuestionStatus::Open && view.may_answer {
+                            @if q.status == QuestionStatus::Open && view.readable.may_answer {
                                 form method="post" action={ "/questions/" (q.id) "/answer" } {
                                     input type="hidden" name="csrf" value=(viewer.csrf);
                                     textarea name="text" rows="2" required {}
@@ -327,7 +310,7 @@ pub fn session(
     s: &Session,
     lines: &[(i64, TranscriptLine)],
 ) -> Markup {
-    let o = &view.objective;
+    let o = &view.readable.objective;
     let after = lines.last().map(|(id, _)| *id).unwrap_or(0);
     let mut state = ParseState::default();
     layout(
@@ -395,7 +378,9 @@ pub fn transcript(
 
 #[cfg(test)]
 mod tests {
+    use super::super::Readable;
     use super::*;
+    use crate::model::repo_config::Permission;
 
     fn line(stream: &str, text: &str) -> (i64, TranscriptLine) {
         (
@@ -450,7 +435,12 @@ mod tests {
             last_at: Timestamp(0),
         };
         let view = ObjectiveView {
-            objective: fixtures::objective(1),
+            readable: Readable {
+                objective: fixtures::objective(1),
+                permission: Permission::Read,
+                may_command: false,
+                may_answer: false,
+            },
             sessions: vec![worker.clone()],
             pulls: Vec::new(),
             questions: Vec::new(),
@@ -459,8 +449,6 @@ mod tests {
                 (SessionId(3), blocked("evil.example:443")),
                 (SessionId(4), blocked("other.example:443")),
             ],
-            may_command: false,
-            may_answer: false,
         };
         let viewer = WebSession {
             id_hash: String::new(),

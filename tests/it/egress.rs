@@ -49,21 +49,6 @@ async fn host(name: &'static str) -> (u16, Arc<AtomicUsize>) {
     (port, hits)
 }
 
-/// A TCP server on every address of this machine: it counts the connections it gets.
-async fn raw_server() -> (u16, Arc<AtomicUsize>) {
-    let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let hits = Arc::new(AtomicUsize::new(0));
-    let counted = hits.clone();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            counted.fetch_add(1, Ordering::SeqCst);
-            drop(stream);
-        }
-    });
-    (port, hits)
-}
-
 /// What one probe of `egress_probe.sh` printed, and its exit code.
 fn probe<'a>(saw: &'a str, name: &str) -> (&'a str, i32) {
     let start = saw
@@ -87,7 +72,9 @@ async fn the_sandbox_has_no_way_out_but_the_proxy() {
     }
     let (allowed, allowed_hits) = host("allowed host").await;
     let (blocked, blocked_hits) = host("blocked host").await;
-    let (raw, raw_hits) = raw_server().await;
+    // A TCP server on every address of this machine.
+    let (raw, raw_hits) = crate::support::counting_server("0.0.0.0:0").await;
+    let raw = raw.port();
     // A Unix socket in the abstract namespace, which network namespaces separate.
     let abstract_name = format!("foreman-egress-test-{}", std::process::id());
     let abstract_listener = {
@@ -108,11 +95,7 @@ async fn the_sandbox_has_no_way_out_but_the_proxy() {
         read_only: vec![agents_dir()],
         overlays: Vec::new(),
         network: true,
-        egress: Some(foreman::sandbox::Gated {
-            relay: env!("CARGO_BIN_EXE_foreman").into(),
-            sockets: gate.sockets().to_owned(),
-            relay_args: gate.relay_args().to_vec(),
-        }),
+        egress: Some(gate.exits(std::path::Path::new(env!("CARGO_BIN_EXE_foreman")))),
     };
     let outside = crate::support::outside_address();
     let mut args = vec![

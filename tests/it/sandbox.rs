@@ -66,17 +66,8 @@ fn probe<'a>(all: &'a [Probe], starts: &str) -> &'a Probe {
 
 /// An HTTP server playing "elsewhere": it counts the connections it gets.
 async fn elsewhere_server() -> (String, Arc<AtomicUsize>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let hits = Arc::new(AtomicUsize::new(0));
-    let counted = hits.clone();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            counted.fetch_add(1, Ordering::SeqCst);
-            drop(stream);
-        }
-    });
-    (url, hits)
+    let (addr, hits) = crate::support::counting_server("127.0.0.1:0").await;
+    (format!("http://{addr}"), hits)
 }
 
 async fn an_agent_that_tries_every_escape_sees_and_changes_nothing_of_foremans(db: TestDb) {

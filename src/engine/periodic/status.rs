@@ -20,7 +20,8 @@ use crate::model::markers::{marker_comment, status_marker};
 use crate::model::network::Blocked;
 use crate::model::pulls::{Ending, Mergeable, PullState, ending};
 use crate::model::question::{Question, QuestionStatus};
-use crate::model::text::one_line;
+use crate::model::text::{dollars, one_line};
+use crate::model::time::minutes;
 use crate::model::{
     InstallationId, Objective, ObjectiveStatus, PullRequest, Role, Session, SessionId,
     SessionStatus, Timestamp,
@@ -94,12 +95,8 @@ pub fn render(view: &StatusView<'_>, now: Timestamp) -> String {
     ];
     match o.budget.cost_micros {
         // Spend against the budget, whenever there is one.
-        Some(limit) => facts.push(format!(
-            "${:.2} of ${:.2}",
-            cost as f64 / 1e6,
-            limit as f64 / 1e6
-        )),
-        None if cost > 0 => facts.push(format!("${:.2}", cost as f64 / 1e6)),
+        Some(limit) => facts.push(format!("{} of {}", dollars(cost), dollars(limit))),
+        None if cost > 0 => facts.push(dollars(cost)),
         None => {}
     }
     if let Some(base) = view.public_url {
@@ -297,15 +294,6 @@ fn reason(reason: Option<&str>) -> String {
 
 fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
-}
-
-fn minutes(d: Duration) -> String {
-    let m = d.as_secs() / 60;
-    match m {
-        0 => "under a minute".to_owned(),
-        1..=59 => format!("{m} min"),
-        _ => format!("{}h {:02}m", m / 60, m % 60),
-    }
 }
 
 /// A table cell: no pipes or line breaks.

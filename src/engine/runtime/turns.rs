@@ -676,11 +676,7 @@ async fn run(
             let mut jail = agent_jail(runtime, &dirs, &repository, &cmd);
             let mut env = runtime.agents.base_env(&dirs);
             if let Some(gate) = &gate {
-                jail.egress = Some(crate::sandbox::Gated {
-                    relay: runtime.agents.relay.clone(),
-                    sockets: gate.sockets().to_owned(),
-                    relay_args: gate.relay_args().to_vec(),
-                });
+                jail.egress = Some(gate.exits(&runtime.agents.relay));
                 env.extend(gate.env());
             }
             process::spawn(&cmd, &runtime.agents.sandbox, &jail, &dirs.state, &env).await

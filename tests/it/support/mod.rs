@@ -421,6 +421,24 @@ pub fn sandbox_args(read_only: &[&std::path::Path]) -> foreman::config::SandboxA
     }
 }
 
+/// A TCP server on `bind` (an address with port 0) that accepts, counts and drops every
+/// connection: a place nothing should reach.
+pub async fn counting_server(
+    bind: &str,
+) -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind(bind).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = hits.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(stream);
+        }
+    });
+    (addr, hits)
+}
+
 /// An address of this machine other than loopback, if it has one: under the network
 /// allowlist a sandbox reaches it only through foreman's proxy.
 pub fn outside_address() -> Option<String> {
