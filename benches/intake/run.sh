@@ -5,6 +5,7 @@
 # at 8 and 32 connections. Prints each run, the medians and foreman's ratio to Probot.
 #
 #   benches/intake/run.sh            # needs wrk (Debian: apt-get install wrk), node and npm
+#   SERVERS=foreman CONNECTIONS=8 ROUNDS=1 DURATION=5s benches/intake/run.sh   # one server
 #
 # Probot is installed from npm into target/probot on first use. foreman is built in release.
 set -euo pipefail
@@ -12,6 +13,8 @@ cd "$(dirname "$0")/../.."
 ROOT=$PWD
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10s}
+SERVERS=${SERVERS:-probot foreman}
+CONNECTIONS=${CONNECTIONS:-8 32}
 SECRET=bench-secret
 WORK=$(mktemp -d)
 PID=
@@ -69,8 +72,8 @@ stop() { kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; }
 
 declare -A RESULTS
 for round in $(seq 1 "$ROUNDS"); do
-  for server in probot foreman; do
-    for conns in 8 32; do
+  for server in $SERVERS; do
+    for conns in $CONNECTIONS; do
       "start_$server"
       sleep 1
       idle=$(rss VmRSS)
@@ -85,7 +88,8 @@ for round in $(seq 1 "$ROUNDS"); do
 done
 
 median() { tr ' ' '\n' <<<"$1" | grep . | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-for conns in 8 32; do
+[ "$SERVERS" = "probot foreman" ] || exit 0
+for conns in $CONNECTIONS; do
   p=$(median "${RESULTS[probot-$conns]}")
   f=$(median "${RESULTS[foreman-$conns]}")
   echo "c=$conns median: probot $p/s, foreman $f/s, ratio $(awk "BEGIN {printf \"%.2f\", $f/$p}")"
