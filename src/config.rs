@@ -7,12 +7,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::github::app::AppCredentials;
 use crate::model::network::{self, NetworkMode, NetworkPolicy};
+use crate::model::targets::Targets;
 use crate::model::{AgentKind, Budget, Role};
 
 /// Default listen address when neither `FOREMAN_LISTEN` nor `PORT` is set.
@@ -188,6 +189,10 @@ pub struct AgentArgs {
         default_value_t = 4
     )]
     pub max_sessions: usize,
+    /// A TOML file naming the machines agents may run on over SSH besides this one, and how
+    /// many turns each takes (README, "Targets"). `foreman doctor` checks each.
+    #[arg(long = "targets", env = "FOREMAN_TARGETS")]
+    pub targets: Option<PathBuf>,
     /// Workers running at once per objective.
     #[arg(long = "max-workers", env = "FOREMAN_MAX_WORKERS", default_value_t = 3)]
     pub max_workers: usize,
@@ -428,6 +433,23 @@ impl AgentArgs {
             model: model.clone(),
             args: args.split_whitespace().map(str::to_owned).collect(),
         })
+    }
+
+    /// The machines agents may run on: `local` with room for FOREMAN_MAX_SESSIONS turns,
+    /// and those of the targets file.
+    pub fn targets(&self) -> Result<Targets> {
+        let local = u32::try_from(self.max_sessions.max(1)).unwrap_or(u32::MAX);
+        let Some(path) = &self.targets else {
+            return Ok(Targets::local_only(local));
+        };
+        let text = std::fs::read_to_string(path).with_context(|| {
+            format!(
+                "cannot read the targets file {} (FOREMAN_TARGETS)",
+                path.display()
+            )
+        })?;
+        Targets::parse(&text, local)
+            .map_err(|e| anyhow!("the targets file {} (FOREMAN_TARGETS): {e}", path.display()))
     }
 
     /// The environment variables agents get from foreman's own environment.

@@ -1,9 +1,10 @@
 //! `foreman doctor`: checks that a configuration can work before it is served — the
 //! database, the GitHub App (a real `GET /app` with its JWT), the webhook secret, git, the
-//! agent CLIs and the work root — and prints one line per check, with what to do about
-//! each one that fails. It changes nothing: no migration is applied, no database file is
-//! created.
+//! agent CLIs, the work root and each remote target over SSH — and prints one line per
+//! check, with what to do about each one that fails. It changes nothing: no migration is
+//! applied, no database file is created, nothing is written on a target.
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -17,11 +18,13 @@ use crate::github::app::GitHubApp;
 use crate::github::rest::{self, RestError};
 use crate::model::AgentKind;
 use crate::model::SystemClock;
+use crate::model::targets::{self, Verdict};
 use crate::model::text::human_bytes;
 use crate::setup::credentials::{self, Source};
 use crate::setup::manifest;
 use crate::store::{Backend, Store};
 use crate::workspace::free_space;
+use crate::workspace::remote::{Remote, RemoteError};
 
 /// How long one probe (a connection, a `--version`, a call to GitHub) may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(20);
@@ -39,7 +42,7 @@ pub enum Level {
 /// One line of the report.
 #[derive(Debug, Clone)]
 pub struct Check {
-    pub name: &'static str,
+    pub name: Cow<'static, str>,
     pub level: Level,
     /// What was found.
     pub detail: String,
@@ -48,27 +51,35 @@ pub struct Check {
 }
 
 impl Check {
-    fn ok(name: &'static str, detail: impl Into<String>) -> Check {
+    fn ok(name: impl Into<Cow<'static, str>>, detail: impl Into<String>) -> Check {
         Check {
-            name,
+            name: name.into(),
             level: Level::Ok,
             detail: detail.into(),
             fix: None,
         }
     }
 
-    fn warn(name: &'static str, detail: impl Into<String>, fix: impl Into<String>) -> Check {
+    fn warn(
+        name: impl Into<Cow<'static, str>>,
+        detail: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Check {
         Check {
-            name,
+            name: name.into(),
             level: Level::Warn,
             detail: detail.into(),
             fix: Some(fix.into()),
         }
     }
 
-    fn fail(name: &'static str, detail: impl Into<String>, fix: impl Into<String>) -> Check {
+    fn fail(
+        name: impl Into<Cow<'static, str>>,
+        detail: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Check {
         Check {
-            name,
+            name: name.into(),
             level: Level::Fail,
             detail: detail.into(),
             fix: Some(fix.into()),
@@ -114,7 +125,55 @@ pub async fn checks(args: &ServeArgs) -> Vec<Check> {
     checks.push(sandbox(args).await);
     checks.push(network(args).await);
     checks.push(work_root(args));
+    checks.extend(targets(args).await);
     checks
+}
+
+/// Each remote target: reachable with its host key known, git, bubblewrap and the agent
+/// CLIs there, and room in its work root. One ssh connection each, all at once.
+async fn targets(args: &ServeArgs) -> Vec<Check> {
+    const NAME: &str = "targets";
+    let targets = match args.agents.targets() {
+        Ok(targets) => targets,
+        Err(e) => return vec![Check::fail(NAME, format!("{e:#}"), "fix the targets file")],
+    };
+    let programs: Vec<String> = [crate::model::Role::Manager, crate::model::Role::Worker]
+        .into_iter()
+        .filter_map(|role| args.agents.profile(role).ok())
+        .map(|profile| profile.program)
+        .fold(Vec::new(), |mut all, program| {
+            if !all.contains(&program) {
+                all.push(program);
+            }
+            all
+        });
+    let probes = targets.remote().map(|spec| {
+        let programs = &programs;
+        async move {
+            let remote = Remote::new(spec.ssh.clone().expect("a remote target"));
+            let root = spec.work_root.clone().unwrap_or_default();
+            let script = targets::probe_script(&root, programs);
+            let verdict = match remote.run(&script, PROBE_TIMEOUT).await {
+                Ok(output) => targets::judge(
+                    spec,
+                    &targets::read_probe(&String::from_utf8_lossy(&output.stdout)),
+                    args.gc.min_free_disk,
+                ),
+                Err(RemoteError::Ssh(what, fix)) => Verdict::Refused(what, fix),
+                Err(RemoteError::Other(e)) => Verdict::Refused(
+                    format!("{e:#}"),
+                    "check that ssh (Debian: openssh-client) is installed".to_owned(),
+                ),
+            };
+            let name = format!("target {}", spec.name);
+            match verdict {
+                Verdict::Ready(summary) => Check::ok(name, summary),
+                Verdict::Wanting(summary, fix) => Check::warn(name, summary, fix),
+                Verdict::Refused(what, fix) => Check::fail(name, what, fix),
+            }
+        }
+    });
+    futures_util::future::join_all(probes).await
 }
 
 /// Whether agents can be started in their sandbox, and what is missing when not.

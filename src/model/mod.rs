@@ -14,6 +14,7 @@ pub mod repo_config;
 pub mod secrets;
 pub mod session;
 pub mod supervisor;
+pub mod targets;
 pub mod text;
 pub mod time;
 pub mod workspace;

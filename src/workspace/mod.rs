@@ -21,6 +21,7 @@
 pub mod copy;
 pub mod gc;
 pub mod git;
+pub mod remote;
 pub mod replay;
 mod space;
 pub mod target;

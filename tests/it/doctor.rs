@@ -31,7 +31,7 @@ fn sandbox_env() -> Vec<(&'static str, String)> {
     crate::support::sandbox_env(&crate::support::sandbox_args(&[]))
 }
 
-async fn doctor(dir: &Path, env: &[(&str, &str)]) -> Output {
+pub async fn doctor(dir: &Path, env: &[(&str, &str)]) -> Output {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_foreman"));
     command
         .arg("doctor")
@@ -53,7 +53,7 @@ fn stub_agent(dir: &Path) -> PathBuf {
 }
 
 /// The report's line for `check`.
-fn line<'a>(report: &'a str, check: &str) -> &'a str {
+pub fn line<'a>(report: &'a str, check: &str) -> &'a str {
     report
         .lines()
         .find(|l| {

@@ -23,6 +23,7 @@ mod shutdown;
 mod store;
 mod supervisor;
 mod support;
+mod targets;
 mod tick;
 mod web;
 mod webhooks;

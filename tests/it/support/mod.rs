@@ -4,6 +4,7 @@
 
 pub mod fake_github;
 pub mod fake_model;
+pub mod ssh_host;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -522,6 +523,7 @@ pub fn scripted_agents(db: &TestDb) -> AgentArgs {
         worker_args: args,
         agent_env: String::new(),
         max_sessions: 4,
+        targets: None,
         max_workers: 3,
         turn_timeout: Duration::from_secs(60),
         budget_sessions: 20,

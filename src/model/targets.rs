@@ -1,0 +1,715 @@
+//! Targets: the machines agents run on. `local` (the foreman host) is one and the default;
+//! the operator adds others reached over SSH in a targets file (`FOREMAN_TARGETS`, TOML):
+//!
+//! ```toml
+//! [local]
+//! capacity = 3            # concurrent turns here (default: FOREMAN_MAX_SESSIONS)
+//!
+//! [targets.big-1]
+//! ssh = "foreman@10.0.0.5:22"
+//! key = "/etc/foreman/targets/id_ed25519"
+//! known_hosts = "/etc/foreman/targets/known_hosts"
+//! work_root = "/srv/foreman"
+//! capacity = 4
+//! labels = ["big"]
+//! ```
+//!
+//! Everything here is pure: reading and checking the file, and judging what a probe of a
+//! target found. Host keys are checked strictly: a host whose key is not in `known_hosts` is
+//! refused unless its entry says `accept_new_host_key = true` (trust on first use, the
+//! operator's choice); a host whose key changed is always refused.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// The name of the foreman host as a target.
+pub const LOCAL: &str = "local";
+
+/// Every target, `local` first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Targets {
+    pub all: Vec<TargetSpec>,
+}
+
+/// One machine agents may run on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetSpec {
+    pub name: String,
+    /// `None` for the foreman host.
+    pub ssh: Option<SshSpec>,
+    /// Where checkouts go there (`None` on `local`: FOREMAN_WORK_ROOT).
+    pub work_root: Option<PathBuf>,
+    /// Turns that may run there at once.
+    pub capacity: u32,
+    pub labels: Vec<String>,
+}
+
+/// How a remote target is reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshSpec {
+    pub user: Option<String>,
+    pub host: String,
+    pub port: u16,
+    /// The private key foreman logs in with (`None`: ssh's defaults for foreman's user).
+    pub key: Option<PathBuf>,
+    /// The host keys trusted (`None`: ssh's defaults for foreman's user).
+    pub known_hosts: Option<PathBuf>,
+    /// Whether a host not yet in `known_hosts` is trusted on first use.
+    pub accept_new_host_key: bool,
+}
+
+impl SshSpec {
+    /// `user@host` (or `host`), as ssh takes it.
+    pub fn destination(&self) -> String {
+        match &self.user {
+            Some(user) => format!("{user}@{}", self.host),
+            None => self.host.clone(),
+        }
+    }
+
+    /// The options that make ssh safe to run unattended: no prompt, no configuration file but
+    /// these, strict host keys, only the given key, and a dead connection noticed in seconds.
+    pub fn options(&self) -> Vec<String> {
+        let mut options = vec![
+            "-F".to_owned(),
+            "/dev/null".to_owned(),
+            "-p".to_owned(),
+            self.port.to_string(),
+        ];
+        let mut set = |option: &str, value: &str| {
+            options.push("-o".to_owned());
+            options.push(format!("{option}={value}"));
+        };
+        set("BatchMode", "yes");
+        set(
+            "StrictHostKeyChecking",
+            if self.accept_new_host_key {
+                "accept-new"
+            } else {
+                "yes"
+            },
+        );
+        if let Some(known_hosts) = &self.known_hosts {
+            set("UserKnownHostsFile", &known_hosts.to_string_lossy());
+            set("GlobalKnownHostsFile", "/dev/null");
+        }
+        if let Some(key) = &self.key {
+            set("IdentityFile", &key.to_string_lossy());
+            set("IdentitiesOnly", "yes");
+        }
+        set("ConnectTimeout", "10");
+        set("ServerAliveInterval", "5");
+        set("ServerAliveCountMax", "3");
+        set("LogLevel", "ERROR");
+        options
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    local: Option<LocalEntry>,
+    #[serde(default)]
+    targets: BTreeMap<String, Entry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LocalEntry {
+    capacity: Option<u32>,
+    #[serde(default)]
+    labels: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Entry {
+    ssh: String,
+    key: Option<PathBuf>,
+    known_hosts: Option<PathBuf>,
+    #[serde(default)]
+    accept_new_host_key: bool,
+    work_root: PathBuf,
+    capacity: u32,
+    #[serde(default)]
+    labels: Vec<String>,
+}
+
+impl Targets {
+    /// Only the foreman host, with room for `capacity` turns.
+    pub fn local_only(capacity: u32) -> Targets {
+        Targets {
+            all: vec![local(capacity, Vec::new())],
+        }
+    }
+
+    /// Reads a targets file; `local_capacity` is `local`'s room when the file does not say.
+    /// The error names what is wrong and where.
+    pub fn parse(text: &str, local_capacity: u32) -> Result<Targets, String> {
+        let file: File = toml::from_str(text).map_err(|e| e.message().to_owned())?;
+        let (capacity, labels) = match file.local {
+            Some(entry) => (entry.capacity.unwrap_or(local_capacity), entry.labels),
+            None => (local_capacity, Vec::new()),
+        };
+        if capacity == 0 {
+            return Err("[local]: capacity must be at least 1".to_owned());
+        }
+        check_labels("[local]", &labels)?;
+        let mut all = vec![local(capacity, labels)];
+        for (name, entry) in file.targets {
+            all.push(target(name, entry)?);
+        }
+        Ok(Targets { all })
+    }
+
+    pub fn get(&self, name: &str) -> Option<&TargetSpec> {
+        self.all.iter().find(|t| t.name == name)
+    }
+
+    /// The targets reached over SSH.
+    pub fn remote(&self) -> impl Iterator<Item = &TargetSpec> {
+        self.all.iter().filter(|t| t.ssh.is_some())
+    }
+}
+
+fn local(capacity: u32, labels: Vec<String>) -> TargetSpec {
+    TargetSpec {
+        name: LOCAL.to_owned(),
+        ssh: None,
+        work_root: None,
+        capacity,
+        labels,
+    }
+}
+
+fn target(name: String, entry: Entry) -> Result<TargetSpec, String> {
+    let at = format!("[targets.{name}]");
+    if name == LOCAL {
+        return Err(format!(
+            "{at}: `local` is the foreman host; set its capacity under [local]"
+        ));
+    }
+    if !is_word(&name) {
+        return Err(format!(
+            "{at}: a target's name is letters, digits, `-` and `_`"
+        ));
+    }
+    if entry.capacity == 0 {
+        return Err(format!("{at}: capacity must be at least 1"));
+    }
+    check_labels(&at, &entry.labels)?;
+    let (user, host, port) = destination(&entry.ssh).map_err(|e| format!("{at}: ssh: {e}"))?;
+    if !entry.work_root.is_absolute() || !is_plain_path(&entry.work_root) {
+        return Err(format!(
+            "{at}: work_root must be an absolute path of letters, digits and `/._-`"
+        ));
+    }
+    for (what, path) in [("key", &entry.key), ("known_hosts", &entry.known_hosts)] {
+        if path.as_ref().is_some_and(|p| !p.is_absolute()) {
+            return Err(format!("{at}: {what} must be an absolute path"));
+        }
+    }
+    Ok(TargetSpec {
+        name,
+        ssh: Some(SshSpec {
+            user,
+            host,
+            port,
+            key: entry.key,
+            known_hosts: entry.known_hosts,
+            accept_new_host_key: entry.accept_new_host_key,
+        }),
+        work_root: Some(entry.work_root),
+        capacity: entry.capacity,
+        labels: entry.labels,
+    })
+}
+
+/// `[user@]host[:port]`, with an IPv6 address in brackets.
+fn destination(text: &str) -> Result<(Option<String>, String, u16), String> {
+    let (user, rest) = match text.rsplit_once('@') {
+        Some((user, rest)) => (Some(user), rest),
+        None => (None, text),
+    };
+    let (host, port) = if let Some(inner) = rest.strip_prefix('[') {
+        let (host, after) = inner
+            .split_once(']')
+            .ok_or("an IPv6 address without its closing `]`")?;
+        (host, after.strip_prefix(':'))
+    } else {
+        match rest.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (rest, None),
+        }
+    };
+    let port = match port {
+        Some(p) => p
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| format!("`{p}` is not a port"))?,
+        None => 22,
+    };
+    // Nothing ssh could take for an option or a shell could split.
+    let host_ok = !host.is_empty()
+        && !host.starts_with('-')
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'));
+    if !host_ok {
+        return Err(format!("`{host}` is not a host name or address"));
+    }
+    if let Some(user) = user
+        && (user.is_empty() || user.starts_with('-') || !is_word_or_dot(user))
+    {
+        return Err(format!("`{user}` is not a user name"));
+    }
+    Ok((user.map(str::to_owned), host.to_owned(), port))
+}
+
+fn check_labels(at: &str, labels: &[String]) -> Result<(), String> {
+    match labels.iter().find(|l| !is_word(l)) {
+        Some(label) => Err(format!(
+            "{at}: label `{label}` is not letters, digits, `-` and `_`"
+        )),
+        None => Ok(()),
+    }
+}
+
+fn is_word(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 64
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+}
+
+fn is_word_or_dot(text: &str) -> bool {
+    text.chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// A path that can go into a remote shell command without quoting surprises.
+fn is_plain_path(path: &std::path::Path) -> bool {
+    path.to_str().is_some_and(|p| {
+        p.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-'))
+            && !p.split('/').any(|part| part == "..")
+    })
+}
+
+/// What a probe of a target found, read from its output (`key=value` lines).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Probe {
+    pub git: Option<String>,
+    pub bwrap: Option<String>,
+    /// Agent programs looked for, and where each was found.
+    pub agents: Vec<(String, Option<String>)>,
+    /// Bytes free in the work root's file system.
+    pub free: Option<u64>,
+    /// Why the work root could not be made, if it could not.
+    pub work_root_error: Option<String>,
+}
+
+/// The shell script a probe runs on a target (POSIX sh): one line per finding.
+pub fn probe_script(work_root: &std::path::Path, agents: &[String]) -> String {
+    let root = work_root.to_string_lossy();
+    let mut script = String::from(
+        "echo \"git=$(git --version 2>/dev/null)\"\n\
+         echo \"bwrap=$(bwrap --version 2>/dev/null)\"\n",
+    );
+    let plain = |a: &&String| {
+        !a.starts_with('-')
+            && a.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
+    };
+    for agent in agents.iter().filter(plain) {
+        script.push_str(&format!(
+            "echo \"agent {agent}=$(command -v {agent} 2>/dev/null)\"\n"
+        ));
+    }
+    // The work root, or the nearest directory above it that exists (foreman makes the rest):
+    // a probe changes nothing.
+    script.push_str(&format!(
+        "d={root}; while [ ! -d \"$d\" ]; do d=$(dirname \"$d\"); done\n\
+         if [ -w \"$d\" ]; then echo \"free=$(df -Pk \"$d\" | awk 'NR==2 {{print $4}}')\"; \
+         else echo \"work_root_error=$d is not writable\"; fi\n"
+    ));
+    script
+}
+
+/// Reads a probe's output.
+pub fn read_probe(output: &str) -> Probe {
+    let mut probe = Probe::default();
+    let some = |v: &str| Some(v.trim().to_owned()).filter(|v| !v.is_empty());
+    for line in output.lines() {
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        match key {
+            "git" => probe.git = some(value),
+            "bwrap" => probe.bwrap = some(value),
+            "free" => probe.free = value.trim().parse::<u64>().ok().map(|kib| kib * 1024),
+            "work_root_error" => probe.work_root_error = some(value),
+            _ => {
+                if let Some(agent) = key.strip_prefix("agent ") {
+                    probe.agents.push((agent.to_owned(), some(value)));
+                }
+            }
+        }
+    }
+    probe
+}
+
+/// How a target came out of a probe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Ready(String),
+    /// Usable, with something to look at.
+    Wanting(String, String),
+    /// Not usable: what is wrong and what to do.
+    Refused(String, String),
+}
+
+/// Judges a target from its probe: `min_free` is the free space its work root must keep.
+pub fn judge(spec: &TargetSpec, probe: &Probe, min_free: u64) -> Verdict {
+    let root = spec
+        .work_root
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    if let Some(e) = &probe.work_root_error {
+        return Verdict::Refused(
+            format!("cannot make the work root {root}: {e}"),
+            "give the target's user a work_root it can write".to_owned(),
+        );
+    }
+    let Some(git) = &probe.git else {
+        return Verdict::Refused(
+            "git is not installed there".to_owned(),
+            "install git on the target (Debian: apt-get install git)".to_owned(),
+        );
+    };
+    let Some(bwrap) = &probe.bwrap else {
+        return Verdict::Refused(
+            "bubblewrap is not installed there: agents cannot be sandboxed".to_owned(),
+            "install bubblewrap on the target (Debian: apt-get install bubblewrap)".to_owned(),
+        );
+    };
+    let missing: Vec<&str> = probe
+        .agents
+        .iter()
+        .filter(|(_, found)| found.is_none())
+        .map(|(agent, _)| agent.as_str())
+        .collect();
+    if !missing.is_empty() {
+        return Verdict::Refused(
+            format!("agent CLIs not on the PATH there: {}", missing.join(", ")),
+            "install them on the target for the user foreman logs in as".to_owned(),
+        );
+    }
+    let free = probe.free.unwrap_or(0);
+    let shown = crate::model::text::human_bytes(free);
+    let agents: Vec<&str> = probe
+        .agents
+        .iter()
+        .filter_map(|(_, found)| found.as_deref())
+        .collect();
+    let summary = format!(
+        "{}:{}, {git}, {bwrap}, agents {}, {shown} free in {root}, capacity {}",
+        spec.ssh
+            .as_ref()
+            .map(SshSpec::destination)
+            .unwrap_or_default(),
+        spec.ssh.as_ref().map(|s| s.port).unwrap_or(22),
+        if agents.is_empty() {
+            "-".to_owned()
+        } else {
+            agents.join(", ")
+        },
+        spec.capacity,
+    );
+    if free < min_free {
+        return Verdict::Wanting(
+            summary,
+            format!(
+                "free space there is under FOREMAN_MIN_FREE_DISK ({})",
+                crate::model::text::human_bytes(min_free)
+            ),
+        );
+    }
+    Verdict::Ready(summary)
+}
+
+/// Why ssh could not run a command on a target, from its exit status and what it printed:
+/// what is wrong and what to do. `None` when the failure was not ssh's.
+pub fn ssh_failure(spec: &SshSpec, status: Option<i32>, stderr: &str) -> Option<(String, String)> {
+    if status != Some(255) {
+        return None;
+    }
+    let host = &spec.host;
+    let keyscan = format!(
+        "check the host's key fingerprint out of band, then add it: ssh-keyscan -p {} {host} >> {}",
+        spec.port,
+        spec.known_hosts
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "~/.ssh/known_hosts".to_owned())
+    );
+    let found = |needle: &str| stderr.contains(needle);
+    Some(if found("REMOTE HOST IDENTIFICATION HAS CHANGED") {
+        (
+            format!("the host key of {host} has changed: refused (the host may be impersonated)"),
+            format!(
+                "if {host} was reinstalled, replace its entry in known_hosts after checking the new key"
+            ),
+        )
+    } else if found("Host key verification failed") || found("No ") && found("host key is known") {
+        (
+            format!("the host key of {host} is not known: refused"),
+            keyscan,
+        )
+    } else if found("Permission denied") {
+        (
+            format!("{} refused foreman's key", spec.destination()),
+            "add foreman's public key to the user's authorized_keys on the target".to_owned(),
+        )
+    } else {
+        let first = stderr
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .unwrap_or("ssh failed without saying why");
+        (
+            format!("cannot reach {host}:{}: {first}", spec.port),
+            "check the address, that sshd runs there, and the network".to_owned(),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str = r#"
+        [local]
+        capacity = 2
+        labels = ["small"]
+
+        [targets.big-1]
+        ssh = "foreman@10.0.0.5:2222"
+        key = "/etc/foreman/id_ed25519"
+        known_hosts = "/etc/foreman/known_hosts"
+        work_root = "/srv/foreman"
+        capacity = 4
+        labels = ["big", "gpu"]
+
+        [targets.v6]
+        ssh = "[fd00::5]"
+        work_root = "/srv/foreman"
+        capacity = 1
+    "#;
+
+    #[test]
+    fn a_targets_file_is_read_with_local_first() {
+        let targets = Targets::parse(FILE, 3).unwrap();
+        let names: Vec<&str> = targets.all.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["local", "big-1", "v6"]);
+        let local = targets.get(LOCAL).unwrap();
+        assert_eq!((local.capacity, local.ssh.is_none()), (2, true));
+        let big = targets.get("big-1").unwrap();
+        let ssh = big.ssh.as_ref().unwrap();
+        assert_eq!(
+            (ssh.user.as_deref(), ssh.host.as_str(), ssh.port),
+            (Some("foreman"), "10.0.0.5", 2222)
+        );
+        assert_eq!(big.labels, ["big", "gpu"]);
+        let v6 = targets.get("v6").unwrap().ssh.clone().unwrap();
+        assert_eq!((v6.host.as_str(), v6.port, v6.user), ("fd00::5", 22, None));
+        assert_eq!(targets.remote().count(), 2);
+        assert_eq!(Targets::parse("", 3).unwrap(), Targets::local_only(3));
+    }
+
+    #[test]
+    fn host_keys_are_checked_strictly_unless_the_operator_says_otherwise() {
+        let targets = Targets::parse(FILE, 3).unwrap();
+        let options = targets
+            .get("big-1")
+            .unwrap()
+            .ssh
+            .as_ref()
+            .unwrap()
+            .options();
+        let joined = options.join(" ");
+        for wanted in [
+            "-F /dev/null",
+            "-p 2222",
+            "-o BatchMode=yes",
+            "-o StrictHostKeyChecking=yes",
+            "-o UserKnownHostsFile=/etc/foreman/known_hosts",
+            "-o IdentityFile=/etc/foreman/id_ed25519",
+            "-o IdentitiesOnly=yes",
+        ] {
+            assert!(joined.contains(wanted), "{wanted} in {joined}");
+        }
+        let tofu = FILE.replace(
+            "capacity = 4",
+            "capacity = 4\n        accept_new_host_key = true",
+        );
+        let targets = Targets::parse(&tofu, 3).unwrap();
+        let ssh = targets.get("big-1").unwrap().ssh.as_ref().unwrap();
+        assert!(
+            ssh.options()
+                .join(" ")
+                .contains("StrictHostKeyChecking=accept-new")
+        );
+    }
+
+    #[test]
+    fn bad_entries_are_refused_naming_the_target() {
+        let entry = |body: &str| format!("[targets.t]\n{body}\n");
+        let good = "ssh = \"h\"\nwork_root = \"/w\"\ncapacity = 1";
+        assert!(Targets::parse(&entry(good), 1).is_ok());
+        for (body, wanted) in [
+            (
+                "ssh = \"-oProxyCommand=x\"\nwork_root = \"/w\"\ncapacity = 1",
+                "not a host",
+            ),
+            (
+                "ssh = \"h;rm\"\nwork_root = \"/w\"\ncapacity = 1",
+                "not a host",
+            ),
+            (
+                "ssh = \"-u@h\"\nwork_root = \"/w\"\ncapacity = 1",
+                "not a user",
+            ),
+            (
+                "ssh = \"h:0\"\nwork_root = \"/w\"\ncapacity = 1",
+                "not a port",
+            ),
+            (
+                "ssh = \"h:x\"\nwork_root = \"/w\"\ncapacity = 1",
+                "not a port",
+            ),
+            (
+                "ssh = \"[::1\"\nwork_root = \"/w\"\ncapacity = 1",
+                "closing",
+            ),
+            ("ssh = \"h\"\nwork_root = \"w\"\ncapacity = 1", "absolute"),
+            (
+                "ssh = \"h\"\nwork_root = \"/w/$(id)\"\ncapacity = 1",
+                "absolute path of",
+            ),
+            (
+                "ssh = \"h\"\nwork_root = \"/w/../etc\"\ncapacity = 1",
+                "absolute path of",
+            ),
+            (
+                "ssh = \"h\"\nwork_root = \"/w\"\ncapacity = 0",
+                "at least 1",
+            ),
+            (
+                "ssh = \"h\"\nwork_root = \"/w\"\ncapacity = 1\nkey = \"k\"",
+                "key must be",
+            ),
+            (
+                "ssh = \"h\"\nwork_root = \"/w\"\ncapacity = 1\nlabels = [\"a b\"]",
+                "label",
+            ),
+            (
+                "ssh = \"h\"\nwork_root = \"/w\"\ncapacity = 1\nport = 2",
+                "unknown field",
+            ),
+            ("work_root = \"/w\"\ncapacity = 1", "missing field `ssh`"),
+        ] {
+            let error = Targets::parse(&entry(body), 1).unwrap_err();
+            assert!(error.contains(wanted), "{body}: {error}");
+            assert!(
+                error.contains("[targets.t]") || error.contains("field"),
+                "{body}: {error}"
+            );
+        }
+        let local = "[targets.local]\nssh = \"h\"\nwork_root = \"/w\"\ncapacity = 1";
+        assert!(Targets::parse(local, 1).unwrap_err().contains("[local]"));
+        assert!(Targets::parse("[local]\ncapacity = 0", 1).is_err());
+        let named = "[targets.\"a b\"]\nssh = \"h\"\nwork_root = \"/w\"\ncapacity = 1";
+        assert!(Targets::parse(named, 1).unwrap_err().contains("name"));
+    }
+
+    fn big() -> TargetSpec {
+        Targets::parse(FILE, 3)
+            .unwrap()
+            .get("big-1")
+            .unwrap()
+            .clone()
+    }
+
+    #[test]
+    fn a_probe_is_read_and_judged() {
+        let output = "git=git version 2.39.5\nbwrap=bubblewrap 0.8.0\n\
+                      agent claude=/usr/bin/claude\nfree=10485760\n";
+        let probe = read_probe(output);
+        assert_eq!(probe.free, Some(10 << 30));
+        let Verdict::Ready(summary) = judge(&big(), &probe, 2 << 30) else {
+            panic!("not ready")
+        };
+        assert!(summary.contains("git version 2.39.5") && summary.contains("10.0 GiB"));
+        assert!(summary.contains("agents /usr/bin/claude"), "{summary}");
+        assert!(matches!(
+            judge(&big(), &probe, 20 << 30),
+            Verdict::Wanting(_, why) if why.contains("FOREMAN_MIN_FREE_DISK")
+        ));
+        for (output, wanted) in [
+            ("git=\nbwrap=b\nfree=1", "git is not installed"),
+            ("git=g\nbwrap=\nfree=1", "bubblewrap"),
+            ("git=g\nbwrap=b\nagent codex=\nfree=1", "codex"),
+            ("work_root_error=/srv is not writable", "not writable"),
+        ] {
+            let verdict = judge(&big(), &read_probe(output), 0);
+            assert!(
+                matches!(&verdict, Verdict::Refused(what, _) if what.contains(wanted)),
+                "{output}: {verdict:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_probe_script_looks_only_for_plain_program_names() {
+        let script = probe_script(
+            std::path::Path::new("/srv/foreman"),
+            &["claude".to_owned(), "x;rm -rf /".to_owned()],
+        );
+        assert!(script.contains("command -v claude"));
+        assert!(!script.contains("rm -rf /"));
+        assert!(script.contains("d=/srv/foreman;"));
+    }
+
+    #[test]
+    fn ssh_failures_say_what_happened() {
+        let spec = big().ssh.unwrap();
+        let changed = "@@@@@@@\n@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @\n";
+        let (what, _) = ssh_failure(&spec, Some(255), changed).unwrap();
+        assert!(what.contains("has changed: refused"), "{what}");
+        let unknown = "No ED25519 host key is known for [10.0.0.5]:2222 and you have requested strict checking.\nHost key verification failed.\n";
+        let (what, fix) = ssh_failure(&spec, Some(255), unknown).unwrap();
+        assert!(what.contains("not known: refused"), "{what}");
+        assert!(fix.contains("ssh-keyscan -p 2222 10.0.0.5 >> /etc/foreman/known_hosts"));
+        let denied = "foreman@10.0.0.5: Permission denied (publickey).\n";
+        assert!(
+            ssh_failure(&spec, Some(255), denied)
+                .unwrap()
+                .0
+                .contains("refused foreman's key")
+        );
+        let refused = "ssh: connect to host 10.0.0.5 port 2222: Connection refused\n";
+        assert!(
+            ssh_failure(&spec, Some(255), refused)
+                .unwrap()
+                .0
+                .contains("Connection refused")
+        );
+        assert_eq!(ssh_failure(&spec, Some(1), changed), None);
+    }
+}

@@ -1,0 +1,122 @@
+//! Targets over SSH, against real `sshd`s in network namespaces made by the test
+//! ([`crate::support::ssh_host`]): `foreman doctor` checks each target (reachable, host key
+//! known and unchanged, git, bubblewrap, the agent CLIs, free space) and says what to do.
+
+use crate::doctor::{doctor, line};
+use crate::support::ssh_host::{self, SshHost, key_pair};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_checks_each_target_over_ssh_and_refuses_unknown_or_changed_host_keys() {
+    if !ssh_host::available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (login, login_public) = key_pair(dir.path(), "foreman_login");
+    let good = SshHost::start(&login_public).await;
+    let other = SshHost::start(&login_public).await;
+    let (_, impostor_key) = key_pair(dir.path(), "impostor");
+
+    let known = |name: &str, content: String| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, content).unwrap();
+        path
+    };
+    // good: its key is known; changed: `other`'s address with a different key on record;
+    // unknown: nothing on record; down: nothing listens.
+    let good_known = known("good", good.known_hosts_line(&good.host_key));
+    let changed_known = known("changed", other.known_hosts_line(&impostor_key));
+    let unknown_known = known("unknown", String::new());
+    let entry = |name: &str, host: &SshHost, known_hosts: &std::path::Path| {
+        format!(
+            "[targets.{name}]\nssh = \"root@{}\"\nkey = \"{}\"\nknown_hosts = \"{}\"\n\
+             work_root = \"{}\"\ncapacity = 2\nlabels = [\"big\"]\n",
+            host.addr,
+            login.display(),
+            known_hosts.display(),
+            host.work_root.display()
+        )
+    };
+    let mut file = String::from("[local]\ncapacity = 1\n");
+    file.push_str(&entry("good", &good, &good_known));
+    file.push_str(&entry("changed", &other, &changed_known));
+    file.push_str(&entry("unknown", &other, &unknown_known));
+    file.push_str(&format!(
+        "[targets.down]\nssh = \"root@127.0.0.1:1\"\nkey = \"{}\"\nknown_hosts = \"{}\"\n\
+         work_root = \"/srv/foreman\"\ncapacity = 1\n",
+        login.display(),
+        good_known.display()
+    ));
+    let targets = dir.path().join("targets.toml");
+    std::fs::write(&targets, &file).unwrap();
+
+    let env = [
+        ("DATABASE_URL", "sqlite::memory:"),
+        ("FOREMAN_TARGETS", targets.to_str().unwrap()),
+        ("FOREMAN_MIN_FREE_DISK", "1MiB"),
+        ("FOREMAN_MANAGER_AGENT", "command"),
+        ("FOREMAN_MANAGER_COMMAND", "/bin/sh"),
+        ("FOREMAN_WORKER_AGENT", "command"),
+        ("FOREMAN_WORKER_COMMAND", "git"),
+    ];
+    let out = doctor(dir.path(), &env).await;
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+
+    let ready = line(&report, "target good");
+    assert!(ready.starts_with("ok "), "{report}");
+    for found in [
+        "root@",
+        "git version",
+        "bubblewrap",
+        "agents /bin/sh, ",
+        "capacity 2",
+        "free in",
+    ] {
+        assert!(ready.contains(found), "{found}: {ready}");
+    }
+    let changed = line(&report, "target changed");
+    assert!(
+        changed.starts_with("FAIL") && changed.contains("has changed: refused"),
+        "{report}"
+    );
+    let unknown = line(&report, "target unknown");
+    assert!(
+        unknown.starts_with("FAIL")
+            && unknown.contains("is not known: refused")
+            && unknown.contains(&format!("ssh-keyscan -p 22 {}", other.addr)),
+        "{report}"
+    );
+    let down = line(&report, "target down");
+    assert!(
+        down.starts_with("FAIL") && down.contains("cannot reach 127.0.0.1:1"),
+        "{report}"
+    );
+    assert!(!out.status.success(), "failed targets fail the run");
+    // Trust was never extended on first use: nothing was added to the known hosts.
+    assert_eq!(std::fs::read_to_string(&unknown_known).unwrap(), "");
+    // A probe changes nothing on the target.
+    assert!(!good.work_root.exists());
+}
+
+#[tokio::test]
+async fn a_broken_targets_file_is_one_failed_check_saying_where() {
+    let dir = tempfile::tempdir().unwrap();
+    let targets = dir.path().join("targets.toml");
+    std::fs::write(
+        &targets,
+        "[targets.x]\nssh = \"-oProxyCommand=evil\"\nwork_root = \"/w\"\ncapacity = 1\n",
+    )
+    .unwrap();
+    let env = [
+        ("DATABASE_URL", "sqlite::memory:"),
+        ("FOREMAN_TARGETS", targets.to_str().unwrap()),
+    ];
+    let out = doctor(dir.path(), &env).await;
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    let failed = line(&report, "targets");
+    assert!(
+        failed.starts_with("FAIL")
+            && failed.contains("targets.toml")
+            && failed.contains("[targets.x]: ssh: `-oProxyCommand=evil` is not a host"),
+        "{report}"
+    );
+}
