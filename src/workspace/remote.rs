@@ -1,12 +1,16 @@
 //! Running commands on a remote target over SSH. The script goes to the remote shell on
 //! standard input (`sh -s`), so nothing in it is ever re-split by a command line; ssh runs
 //! with [`SshSpec::options`]: unattended, strict about host keys, with the operator's key.
+//! A [`Connection`] keeps one multiplexed connection per target for commands that run long
+//! (agent turns): started in a session of their own, streamed back, killed as a group.
 
+use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::ChildStdout;
 
 use crate::model::targets::SshSpec;
 
@@ -78,4 +82,178 @@ impl Remote {
             None => Ok(output),
         }
     }
+}
+
+/// One multiplexed SSH connection to a target (a master, `ssh -M`): every command after
+/// [`Connection::open`] rides it, so it starts without a handshake of its own, and when the
+/// connection is lost the master ends, which [`Connection::closed`] reports within seconds
+/// (`ServerAliveInterval` 5 s, 3 misses; at once when the other side closes it).
+pub struct Connection {
+    remote: Remote,
+    socket: PathBuf,
+    master: tokio::sync::Mutex<tokio::process::Child>,
+}
+
+/// A command running on a target, started by [`Connection::start`] in a process group (a
+/// session) of its own, so that [`Connection::kill`] ends everything it started.
+pub struct RemoteChild {
+    pub child: tokio::process::Child,
+    /// Its output, past the first line (the group's id).
+    pub stdout: tokio::io::Lines<BufReader<ChildStdout>>,
+    pub group: u32,
+}
+
+/// The first line a started command prints: its process group.
+const GROUP_LINE: &str = "foreman-group=";
+
+impl Connection {
+    /// Opens the master connection, its control socket in `dir` (private to foreman; the
+    /// socket's path must stay under about 100 bytes).
+    pub async fn open(remote: Remote, dir: &Path) -> Result<Connection, RemoteError> {
+        let socket = dir.join(format!(
+            "{}_{}.sock",
+            remote.spec.host.replace(':', "_"),
+            remote.spec.port
+        ));
+        let mut master = tokio::process::Command::new(&remote.ssh)
+            .args(remote.spec.options())
+            .args(["-M", "-N", "-o", "ControlPersist=no", "-S"])
+            .arg(&socket)
+            .arg("--")
+            .arg(remote.spec.destination())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("cannot run `{}`", remote.ssh))
+            .map_err(RemoteError::Other)?;
+        // Up once the control socket answers; a master that ends first says why on stderr.
+        let deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT;
+        loop {
+            if let Some(status) = master
+                .try_wait()
+                .map_err(|e| RemoteError::Other(e.into()))?
+            {
+                let mut stderr = String::new();
+                if let Some(mut err) = master.stderr.take() {
+                    let _ = err.read_to_string(&mut stderr).await;
+                }
+                return Err(
+                    match crate::model::targets::ssh_failure(&remote.spec, status.code(), &stderr) {
+                        Some((what, fix)) => RemoteError::Ssh(what, fix),
+                        None => RemoteError::Other(anyhow!("ssh ended: {}", stderr.trim())),
+                    },
+                );
+            }
+            if socket.exists() && check(&remote, &socket).await {
+                break;
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(RemoteError::Other(anyhow!(
+                    "{} did not answer within {}s",
+                    remote.spec.host,
+                    CONNECT_TIMEOUT.as_secs()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(Connection {
+            remote,
+            socket,
+            master: tokio::sync::Mutex::new(master),
+        })
+    }
+
+    /// A command that runs `remote_command` over this connection.
+    fn command(&self, remote_command: &str) -> tokio::process::Command {
+        let mut command = tokio::process::Command::new(&self.remote.ssh);
+        command
+            .args(self.remote.spec.options())
+            .args(["-o", "ControlMaster=no", "-S"])
+            .arg(&self.socket)
+            .arg("--")
+            .arg(self.remote.spec.destination())
+            .arg(remote_command)
+            .kill_on_drop(true);
+        command
+    }
+
+    /// Starts `script` (POSIX sh, given on its standard input) in a session of its own there;
+    /// its output streams back as it comes.
+    pub async fn start(&self, script: &str) -> Result<RemoteChild> {
+        let wrapper = format!("exec setsid -w sh -c 'echo {GROUP_LINE}$$; exec sh -s'");
+        let mut child = self
+            .command(&wrapper)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("cannot run `{}`", self.remote.ssh))?;
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        stdin
+            .write_all(script.as_bytes())
+            .await
+            .context("cannot send the script")?;
+        drop(stdin);
+        let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+        let first = tokio::time::timeout(CONNECT_TIMEOUT, stdout.next_line())
+            .await
+            .map_err(|_| anyhow!("{} did not start the command", self.remote.spec.host))?
+            .context("cannot read the command's output")?
+            .unwrap_or_default();
+        let group = first
+            .strip_prefix(GROUP_LINE)
+            .and_then(|g| g.trim().parse::<u32>().ok())
+            .filter(|g| *g > 1)
+            .ok_or_else(|| anyhow!("the command did not start there (it said `{first}`)"))?;
+        Ok(RemoteChild {
+            child,
+            stdout,
+            group,
+        })
+    }
+
+    /// Kills a started command's whole process group there.
+    pub async fn kill(&self, child: &RemoteChild) -> Result<()> {
+        let output = self
+            .command(&format!("kill -KILL -- -{}", child.group))
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .context("cannot run ssh")?;
+        if !output.status.success() {
+            return Err(anyhow!(
+                "cannot kill process group {} on {}: {}",
+                child.group,
+                self.remote.spec.host,
+                String::from_utf8_lossy(&output.stderr).trim()
+            ));
+        }
+        Ok(())
+    }
+
+    /// Resolves when the connection is gone (the target vanished, its sshd died, or the
+    /// network dropped it).
+    pub async fn closed(&self) {
+        let _ = self.master.lock().await.wait().await;
+    }
+}
+
+/// How long a connection or a command's start may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+async fn check(remote: &Remote, socket: &Path) -> bool {
+    tokio::process::Command::new(&remote.ssh)
+        .args(remote.spec.options())
+        .args(["-S"])
+        .arg(socket)
+        .args(["-O", "check", "--"])
+        .arg(remote.spec.destination())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .await
+        .is_ok_and(|s| s.success())
 }

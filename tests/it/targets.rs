@@ -1,9 +1,16 @@
 //! Targets over SSH, against real `sshd`s in network namespaces made by the test
 //! ([`crate::support::ssh_host`]): `foreman doctor` checks each target (reachable, host key
-//! known and unchanged, git, bubblewrap, the agent CLIs, free space) and says what to do.
+//! known and unchanged, git, bubblewrap, the agent CLIs, free space) and says what to do;
+//! a connection to a target streams a command's output, kills its whole process group, and
+//! notices at once when the target's sshd dies.
+
+use std::time::Duration;
+
+use foreman::model::targets::SshSpec;
+use foreman::workspace::remote::{Connection, Remote};
 
 use crate::doctor::{doctor, line};
-use crate::support::ssh_host::{self, SshHost, key_pair};
+use crate::support::ssh_host::{self, SshHost, key_pair, sleeping};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn doctor_checks_each_target_over_ssh_and_refuses_unknown_or_changed_host_keys() {
@@ -119,4 +126,100 @@ async fn a_broken_targets_file_is_one_failed_check_saying_where() {
             && failed.contains("[targets.x]: ssh: `-oProxyCommand=evil` is not a host"),
         "{report}"
     );
+}
+
+/// A host, the key to log in to it, and a connection's settings for it.
+async fn reachable_host(dir: &std::path::Path) -> (SshHost, Remote) {
+    let (login, login_public) = key_pair(dir, "foreman_login");
+    let host = SshHost::start(&login_public).await;
+    let spec = SshSpec {
+        user: Some("root".to_owned()),
+        host: host.addr.to_string(),
+        port: 22,
+        key: Some(login),
+        known_hosts: Some(host.known_hosts(dir)),
+        accept_new_host_key: false,
+    };
+    (host, Remote::new(spec))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_command_streams_its_output_and_is_killed_with_its_whole_group() {
+    if !ssh_host::available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (_host, remote) = reachable_host(dir.path()).await;
+    let connection = Connection::open(remote, dir.path()).await.unwrap();
+    // Seconds no other process sleeps for: how the test finds what the command started.
+    let seconds = format!("{}", 700_000 + std::process::id());
+    let mut child = connection
+        .start(&format!(
+            "echo started\nsleep {seconds} &\nsleep {seconds}\necho never\n"
+        ))
+        .await
+        .unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(10), child.stdout.next_line())
+        .await
+        .expect("output streams while the command runs")
+        .unwrap();
+    assert_eq!(first.as_deref(), Some("started"));
+    wait_for(|| sleeping(&seconds).len() == 2, "both sleeps started").await;
+
+    connection.kill(&child).await.unwrap();
+    wait_for(|| sleeping(&seconds).is_empty(), "the whole group killed").await;
+    let status = tokio::time::timeout(Duration::from_secs(10), child.child.wait())
+        .await
+        .expect("the ssh command ends with its group")
+        .unwrap();
+    assert!(!status.success());
+    assert_eq!(
+        child.stdout.next_line().await.unwrap(),
+        None,
+        "never printed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_whose_sshd_dies_is_noticed_at_once() {
+    if !ssh_host::available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (mut host, remote) = reachable_host(dir.path()).await;
+    let connection = Connection::open(remote, dir.path()).await.unwrap();
+    let seconds = format!("{}", 800_000 + std::process::id());
+    let child = connection
+        .start(&format!("sleep {seconds}\n"))
+        .await
+        .unwrap();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), connection.closed())
+            .await
+            .is_err(),
+        "the connection holds while the host lives"
+    );
+    host.kill_sshd();
+    tokio::time::timeout(Duration::from_secs(10), connection.closed())
+        .await
+        .expect("a dead target is noticed within seconds");
+    let mut child = child;
+    tokio::time::timeout(Duration::from_secs(10), child.child.wait())
+        .await
+        .expect("its commands end with it")
+        .unwrap();
+    // What it left running on the (dead) host is this machine's to clean up.
+    for pid in sleeping(&seconds) {
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    }
+}
+
+async fn wait_for(done: impl Fn() -> bool, what: &str) {
+    for _ in 0..200 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("timed out waiting: {what}");
 }

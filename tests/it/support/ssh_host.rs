@@ -198,6 +198,22 @@ impl SshHost {
         format!("{} {key}\n", self.addr)
     }
 
+    /// Kills sshd and every connection it serves, as a host that dies would drop them.
+    pub fn kill_sshd(&mut self) {
+        let listener = self.sshd.id();
+        for pid in descendants(listener) {
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+        self.stop();
+    }
+
+    /// A known_hosts file trusting this host's key, in `dir`.
+    pub fn known_hosts(&self, dir: &Path) -> PathBuf {
+        let path = dir.join(format!("known_hosts_{}", self.addr));
+        std::fs::write(&path, self.known_hosts_line(&self.host_key)).unwrap();
+        path
+    }
+
     /// Stops sshd: the host is unreachable from now on.
     pub fn stop(&mut self) {
         let _ = self.sshd.kill();
@@ -213,4 +229,51 @@ impl Drop for SshHost {
             .args(["netns", "delete", &self.namespace])
             .output();
     }
+}
+
+/// The processes descended from `root` (not itself), from /proc.
+fn descendants(root: u32) -> Vec<u32> {
+    let parents: Vec<(u32, u32)> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // pid (comm) state ppid ...: comm may hold spaces, so read after its `)`.
+            let ppid = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            Some((pid, ppid))
+        })
+        .collect();
+    let mut found = vec![root];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(
+            parents
+                .iter()
+                .filter(|(_, p)| *p == parent)
+                .map(|(c, _)| *c),
+        );
+        i += 1;
+    }
+    found.remove(0);
+    found
+}
+
+/// The processes on this machine that run `sleep <seconds>` (the test hosts share its
+/// process table: their namespaces are of the network only).
+pub fn sleeping(seconds: &str) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c == format!("sleep\0{seconds}\0").as_bytes())
+        })
+        .collect()
 }
