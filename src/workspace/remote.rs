@@ -233,6 +233,52 @@ impl Connection {
         Ok(())
     }
 
+    /// Makes `local` (foreman's own endpoint, such as its MCP server) reachable on the target
+    /// at the Unix socket `remote_socket`, through this connection: nothing listens on the
+    /// target's network, and the socket goes when the forward is cancelled or the connection
+    /// ends. A socket left at that path by an earlier connection is replaced.
+    pub async fn forward(&self, remote_socket: &Path, local: std::net::SocketAddr) -> Result<()> {
+        self.control("forward", remote_socket, local).await
+    }
+
+    /// Stops a [`Connection::forward`].
+    pub async fn cancel_forward(
+        &self,
+        remote_socket: &Path,
+        local: std::net::SocketAddr,
+    ) -> Result<()> {
+        self.control("cancel", remote_socket, local).await
+    }
+
+    async fn control(
+        &self,
+        operation: &str,
+        remote_socket: &Path,
+        local: std::net::SocketAddr,
+    ) -> Result<()> {
+        let output = tokio::process::Command::new(&self.remote.ssh)
+            .args(self.remote.spec.options())
+            .args(["-o", "StreamLocalBindUnlink=yes", "-S"])
+            .arg(&self.socket)
+            .args(["-O", operation, "-R"])
+            .arg(format!("{}:{local}", remote_socket.display()))
+            .arg("--")
+            .arg(self.remote.spec.destination())
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .context("cannot run ssh")?;
+        if !output.status.success() {
+            return Err(anyhow!(
+                "cannot {operation} {} on {}: {}",
+                remote_socket.display(),
+                self.remote.spec.host,
+                String::from_utf8_lossy(&output.stderr).trim()
+            ));
+        }
+        Ok(())
+    }
+
     /// Resolves when the connection is gone (the target vanished, its sshd died, or the
     /// network dropped it).
     pub async fn closed(&self) {

@@ -223,3 +223,43 @@ async fn wait_for(done: impl Fn() -> bool, what: &str) {
     }
     panic!("timed out waiting: {what}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreman_is_reached_from_a_target_through_a_socket_the_connection_forwards() {
+    if !ssh_host::available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (host, remote) = reachable_host(dir.path()).await;
+    let connection = Connection::open(remote, dir.path()).await.unwrap();
+    // foreman's side: an endpoint on loopback only.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let local = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 18\r\nconnection: close\r\n\r\nhello from foreman")
+                .await;
+        }
+    });
+    let socket = host.dir.path().join("mcp.sock");
+    let fetch = format!(
+        "curl -s --max-time 5 --unix-socket {} http://foreman/; echo\n",
+        socket.display()
+    );
+
+    connection.forward(&socket, local).await.unwrap();
+    let mut child = connection.start(&fetch).await.unwrap();
+    let answer = child.stdout.next_line().await.unwrap();
+    assert_eq!(answer.as_deref(), Some("hello from foreman"));
+
+    connection.cancel_forward(&socket, local).await.unwrap();
+    let mut child = connection.start(&fetch).await.unwrap();
+    let answer = child.stdout.next_line().await.unwrap();
+    assert_eq!(
+        answer.as_deref(),
+        Some(""),
+        "nothing answers once cancelled"
+    );
+}
