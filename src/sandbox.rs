@@ -311,24 +311,9 @@ impl Sandbox {
     /// bubblewrap's options for a jail, the program's own directories `program_dirs` added
     /// read-only.
     fn bwrap_args(&self, jail: &Jail, program_dirs: &[PathBuf]) -> Vec<String> {
-        let mut args: Vec<String> = [
-            "--unshare-all",
-            "--die-with-parent",
-            "--new-session",
-            "--cap-drop",
-            "ALL",
-        ]
-        .map(str::to_owned)
-        .to_vec();
-        if jail.network && jail.egress.is_none() {
-            args.push("--share-net".into());
-        }
+        let mut args = namespace_args(jail);
         if is_root() {
-            // Without this, root stays root (if without capabilities) inside; as another uid
-            // mapped onto foreman's, files still belong to whoever runs it.
-            args.extend(
-                ["--unshare-user", "--uid", SANDBOX_ID, "--gid", SANDBOX_ID].map(str::to_owned),
-            );
+            args.extend(UNPRIVILEGED.map(str::to_owned));
         }
         args.extend(["--ro-bind", "/usr", "/usr"].map(str::to_owned));
         for root in SYSTEM_ROOTS {
@@ -351,50 +336,125 @@ impl Sandbox {
                 _ => {}
             }
         }
-        for file in ETC_FILES {
-            args.extend([
-                "--ro-bind-try".to_owned(),
-                (*file).to_owned(),
-                (*file).to_owned(),
-            ]);
-        }
-        args.extend(["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"].map(str::to_owned));
-        // Parents before children, so a path bound inside another stays visible.
-        let mut binds: Vec<(&Path, &str)> = Vec::new();
-        binds.extend(
-            self.read_only
-                .iter()
-                .map(|p| (p.as_path(), "--ro-bind-try")),
-        );
-        binds.extend(program_dirs.iter().map(|p| (p.as_path(), "--ro-bind-try")));
-        binds.extend(jail.read_only.iter().map(|p| (p.as_path(), "--ro-bind")));
-        binds.extend(jail.writable.iter().map(|p| (p.as_path(), "--bind")));
-        binds.sort_by_key(|(p, _)| p.components().count());
-        for (path, how) in binds {
-            let shown = path.display().to_string();
-            args.extend([how.to_owned(), shown.clone(), shown]);
-        }
-        for (what, place) in &jail.overlays {
-            args.extend([
-                "--ro-bind".to_owned(),
-                what.display().to_string(),
-                place.display().to_string(),
-            ]);
-        }
-        if let Some(gated) = &jail.egress {
-            let relay = gated.relay.display().to_string();
-            args.extend([
-                "--ro-bind".to_owned(),
-                relay.clone(),
-                relay,
-                "--ro-bind".to_owned(),
-                gated.sockets.display().to_string(),
-                EGRESS_DIR.to_owned(),
-            ]);
-        }
-        args.extend(["--chdir".to_owned(), jail.cwd.display().to_string()]);
+        let extra: Vec<&Path> = self
+            .read_only
+            .iter()
+            .chain(program_dirs)
+            .map(PathBuf::as_path)
+            .collect();
+        args.extend(jail_args(jail, &extra));
         args
     }
+}
+
+/// The options every jail starts with: new namespaces (the network shared only when the
+/// jail has it), no capabilities, a session of its own, death with its parent.
+fn namespace_args(jail: &Jail) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "--unshare-all",
+        "--die-with-parent",
+        "--new-session",
+        "--cap-drop",
+        "ALL",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    if jail.network && jail.egress.is_none() {
+        args.push("--share-net".into());
+    }
+    args
+}
+
+/// For root: another uid inside. Without this, root stays root (if without capabilities)
+/// inside; as another uid mapped onto the caller's, files still belong to whoever runs it.
+const UNPRIVILEGED: [&str; 5] = ["--unshare-user", "--uid", SANDBOX_ID, "--gid", SANDBOX_ID];
+
+/// The jail's own part of bubblewrap's options, after the system's: the `/etc` files, fresh
+/// `/proc`, `/dev` and `/tmp`, `extra` read-only, the jail's paths, its overlays and exits,
+/// and its working directory.
+fn jail_args(jail: &Jail, extra: &[&Path]) -> Vec<String> {
+    let mut args = Vec::new();
+    for file in ETC_FILES {
+        args.extend([
+            "--ro-bind-try".to_owned(),
+            (*file).to_owned(),
+            (*file).to_owned(),
+        ]);
+    }
+    args.extend(["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"].map(str::to_owned));
+    // Parents before children, so a path bound inside another stays visible.
+    let mut binds: Vec<(&Path, &str)> = Vec::new();
+    binds.extend(extra.iter().map(|p| (*p, "--ro-bind-try")));
+    binds.extend(jail.read_only.iter().map(|p| (p.as_path(), "--ro-bind")));
+    binds.extend(jail.writable.iter().map(|p| (p.as_path(), "--bind")));
+    binds.sort_by_key(|(p, _)| p.components().count());
+    for (path, how) in binds {
+        let shown = path.display().to_string();
+        args.extend([how.to_owned(), shown.clone(), shown]);
+    }
+    for (what, place) in &jail.overlays {
+        args.extend([
+            "--ro-bind".to_owned(),
+            what.display().to_string(),
+            place.display().to_string(),
+        ]);
+    }
+    if let Some(gated) = &jail.egress {
+        let relay = gated.relay.display().to_string();
+        args.extend([
+            "--ro-bind".to_owned(),
+            relay.clone(),
+            relay,
+            "--ro-bind".to_owned(),
+            gated.sockets.display().to_string(),
+            EGRESS_DIR.to_owned(),
+        ]);
+    }
+    args.extend(["--chdir".to_owned(), jail.cwd.display().to_string()]);
+    args
+}
+
+/// A POSIX shell script that runs `program ARGS` confined to `jail` on another machine (a
+/// target reached over SSH), with exactly `env`: the same bubblewrap sandbox
+/// [`Sandbox::command`] makes here, its system part decided there (which top-level
+/// directories are links, whether it runs as root). `program` is looked up on that machine
+/// inside the sandbox. `before` runs first; it may add options (`set -- "$@" ...`) or stop
+/// the script.
+pub fn remote_script(
+    jail: &Jail,
+    program: &str,
+    args: &[String],
+    env: &[(String, String)],
+    before: &str,
+) -> String {
+    let words =
+        |list: &[String]| -> String { list.iter().map(|w| quote(w)).collect::<Vec<_>>().join(" ") };
+    let roots = SYSTEM_ROOTS.join(" ");
+    let uid = words(&UNPRIVILEGED.map(str::to_owned));
+    let env: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    format!(
+        "bwrap=$(command -v bwrap) || {{ echo 'bubblewrap (bwrap) is not installed on this \
+         target' >&2; exit 127; }}\n\
+         set -- {namespaces}\n\
+         if [ \"$(id -u)\" = 0 ]; then set -- \"$@\" {uid}; fi\n\
+         set -- \"$@\" --ro-bind /usr /usr\n\
+         for r in {roots}; do\n\
+         \x20 if [ -L \"$r\" ]; then set -- \"$@\" --symlink \"$(readlink \"$r\")\" \"$r\"\n\
+         \x20 elif [ -d \"$r\" ]; then set -- \"$@\" --ro-bind \"$r\" \"$r\"; fi\n\
+         done\n\
+         set -- \"$@\" {jail}\n\
+         {before}\n\
+         exec env -i {env} \"$bwrap\" \"$@\" -- {command}\n",
+        namespaces = words(&namespace_args(jail)),
+        jail = words(&jail_args(jail, &[])),
+        env = words(&env),
+        command = words(&[&[program.to_owned()], args].concat()),
+    )
+}
+
+/// `word` quoted for a POSIX shell: taken literally, whatever it holds.
+pub fn quote(word: &str) -> String {
+    format!("'{}'", word.replace('\'', "'\\''"))
 }
 
 /// Where a bare program name is found on foreman's `PATH`.
@@ -574,6 +634,50 @@ mod tests {
             ..SandboxArgs::default()
         };
         assert!(Sandbox::from_args(&args, &[]).is_err());
+    }
+
+    #[test]
+    fn quoted_words_reach_the_shell_unchanged() {
+        for word in [
+            "plain",
+            "it's",
+            "a b",
+            "$HOME",
+            "`id`",
+            "\\",
+            "'",
+            "\n;rm -rf /",
+        ] {
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(format!("printf %s {}", quote(word)))
+                .output()
+                .unwrap();
+            assert_eq!(String::from_utf8_lossy(&out.stdout), word);
+        }
+    }
+
+    #[test]
+    fn a_remote_script_builds_the_same_jail_and_sets_exactly_its_environment() {
+        let jail = Jail {
+            cwd: "/srv/w/s1".into(),
+            writable: vec!["/srv/w/s1".into()],
+            read_only: vec!["/srv/m/o/r.git/objects".into()],
+            overlays: vec![("/srv/m/o/r.config".into(), "/srv/w/s1/.git/config".into())],
+            network: false,
+            egress: None,
+        };
+        let env = [("HOME".to_owned(), "/nonexistent".to_owned())];
+        let script = remote_script(&jail, "git", &["status".to_owned()], &env, "true");
+        let local = Sandbox::bwrap().bwrap_args(&jail, &[]);
+        let own = &local[local.iter().position(|a| a == "--ro-bind-try").unwrap()..];
+        let quoted: Vec<String> = own.iter().map(|w| quote(w)).collect();
+        assert!(script.contains(&quoted.join(" ")), "{script}");
+        assert!(!script.contains("--share-net"), "{script}");
+        assert!(
+            script.contains("exec env -i 'HOME=/nonexistent' \"$bwrap\" \"$@\" -- 'git' 'status'"),
+            "{script}"
+        );
     }
 
     #[test]

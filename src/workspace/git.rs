@@ -21,6 +21,7 @@ use base64::Engine as _;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::sandbox::{Jail, Sandbox};
+use crate::workspace::remote::Connection;
 
 /// Longest a network git command (clone, fetch, push) may take.
 const NETWORK_TIMEOUT: Duration = Duration::from_secs(15 * 60);
@@ -79,6 +80,14 @@ pub enum Place<'a> {
         sandbox: &'a Sandbox,
         jail: &'a Jail,
     },
+    /// The same, in a checkout on a remote target: in the sandbox there
+    /// ([`crate::sandbox::remote_script`]), over the target's connection. `before` is shell
+    /// run there first (checks of the checkout, options for the jail).
+    Remote {
+        connection: &'a Connection,
+        jail: &'a Jail,
+        before: &'a str,
+    },
 }
 
 impl Git {
@@ -96,6 +105,52 @@ impl Git {
         call: Call<'_>,
         stdout_to: Option<(&Path, u64)>,
     ) -> Result<String> {
+        let home = match place {
+            Place::Trusted(_) => std::env::var("HOME").unwrap_or_else(|_| "/".to_owned()),
+            Place::Checkout { .. } | Place::Remote { .. } => "/nonexistent".to_owned(),
+        };
+        let path = match place {
+            Place::Remote { .. } => "/usr/local/bin:/usr/bin:/bin".to_owned(),
+            _ => std::env::var("PATH").unwrap_or_default(),
+        };
+        let mut env: Vec<(String, String)> = [
+            ("PATH", path.as_str()),
+            ("HOME", home.as_str()),
+            ("LANG", "C"),
+            ("GIT_CONFIG_NOSYSTEM", "1"),
+            ("GIT_CONFIG_GLOBAL", "/dev/null"),
+            ("GIT_TERMINAL_PROMPT", "0"),
+            ("GIT_ASKPASS", "true"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .to_vec();
+        if let Place::Checkout { jail, .. } | Place::Remote { jail, .. } = place {
+            // Named, never discovered: a `.git` file or a parent repository cannot redirect it.
+            env.extend([
+                (
+                    "GIT_DIR".to_owned(),
+                    jail.cwd.join(".git").display().to_string(),
+                ),
+                ("GIT_WORK_TREE".to_owned(), jail.cwd.display().to_string()),
+                ("GIT_NO_REPLACE_OBJECTS".to_owned(), "1".to_owned()),
+                ("GIT_ATTR_NOSYSTEM".to_owned(), "1".to_owned()),
+                ("GIT_OPTIONAL_LOCKS".to_owned(), "0".to_owned()),
+            ]);
+        }
+        if let Some((name, email)) = call.author {
+            for who in ["AUTHOR", "COMMITTER"] {
+                env.push((format!("GIT_{who}_NAME"), name.to_owned()));
+                env.push((format!("GIT_{who}_EMAIL"), email.to_owned()));
+            }
+        }
+        let distrusted = || {
+            let mut full: Vec<String> = Vec::with_capacity(args.len() + DISTRUST.len() * 2);
+            for setting in DISTRUST {
+                full.extend(["-c".to_owned(), (*setting).to_owned()]);
+            }
+            full.extend(args.iter().map(|a| (*a).to_owned()));
+            full
+        };
         let mut command = match place {
             Place::Trusted(dir) => {
                 let mut command = tokio::process::Command::new(&self.program);
@@ -106,51 +161,34 @@ impl Git {
                 if call.auth.is_some() {
                     bail!("refusing to hand a credential to git in an agent's checkout");
                 }
-                let mut full: Vec<String> = Vec::with_capacity(args.len() + DISTRUST.len() * 2);
-                for setting in DISTRUST {
-                    full.extend(["-c".to_owned(), (*setting).to_owned()]);
+                sandbox.command(jail, &self.program, &distrusted())?
+            }
+            Place::Remote {
+                connection,
+                jail,
+                before,
+            } => {
+                if call.auth.is_some() {
+                    bail!("refusing to hand a credential to git on a target");
                 }
-                full.extend(args.iter().map(|a| (*a).to_owned()));
-                sandbox.command(jail, &self.program, &full)?
+                let script =
+                    crate::sandbox::remote_script(jail, "git", &distrusted(), &env, before);
+                connection.script_command(&script)
             }
         };
-        let home = match place {
-            Place::Trusted(_) => std::env::var("HOME").unwrap_or_else(|_| "/".to_owned()),
-            Place::Checkout { .. } => "/nonexistent".to_owned(),
-        };
+        if !matches!(place, Place::Remote { .. }) {
+            // (Remotely the environment is set there, by the script; ssh keeps foreman's.)
+            command.env_clear().envs(env.iter().map(|(k, v)| (k, v)));
+        }
         command
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", home)
-            .env("LANG", "C")
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .env("GIT_TERMINAL_PROMPT", "0")
-            .env("GIT_ASKPASS", "true")
             .stdin(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
             .kill_on_drop(true);
-        if let Place::Checkout { jail, .. } = place {
-            // Named, never discovered: a `.git` file or a parent repository cannot redirect it.
-            command
-                .env("GIT_DIR", jail.cwd.join(".git"))
-                .env("GIT_WORK_TREE", &jail.cwd)
-                .env("GIT_NO_REPLACE_OBJECTS", "1")
-                .env("GIT_ATTR_NOSYSTEM", "1")
-                .env("GIT_OPTIONAL_LOCKS", "0");
-        }
         if let Some(token) = call.auth {
             command
                 .env("GIT_CONFIG_COUNT", "1")
                 .env("GIT_CONFIG_KEY_0", "http.extraHeader")
                 .env("GIT_CONFIG_VALUE_0", auth_header(token));
-        }
-        if let Some((name, email)) = call.author {
-            for who in ["AUTHOR", "COMMITTER"] {
-                command
-                    .env(format!("GIT_{who}_NAME"), name)
-                    .env(format!("GIT_{who}_EMAIL"), email);
-            }
         }
         let timeout = if call.network {
             NETWORK_TIMEOUT

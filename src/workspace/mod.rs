@@ -35,7 +35,8 @@ use std::sync::{Arc, Mutex};
 use anyhow::{Context, Result, bail};
 use secrecy::SecretString;
 
-use crate::sandbox::{Jail, Sandbox};
+use crate::sandbox::{Jail, Sandbox, quote};
+use crate::workspace::remote::Site;
 use git::{Call, Git, Place};
 
 /// The largest bundle of new commits taken out of a checkout (GitHub refuses pushes over
@@ -151,6 +152,8 @@ pub struct Prepare<'a> {
 pub struct Checkout<'a> {
     pub path: &'a Path,
     pub repository: &'a str,
+    /// The remote target it is on (`None`: this machine).
+    pub site: Option<&'a Site>,
 }
 
 /// What was prepared.
@@ -158,6 +161,17 @@ pub struct Checkout<'a> {
 pub struct Prepared {
     pub base_ref: String,
     pub base_sha: String,
+}
+
+/// What [`Workspaces::fetch_base`] found upstream.
+struct Fetched {
+    /// The upstream's URL, without credentials.
+    url: String,
+    base: String,
+    /// The base's tip.
+    sha: String,
+    /// The tip of the branch the work continues, if any.
+    start_sha: Option<String>,
 }
 
 /// The mirror cache and the checkouts made from it.
@@ -260,73 +274,15 @@ impl Workspaces {
 
     async fn try_prepare(&self, p: &Prepare<'_>) -> Result<Prepared> {
         let git = &self.settings.git;
-        let url = self.upstream_url(p.repository);
         let mirror = self.mirror_path(p.repository);
         let lock = self.lock(&mirror);
         let _guard = lock.lock().await;
-        let network = Call {
-            auth: p.auth,
-            network: true,
-            author: None,
-        };
-        if !mirror.join("HEAD").exists() {
-            let parent = mirror.parent().context("mirror path has no parent")?;
-            tokio::fs::create_dir_all(parent).await?;
-            let _ = tokio::fs::remove_dir_all(&mirror).await;
-            let target = mirror.display().to_string();
-            git.run(
-                parent,
-                &["clone", "--bare", "--quiet", &url, &target],
-                network,
-            )
-            .await
-            .with_context(|| format!("cannot clone {} from {url}", p.repository))?;
-            // Checkouts borrow the mirror's objects: it must never drop one they may use.
-            for (key, value) in [("gc.pruneExpire", "never"), ("gc.auto", "0")] {
-                git.run(&mirror, &["config", key, value], Call::default())
-                    .await?;
-            }
-        }
-        let base = match p.base {
-            Some(base) => base.to_owned(),
-            None => default_branch(git, &mirror).await?,
-        };
-        let mut fetch = vec![
-            "fetch".to_owned(),
-            "--quiet".to_owned(),
-            "--no-tags".to_owned(),
-            url.clone(),
-            format!("+refs/heads/{base}:refs/heads/{base}"),
-        ];
-        if let Some(start) = p.start_at {
-            fetch.push(format!("+refs/heads/{start}:refs/heads/{start}"));
-        }
-        let fetch: Vec<&str> = fetch.iter().map(String::as_str).collect();
-        git.run(&mirror, &fetch, network)
-            .await
-            .with_context(|| match p.start_at {
-                Some(start) => format!(
-                    "cannot fetch the base branch `{base}` or the branch `{start}` of {}",
-                    p.repository
-                ),
-                None => format!("cannot fetch the base branch `{base}` of {}", p.repository),
-            })?;
-        let tip = |branch: String| {
-            let mirror = mirror.clone();
-            async move {
-                git.run(
-                    &mirror,
-                    &["rev-parse", &format!("refs/heads/{branch}^{{commit}}")],
-                    Call::default(),
-                )
-                .await
-            }
-        };
-        let sha = tip(base.clone()).await?;
-        let start_sha = match p.start_at {
-            Some(start) => Some(tip(start.to_owned()).await?),
-            None => None,
-        };
+        let Fetched {
+            url,
+            base,
+            sha,
+            start_sha,
+        } = self.fetch_base(p, &mirror).await?;
         let seed = self.seed_path(p.repository, &base);
         self.update_seed(&mirror, &seed, &sha).await?;
         let (from, to) = (seed.clone(), p.path.to_owned());
@@ -366,6 +322,180 @@ impl Workspaces {
         Ok(Prepared {
             base_ref: base,
             base_sha: start_sha.unwrap_or(sha),
+        })
+    }
+
+    /// Prepares a checkout on a remote target, as [`Workspaces::prepare`] does here: the base
+    /// is fetched into foreman's mirror (with the credential, on this machine), pushed over
+    /// SSH into the target's mirror, and the checkout is made there from that. No credential
+    /// ever reaches the target. On failure nothing is left at `path` there.
+    pub async fn prepare_on(&self, site: &Site, p: &Prepare<'_>) -> Result<Prepared> {
+        if !valid_repository(p.repository) {
+            bail!("`{}` is not a repository name (owner/name)", p.repository);
+        }
+        let result = self.try_prepare_on(site, p).await;
+        if result.is_err() {
+            let _ = site
+                .connection
+                .run_script(&format!("rm -rf {}", quote_path(p.path)))
+                .await;
+        }
+        result.with_context(|| format!("cannot prepare a checkout on target {}", site.name))
+    }
+
+    async fn try_prepare_on(&self, site: &Site, p: &Prepare<'_>) -> Result<Prepared> {
+        let mirror = self.mirror_path(p.repository);
+        let lock = self.lock(&mirror);
+        let guard = lock.lock().await;
+        let Fetched {
+            url,
+            base,
+            sha,
+            start_sha,
+        } = self.fetch_base(p, &mirror).await?;
+        let there = site.mirror(p.repository);
+        let config = site.checkout_config(p.repository);
+        let text = self.checkout_config(&url);
+        site.connection
+            .run_script(&format!(
+                "set -e\n{HERMETIC}\nm={m}\n\
+                 if [ ! -f \"$m/HEAD\" ]; then\n\
+                 \x20 mkdir -p \"$m\"\n\
+                 \x20 git init --quiet --bare \"$m\"\n\
+                 \x20 git -C \"$m\" config gc.pruneExpire never\n\
+                 \x20 git -C \"$m\" config gc.auto 0\n\
+                 fi\n\
+                 cat > {c}.new <<'FOREMAN_END'\n{text}FOREMAN_END\n\
+                 mv {c}.new {c}\n",
+                m = quote_path(&there),
+                c = quote_path(&config),
+            ))
+            .await
+            .context("cannot make the target's mirror")?;
+        let mut push = vec![
+            "-c".to_owned(),
+            format!("core.sshCommand={}", site.connection.ssh_command()),
+            "push".to_owned(),
+            "--quiet".to_owned(),
+            "--no-verify".to_owned(),
+            format!("{}:{}", site.connection.destination(), there.display()),
+            format!("+{sha}:refs/heads/{base}"),
+        ];
+        if let (Some(start), Some(start_sha)) = (p.start_at, &start_sha) {
+            push.push(format!("+{start_sha}:refs/heads/{start}"));
+        }
+        let push: Vec<&str> = push.iter().map(String::as_str).collect();
+        let network = Call {
+            network: true,
+            ..Call::default()
+        };
+        self.settings
+            .git
+            .run(&mirror, &push, network)
+            .await
+            .context("cannot push the base to the target's mirror")?;
+        drop(guard);
+        let at = start_sha.as_deref().unwrap_or(&sha);
+        let checkout = match p.branch {
+            Some(branch) => format!("git checkout --quiet -B {} {at}", quote(branch)),
+            None => format!("git checkout --quiet --detach {at}"),
+        };
+        site.connection
+            .run_script(&format!(
+                "set -e\n{HERMETIC}\nc={c}\nm={m}\n\
+                 rm -rf \"$c\"\nmkdir -p \"$c\"\n\
+                 git init --quiet \"$c\"\n\
+                 echo \"$m/objects\" > \"$c/.git/objects/info/alternates\"\n\
+                 cp {config} \"$c/.git/config\"\n\
+                 cd \"$c\"\n\
+                 git update-ref {origin} {sha}\n\
+                 {checkout}\n",
+                c = quote_path(p.path),
+                m = quote_path(&there),
+                config = quote_path(&config),
+                origin = quote(&format!("refs/remotes/origin/{base}")),
+            ))
+            .await
+            .context("cannot make the checkout")?;
+        Ok(Prepared {
+            base_ref: base,
+            base_sha: start_sha.unwrap_or(sha),
+        })
+    }
+
+    /// Brings the mirror's copy of the base branch (and of `start_at`) up to date from
+    /// upstream, cloning the mirror on first use. The caller holds the mirror's lock.
+    async fn fetch_base(&self, p: &Prepare<'_>, mirror: &Path) -> Result<Fetched> {
+        let git = &self.settings.git;
+        let url = self.upstream_url(p.repository);
+        let network = Call {
+            auth: p.auth,
+            network: true,
+            author: None,
+        };
+        if !mirror.join("HEAD").exists() {
+            let parent = mirror.parent().context("mirror path has no parent")?;
+            tokio::fs::create_dir_all(parent).await?;
+            let _ = tokio::fs::remove_dir_all(mirror).await;
+            let target = mirror.display().to_string();
+            git.run(
+                parent,
+                &["clone", "--bare", "--quiet", &url, &target],
+                network,
+            )
+            .await
+            .with_context(|| format!("cannot clone {} from {url}", p.repository))?;
+            // Checkouts borrow the mirror's objects: it must never drop one they may use.
+            for (key, value) in [("gc.pruneExpire", "never"), ("gc.auto", "0")] {
+                git.run(mirror, &["config", key, value], Call::default())
+                    .await?;
+            }
+        }
+        let base = match p.base {
+            Some(base) => base.to_owned(),
+            None => default_branch(git, mirror).await?,
+        };
+        let mut fetch = vec![
+            "fetch".to_owned(),
+            "--quiet".to_owned(),
+            "--no-tags".to_owned(),
+            url.clone(),
+            format!("+refs/heads/{base}:refs/heads/{base}"),
+        ];
+        if let Some(start) = p.start_at {
+            fetch.push(format!("+refs/heads/{start}:refs/heads/{start}"));
+        }
+        let fetch: Vec<&str> = fetch.iter().map(String::as_str).collect();
+        git.run(mirror, &fetch, network)
+            .await
+            .with_context(|| match p.start_at {
+                Some(start) => format!(
+                    "cannot fetch the base branch `{base}` or the branch `{start}` of {}",
+                    p.repository
+                ),
+                None => format!("cannot fetch the base branch `{base}` of {}", p.repository),
+            })?;
+        let tip = |branch: String| {
+            let mirror = mirror.to_owned();
+            async move {
+                git.run(
+                    &mirror,
+                    &["rev-parse", &format!("refs/heads/{branch}^{{commit}}")],
+                    Call::default(),
+                )
+                .await
+            }
+        };
+        let sha = tip(base.clone()).await?;
+        let start_sha = match p.start_at {
+            Some(start) => Some(tip(start.to_owned()).await?),
+            None => None,
+        };
+        Ok(Fetched {
+            url,
+            base,
+            sha,
+            start_sha,
         })
     }
 
@@ -490,7 +620,7 @@ impl Workspaces {
         Ok(path)
     }
 
-    /// Runs git in the checkout, in the sandbox.
+    /// Runs git in the checkout, in the sandbox (on its target).
     async fn in_checkout(
         &self,
         checkout: &Checkout<'_>,
@@ -498,12 +628,41 @@ impl Workspaces {
         args: &[&str],
         call: Call<'_>,
     ) -> Result<String> {
-        let jail = self.jail(checkout, writable)?;
-        let place = Place::Checkout {
-            sandbox: &self.settings.sandbox,
-            jail: &jail,
-        };
-        self.settings.git.run_in(&place, args, call, None).await
+        self.in_checkout_to(checkout, writable, args, call, None)
+            .await
+    }
+
+    /// [`Workspaces::in_checkout`], its standard output into a file when `stdout_to` says.
+    async fn in_checkout_to(
+        &self,
+        checkout: &Checkout<'_>,
+        writable: bool,
+        args: &[&str],
+        call: Call<'_>,
+        stdout_to: Option<(&Path, u64)>,
+    ) -> Result<String> {
+        let git = &self.settings.git;
+        match checkout.site {
+            None => {
+                let jail = self.jail(checkout, writable)?;
+                let place = Place::Checkout {
+                    sandbox: &self.settings.sandbox,
+                    jail: &jail,
+                };
+                git.run_in(&place, args, call, stdout_to).await
+            }
+            Some(site) => {
+                let (jail, before) = remote_jail(site, checkout, writable)?;
+                let place = Place::Remote {
+                    connection: &site.connection,
+                    jail: &jail,
+                    before: &before,
+                };
+                git.run_in(&place, args, call, stdout_to)
+                    .await
+                    .with_context(|| format!("on target {}", site.name))
+            }
+        }
     }
 
     /// Commits everything in the checkout with `message` (in the sandbox, hooks off). False
@@ -600,13 +759,9 @@ impl Workspaces {
         bundle: &Path,
     ) -> Result<()> {
         let git = &self.settings.git;
-        let jail = self.jail(checkout, false)?;
-        let place = Place::Checkout {
-            sandbox: &self.settings.sandbox,
-            jail: &jail,
-        };
-        git.run_in(
-            &place,
+        self.in_checkout_to(
+            checkout,
+            false,
             &["bundle", "create", "--quiet", "-", "HEAD", "--not", since],
             Call::default(),
             Some((bundle, MAX_TAKE_BYTES)),
@@ -716,6 +871,59 @@ impl Workspaces {
     }
 }
 
+/// Settings for git commands foreman runs on a target outside a checkout: no system or user
+/// config of that machine applies.
+const HERMETIC: &str = "export GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL=/dev/null LANG=C";
+
+/// The jail for git in a checkout on a target, as [`Workspaces::jail`] makes it here, and the
+/// shell that checks and defuses the checkout there first: its `.git` must be a directory;
+/// a config that is gone or is a link or a directory is replaced by foreman's (which is shown
+/// in its place in any case); a plain `.git/info/attributes` is hidden.
+fn remote_jail(site: &Site, checkout: &Checkout<'_>, writable: bool) -> Result<(Jail, String)> {
+    if !valid_repository(checkout.repository) {
+        bail!(
+            "`{}` is not a repository name (owner/name)",
+            checkout.repository
+        );
+    }
+    let here = checkout.path.to_owned();
+    let (writable, mut read_only) = if writable {
+        (vec![here.clone()], Vec::new())
+    } else {
+        (Vec::new(), vec![here.clone()])
+    };
+    read_only.push(site.mirror(checkout.repository).join("objects"));
+    let trusted = site.checkout_config(checkout.repository);
+    let git_dir = here.join(".git");
+    let before = format!(
+        "g={g}\n\
+         if [ -L \"$g\" ] || [ ! -d \"$g\" ]; then echo \"$g is not a git directory (a link or \
+         a file)\" >&2; exit 1; fi\n\
+         if [ -L \"$g/config\" ] || [ ! -f \"$g/config\" ]; then rm -rf \"$g/config\"; cp {t} \
+         \"$g/config\" || exit 1; fi\n\
+         if [ -f \"$g/info/attributes\" ] && [ ! -L \"$g/info/attributes\" ]; then set -- \"$@\" \
+         --ro-bind /dev/null \"$g/info/attributes\"; fi",
+        g = quote_path(&git_dir),
+        t = quote_path(&trusted),
+    );
+    Ok((
+        Jail {
+            cwd: here,
+            writable,
+            read_only,
+            overlays: vec![(trusted, git_dir.join("config"))],
+            network: false,
+            egress: None,
+        },
+        before,
+    ))
+}
+
+/// A path quoted for a POSIX shell.
+fn quote_path(path: &Path) -> String {
+    quote(&path.display().to_string())
+}
+
 /// Why `branch` was not updated: it moved on upstream, and nothing said to overwrite it.
 pub fn moved_on_upstream(branch: &str) -> anyhow::Error {
     anyhow::anyhow!(
@@ -755,6 +963,7 @@ impl Workspaces {
         let checkout = Checkout {
             path: what.path,
             repository: what.repository,
+            site: None,
         };
         let status = self
             .in_checkout(

@@ -165,6 +165,67 @@ impl Connection {
         })
     }
 
+    /// A command that runs `script` (POSIX sh) there over this connection, as the remote
+    /// user, with that user's environment; the caller sets its pipes.
+    pub fn script_command(&self, script: &str) -> tokio::process::Command {
+        self.command(&format!("exec sh -c {}", crate::sandbox::quote(script)))
+    }
+
+    /// Runs `script` there to its end; an error (with what it wrote to standard error) when
+    /// it fails. Its standard output is returned.
+    pub async fn run_script(&self, script: &str) -> Result<String> {
+        let output = tokio::time::timeout(
+            SCRIPT_TIMEOUT,
+            self.script_command(script)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .output(),
+        )
+        .await
+        .map_err(|_| {
+            anyhow!(
+                "{} did not finish a command within {}s",
+                self.remote.spec.host,
+                SCRIPT_TIMEOUT.as_secs()
+            )
+        })?
+        .with_context(|| format!("cannot run `{}`", self.remote.ssh))?;
+        if !output.status.success() {
+            let said = String::from_utf8_lossy(&output.stderr);
+            return Err(anyhow!(
+                "on {} ({}): {}",
+                self.remote.spec.host,
+                output.status,
+                said.trim()
+            ));
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+    }
+
+    /// The ssh command (for `core.sshCommand`) that rides this connection: git's own
+    /// transport to the target (a push into its mirror) needs no handshake of its own.
+    pub fn ssh_command(&self) -> String {
+        let mut words = vec![self.remote.ssh.clone()];
+        words.extend(self.remote.spec.options());
+        words.extend([
+            "-o".to_owned(),
+            "ControlMaster=no".to_owned(),
+            "-S".to_owned(),
+        ]);
+        words.push(self.socket.display().to_string());
+        words
+            .iter()
+            .map(|w| crate::sandbox::quote(w))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// `user@host`, as git's scp-like addresses begin.
+    pub fn destination(&self) -> String {
+        self.remote.spec.destination()
+    }
+
     /// A command that runs `remote_command` over this connection.
     fn command(&self, remote_command: &str) -> tokio::process::Command {
         let mut command = tokio::process::Command::new(&self.remote.ssh);
@@ -288,6 +349,43 @@ impl Connection {
 
 /// How long a connection or a command's start may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a short script ([`Connection::run_script`]) may take.
+const SCRIPT_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+
+/// A remote target as checkouts see it: its connection, and foreman's directory there.
+/// Under the work root: `mirrors/OWNER/NAME.git`, the target's mirror of a repository, which
+/// only foreman writes (pushed to from foreman's own mirror); `mirrors/OWNER/NAME.checkout-config`,
+/// the git config foreman gives checkouts of it; and the checkouts themselves.
+pub struct Site {
+    pub name: String,
+    pub connection: Connection,
+    pub work_root: PathBuf,
+}
+
+impl std::fmt::Debug for Site {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Site")
+            .field("name", &self.name)
+            .field("work_root", &self.work_root)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Site {
+    /// The target's mirror of `repository`.
+    pub fn mirror(&self, repository: &str) -> PathBuf {
+        self.work_root
+            .join("mirrors")
+            .join(format!("{repository}.git"))
+    }
+
+    /// The config foreman gives checkouts of `repository` there.
+    pub fn checkout_config(&self, repository: &str) -> PathBuf {
+        self.work_root
+            .join("mirrors")
+            .join(format!("{repository}.checkout-config"))
+    }
+}
 
 async fn check(remote: &Remote, socket: &Path) -> bool {
     tokio::process::Command::new(&remote.ssh)

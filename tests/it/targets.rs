@@ -7,10 +7,14 @@
 use std::time::Duration;
 
 use foreman::model::targets::SshSpec;
-use foreman::workspace::remote::{Connection, Remote};
+use foreman::workspace::remote::{Connection, Remote, Site};
+use foreman::workspace::{Checkout, Prepare, WorkspaceSettings, Workspaces};
+use secrecy::SecretString;
 
 use crate::doctor::{doctor, line};
 use crate::support::ssh_host::{self, SshHost, key_pair, sleeping};
+
+const REPO: &str = "octo/widgets";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn doctor_checks_each_target_over_ssh_and_refuses_unknown_or_changed_host_keys() {
@@ -262,4 +266,115 @@ async fn foreman_is_reached_from_a_target_through_a_socket_the_connection_forwar
         Some(""),
         "nothing answers once cancelled"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkout_is_made_on_a_target_and_its_work_comes_back_with_no_credential_there() {
+    if !ssh_host::available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (host, remote) = reachable_host(dir.path()).await;
+    let site = Site {
+        name: "t1".to_owned(),
+        connection: Connection::open(remote, dir.path()).await.unwrap(),
+        work_root: host.work_root.clone(),
+    };
+    let origins = dir.path().join("origins");
+    let origin = crate::support::make_origin(&origins, REPO, &[("a.txt", "a")]);
+    let mut settings =
+        WorkspaceSettings::github(dir.path().join("work"), crate::support::test_sandbox());
+    settings.git_url = format!("file://{}", origins.display());
+    let workspaces = Workspaces::new(settings);
+    // The credential foreman fetches upstream with: it must never reach the target.
+    let canary = "ghs_CANARY7f3e9a1c";
+    let token = SecretString::from(canary.to_owned());
+    let path = host.work_root.join("workspaces/s1");
+    let branch = "foreman/1-widgets-s1";
+    let prepare = Prepare {
+        repository: REPO,
+        base: None,
+        path: &path,
+        branch: Some(branch),
+        start_at: None,
+        auth: Some(&token),
+    };
+    let prepared = workspaces.prepare_on(&site, &prepare).await.unwrap();
+    let on_site = &site;
+    let there = |script: String| async move { on_site.connection.run_script(&script).await };
+    assert_eq!(
+        there(format!(
+            "cd {} && cat a.txt && echo && git rev-parse --abbrev-ref HEAD",
+            path.display()
+        ))
+        .await
+        .unwrap(),
+        format!("a\n{branch}")
+    );
+
+    // The agent's work there, and what a hostile agent leaves in `.git`: a hook and a config
+    // that would each leave a file behind if git ran them.
+    there(format!(
+        "set -e; cd {}; echo b > b.txt\n\
+         printf '#!/bin/sh\\ntouch hooked\\n' > .git/hooks/post-commit; chmod +x .git/hooks/post-commit\n\
+         printf '[core]\\n\\thooksPath = .git/hooks\\n\\tfsmonitor = touch monitored\\n' >> .git/config\n",
+        path.display()
+    ))
+    .await
+    .unwrap();
+    let checkout = Checkout {
+        path: &path,
+        repository: REPO,
+        site: Some(&site),
+    };
+    let taken = workspaces
+        .take(&checkout, "Add b", &prepared.base_sha)
+        .await
+        .unwrap()
+        .expect("new work");
+    workspaces
+        .push(REPO, &taken, branch, None, None)
+        .await
+        .unwrap();
+    let files = crate::support::git(&origin, &["ls-tree", "-r", "--name-only", branch]);
+    assert_eq!(files, "a.txt\nb.txt");
+    assert_eq!(
+        there(format!("cd {} && ls -A", path.display()))
+            .await
+            .unwrap(),
+        ".git\na.txt\nb.txt",
+        "no hook or fsmonitor of the agent's ran"
+    );
+
+    // A second checkout reuses the target's mirror; nothing new is a clean `None`.
+    let path2 = host.work_root.join("workspaces/s2");
+    let prepared2 = workspaces
+        .prepare_on(
+            &site,
+            &Prepare {
+                path: &path2,
+                branch: None,
+                ..prepare.clone()
+            },
+        )
+        .await
+        .unwrap();
+    let read_only = Checkout {
+        path: &path2,
+        ..checkout
+    };
+    assert_eq!(
+        workspaces
+            .take(&read_only, "nothing", &prepared2.base_sha)
+            .await
+            .unwrap(),
+        None
+    );
+    let leaked = there(format!(
+        "grep -rl {canary} {} || true",
+        host.work_root.display()
+    ))
+    .await
+    .unwrap();
+    assert_eq!(leaked, "", "the credential reached the target's disk");
 }

@@ -139,6 +139,7 @@ async fn publish_held(
     let checkout = crate::workspace::Checkout {
         path: std::path::Path::new(&workspace.path),
         repository: &objective.repository,
+        site: None,
     };
     let summary = worker
         .result

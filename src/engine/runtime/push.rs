@@ -39,6 +39,7 @@ pub async fn push(runtime: &Runtime, session: &Session) -> Result<String> {
     let checkout = crate::workspace::Checkout {
         path: std::path::Path::new(&workspace.path),
         repository: &objective.repository,
+        site: None,
     };
     let summary = session
         .result
