@@ -232,9 +232,15 @@ fn check_config(args: &ServeArgs) -> Result<()> {
             }
         );
     }
+    let room: Vec<String> = agents
+        .targets
+        .all
+        .iter()
+        .map(|t| format!("{} {}", t.name, t.capacity))
+        .collect();
     println!(
-        "capacity        {} turns at once, {} workers per objective, turn timeout {}",
-        agents.max_sessions,
+        "capacity        turns at once: {}; {} workers per objective, turn timeout {}",
+        room.join(", "),
         agents.max_workers,
         humantime::format_duration(agents.turn_timeout)
     );

@@ -160,6 +160,11 @@ impl Sandbox {
         .expect("sandbox settings")
     }
 
+    /// The operator's extra read-only paths (`FOREMAN_SANDBOX_READ_ONLY`).
+    pub fn extra_read_only(&self) -> &[PathBuf] {
+        &self.read_only
+    }
+
     pub fn mode(&self) -> SandboxMode {
         self.mode
     }
@@ -417,24 +422,41 @@ fn jail_args(jail: &Jail, extra: &[&Path]) -> Vec<String> {
 /// A POSIX shell script that runs `program ARGS` confined to `jail` on another machine (a
 /// target reached over SSH), with exactly `env`: the same bubblewrap sandbox
 /// [`Sandbox::command`] makes here, its system part decided there (which top-level
-/// directories are links, whether it runs as root). `program` is looked up on that machine
-/// inside the sandbox. `before` runs first; it may add options (`set -- "$@" ...`) or stop
-/// the script.
+/// directories are links, whether it runs as root), `extra` shown read-only where it exists
+/// there. `program` is looked up on that machine's `PATH` (its installation shown read-only,
+/// as here). `before` runs first; it may add options (`set -- "$@" ...`) or stop the script.
+/// Nothing of `env` is ever on a command line (which any user there could see): the script's
+/// own environment is emptied, then given `env`, and passes into the sandbox.
 pub fn remote_script(
     jail: &Jail,
     program: &str,
     args: &[String],
     env: &[(String, String)],
+    extra: &[PathBuf],
     before: &str,
+    input: Option<&Path>,
 ) -> String {
     let words =
         |list: &[String]| -> String { list.iter().map(|w| quote(w)).collect::<Vec<_>>().join(" ") };
     let roots = SYSTEM_ROOTS.join(" ");
+    let system = SYSTEM_PREFIXES
+        .iter()
+        .map(|p| format!("{p}*"))
+        .collect::<Vec<_>>()
+        .join("|");
     let uid = words(&UNPRIVILEGED.map(str::to_owned));
-    let env: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let extra: Vec<&Path> = extra.iter().map(PathBuf::as_path).collect();
+    let exports: String = env
+        .iter()
+        .filter(|(k, _)| is_variable_name(k))
+        .map(|(k, v)| format!("export {k}={}\n", quote(v)))
+        .collect();
     format!(
         "bwrap=$(command -v bwrap) || {{ echo 'bubblewrap (bwrap) is not installed on this \
          target' >&2; exit 127; }}\n\
+         program={program}\n\
+         case \"$program\" in */*) ;; *) program=$(command -v \"$program\") || {{ echo \
+         {missing} >&2; exit 127; }};; esac\n\
          set -- {namespaces}\n\
          if [ \"$(id -u)\" = 0 ]; then set -- \"$@\" {uid}; fi\n\
          set -- \"$@\" --ro-bind /usr /usr\n\
@@ -442,14 +464,35 @@ pub fn remote_script(
          \x20 if [ -L \"$r\" ]; then set -- \"$@\" --symlink \"$(readlink \"$r\")\" \"$r\"\n\
          \x20 elif [ -d \"$r\" ]; then set -- \"$@\" --ro-bind \"$r\" \"$r\"; fi\n\
          done\n\
+         for p in \"$program\" \"$(readlink -f \"$program\")\"; do\n\
+         \x20 case \"$p\" in {system}) continue;; */node_modules/*) d=${{p%%/node_modules/*}}/node_modules;; \
+         *) d=${{p%/*}};; esac\n\
+         \x20 set -- \"$@\" --ro-bind-try \"$d\" \"$d\"\n\
+         done\n\
          set -- \"$@\" {jail}\n\
          {before}\n\
-         exec env -i {env} \"$bwrap\" \"$@\" -- {command}\n",
+         for v in $(env | sed -n 's/^\\([A-Za-z_][A-Za-z0-9_]*\\)=.*/\\1/p'); do unset \"$v\" 2>/dev/null; done\n\
+         {exports}\
+         exec \"$bwrap\" \"$@\" -- \"$program\" {args}{input}\n",
+        program = quote(program),
+        missing = quote(&format!("`{program}` is not installed on this target")),
         namespaces = words(&namespace_args(jail)),
-        jail = words(&jail_args(jail, &[])),
-        env = words(&env),
-        command = words(&[&[program.to_owned()], args].concat()),
+        jail = words(&jail_args(jail, &extra)),
+        args = words(args),
+        input = input.map_or(String::new(), |p| format!(
+            " < {}",
+            quote(&p.display().to_string())
+        )),
     )
+}
+
+/// Whether `name` can be a shell variable's name.
+fn is_variable_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// `word` quoted for a POSIX shell: taken literally, whatever it holds.
@@ -668,14 +711,26 @@ mod tests {
             egress: None,
         };
         let env = [("HOME".to_owned(), "/nonexistent".to_owned())];
-        let script = remote_script(&jail, "git", &["status".to_owned()], &env, "true");
+        let script = remote_script(
+            &jail,
+            "git",
+            &["status".to_owned()],
+            &env,
+            &[],
+            "true",
+            None,
+        );
         let local = Sandbox::bwrap().bwrap_args(&jail, &[]);
         let own = &local[local.iter().position(|a| a == "--ro-bind-try").unwrap()..];
         let quoted: Vec<String> = own.iter().map(|w| quote(w)).collect();
         assert!(script.contains(&quoted.join(" ")), "{script}");
         assert!(!script.contains("--share-net"), "{script}");
         assert!(
-            script.contains("exec env -i 'HOME=/nonexistent' \"$bwrap\" \"$@\" -- 'git' 'status'"),
+            script.contains("\nexport HOME='/nonexistent'\n"),
+            "{script}"
+        );
+        assert!(
+            script.ends_with("exec \"$bwrap\" \"$@\" -- \"$program\" 'status'\n"),
             "{script}"
         );
     }

@@ -92,6 +92,20 @@ impl Engine {
         let metrics = Arc::new(Metrics::default());
         let github = Arc::new(Identity::new(store.clone(), agents.passthrough_env.clone()));
         let gc = Arc::new(Gc::new(&runner));
+        let sites = Arc::new(crate::workspace::remote::Sites::new(
+            &agents.targets,
+            agents.work_root.join("ssh"),
+            &agents.mcp_url,
+        ));
+        for name in sites.names() {
+            gc.set_target(
+                &name,
+                Arc::new(crate::workspace::target::RemoteTarget {
+                    name: name.clone(),
+                    sites: sites.clone(),
+                }),
+            );
+        }
         let runtime = Arc::new(Runtime {
             store: store.clone(),
             clock: clock.clone(),
@@ -104,6 +118,7 @@ impl Engine {
             tick_bell: store.due_bell(),
             shutdown: Default::default(),
             turns: Mutex::new(HashMap::new()),
+            sites,
         });
         let objectives = Arc::new(Objectives {
             store: store.clone(),

@@ -320,6 +320,10 @@ pub struct RepoConfig {
     /// Where the agents may connect, within the operator's policy.
     #[serde(default)]
     pub network: NetworkChoice,
+    /// Labels every target its agents run on must have (the operator gives targets labels
+    /// such as `gpu` or `big` in the targets file).
+    #[serde(default)]
+    pub target_labels: Vec<String>,
 }
 
 /// How foreman looks after its pull requests.
@@ -394,6 +398,7 @@ impl Default for RepoConfig {
             pull_requests: PullRequestChoice::default(),
             limits: LimitsChoice::default(),
             network: NetworkChoice::default(),
+            target_labels: Vec::new(),
         }
     }
 }

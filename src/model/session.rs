@@ -438,6 +438,9 @@ pub struct Session {
     /// For a follow-up: the pull request it works on, and why.
     pub pull_request_id: Option<i64>,
     pub followup_kind: Option<FollowupKind>,
+    /// The machine its turns run on, once its first was placed
+    /// ([`crate::model::targets::place`]).
+    pub target: Option<String>,
 }
 
 /// Why a follow-up works on one of foreman's pull requests.
@@ -584,6 +587,7 @@ pub(crate) mod fixtures {
             workspace_id: None,
             pull_request_id: None,
             followup_kind: None,
+            target: None,
         }
     }
 }

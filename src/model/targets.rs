@@ -174,6 +174,73 @@ impl Targets {
     }
 }
 
+/// What placing a session's turn depends on.
+#[derive(Debug, Clone, Default)]
+pub struct Want<'a> {
+    /// The target the turn must run on: the session's own once it took a turn (its checkout
+    /// and its agent's conversation are there), or the target of the checkout it inherits.
+    pub pinned: Option<&'a str>,
+    /// Labels the target must have (the repository's config asks for them).
+    pub labels: &'a [String],
+    /// Targets where the session's objective has turns running or checkouts: preferred, so
+    /// that an objective's work stays together.
+    pub objective_on: &'a [&'a str],
+}
+
+/// Where a session's next turn runs: a target that has every wanted label and room (turns
+/// `running` there below its capacity) — the pinned one if any; else, preferring targets
+/// where the objective already is, the one with the most room left (so objectives spread
+/// across targets), `local` first among equals. `None`: the turn waits.
+pub fn place<'t>(
+    targets: &'t Targets,
+    running: &std::collections::HashMap<String, u32>,
+    want: &Want<'_>,
+) -> Option<&'t str> {
+    let room = |t: &TargetSpec| {
+        t.capacity
+            .saturating_sub(*running.get(&t.name).unwrap_or(&0))
+    };
+    targets
+        .all
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| want.pinned.is_none_or(|p| p == t.name))
+        .filter(|(_, t)| want.labels.iter().all(|l| t.labels.contains(l)))
+        .filter(|(_, t)| room(t) > 0)
+        .max_by_key(|(i, t)| {
+            (
+                want.objective_on.contains(&t.name.as_str()),
+                room(t),
+                std::cmp::Reverse(*i),
+            )
+        })
+        .map(|(_, t)| t.name.as_str())
+}
+
+/// Why a session cannot be placed at all, whatever runs (`None`: it can, when there is room).
+pub fn unplaceable(targets: &Targets, want: &Want<'_>) -> Option<String> {
+    if let Some(pinned) = want.pinned
+        && targets.get(pinned).is_none()
+    {
+        return Some(format!(
+            "its target `{pinned}` is no longer in the targets file"
+        ));
+    }
+    let fits = targets.all.iter().any(|t| {
+        want.pinned.is_none_or(|p| p == t.name) && want.labels.iter().all(|l| t.labels.contains(l))
+    });
+    (!fits).then(|| {
+        format!(
+            "no target has the labels {}",
+            want.labels
+                .iter()
+                .map(|l| format!("`{l}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    })
+}
+
 fn local(capacity: u32, labels: Vec<String>) -> TargetSpec {
     TargetSpec {
         name: LOCAL.to_owned(),
@@ -511,6 +578,63 @@ mod tests {
         work_root = "/srv/foreman"
         capacity = 1
     "#;
+
+    #[test]
+    fn turns_go_where_there_is_room_the_labels_and_the_objective_are() {
+        let targets = Targets::parse(FILE, 2).unwrap();
+        let mut running: std::collections::HashMap<String, u32> = Default::default();
+        let none = Want::default();
+        // The most room: big-1 (4) over local (2) and v6 (1).
+        assert_eq!(place(&targets, &running, &none), Some("big-1"));
+        running.insert("big-1".into(), 3);
+        // Now local has the most room (2 against 1 and 1).
+        assert_eq!(place(&targets, &running, &none), Some("local"));
+        // The objective's own target wins while it has room.
+        let on = ["big-1"];
+        let together = Want {
+            objective_on: &on,
+            ..Want::default()
+        };
+        assert_eq!(place(&targets, &running, &together), Some("big-1"));
+        running.insert("big-1".into(), 4);
+        assert_eq!(place(&targets, &running, &together), Some("local"));
+        // Pinned: there or nowhere.
+        let pinned = Want {
+            pinned: Some("big-1"),
+            ..Want::default()
+        };
+        assert_eq!(place(&targets, &running, &pinned), None);
+        assert_eq!(unplaceable(&targets, &pinned), None, "it only waits");
+        running.insert("big-1".into(), 0);
+        assert_eq!(place(&targets, &running, &pinned), Some("big-1"));
+        // Labels.
+        let gpu = ["gpu".to_owned()];
+        let wants_gpu = Want {
+            labels: &gpu,
+            ..Want::default()
+        };
+        assert_eq!(place(&targets, &running, &wants_gpu), Some("big-1"));
+        let tpu = ["tpu".to_owned()];
+        let wants_tpu = Want {
+            labels: &tpu,
+            ..Want::default()
+        };
+        assert_eq!(place(&targets, &running, &wants_tpu), None);
+        assert_eq!(
+            unplaceable(&targets, &wants_tpu).as_deref(),
+            Some("no target has the labels `tpu`")
+        );
+        let gone = Want {
+            pinned: Some("old"),
+            ..Want::default()
+        };
+        assert!(unplaceable(&targets, &gone).unwrap().contains("`old`"));
+        // Full everywhere: wait.
+        for (name, n) in [("local", 2), ("big-1", 4), ("v6", 1)] {
+            running.insert(name.into(), n);
+        }
+        assert_eq!(place(&targets, &running, &none), None);
+    }
 
     #[test]
     fn a_targets_file_is_read_with_local_first() {

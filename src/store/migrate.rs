@@ -99,6 +99,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "web",
         sql: include_str!("../../migrations/0016_web.sql"),
     },
+    Migration {
+        version: 17,
+        name: "targets",
+        sql: include_str!("../../migrations/0017_targets.sql"),
+    },
 ];
 
 /// PostgreSQL advisory lock key that serialises migrations across instances.

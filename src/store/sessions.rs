@@ -35,6 +35,10 @@ pub struct TurnStart<'a> {
     /// The instance running the turn.
     pub runner: &'a str,
     pub workdir: &'a str,
+    /// The target it runs on, and that target's capacity: a session not yet in a turn
+    /// starts one only if the target has room ([`Tx::room_on`]).
+    pub target: &'a str,
+    pub capacity: u32,
 }
 
 /// What an agent reported during a turn; `None` fields are left as they are.
@@ -58,7 +62,7 @@ pub struct TranscriptLine {
 const COLUMNS: &str = "id, objective_id, role, agent_kind, title, instructions, status, \
      status_reason, spawned_by, conversation_id, result, activity, summary, turns, recoveries, \
      input_tokens, output_tokens, cost_micros, workdir, runner, pid, heartbeat_at, created_at, \
-     last_activity_at, turn_started_at, workspace_id, pull_request_id, followup_kind";
+     last_activity_at, turn_started_at, workspace_id, pull_request_id, followup_kind, target";
 
 /// Why a session that has not finished should not go on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -233,6 +237,23 @@ impl Store {
         rows.iter().map(session).collect()
     }
 
+    /// The targets the given sessions' turns ran on (those placed).
+    pub async fn targets_of(&self, ids: &[SessionId]) -> Result<Vec<(SessionId, String)>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let list = id_list(ids.iter().map(|i| i.0));
+        let sql =
+            format!("SELECT id, target FROM sessions WHERE id IN ({list}) AND target IS NOT NULL");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&self.db.pool)
+            .await
+            .context("cannot read sessions' targets")?;
+        rows.iter()
+            .map(|r| Ok((SessionId(col(r, "id")?), col(r, "target")?)))
+            .collect()
+    }
+
     /// The status of each of these sessions (for dependency checks).
     pub async fn statuses(&self, ids: &[SessionId]) -> Result<Vec<(SessionId, SessionStatus)>> {
         if ids.is_empty() {
@@ -285,6 +306,32 @@ impl Store {
         Ok(moved)
     }
 
+    /// Moves a queued session to `starting` on `target` if that target has room for one more
+    /// turn ([`Tx::room_on`]); false when it did not move.
+    pub async fn claim_start(
+        &self,
+        id: SessionId,
+        target: &str,
+        capacity: u32,
+        now: Timestamp,
+    ) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        let moved = tx.room_on(target, capacity, id).await?
+            && tx
+                .set_session_status(id, SessionStatus::Starting, None, now)
+                .await?;
+        if moved {
+            sqlx::query("UPDATE sessions SET target = $1 WHERE id = $2")
+                .bind(target)
+                .bind(id.0)
+                .execute(tx.conn())
+                .await
+                .context("cannot place the session")?;
+        }
+        tx.commit().await?;
+        Ok(moved)
+    }
+
     /// Starts a turn: the session becomes `running` (from `from`), counts a turn, records the
     /// new token's hash and who runs it, and takes its pending messages. `None` if the
     /// session was not in one of the `from` states (someone else started or ended it).
@@ -296,12 +343,17 @@ impl Store {
         now: Timestamp,
     ) -> Result<Option<Vec<String>>> {
         let mut tx = self.begin().await?;
+        let needs_room = from.iter().any(|s| !s.is_active_turn());
+        if needs_room && !tx.room_on(start.target, start.capacity, id).await? {
+            tx.commit().await?;
+            return Ok(None);
+        }
         let from = sql_list(from, SessionStatus::as_str);
         let sql = format!(
             "UPDATE sessions SET status = 'running', turns = turns + 1, token_hash = $1,
                  runner = $2, workdir = $3, pid = NULL, heartbeat_at = $4, turn_started_at = $4,
                  last_activity_at = $4, started_at = COALESCE(started_at, $4),
-                 activity = 'starting a turn'
+                 activity = 'starting a turn', target = $6
              WHERE id = $5 AND status IN ({from})"
         );
         let updated = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -310,10 +362,12 @@ impl Store {
             .bind(start.workdir)
             .bind(now.0)
             .bind(id.0)
+            .bind(start.target)
             .execute(tx.conn())
             .await
             .context("cannot start a turn")?;
         if updated.rows_affected() != 1 {
+            tx.commit().await?;
             return Ok(None);
         }
         let rows = sqlx::query(
@@ -614,6 +668,38 @@ impl Tx {
         Ok(SessionId(id))
     }
 
+    /// Whether `target` has room for one more turn besides `except`'s: fewer than `capacity`
+    /// sessions starting or running there. The target's claim row is locked first, until this
+    /// transaction ends, so that claims for one target (from any instance sharing the
+    /// database) are counted one after another and its capacity is never exceeded.
+    pub async fn room_on(
+        &mut self,
+        target: &str,
+        capacity: u32,
+        except: SessionId,
+    ) -> Result<bool> {
+        sqlx::query("INSERT INTO target_claims (name) VALUES ($1) ON CONFLICT (name) DO NOTHING")
+            .bind(target)
+            .execute(self.conn())
+            .await
+            .context("cannot claim room on a target")?;
+        sqlx::query("UPDATE target_claims SET claims = claims + 1 WHERE name = $1")
+            .bind(target)
+            .execute(self.conn())
+            .await
+            .context("cannot claim room on a target")?;
+        let running: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sessions
+             WHERE target = $1 AND status IN ('starting', 'running') AND id <> $2",
+        )
+        .bind(target)
+        .bind(except.0)
+        .fetch_one(self.conn())
+        .await
+        .context("cannot count a target's turns")?;
+        Ok(running < i64::from(capacity))
+    }
+
     /// Moves a session to `to` if allowed from its current state; true when it moved. The
     /// turn's token is revoked (turns start only through [`Store::begin_turn`]).
     pub async fn set_session_status(
@@ -780,6 +866,7 @@ fn session(row: &AnyRow) -> Result<Session> {
         turn_started_at: col::<Option<i64>>(row, "turn_started_at")?.map(Timestamp),
         workspace_id: col::<Option<i64>>(row, "workspace_id")?.map(WorkspaceId),
         pull_request_id: col(row, "pull_request_id")?,
+        target: col(row, "target")?,
         followup_kind: col::<Option<String>>(row, "followup_kind")?
             .map(|k| {
                 crate::model::FollowupKind::parse(&k)

@@ -171,8 +171,15 @@ impl Git {
                 if call.auth.is_some() {
                     bail!("refusing to hand a credential to git on a target");
                 }
-                let script =
-                    crate::sandbox::remote_script(jail, "git", &distrusted(), &env, before);
+                let script = crate::sandbox::remote_script(
+                    jail,
+                    "git",
+                    &distrusted(),
+                    &env,
+                    &[],
+                    before,
+                    None,
+                );
                 connection.script_command(&script)
             }
         };

@@ -43,7 +43,7 @@ use git::{Call, Git, Place};
 /// 2 GiB).
 pub const MAX_TAKE_BYTES: u64 = 2 << 30;
 
-/// The target name of the foreman host itself (remote targets come later).
+/// The target name of the foreman host itself.
 pub const LOCAL_TARGET: &str = "local";
 
 /// Who commits are made as.
@@ -960,10 +960,19 @@ impl Workspaces {
     /// included), commits beyond its base, and commits no upstream ref reaches. Every ref of
     /// the checkout counts (branches, tags, the stash, a detached HEAD), not only HEAD.
     pub async fn inspect(&self, what: &Inspect<'_>) -> Result<crate::model::gc::Inspection> {
+        self.inspect_on(None, what).await
+    }
+
+    /// [`Workspaces::inspect`] of a checkout on a target (`None`: here).
+    pub async fn inspect_on(
+        &self,
+        site: Option<&Site>,
+        what: &Inspect<'_>,
+    ) -> Result<crate::model::gc::Inspection> {
         let checkout = Checkout {
             path: what.path,
             repository: what.repository,
-            site: None,
+            site,
         };
         let status = self
             .in_checkout(

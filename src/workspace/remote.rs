@@ -277,16 +277,20 @@ impl Connection {
 
     /// Kills a started command's whole process group there.
     pub async fn kill(&self, child: &RemoteChild) -> Result<()> {
+        self.kill_group(child.group).await
+    }
+
+    /// Kills process group `group` there.
+    pub async fn kill_group(&self, group: u32) -> Result<()> {
         let output = self
-            .command(&format!("kill -KILL -- -{}", child.group))
+            .command(&format!("kill -KILL -- -{group}"))
             .stdin(Stdio::null())
             .output()
             .await
             .context("cannot run ssh")?;
         if !output.status.success() {
             return Err(anyhow!(
-                "cannot kill process group {} on {}: {}",
-                child.group,
+                "cannot kill process group {group} on {}: {}",
                 self.remote.spec.host,
                 String::from_utf8_lossy(&output.stderr).trim()
             ));
@@ -300,6 +304,33 @@ impl Connection {
     /// ends. A socket left at that path by an earlier connection is replaced.
     pub async fn forward(&self, remote_socket: &Path, local: std::net::SocketAddr) -> Result<()> {
         self.control("forward", remote_socket, local).await
+    }
+
+    /// Makes `local` reachable on the target's loopback, at a port the target chooses
+    /// (returned), through this connection.
+    pub async fn forward_port(&self, local: &str) -> Result<u16> {
+        let output = self
+            .control_command(&[], "forward", &format!("127.0.0.1:0:{local}"))
+            .await?;
+        let said = String::from_utf8_lossy(&output.stdout);
+        match said.trim().parse::<u16>() {
+            Ok(port) if output.status.success() && port > 0 => Ok(port),
+            _ => Err(anyhow!(
+                "cannot forward {local} to {}: {} {}",
+                self.remote.spec.host,
+                said.trim(),
+                String::from_utf8_lossy(&output.stderr).trim()
+            )),
+        }
+    }
+
+    /// Whether the connection is gone.
+    pub fn is_closed(&self) -> bool {
+        match self.master.try_lock() {
+            Ok(mut master) => !matches!(master.try_wait(), Ok(None)),
+            // Someone waits for it to close ([`Connection::closed`]): it has not yet.
+            Err(_) => false,
+        }
     }
 
     /// Stops a [`Connection::forward`].
@@ -317,18 +348,13 @@ impl Connection {
         remote_socket: &Path,
         local: std::net::SocketAddr,
     ) -> Result<()> {
-        let output = tokio::process::Command::new(&self.remote.ssh)
-            .args(self.remote.spec.options())
-            .args(["-o", "StreamLocalBindUnlink=yes", "-S"])
-            .arg(&self.socket)
-            .args(["-O", operation, "-R"])
-            .arg(format!("{}:{local}", remote_socket.display()))
-            .arg("--")
-            .arg(self.remote.spec.destination())
-            .stdin(Stdio::null())
-            .output()
-            .await
-            .context("cannot run ssh")?;
+        let output = self
+            .control_command(
+                &["-o", "StreamLocalBindUnlink=yes"],
+                operation,
+                &format!("{}:{local}", remote_socket.display()),
+            )
+            .await?;
         if !output.status.success() {
             return Err(anyhow!(
                 "cannot {operation} {} on {}: {}",
@@ -338,6 +364,26 @@ impl Connection {
             ));
         }
         Ok(())
+    }
+
+    /// Asks the master to `operation` (forward, cancel) the remote forward `spec`.
+    async fn control_command(
+        &self,
+        options: &[&str],
+        operation: &str,
+        spec: &str,
+    ) -> Result<Output> {
+        tokio::process::Command::new(&self.remote.ssh)
+            .args(self.remote.spec.options())
+            .args(options)
+            .arg("-S")
+            .arg(&self.socket)
+            .args(["-O", operation, "-R", spec, "--"])
+            .arg(self.remote.spec.destination())
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .context("cannot run ssh")
     }
 
     /// Resolves when the connection is gone (the target vanished, its sshd died, or the
@@ -360,6 +406,9 @@ pub struct Site {
     pub name: String,
     pub connection: Connection,
     pub work_root: PathBuf,
+    /// Where agents there reach foreman's MCP endpoint: a port on the target's loopback that
+    /// the connection forwards to foreman's (empty where nothing is forwarded).
+    pub mcp_url: String,
 }
 
 impl std::fmt::Debug for Site {
@@ -377,6 +426,33 @@ impl Site {
         self.work_root
             .join("mirrors")
             .join(format!("{repository}.git"))
+    }
+
+    /// A session's state directory there (its agent's home).
+    pub fn state_dir(&self, session: crate::model::SessionId) -> PathBuf {
+        self.work_root
+            .join("sessions")
+            .join(session.to_string())
+            .join("state")
+    }
+
+    /// Where a session's checkout goes there.
+    pub fn checkout_path(&self, session: crate::model::SessionId) -> PathBuf {
+        self.work_root
+            .join("workspaces")
+            .join(format!("s{session}"))
+    }
+
+    /// Whether `path` exists there.
+    pub async fn exists(&self, path: &Path) -> Result<bool> {
+        let quoted = crate::sandbox::quote(&path.display().to_string());
+        let said = self
+            .connection
+            .run_script(&format!(
+                "if [ -e {quoted} ] || [ -L {quoted} ]; then echo yes; else echo no; fi"
+            ))
+            .await?;
+        Ok(said == "yes")
     }
 
     /// The config foreman gives checkouts of `repository` there.
@@ -400,4 +476,85 @@ async fn check(remote: &Remote, socket: &Path) -> bool {
         .status()
         .await
         .is_ok_and(|s| s.success())
+}
+
+/// This instance's connections to its remote targets: each opened when first needed (its
+/// MCP forward with it) and opened again once lost.
+pub struct Sites {
+    targets: Vec<crate::model::targets::TargetSpec>,
+    /// foreman's MCP endpoint, forwarded to each target.
+    mcp_url: String,
+    /// Where the control sockets go (foreman's own, out of every agent's reach).
+    dir: PathBuf,
+    open: tokio::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<Site>>>,
+}
+
+impl Sites {
+    pub fn new(targets: &crate::model::targets::Targets, dir: PathBuf, mcp_url: &str) -> Sites {
+        Sites {
+            targets: targets.remote().cloned().collect(),
+            mcp_url: mcp_url.to_owned(),
+            dir,
+            open: Default::default(),
+        }
+    }
+
+    /// The names of the remote targets.
+    pub fn names(&self) -> Vec<String> {
+        self.targets.iter().map(|t| t.name.clone()).collect()
+    }
+
+    /// The remote target `name`, connected, its MCP forward to foreman's endpoint in place;
+    /// `None` for the foreman host itself.
+    pub async fn site(&self, name: &str) -> Result<Option<std::sync::Arc<Site>>> {
+        let mcp_url = self.mcp_url.as_str();
+        if name == crate::model::targets::LOCAL {
+            return Ok(None);
+        }
+        let spec = self
+            .targets
+            .iter()
+            .find(|t| t.name == name)
+            .with_context(|| format!("there is no target `{name}` (the targets file changed)"))?;
+        let mut open = self.open.lock().await;
+        if let Some(site) = open.get(name)
+            && !site.connection.is_closed()
+        {
+            return Ok(Some(site.clone()));
+        }
+        let (Some(ssh), Some(work_root)) = (&spec.ssh, &spec.work_root) else {
+            anyhow::bail!("target `{name}` has no SSH settings");
+        };
+        std::fs::create_dir_all(&self.dir)?;
+        let connection = Connection::open(Remote::new(ssh.clone()), &self.dir)
+            .await
+            .map_err(|e| match e {
+                RemoteError::Ssh(what, fix) => anyhow!("target `{name}`: {what} ({fix})"),
+                RemoteError::Other(e) => e.context(format!("target `{name}`")),
+            })?;
+        let mcp_url = match url::Url::parse(mcp_url) {
+            Ok(mut url) if !mcp_url.is_empty() => {
+                let host = url.host_str().unwrap_or("127.0.0.1").to_owned();
+                let port = url.port_or_known_default().unwrap_or(80);
+                let there = connection
+                    .forward_port(&format!("{host}:{port}"))
+                    .await
+                    .with_context(|| format!("target `{name}`"))?;
+                let _ = url.set_scheme("http");
+                let _ = url.set_host(Some("127.0.0.1"));
+                let _ = url.set_port(Some(there));
+                url.to_string()
+            }
+            _ => String::new(),
+        };
+        let site = std::sync::Arc::new(Site {
+            name: name.to_owned(),
+            connection,
+            work_root: work_root.clone(),
+            mcp_url,
+        });
+        open.insert(name.to_owned(), site.clone());
+        tracing::info!(target = name, "connected to the target");
+        Ok(Some(site))
+    }
 }

@@ -1,13 +1,15 @@
-//! Where checkouts live and how they go: a [`Target`] is a machine holding checkouts. Today
-//! that is the foreman host itself ([`LocalTarget`]); remote targets come later. Tests wrap the
-//! local one to make a removal fail or pause at a chosen moment.
+//! Where checkouts live and how they go: a [`Target`] is a machine holding checkouts: the
+//! foreman host itself ([`LocalTarget`]) or a remote target over SSH ([`RemoteTarget`]). Tests
+//! wrap the local one to make a removal fail or pause at a chosen moment.
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 
 use crate::model::gc::Inspection;
+use crate::workspace::remote::Sites;
 use crate::workspace::{Inspect, Workspaces};
 use futures_util::future::BoxFuture;
 
@@ -73,6 +75,56 @@ impl Target for LocalTarget {
             })
             .await
             .context("removal task failed")?
+        })
+    }
+}
+
+/// A remote target, reached over its SSH connection ([`Sites`]).
+pub struct RemoteTarget {
+    pub name: String,
+    pub sites: Arc<Sites>,
+}
+
+impl RemoteTarget {
+    async fn site(&self) -> Result<Arc<crate::workspace::remote::Site>> {
+        self.sites
+            .site(&self.name)
+            .await?
+            .with_context(|| format!("`{}` is not a remote target", self.name))
+    }
+}
+
+impl Target for RemoteTarget {
+    fn exists<'a>(&'a self, path: &'a Path) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move { self.site().await?.exists(path).await })
+    }
+
+    fn inspect<'a>(
+        &'a self,
+        workspaces: &'a Workspaces,
+        what: &'a Inspect<'a>,
+    ) -> BoxFuture<'a, Result<Inspection>> {
+        Box::pin(async move {
+            let site = self.site().await?;
+            workspaces.inspect_on(Some(&site), what).await
+        })
+    }
+
+    fn remove<'a>(&'a self, path: &'a Path) -> BoxFuture<'a, Result<u64>> {
+        Box::pin(async move {
+            let site = self.site().await?;
+            let quoted = crate::sandbox::quote(&path.display().to_string());
+            // Moved aside first, as here, then measured and removed.
+            let said = site
+                .connection
+                .run_script(&format!(
+                    "set -e\np={quoted}\n[ -e \"$p\" ] || {{ echo \"$p does not exist\" >&2; exit 1; }}\n\
+                     a=\"${{p%/*}}/.${{p##*/}}.removing-$$\"\nmv \"$p\" \"$a\"\n\
+                     k=$(du -sk \"$a\" | cut -f1)\nrm -rf \"$a\"\necho \"$k\"\n"
+                ))
+                .await
+                .with_context(|| format!("cannot remove {} on target {}", path.display(), self.name))?;
+            Ok(said.trim().parse::<u64>().unwrap_or(0) * 1024)
         })
     }
 }

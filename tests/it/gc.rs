@@ -802,7 +802,7 @@ async fn mirror_maintenance_never_drops_an_object_a_checkout_may_borrow(db: Test
 on_both_backends!(mirror_maintenance_never_drops_an_object_a_checkout_may_borrow);
 
 /// A plan where the manager has one worker look and, once it has, declares the work done.
-fn look_and_finish() -> serde_json::Value {
+pub fn look_and_finish() -> serde_json::Value {
     json!({
         "manager": [
             {"calls": [{"tool": "spawn_worker", "args": {"title": "Look", "instructions": "x"}}]},

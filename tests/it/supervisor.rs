@@ -80,6 +80,8 @@ impl World {
             token_hash: &format!("hash-{session}-{}", now.0),
             runner: "test",
             workdir: "/nowhere",
+            target: "local",
+            capacity: 100,
         };
         let messages = self
             .store()

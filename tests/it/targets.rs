@@ -4,17 +4,34 @@
 //! a connection to a target streams a command's output, kills its whole process group, and
 //! notices at once when the target's sshd dies.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use foreman::engine::Engine;
+use foreman::engine::objective::lifecycle;
+use foreman::model::network::NetworkMode;
+use foreman::model::{ManualClock, ObjectiveId, SessionStatus, Timestamp};
+use serde_json::json;
 
 use foreman::model::targets::SshSpec;
 use foreman::workspace::remote::{Connection, Remote, Site};
 use foreman::workspace::{Checkout, Prepare, WorkspaceSettings, Workspaces};
 use secrecy::SecretString;
 
+use crate::agents::{new_objective, reaches};
 use crate::doctor::{doctor, line};
+use crate::gc::look_and_finish;
+use crate::on_both_backends;
+use crate::support::TestDb;
+use crate::support::fake_github::FakeGitHub;
 use crate::support::ssh_host::{self, SshHost, key_pair, sleeping};
+use crate::support::{TestServer, eventually_within, origins};
+use crate::workspaces::setup_with;
 
 const REPO: &str = "octo/widgets";
+/// How long a whole objective on a target may take in a test: its turns, checkouts and GC
+/// take a few dozen SSH sessions each, slow when the suite loads the machine.
+const REMOTE_WORK: Duration = Duration::from_secs(120);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn doctor_checks_each_target_over_ssh_and_refuses_unknown_or_changed_host_keys() {
@@ -279,6 +296,7 @@ async fn a_checkout_is_made_on_a_target_and_its_work_comes_back_with_no_credenti
         name: "t1".to_owned(),
         connection: Connection::open(remote, dir.path()).await.unwrap(),
         work_root: host.work_root.clone(),
+        mcp_url: String::new(),
     };
     let origins = dir.path().join("origins");
     let origin = crate::support::make_origin(&origins, REPO, &[("a.txt", "a")]);
@@ -378,3 +396,221 @@ async fn a_checkout_is_made_on_a_target_and_its_work_comes_back_with_no_credenti
     .unwrap();
     assert_eq!(leaked, "", "the credential reached the target's disk");
 }
+
+/// Turns claim their place on a target in the database, under the target's lock: however
+/// many instances claim at once, a target never holds more turns than its capacity.
+async fn a_targets_capacity_holds_across_instances(db: TestDb) {
+    let clock = Arc::new(ManualClock::new(Timestamp(1_800_000_000_000)));
+    let first = Engine::new(db.store().await, clock.clone());
+    let second = db.store().await;
+    let mut managers = Vec::new();
+    for issue in 1..=24 {
+        let (_, manager) = lifecycle::start(&first.objectives, &new_objective(issue))
+            .await
+            .unwrap()
+            .unwrap();
+        managers.push(manager);
+    }
+    let now = first.clock.now();
+    // All at once.
+    let go = Arc::new(tokio::sync::Barrier::new(managers.len()));
+    let claims = managers.iter().enumerate().map(|(i, id)| {
+        let store = if i % 2 == 0 {
+            first.store.clone()
+        } else {
+            second.clone()
+        };
+        let id = *id;
+        let go = go.clone();
+        tokio::spawn(async move {
+            go.wait().await;
+            store.claim_start(id, "big", 3, now).await.unwrap()
+        })
+    });
+    let claims: Vec<_> = claims.collect();
+    let mut placed = 0;
+    for claim in claims {
+        placed += usize::from(claim.await.unwrap());
+    }
+    assert_eq!(placed, 3, "exactly the target's capacity");
+    let placed_on = first.store.targets_of(&managers).await.unwrap();
+    assert_eq!(placed_on.len(), 3);
+    assert!(placed_on.iter().all(|(_, t)| t == "big"));
+    // Another target has room of its own.
+    let waiting: Vec<_> = managers
+        .iter()
+        .filter(|m| !placed_on.iter().any(|(p, _)| p == *m))
+        .copied()
+        .collect();
+    assert!(
+        second
+            .claim_start(waiting[0], "small", 1, now)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !second
+            .claim_start(waiting[1], "small", 1, now)
+            .await
+            .unwrap()
+    );
+}
+on_both_backends!(a_targets_capacity_holds_across_instances);
+
+/// An objective whose repository asks for a label only a remote target has: its manager and
+/// worker run there (over one SSH connection, foreman's MCP endpoint reached through it),
+/// their checkouts are made there from foreman's mirror, the worker's work comes back and
+/// becomes a pull request — and no GitHub token or foreman secret is ever on the target.
+async fn an_objective_runs_on_a_remote_target_and_its_pull_request_arrives(db: TestDb) {
+    if !ssh_host::available() {
+        return;
+    }
+    let plan = json!({
+        "manager": [
+            {"calls": [
+                {"tool": "spawn_worker", "args": {"title": "Remote", "instructions": "x"}, "save": "w"}
+            ]},
+            {"when": "\"Remote\" succeeded", "calls": [
+                {"tool": "publish_pr", "args": {"worker": "$w", "title": "From afar", "body": "Made on t1.", "closes_issue": true}}
+            ]}
+        ],
+        "workers": {
+            "Remote": {"write": {"far.txt": "far\n"}, "print": ["hello from t1"],
+                       "calls": [{"tool": "report_result", "args": {"summary": "wrote far"}}]}
+        }
+    });
+    let (host, server, fake, objective) = on_target(&db, plan, |_| {}).await;
+    let store = server.store();
+    let pulls = eventually_within(REMOTE_WORK, "the pull request", || async {
+        let pulls = store.pulls_of(objective).await.unwrap();
+        (!pulls.is_empty()).then_some(pulls)
+    })
+    .await;
+    let worker = reaches(store, objective, "Remote", SessionStatus::Succeeded).await;
+    let sessions = store.sessions_of(objective).await.unwrap();
+    assert!(
+        sessions.iter().all(|s| s.target.as_deref() == Some("t1")),
+        "every session ran on t1: {:?}",
+        sessions.iter().map(|s| &s.target).collect::<Vec<_>>()
+    );
+    let files = crate::support::git(
+        &origins(&db).join(format!("{REPO}.git")),
+        &["ls-tree", "-r", "--name-only", &pulls[0].branch],
+    );
+    assert!(files.lines().any(|f| f == "far.txt"), "{files}");
+    // The checkouts and the agents' state are on the target, not here.
+    for w in store.workspaces_of(objective).await.unwrap() {
+        assert_eq!(w.target, "t1");
+        assert!(w.path.starts_with(&host.work_root.display().to_string()));
+    }
+    assert!(
+        host.work_root
+            .join(format!("sessions/{}/state/calls.jsonl", worker.id))
+            .exists()
+    );
+    // Its output came back into the transcript as it came.
+    let transcript = store.transcript(worker.id).await.unwrap();
+    assert!(
+        transcript.iter().any(|l| l.line.contains("hello from t1")),
+        "{transcript:?}"
+    );
+    // Canaries: every token GitHub issued, the webhook secret, the App's key.
+    let mut canaries = fake.issued_tokens();
+    assert!(!canaries.is_empty());
+    canaries.push(crate::support::WEBHOOK_SECRET.to_owned());
+    canaries.push("PRIVATE KEY".to_owned());
+    for canary in &canaries {
+        let found = std::process::Command::new("grep")
+            .args(["-rlF", canary])
+            .arg(&host.work_root)
+            .output()
+            .unwrap();
+        assert!(
+            found.stdout.is_empty(),
+            "`{canary}` reached the target: {}",
+            String::from_utf8_lossy(&found.stdout)
+        );
+    }
+    server.shutdown().await;
+}
+on_both_backends!(an_objective_runs_on_a_remote_target_and_its_pull_request_arrives);
+
+/// A server with a test host as target `t1` (label `remote`), the fake GitHub, and an
+/// objective following `plan` whose repository asks for that label.
+async fn on_target(
+    db: &TestDb,
+    plan: serde_json::Value,
+    change: impl FnOnce(&mut foreman::config::ServeArgs),
+) -> (SshHost, TestServer, FakeGitHub, ObjectiveId) {
+    let (login, login_public) = key_pair(&db.dir(), "foreman_login");
+    let host = SshHost::start(&login_public).await;
+    let targets = db.dir().join("targets.toml");
+    std::fs::write(
+        &targets,
+        format!(
+            "[local]\ncapacity = 2\n\n[targets.t1]\nssh = \"root@{}\"\nkey = \"{}\"\n\
+             known_hosts = \"{}\"\nwork_root = \"{}\"\ncapacity = 2\nlabels = [\"remote\"]\n",
+            host.addr,
+            login.display(),
+            host.known_hosts(&db.dir()).display(),
+            host.work_root.display()
+        ),
+    )
+    .unwrap();
+    let (server, fake, objective) = setup_with(db, plan, |args, objective, fake| {
+        args.agents.targets = Some(targets);
+        // (The network allowlist is not enforced on remote targets yet.)
+        args.agents.network.network_mode = NetworkMode::Open;
+        change(args);
+        // The repository asks for it, whichever way its objective starts (here, or from the
+        // label reconciliation finds).
+        fake.set_file(
+            REPO,
+            "main",
+            ".github/foreman.yml",
+            "target_labels: [remote]\n",
+        );
+        objective.config.target_labels = vec!["remote".to_owned()];
+    })
+    .await;
+    (host, server, fake, objective)
+}
+
+/// GC works on targets as here: once an objective that ran on one has ended, its checkouts
+/// there are removed.
+async fn an_ended_objectives_checkouts_on_a_target_are_reclaimed(db: TestDb) {
+    if !ssh_host::available() {
+        return;
+    }
+    let (host, server, _fake, objective) = on_target(&db, look_and_finish(), |args| {
+        args.gc.interval = Duration::from_millis(200);
+    })
+    .await;
+    let store = server.store();
+    let workspaces = eventually_within(
+        REMOTE_WORK,
+        "the checkouts on t1 to be reclaimed",
+        || async {
+            let all = store.workspaces_of(objective).await.unwrap();
+            (all.len() == 2
+                && all
+                    .iter()
+                    .all(|w| w.status == foreman::model::WorkspaceStatus::Archived))
+            .then_some(all)
+        },
+    )
+    .await;
+    for w in &workspaces {
+        assert_eq!(w.target, "t1");
+        assert!(w.path.starts_with(&host.work_root.display().to_string()));
+        assert!(!std::path::Path::new(&w.path).exists(), "{}", w.path);
+    }
+    let left: Vec<_> = std::fs::read_dir(host.work_root.join("workspaces"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    server.shutdown().await;
+}
+on_both_backends!(an_ended_objectives_checkouts_on_a_target_are_reclaimed);

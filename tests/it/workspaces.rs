@@ -20,6 +20,16 @@ const REPO: &str = "octo/widgets";
 
 /// A server whose GitHub is the fake, with `octo/widgets` installed and an issue to work on.
 async fn setup(db: &TestDb, plan: serde_json::Value) -> (TestServer, FakeGitHub, ObjectiveId) {
+    setup_with(db, plan, |_, _, _| {}).await
+}
+
+/// [`setup`], with the server's settings, the objective and the fake GitHub changed by
+/// `change` first.
+pub async fn setup_with(
+    db: &TestDb,
+    plan: serde_json::Value,
+    change: impl FnOnce(&mut foreman::config::ServeArgs, &mut foreman::store::NewObjective, &FakeGitHub),
+) -> (TestServer, FakeGitHub, ObjectiveId) {
     let fake = FakeGitHub::start().await;
     let installation = fake.add_installation("octo");
     fake.add_repo(installation, REPO);
@@ -29,9 +39,10 @@ async fn setup(db: &TestDb, plan: serde_json::Value) -> (TestServer, FakeGitHub,
     write_plan(db, &plan);
     let mut args = serve_args(db);
     use_fake_github(&mut args, &fake);
-    let server = TestServer::start(&args).await;
     let mut objective = new_objective(issue);
     objective.installation_id = Some(InstallationId(installation));
+    change(&mut args, &mut objective, &fake);
+    let server = TestServer::start(&args).await;
     let (objective, _) = lifecycle::start(&server.running.engine.objectives, &objective)
         .await
         .unwrap()

@@ -59,7 +59,7 @@ pub async fn publish(
             worker.id
         );
     }
-    if !std::path::Path::new(&workspace.path).exists() {
+    if !objectives.runtime.checkout_exists(&workspace).await? {
         // Made by another instance, with a work root of its own, which stopped.
         crate::refuse!(
             "worker #{}'s checkout was on another foreman instance's disk, and that instance \
@@ -136,10 +136,11 @@ async fn publish_held(
         ),
         _ => {}
     }
+    let site = objectives.runtime.site_of(workspace).await?;
     let checkout = crate::workspace::Checkout {
         path: std::path::Path::new(&workspace.path),
         repository: &objective.repository,
-        site: None,
+        site: site.as_deref(),
     };
     let summary = worker
         .result

@@ -18,6 +18,7 @@ use crate::engine::periodic::Periodic;
 use crate::engine::periodic::tick::TickTask;
 use crate::engine::runtime::process;
 use crate::engine::runtime::turns::{self, TurnKind};
+use crate::model::targets::{LOCAL, Targets, Want, place, unplaceable};
 use crate::model::{
     Objective, ObjectiveId, ObjectiveStatus, Role, Session, SessionId, SessionStatus, Timestamp,
     Usage,
@@ -33,6 +34,8 @@ pub fn takeover_after(tick_lease: Duration) -> Duration {
 }
 /// How a session waiting for the agent sandbox says so (the start of its `activity`).
 pub const SANDBOX_WAIT: &str = "waiting for the agent sandbox";
+/// How a session no target can take says so.
+pub const PLACE_WAIT: &str = "waiting for a target";
 /// How often an interrupted session is resumed before it is failed instead.
 pub const MAX_RECOVERIES: u32 = 2;
 
@@ -48,17 +51,23 @@ pub struct Snapshot<'a> {
     pub with_messages: &'a HashSet<SessionId>,
     /// What each live objective has used.
     pub usage: &'a HashMap<ObjectiveId, Usage>,
-    pub max_sessions: usize,
+    /// Where turns may run, and how many at once on each.
+    pub targets: &'a Targets,
+    /// The targets finished sessions that live ones depend on ran on (a dependent inherits
+    /// the checkout its dependency left there).
+    pub finished_on: &'a HashMap<SessionId, String>,
     pub max_workers: usize,
 }
 
 /// What the scheduler does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// Start the first turn of a queued session.
-    Start(SessionId),
-    /// Start a turn of an idle or waiting session with its waiting messages.
-    Deliver(SessionId, SessionStatus),
+    /// Start the first turn of a queued session, on this target.
+    Start(SessionId, String),
+    /// Start a turn of an idle or waiting session with its waiting messages, on this target.
+    Deliver(SessionId, SessionStatus, String),
+    /// No target can ever take the session as things are: it waits, saying why.
+    Unplaceable(SessionId, String),
     /// Cancel a queued session whose dependency did not succeed.
     Cancel(SessionId, String),
     /// An objective's budget is reached: stop its new work and ask a human.
@@ -68,11 +77,11 @@ pub enum Action {
 /// Decides what to start, deliver and cancel.
 pub fn decide(s: &Snapshot<'_>) -> Vec<Action> {
     let mut actions = Vec::new();
-    let mut running = s
-        .sessions
-        .iter()
-        .filter(|x| x.status.is_active_turn())
-        .count();
+    let target_of = |x: &Session| x.target.clone().unwrap_or_else(|| LOCAL.to_owned());
+    let mut running: HashMap<String, u32> = HashMap::new();
+    for x in s.sessions.iter().filter(|x| x.status.is_active_turn()) {
+        *running.entry(target_of(x)).or_default() += 1;
+    }
     let mut workers_running: HashMap<ObjectiveId, usize> = HashMap::new();
     for x in s
         .sessions
@@ -87,6 +96,13 @@ pub fn decide(s: &Snapshot<'_>) -> Vec<Action> {
             .find(|x| x.id == id)
             .map(|x| x.status)
             .or_else(|| s.finished.get(&id).copied())
+    };
+    let placed_on = |id: SessionId| -> Option<&str> {
+        s.sessions
+            .iter()
+            .find(|x| x.id == id)
+            .and_then(|x| x.target.as_deref())
+            .or_else(|| s.finished_on.get(&id).map(String::as_str))
     };
     let mut held_back: HashSet<ObjectiveId> = HashSet::new();
     for objective in s.objectives {
@@ -135,24 +151,46 @@ pub fn decide(s: &Snapshot<'_>) -> Vec<Action> {
                 {
                     continue;
                 }
-                Some(Action::Start(session.id))
+                Some(None)
             }
             SessionStatus::Idle | SessionStatus::Waiting
                 if s.with_messages.contains(&session.id) =>
             {
-                Some(Action::Deliver(session.id, session.status))
+                Some(Some(session.status))
             }
             _ => None,
         };
-        let Some(action) = turn_wanted else { continue };
-        if held_back.contains(&session.objective_id) || running >= s.max_sessions {
+        let Some(deliver) = turn_wanted else { continue };
+        if held_back.contains(&session.objective_id) {
             continue;
         }
+        let objective = s.objectives.iter().find(|o| o.id == session.objective_id);
+        // A session stays where it took turns; a new one goes where the checkout it inherits
+        // is, or else where there is room, near its objective's other work.
+        let pinned = session
+            .target
+            .as_deref()
+            .or_else(|| session.depends_on.iter().find_map(|d| placed_on(*d)));
+        let objective_on: Vec<&str> = s
+            .sessions
+            .iter()
+            .filter(|x| x.objective_id == session.objective_id && x.id != session.id)
+            .filter_map(|x| x.target.as_deref())
+            .collect();
+        let labels = objective.map_or(&[][..], |o| o.config.target_labels.as_slice());
+        let want = Want {
+            pinned,
+            labels,
+            objective_on: &objective_on,
+        };
+        let Some(target) = place(s.targets, &running, &want) else {
+            if let Some(why) = unplaceable(s.targets, &want) {
+                actions.push(Action::Unplaceable(session.id, why));
+            }
+            continue;
+        };
         if session.role != Role::Manager {
-            let cap = s
-                .objectives
-                .iter()
-                .find(|o| o.id == session.objective_id)
+            let cap = objective
                 .and_then(|o| o.config.workers.max_parallel)
                 .map_or(s.max_workers, |asked| asked.min(s.max_workers));
             let count = workers_running.entry(session.objective_id).or_default();
@@ -161,8 +199,11 @@ pub fn decide(s: &Snapshot<'_>) -> Vec<Action> {
             }
             *count += 1;
         }
-        running += 1;
-        actions.push(action);
+        *running.entry(target.to_owned()).or_default() += 1;
+        actions.push(match deliver {
+            None => Action::Start(session.id, target.to_owned()),
+            Some(from) => Action::Deliver(session.id, from, target.to_owned()),
+        });
     }
     actions
 }
@@ -211,6 +252,8 @@ pub async fn schedule(periodic: &Arc<Periodic>) -> Result<()> {
         .collect();
     let finished: HashMap<SessionId, SessionStatus> =
         store.statuses(&deps).await?.into_iter().collect();
+    let finished_on: HashMap<SessionId, String> =
+        store.targets_of(&deps).await?.into_iter().collect();
     let with_messages: HashSet<SessionId> =
         store.sessions_with_messages().await?.into_iter().collect();
     let mut usage = HashMap::new();
@@ -226,7 +269,8 @@ pub async fn schedule(periodic: &Arc<Periodic>) -> Result<()> {
         finished: &finished,
         with_messages: &with_messages,
         usage: &usage,
-        max_sessions: periodic.runtime.agents.max_sessions,
+        targets: &periodic.runtime.agents.targets,
+        finished_on: &finished_on,
         max_workers: periodic.runtime.agents.max_workers,
     });
     for action in actions {
@@ -240,7 +284,7 @@ pub async fn schedule(periodic: &Arc<Periodic>) -> Result<()> {
 
 async fn apply(periodic: &Arc<Periodic>, sessions: &[Session], action: &Action) -> Result<()> {
     let session = |id: SessionId| sessions.iter().find(|s| s.id == id);
-    if let Action::Start(id) | Action::Deliver(id, _) = action
+    if let Action::Start(id, _) | Action::Deliver(id, _, _) = action
         && let Err(why) = periodic.runtime.agents.sandbox.ready().await
     {
         // No agent runs outside its sandbox: the session waits, saying why.
@@ -251,15 +295,28 @@ async fn apply(periodic: &Arc<Periodic>, sessions: &[Session], action: &Action) 
         return Ok(());
     }
     match action {
-        Action::Start(id) => {
+        Action::Start(id, target) => {
             if let Some(s) = session(*id) {
-                start_or_fail(periodic, s, &[SessionStatus::Queued], TurnKind::First).await?;
+                start_or_fail(
+                    periodic,
+                    s,
+                    &[SessionStatus::Queued],
+                    TurnKind::First,
+                    target,
+                )
+                .await?;
             }
         }
-        Action::Deliver(id, from) => {
+        Action::Deliver(id, from, target) => {
             if let Some(s) = session(*id) {
-                start_or_fail(periodic, s, &[*from], TurnKind::Messages).await?;
+                start_or_fail(periodic, s, &[*from], TurnKind::Messages, target).await?;
             }
+        }
+        Action::Unplaceable(id, why) => {
+            periodic
+                .store
+                .note_session_waiting(*id, &format!("{PLACE_WAIT}: {why}"))
+                .await?;
         }
         Action::Cancel(id, reason) => {
             if turns::cancel(&periodic.runtime, *id, reason).await?
@@ -283,8 +340,9 @@ async fn start_or_fail(
     session: &Session,
     from: &[SessionStatus],
     kind: TurnKind,
+    target: &str,
 ) -> Result<()> {
-    if let Err(e) = turns::start(&periodic.runtime, session, from, kind).await {
+    if let Err(e) = turns::start(&periodic.runtime, session, from, kind, target).await {
         let reason = format!("cannot start a turn: {e:#}");
         tracing::warn!(session = %session.id, reason, "turn not started");
         periodic
@@ -385,7 +443,8 @@ async fn recover(periodic: &Arc<Periodic>, session: &Session) -> Result<()> {
         } else {
             TurnKind::First
         };
-    start_or_fail(periodic, session, &[SessionStatus::Running], kind).await
+    let target = session.target.as_deref().unwrap_or(LOCAL);
+    start_or_fail(periodic, session, &[SessionStatus::Running], kind, target).await
 }
 
 #[cfg(test)]
@@ -434,6 +493,7 @@ mod tests {
         finished: HashMap<SessionId, SessionStatus>,
         messages: HashSet<SessionId>,
         usage: HashMap<ObjectiveId, Usage>,
+        finished_on: HashMap<SessionId, String>,
     }
 
     impl World {
@@ -444,17 +504,23 @@ mod tests {
                 finished: HashMap::new(),
                 messages: HashSet::new(),
                 usage: HashMap::new(),
+                finished_on: HashMap::new(),
             }
         }
 
-        fn decide(&self, max_sessions: usize, max_workers: usize) -> Vec<Action> {
+        fn decide(&self, max_sessions: u32, max_workers: usize) -> Vec<Action> {
+            self.decide_on(&Targets::local_only(max_sessions), max_workers)
+        }
+
+        fn decide_on(&self, targets: &Targets, max_workers: usize) -> Vec<Action> {
             decide(&Snapshot {
                 objectives: &self.objectives,
                 sessions: &self.sessions,
                 finished: &self.finished,
                 with_messages: &self.messages,
                 usage: &self.usage,
-                max_sessions,
+                targets,
+                finished_on: &self.finished_on,
                 max_workers,
             })
         }
@@ -475,14 +541,14 @@ mod tests {
         assert_eq!(
             world.decide(10, 2),
             [
-                Action::Start(SessionId(2)),
-                Action::Start(SessionId(3)),
-                Action::Start(SessionId(5))
+                Action::Start(SessionId(2), LOCAL.into()),
+                Action::Start(SessionId(3), LOCAL.into()),
+                Action::Start(SessionId(5), LOCAL.into())
             ]
         );
         assert_eq!(
             world.decide(2, 2),
-            [Action::Start(SessionId(2))],
+            [Action::Start(SessionId(2), LOCAL.into())],
             "global cap"
         );
     }
@@ -517,7 +583,7 @@ mod tests {
             world.decide(10, 10),
             [
                 Action::Cancel(SessionId(4), "its dependency #9 failed".into()),
-                Action::Start(SessionId(5)),
+                Action::Start(SessionId(5), LOCAL.into()),
             ]
         );
     }
@@ -534,8 +600,8 @@ mod tests {
         assert_eq!(
             world.decide(10, 10),
             [
-                Action::Deliver(SessionId(1), Idle),
-                Action::Deliver(SessionId(3), Waiting)
+                Action::Deliver(SessionId(1), Idle, LOCAL.into()),
+                Action::Deliver(SessionId(3), Waiting, LOCAL.into())
             ]
         );
     }
@@ -566,14 +632,14 @@ mod tests {
             world.decide(10, 10),
             [
                 Action::BudgetReached(ObjectiveId(1), "turns: 100 of 100".into()),
-                Action::Start(SessionId(3)),
+                Action::Start(SessionId(3), LOCAL.into()),
             ],
             "sessions are counted at spawn, not here"
         );
         world.objectives[0].budget_blocked = Some("turns".into());
         assert_eq!(
             world.decide(10, 10),
-            [Action::Start(SessionId(3))],
+            [Action::Start(SessionId(3), LOCAL.into())],
             "asked once"
         );
     }

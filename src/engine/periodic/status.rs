@@ -20,6 +20,7 @@ use crate::model::markers::{marker_comment, status_marker};
 use crate::model::network::Blocked;
 use crate::model::pulls::{Ending, Mergeable, PullState, ending};
 use crate::model::question::{Question, QuestionStatus};
+use crate::model::targets::LOCAL;
 use crate::model::text::{dollars, one_line};
 use crate::model::time::minutes;
 use crate::model::{
@@ -135,6 +136,11 @@ pub fn render(view: &StatusView<'_>, now: Timestamp) -> String {
              may start foreman starts over from the text as it is now.\n"
         );
     }
+    // Where sessions run, once some run elsewhere than on the foreman host.
+    let show_targets = view
+        .sessions
+        .iter()
+        .any(|s| s.target.as_deref().is_some_and(|t| t != LOCAL));
     if let Some(manager) = view.sessions.iter().rev().find(|s| s.role == Role::Manager)
         && !o.status.is_terminal()
     {
@@ -145,8 +151,9 @@ pub fn render(view: &StatusView<'_>, now: Timestamp) -> String {
             .unwrap_or_default();
         let _ = writeln!(
             out,
-            "**Manager:** {}{doing}\n",
-            linked(view.public_url, manager.id, status_word(manager.status))
+            "**Manager:** {}{}{doing}\n",
+            linked(view.public_url, manager.id, status_word(manager.status)),
+            placed(manager, show_targets)
         );
     }
     let workers: Vec<&Session> = view
@@ -170,10 +177,11 @@ pub fn render(view: &StatusView<'_>, now: Timestamp) -> String {
                 .unwrap_or_default();
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {result} |",
+                "| {} | {} | {}{} | {result} |",
                 linked(view.public_url, w.id, &format!("#{}", w.id)),
                 cell(&one_line(&w.title, 80)),
-                status_word(w.status)
+                status_word(w.status),
+                placed(w, show_targets)
             );
         }
         out.push('\n');
@@ -231,6 +239,14 @@ pub fn render(view: &StatusView<'_>, now: Timestamp) -> String {
     }
     out.push_str(&marker_comment(&status_marker(o.id, &o.marker_nonce)));
     out
+}
+
+/// ` on TARGET` for a placed session, when targets are shown.
+fn placed(session: &Session, show: bool) -> String {
+    match session.target.as_deref() {
+        Some(target) if show => format!(" on `{}`", cell(target)),
+        _ => String::new(),
+    }
 }
 
 /// `text` linking to the session's page, where foreman has a public address.
@@ -536,6 +552,41 @@ mod tests {
         };
         let text = render(&view, Timestamp(0).plus(Duration::from_secs(12 * 60 + 5)));
         crate::assert_text_snapshot!("status_active", &text);
+    }
+
+    #[test]
+    fn sessions_name_their_target_once_some_run_elsewhere() {
+        let objective = fixtures::objective(1);
+        let mut manager = fixtures::session(2, 1, Role::Manager, SessionStatus::Idle);
+        manager.target = Some(LOCAL.into());
+        let mut worker = fixtures::session(3, 1, Role::Worker, SessionStatus::Running);
+        worker.target = Some("big-1".into());
+        let queued = fixtures::session(4, 1, Role::Worker, SessionStatus::Queued);
+        let sessions = [manager, worker, queued];
+        let view = StatusView {
+            objective: &objective,
+            sessions: &sessions,
+            pulls: &[],
+            questions: &[],
+            blocked: &[],
+            public_url: None,
+        };
+        let text = render(&view, Timestamp(0));
+        assert!(text.contains("**Manager:** 💤 idle on `local`\n"), "{text}");
+        assert!(
+            text.contains("| #3 | Task 3 | ⚙️ working on `big-1` |"),
+            "{text}"
+        );
+        assert!(text.contains("| #4 | Task 4 | ⏳ queued |"), "{text}");
+        let local_only = [sessions[0].clone()];
+        let text = render(
+            &StatusView {
+                sessions: &local_only,
+                ..view
+            },
+            Timestamp(0),
+        );
+        assert!(text.contains("**Manager:** 💤 idle\n"), "{text}");
     }
 
     #[test]

@@ -42,9 +42,31 @@ pub struct Runtime {
     pub shutdown: CancellationToken,
     /// Built empty with the runtime ([`crate::engine::Engine::assemble`]).
     pub(in crate::engine) turns: Mutex<HashMap<SessionId, turns::LocalTurn>>,
+    /// Connections to the remote targets turns run on.
+    pub sites: Arc<crate::workspace::remote::Sites>,
 }
 
 impl Runtime {
+    /// Whether a checkout is still where it was made (on its target).
+    pub async fn checkout_exists(
+        &self,
+        workspace: &crate::model::Workspace,
+    ) -> anyhow::Result<bool> {
+        let path = std::path::Path::new(&workspace.path);
+        match self.site_of(workspace).await? {
+            Some(site) => site.exists(path).await,
+            None => Ok(path.exists()),
+        }
+    }
+
+    /// The remote target a checkout is on, connected (`None` on this machine).
+    pub async fn site_of(
+        &self,
+        workspace: &crate::model::Workspace,
+    ) -> anyhow::Result<Option<Arc<crate::workspace::remote::Site>>> {
+        self.sites.site(&workspace.target).await
+    }
+
     /// Stops every turn this process runs — their process groups killed, their sessions left
     /// as they are so that they resume when foreman runs again — and waits up to `within`
     /// for the turns to record that. No turn starts afterwards.

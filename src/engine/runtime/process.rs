@@ -13,8 +13,11 @@ use secrecy::ExposeSecret;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
+use std::sync::Arc;
+
 use crate::agent::TurnCommand;
 use crate::sandbox::{Jail, Sandbox};
+use crate::workspace::remote::Site;
 
 /// Longest output line kept. Agents print whole tool results on one line; the final
 /// `result` event of a long turn can be large, and cutting it loses the turn's end.
@@ -40,11 +43,21 @@ impl Stream {
 
 /// A running agent process.
 pub struct AgentProcess {
+    /// The process here: the agent itself, or the ssh client that runs it on a target.
     child: tokio::process::Child,
-    /// Also the process group id: the process leads its own group.
-    pub pid: u32,
+    /// Where the agent runs, and the process group that ends with it.
+    pub group: Group,
     /// Its output, line by line, until both pipes close.
     pub lines: mpsc::Receiver<(Stream, String)>,
+}
+
+/// An agent's process group: everything it started.
+#[derive(Clone)]
+pub enum Group {
+    /// On this machine: the agent's pid, which leads its own group.
+    Local(u32),
+    /// On a remote target: the group of the command started there.
+    Remote { site: Arc<Site>, group: u32 },
 }
 
 /// Starts a turn's process: writes its files (owner-only, under `files_root`, which the
@@ -111,13 +124,145 @@ pub async fn spawn(
     let stderr = child.stderr.take().context("no stderr pipe")?;
     tokio::spawn(forward(stdout, Stream::Out, sender.clone()));
     tokio::spawn(forward(stderr, Stream::Err, sender));
-    Ok(AgentProcess { child, pid, lines })
+    Ok(AgentProcess {
+        child,
+        group: Group::Local(pid),
+        lines,
+    })
+}
+
+/// What a turn's process on a target is given besides its command.
+pub struct RemoteStart<'a> {
+    pub site: &'a Arc<Site>,
+    pub jail: &'a Jail,
+    /// Where its files go there (its state directory, which the agent can write to).
+    pub files_root: &'a Path,
+    pub base_env: &'a [(String, String)],
+    /// Shown read-only besides the jail (the operator's extra read-only paths).
+    pub extra: &'a [std::path::PathBuf],
+    /// Directories to make there first (its temporary directory).
+    pub make: &'a [std::path::PathBuf],
+}
+
+/// Starts a turn's process on a remote target, over the target's connection, in the same
+/// sandbox as here ([`crate::sandbox::remote_script`]): its files are written there first
+/// (owner-only, links an agent planted on the way removed, never followed), all of it sent on
+/// the connection's standard input — no file content, variable or input ever on a command
+/// line there. Its output streams back as it comes; it runs in a process group of its own
+/// there, killed as one.
+pub async fn spawn_remote(cmd: &TurnCommand, start: &RemoteStart<'_>) -> Result<AgentProcess> {
+    use base64::Engine as _;
+    let quote = |p: &Path| crate::sandbox::quote(&p.display().to_string());
+    let root = start.files_root;
+    let mut script = format!("set -e\numask 077\nmkdir -p {}\n", quote(root));
+    for dir in start.make {
+        script.push_str(&format!("mkdir -p {}\n", quote(dir)));
+    }
+    let mut files: Vec<(std::path::PathBuf, &str)> = cmd
+        .files
+        .iter()
+        .map(|(p, c)| (p.clone(), c.as_str()))
+        .collect();
+    let input = root.join(".foreman-input");
+    if let Some(text) = &cmd.stdin {
+        files.push((input.clone(), text));
+    }
+    for (path, content) in &files {
+        let relative = path
+            .strip_prefix(root)
+            .with_context(|| format!("{} is not under {}", path.display(), root.display()))?;
+        if !relative
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)))
+        {
+            bail!("{} is not a plain path", path.display());
+        }
+        let mut dir = root.to_owned();
+        let parts: Vec<_> = relative.components().collect();
+        for part in &parts[..parts.len().saturating_sub(1)] {
+            dir.push(part);
+            let d = quote(&dir);
+            script.push_str(&format!(
+                "if [ -L {d} ] || {{ [ -e {d} ] && [ ! -d {d} ]; }}; then rm -f {d}; fi\n\
+                 [ -d {d} ] || mkdir {d}\n"
+            ));
+        }
+        let encoded = base64::engine::general_purpose::STANDARD.encode(content.as_bytes());
+        let f = quote(path);
+        script.push_str(&format!(
+            "rm -rf {f}\nbase64 -d > {f} <<'FOREMAN_END'\n{encoded}\nFOREMAN_END\n"
+        ));
+    }
+    script.push_str("set +e\n");
+    let env: Vec<(String, String)> = start
+        .base_env
+        .iter()
+        .cloned()
+        .chain(
+            cmd.env
+                .iter()
+                .map(|(k, v)| (k.clone(), v.expose_secret().to_owned())),
+        )
+        .collect();
+    let redirect = cmd.stdin.is_some().then_some(input.as_path());
+    script.push_str(&crate::sandbox::remote_script(
+        start.jail,
+        &cmd.program,
+        &cmd.args,
+        &env,
+        start.extra,
+        "",
+        redirect,
+    ));
+    let remote = start
+        .site
+        .connection
+        .start(&script)
+        .await
+        .with_context(|| format!("cannot start the agent on target {}", start.site.name))?;
+    let crate::workspace::remote::RemoteChild {
+        mut child,
+        stdout,
+        group,
+    } = remote;
+    let (sender, lines) = mpsc::channel(LINE_BUFFER);
+    let stderr = child.stderr.take().context("no stderr pipe")?;
+    tokio::spawn(forward(stdout.into_inner(), Stream::Out, sender.clone()));
+    tokio::spawn(forward(stderr, Stream::Err, sender));
+    Ok(AgentProcess {
+        child,
+        group: Group::Remote {
+            site: start.site.clone(),
+            group,
+        },
+        lines,
+    })
 }
 
 impl AgentProcess {
     /// Waits for the process to exit.
     pub async fn wait(&mut self) -> std::io::Result<ExitStatus> {
         self.child.wait().await
+    }
+
+    /// The pid here, for a process on this machine.
+    pub fn local_pid(&self) -> Option<u32> {
+        match &self.group {
+            Group::Local(pid) => Some(*pid),
+            Group::Remote { .. } => None,
+        }
+    }
+
+    /// Kills the agent and everything it started, wherever it runs.
+    pub async fn kill(&self) {
+        match &self.group {
+            Group::Local(pid) => kill_group(*pid),
+            Group::Remote { site, group } => {
+                if let Err(e) = site.connection.kill_group(*group).await {
+                    tracing::warn!(target = site.name, error = %format!("{e:#}"), "cannot kill the agent's process group there");
+                }
+            }
+        }
     }
 }
 
@@ -301,8 +446,8 @@ mod tests {
         let mut p = run(&cmd, dir.path()).await.unwrap();
         let (_, grandchild) = p.lines.recv().await.unwrap();
         let grandchild: i32 = grandchild.trim().parse().unwrap();
-        assert!(group_alive(p.pid));
-        kill_group(p.pid);
+        assert!(group_alive(p.local_pid().unwrap()));
+        kill_group(p.local_pid().unwrap());
         let status = tokio::time::timeout(Duration::from_secs(10), p.wait())
             .await
             .unwrap()

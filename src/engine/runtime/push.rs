@@ -36,10 +36,11 @@ pub async fn push(runtime: &Runtime, session: &Session) -> Result<String> {
         .objective(session.objective_id)
         .await?
         .context("its objective is gone")?;
+    let site = runtime.site_of(&workspace).await?;
     let checkout = crate::workspace::Checkout {
         path: std::path::Path::new(&workspace.path),
         repository: &objective.repository,
-        site: None,
+        site: site.as_deref(),
     };
     let summary = session
         .result

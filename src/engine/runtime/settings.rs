@@ -9,6 +9,7 @@ use crate::engine::runtime::turns;
 use crate::model::AgentKind;
 use crate::model::network::NetworkPolicy;
 use crate::model::repo_config::ModelPolicy;
+use crate::model::targets::Targets;
 use crate::model::{Budget, Role, SessionId};
 use crate::sandbox::Sandbox;
 
@@ -21,8 +22,9 @@ pub struct AgentSettings {
     pub worker: AgentProfile,
     /// Variables passed from foreman's environment to agents.
     pub passthrough_env: Vec<String>,
-    /// Turns running at once, across objectives.
-    pub max_sessions: usize,
+    /// The machines turns run on, and how many at once on each (`local`'s room is
+    /// FOREMAN_MAX_SESSIONS unless the targets file says otherwise).
+    pub targets: Targets,
     /// Workers running at once per objective.
     pub max_workers: usize,
     pub turn_timeout: Duration,
@@ -66,7 +68,7 @@ impl Default for AgentSettings {
             manager: claude.clone(),
             worker: claude,
             passthrough_env: Vec::new(),
-            max_sessions: 4,
+            targets: Targets::local_only(4),
             max_workers: 3,
             turn_timeout: Duration::from_secs(60 * 60),
             budget,
@@ -96,6 +98,20 @@ impl AgentSettings {
                 args.work_root.display()
             )
         })?;
+        let targets = args.targets()?;
+        if let Some(remote) = targets.remote().next()
+            && args.network.network_mode == crate::model::network::NetworkMode::Allowlist
+        {
+            anyhow::bail!(
+                "target `{}` is remote, and the network allowlist (FOREMAN_NETWORK=allowlist, the \
+                 default) is not enforced on remote targets yet: set FOREMAN_NETWORK=open to run \
+                 agents there, or take the remote targets out of {}",
+                remote.name,
+                args.targets
+                    .as_ref()
+                    .map_or("the targets file".to_owned(), |p| p.display().to_string())
+            );
+        }
         Ok(AgentSettings {
             sandbox: Arc::new(Sandbox::from_args(&args.sandbox, protected)?),
             repo_models: ModelPolicy::parse(&args.repo_models),
@@ -103,7 +119,7 @@ impl AgentSettings {
             manager: args.profile(Role::Manager)?,
             worker: args.profile(Role::Worker)?,
             passthrough_env: args.passthrough_env()?,
-            max_sessions: args.max_sessions.max(1),
+            targets,
             max_workers: args.max_workers.max(1),
             turn_timeout: args.turn_timeout,
             budget: args.budget(),

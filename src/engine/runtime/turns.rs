@@ -4,11 +4,11 @@
 //! cancel changes nothing, because the session has already left the states it could move on
 //! from.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 use secrecy::{ExposeSecret, SecretString};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -24,6 +24,7 @@ use crate::model::network::Egress;
 use crate::model::text::{one_line, truncate};
 use crate::model::{Objective, Role, Session, SessionId, SessionStatus};
 use crate::store::{Progress, TranscriptLine, TurnStart};
+use crate::workspace::remote::Site;
 
 /// Transcript lines kept per session.
 pub const TRANSCRIPT_KEEP: u32 = 2_000;
@@ -79,7 +80,11 @@ pub async fn start(
     session: &Session,
     from: &[SessionStatus],
     kind: TurnKind,
+    target: &str,
 ) -> Result<bool> {
+    let Some(capacity) = runtime.agents.targets.get(target).map(|t| t.capacity) else {
+        bail!("there is no target `{target}` (the targets file changed)");
+    };
     // Register first, so that the recovery check never mistakes this turn for a lost one.
     // One turn of a session at a time: a turn being launched holds its place.
     let cancel = CancellationToken::new();
@@ -106,7 +111,7 @@ pub async fn start(
         let now = runtime.clock.now();
         if !runtime
             .store
-            .set_session_status(session.id, SessionStatus::Starting, None, now)
+            .claim_start(session.id, target, capacity, now)
             .await?
         {
             forget(runtime, session.id, serial);
@@ -119,9 +124,13 @@ pub async fn start(
     let span = tracing::info_span!("turn", session = %session.id, role = session.role.as_str());
     let runtime = runtime.clone();
     let session = session.clone();
+    let place = Place {
+        target: target.to_owned(),
+        capacity,
+    };
     tokio::spawn(
         async move {
-            if let Err(e) = launch(&runtime, &session, &from, kind, &cancel).await {
+            if let Err(e) = launch(&runtime, &session, &from, kind, &place, &cancel).await {
                 let reason = format!("{e:#}");
                 tracing::warn!(reason, "the turn could not start");
                 fail(&runtime, &session, &reason).await;
@@ -140,12 +149,15 @@ async fn launch(
     session: &Session,
     from: &[SessionStatus],
     kind: TurnKind,
+    place: &Place,
     cancel: &CancellationToken,
 ) -> Result<()> {
     // A session that took turns before but has no state here was run by another instance,
     // with a work root of its own, that stopped: its conversation went with that machine.
-    let moved = kind != TurnKind::First && !runtime.agents.state_dir(session.id).exists();
-    let Some(workdir) = workdir_for(runtime, session).await? else {
+    let site = runtime.sites.site(&place.target).await?;
+    let moved =
+        kind != TurnKind::First && site.is_none() && !runtime.agents.state_dir(session.id).exists();
+    let Some(workdir) = workdir_for(runtime, session, &place.target, site.as_ref()).await? else {
         // Its workspace is busy (another session writes to it, or GC is deciding about it), or
         // there is no disk space for a new one: wait for the next pass.
         tracing::debug!(session = %session.id, "the turn waits for its checkout");
@@ -158,15 +170,22 @@ async fn launch(
     };
     let dirs = SessionDirs {
         work: workdir.path,
-        state: runtime.agents.state_dir(session.id),
+        state: match &site {
+            Some(site) => site.state_dir(session.id),
+            None => runtime.agents.state_dir(session.id),
+        },
     };
-    std::fs::create_dir_all(dirs.tmp())
-        .with_context(|| format!("cannot create {}", dirs.tmp().display()))?;
+    if site.is_none() {
+        std::fs::create_dir_all(dirs.tmp())
+            .with_context(|| format!("cannot create {}", dirs.tmp().display()))?;
+    }
     let token = new_token();
     let start = TurnStart {
         token_hash: &token_hash(&token),
         runner: &runtime.runner,
         workdir: &dirs.work.display().to_string(),
+        target: &place.target,
+        capacity: place.capacity,
     };
     let now = runtime.clock.now();
     let Some(messages) = runtime
@@ -200,9 +219,25 @@ async fn launch(
             (session.agent == crate::model::AgentKind::Command).then(String::new)
         }),
     };
-    let outcome = run(runtime, session, prompt, resume, dirs, token, cancel).await;
+    let outcome = run(
+        runtime,
+        session,
+        prompt,
+        resume,
+        dirs,
+        token,
+        site.as_ref(),
+        cancel,
+    )
+    .await;
     finish(runtime, session, outcome, cancel).await;
     Ok(())
+}
+
+/// The target a turn runs on, and its capacity.
+struct Place {
+    target: String,
+    capacity: u32,
 }
 
 /// Where a session's first turn (on this instance) starts from.
@@ -306,13 +341,30 @@ impl Workdir {
 /// instance with a work root of its own, which stopped: it is recorded as lost, and the
 /// session gets a new checkout of its branch as far as it was pushed — never a directory that
 /// existed only on the machine that died.
-async fn workdir_for(runtime: &Runtime, session: &Session) -> Result<Option<Workdir>> {
+async fn workdir_for(
+    runtime: &Runtime,
+    session: &Session,
+    target: &str,
+    site: Option<&Arc<Site>>,
+) -> Result<Option<Workdir>> {
     let store = &runtime.store;
+    let here = |ws: &crate::model::Workspace| {
+        let path = PathBuf::from(&ws.path);
+        let same = ws.target == target;
+        async move {
+            Ok::<_, anyhow::Error>(
+                same && match site {
+                    Some(site) => site.exists(&path).await?,
+                    None => path.exists(),
+                },
+            )
+        }
+    };
     if let Some(id) = session.workspace_id
         && let Some(ws) = store.workspace(id).await?
         && ws.status == crate::model::WorkspaceStatus::Ready
     {
-        if Path::new(&ws.path).exists() {
+        if here(&ws).await? {
             return Ok(Some(Workdir::at(ws.path)));
         }
         let why = "its checkout was on another instance's disk, and that instance stopped";
@@ -339,7 +391,7 @@ async fn workdir_for(runtime: &Runtime, session: &Session) -> Result<Option<Work
         let Some(workspace) = store.workspace(ws).await? else {
             continue;
         };
-        if workspace.branch.is_none() || !Path::new(&workspace.path).exists() {
+        if workspace.branch.is_none() || !here(&workspace).await? {
             continue;
         }
         if matches!(
@@ -357,15 +409,22 @@ async fn workdir_for(runtime: &Runtime, session: &Session) -> Result<Option<Work
         tracing::info!(workspace = %ws, "continuing in its dependency's checkout");
         return Ok(Some(Workdir::at(workspace.path)));
     }
-    if !capacity::checkout_allowed(runtime, session).await? {
+    if site.is_none() && !capacity::checkout_allowed(runtime, session).await? {
         return Ok(None); // short of disk space: wait (the session says why)
     }
-    new_workspace(runtime, session).await.map(Some)
+    new_workspace(runtime, session, target, site)
+        .await
+        .map(Some)
 }
 
 /// Prepares a fresh checkout for the session: read-only for a manager, on a new branch for
 /// anyone else.
-async fn new_workspace(runtime: &Runtime, session: &Session) -> Result<Workdir> {
+async fn new_workspace(
+    runtime: &Runtime,
+    session: &Session,
+    target: &str,
+    site: Option<&Arc<Site>>,
+) -> Result<Workdir> {
     let objective = objective_of(runtime, session).await?;
     runtime.commit_as_bot(&objective).await;
     // A follow-up continues its pull request's branch, from where it is upstream now.
@@ -389,11 +448,14 @@ async fn new_workspace(runtime: &Runtime, session: &Session) -> Result<Workdir> 
         Some(p) => Some(p.base_ref.as_str()),
         None => objective.config.base_branch.as_deref(),
     };
-    let path = runtime
-        .agents
-        .work_root
-        .join("workspaces")
-        .join(format!("s{}", session.id));
+    let path = match site {
+        Some(site) => site.checkout_path(session.id),
+        None => runtime
+            .agents
+            .work_root
+            .join("workspaces")
+            .join(format!("s{}", session.id)),
+    };
     let now = runtime.clock.now();
     if let Some(earlier) = session.workspace_id {
         // An earlier attempt was interrupted while preparing: that workspace never became
@@ -404,7 +466,9 @@ async fn new_workspace(runtime: &Runtime, session: &Session) -> Result<Workdir> 
             .finish_workspace(earlier, Err(why), now)
             .await?;
     }
-    let _ = tokio::fs::remove_dir_all(&path).await;
+    if site.is_none() {
+        let _ = tokio::fs::remove_dir_all(&path).await;
+    }
     let mut tx = runtime.store.begin().await?;
     let id = tx
         .insert_workspace(
@@ -412,7 +476,7 @@ async fn new_workspace(runtime: &Runtime, session: &Session) -> Result<Workdir> 
                 objective_id: objective.id,
                 created_by: session.id,
                 repository: &objective.repository,
-                target: crate::workspace::LOCAL_TARGET,
+                target,
                 path: &path.display().to_string(),
                 branch: branch.as_deref(),
                 base_ref: "",
@@ -436,17 +500,18 @@ async fn new_workspace(runtime: &Runtime, session: &Session) -> Result<Workdir> 
         Some(p) => Some(p.branch.as_str()),
         None => continued.as_deref(),
     };
-    let prepared = runtime
-        .workspaces
-        .prepare(&crate::workspace::Prepare {
-            repository: &objective.repository,
-            base,
-            path: &path,
-            branch: branch.as_deref(),
-            start_at,
-            auth: auth.as_ref(),
-        })
-        .await;
+    let prepare = crate::workspace::Prepare {
+        repository: &objective.repository,
+        base,
+        path: &path,
+        branch: branch.as_deref(),
+        start_at,
+        auth: auth.as_ref(),
+    };
+    let prepared = match site {
+        Some(site) => runtime.workspaces.prepare_on(site, &prepare).await,
+        None => runtime.workspaces.prepare(&prepare).await,
+    };
     let now = runtime.clock.now();
     match prepared {
         Ok(p) => {
@@ -601,13 +666,19 @@ async fn turn_setup(runtime: &Runtime, session: &Session) -> Result<TurnSetup> {
 fn open_gate(
     runtime: &Runtime,
     choice: &crate::model::network::NetworkChoice,
+    remote: bool,
 ) -> Result<Option<Gate>> {
-    if !runtime.agents.sandbox.confines() {
+    if !runtime.agents.sandbox.confines() && !remote {
         return Ok(None);
     }
     let (endpoints, forwards) = egress::endpoints(&runtime.agents.endpoint_urls());
     match runtime.agents.network.egress(choice, &endpoints) {
         Egress::Open => Ok(None),
+        Egress::Allowlist(_) if remote => {
+            bail!(
+                "the network allowlist is not enforced on remote targets yet: set FOREMAN_NETWORK=open to run agents there"
+            )
+        }
         Egress::Allowlist(list) => Gate::open(list, &forwards, runtime.clock.clone()).map(Some),
     }
 }
@@ -636,6 +707,7 @@ async fn run(
     resume: Option<String>,
     dirs: SessionDirs,
     token: SecretString,
+    site: Option<&Arc<Site>>,
     cancel: &CancellationToken,
 ) -> Outcome {
     let TurnSetup {
@@ -647,7 +719,7 @@ async fn run(
         Ok(found) => found,
         Err(e) => return Outcome::Failed(format!("cannot start the agent: {e:#}")),
     };
-    let gate = match open_gate(runtime, &network) {
+    let gate = match open_gate(runtime, &network, site.is_some()) {
         Ok(gate) => gate,
         Err(e) => {
             return Outcome::Failed(format!("cannot set up the agent's network: {e:#}"));
@@ -662,7 +734,7 @@ async fn run(
         workdir: dirs.work.clone(),
         state_dir: dirs.state.clone(),
         mcp: McpEndpoint {
-            url: runtime.agents.mcp_url.clone(),
+            url: site.map_or_else(|| runtime.agents.mcp_url.clone(), |s| s.mcp_url.clone()),
             token: token.clone(),
         },
         tools: crate::agent::tools::tools_of(session.role),
@@ -671,8 +743,8 @@ async fn run(
         extra_args: profile.args.clone(),
         max_cost_usd: cost_left.map(|micros| micros as f64 / 1e6),
     };
-    let spawned = match adapter.command(&request) {
-        Ok(cmd) => {
+    let spawned = match (adapter.command(&request), site) {
+        (Ok(cmd), None) => {
             let mut jail = agent_jail(runtime, &dirs, &repository, &cmd);
             let mut env = runtime.agents.base_env(&dirs);
             if let Some(gate) = &gate {
@@ -681,16 +753,34 @@ async fn run(
             }
             process::spawn(&cmd, &runtime.agents.sandbox, &jail, &dirs.state, &env).await
         }
-        Err(e) => Err(e),
+        (Ok(cmd), Some(site)) => {
+            let mut jail = agent_jail(runtime, &dirs, &repository, &cmd);
+            jail.read_only = vec![site.mirror(&repository).join("objects")];
+            let env = runtime.agents.base_env(&dirs);
+            process::spawn_remote(
+                &cmd,
+                &process::RemoteStart {
+                    site,
+                    jail: &jail,
+                    files_root: &dirs.state,
+                    base_env: &env,
+                    extra: runtime.agents.sandbox.extra_read_only(),
+                    make: &[dirs.tmp()],
+                },
+            )
+            .await
+        }
+        (Err(e), _) => Err(e),
     };
     let mut process = match spawned {
         Ok(process) => process,
         Err(e) => return Outcome::Failed(format!("cannot start the agent: {e:#}")),
     };
-    if let Err(e) = runtime
-        .store
-        .set_session_pid(session.id, Some(i64::from(process.pid)))
-        .await
+    if let Some(pid) = process.local_pid()
+        && let Err(e) = runtime
+            .store
+            .set_session_pid(session.id, Some(i64::from(pid)))
+            .await
     {
         tracing::warn!(error = %format!("{e:#}"), "cannot record the agent's pid");
     }
@@ -733,11 +823,13 @@ async fn run(
         }
     };
     if why_stopped.is_some() {
-        process::kill_group(process.pid);
+        process.kill().await;
     }
     let status = wait(&mut process).await;
     // Whatever the turn left running (a server started in the background) ends with it.
-    process::kill_group(process.pid);
+    if process.local_pid().is_some() {
+        process.kill().await;
+    }
     follow.flush().await;
     follow.finish_usage().await;
     save_blocked(runtime, session.id, gate.as_ref()).await;
@@ -804,7 +896,7 @@ async fn wait(process: &mut AgentProcess) -> Option<std::process::ExitStatus> {
     match tokio::time::timeout(Duration::from_secs(30), process.wait()).await {
         Ok(Ok(status)) => Some(status),
         _ => {
-            process::kill_group(process.pid);
+            process.kill().await;
             process.wait().await.ok()
         }
     }

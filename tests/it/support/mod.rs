@@ -661,12 +661,22 @@ pub fn fixture(name: &str) -> Vec<u8> {
 }
 
 /// Polls `check` until it returns `Some`, failing the test after [`EVENTUALLY`].
-pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+pub async fn eventually<T, F, Fut>(what: &str, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + EVENTUALLY;
+    eventually_within(EVENTUALLY, what, check).await
+}
+
+/// [`eventually`], failing the test after `within` (for work that takes many more processes
+/// than most, such as turns on a target over SSH, on a loaded machine).
+pub async fn eventually_within<T, F, Fut>(within: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
     loop {
         if let Some(value) = check().await {
             return value;

@@ -236,7 +236,14 @@ async fn reclaim(
         report.kept.push((w.id, keep));
         return Ok(());
     }
-    let root = periodic.runtime.agents.work_root.join("workspaces");
+    // Checkouts are made under the work root of their target.
+    let agents = &periodic.runtime.agents;
+    let root = agents
+        .targets
+        .get(&w.target)
+        .and_then(|t| t.work_root.clone())
+        .unwrap_or_else(|| agents.work_root.clone())
+        .join("workspaces");
     if !removable(path, &root) {
         let keep = format!(
             "refusing to remove {}: it is not inside {}",
