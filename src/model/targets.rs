@@ -185,6 +185,8 @@ pub struct Want<'a> {
     /// Targets where the session's objective has turns running or checkouts: preferred, so
     /// that an objective's work stays together.
     pub objective_on: &'a [&'a str],
+    /// Targets that cannot be reached now: left out.
+    pub down: &'a [&'a str],
 }
 
 /// Where a session's next turn runs: a target that has every wanted label and room (turns
@@ -206,7 +208,7 @@ pub fn place<'t>(
         .enumerate()
         .filter(|(_, t)| want.pinned.is_none_or(|p| p == t.name))
         .filter(|(_, t)| want.labels.iter().all(|l| t.labels.contains(l)))
-        .filter(|(_, t)| room(t) > 0)
+        .filter(|(_, t)| room(t) > 0 && !want.down.contains(&t.name.as_str()))
         .max_by_key(|(i, t)| {
             (
                 want.objective_on.contains(&t.name.as_str()),
@@ -629,6 +631,25 @@ mod tests {
             ..Want::default()
         };
         assert!(unplaceable(&targets, &gone).unwrap().contains("`old`"));
+        // A target that is down is left out.
+        let down = ["big-1"];
+        let big_down = Want {
+            labels: &gpu,
+            down: &down,
+            ..Want::default()
+        };
+        assert_eq!(place(&targets, &running, &big_down), None);
+        assert_eq!(
+            place(
+                &targets,
+                &running,
+                &Want {
+                    down: &down,
+                    ..Want::default()
+                }
+            ),
+            Some("local")
+        );
         // Full everywhere: wait.
         for (name, n) in [("local", 2), ("big-1", 4), ("v6", 1)] {
             running.insert(name.into(), n);

@@ -487,7 +487,13 @@ pub struct Sites {
     /// Where the control sockets go (foreman's own, out of every agent's reach).
     dir: PathBuf,
     open: tokio::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<Site>>>,
+    /// Targets found unreachable, since when and why.
+    down: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, String)>>,
 }
+
+/// How long a target that could not be reached is left out of placement before it is tried
+/// again.
+pub const DOWN_FOR: Duration = Duration::from_secs(60);
 
 impl Sites {
     pub fn new(targets: &crate::model::targets::Targets, dir: PathBuf, mcp_url: &str) -> Sites {
@@ -496,7 +502,26 @@ impl Sites {
             mcp_url: mcp_url.to_owned(),
             dir,
             open: Default::default(),
+            down: Default::default(),
         }
+    }
+
+    /// The targets found unreachable lately, with why.
+    pub fn down(&self) -> std::collections::HashMap<String, String> {
+        let down = self.down.lock().unwrap_or_else(|e| e.into_inner());
+        down.iter()
+            .filter(|(_, (since, _))| since.elapsed() < DOWN_FOR)
+            .map(|(name, (_, why))| (name.clone(), why.clone()))
+            .collect()
+    }
+
+    /// Records that `name` was lost or could not be reached.
+    pub fn mark_down(&self, name: &str, why: &str) {
+        tracing::warn!(target = name, why, "a target is unreachable");
+        self.down
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_owned(), (std::time::Instant::now(), why.to_owned()));
     }
 
     /// The names of the remote targets.
@@ -526,12 +551,21 @@ impl Sites {
             anyhow::bail!("target `{name}` has no SSH settings");
         };
         std::fs::create_dir_all(&self.dir)?;
-        let connection = Connection::open(Remote::new(ssh.clone()), &self.dir)
-            .await
-            .map_err(|e| match e {
-                RemoteError::Ssh(what, fix) => anyhow!("target `{name}`: {what} ({fix})"),
-                RemoteError::Other(e) => e.context(format!("target `{name}`")),
-            })?;
+        let connection = match Connection::open(Remote::new(ssh.clone()), &self.dir).await {
+            Ok(connection) => connection,
+            Err(e) => {
+                let e = match e {
+                    RemoteError::Ssh(what, fix) => anyhow!("target `{name}`: {what} ({fix})"),
+                    RemoteError::Other(e) => e.context(format!("target `{name}`")),
+                };
+                self.mark_down(name, &format!("{e:#}"));
+                return Err(e);
+            }
+        };
+        self.down
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
         let mcp_url = match url::Url::parse(mcp_url) {
             Ok(mut url) if !mcp_url.is_empty() => {
                 let host = url.host_str().unwrap_or("127.0.0.1").to_owned();

@@ -542,21 +542,34 @@ async fn on_target(
     plan: serde_json::Value,
     change: impl FnOnce(&mut foreman::config::ServeArgs),
 ) -> (SshHost, TestServer, FakeGitHub, ObjectiveId) {
+    let (mut hosts, server, fake, objective) = on_targets(db, 1, plan, change).await;
+    (hosts.remove(0), server, fake, objective)
+}
+
+/// [`on_target`] with `n` test hosts, targets `t1`…`tN`, each with room for two turns.
+async fn on_targets(
+    db: &TestDb,
+    n: usize,
+    plan: serde_json::Value,
+    change: impl FnOnce(&mut foreman::config::ServeArgs),
+) -> (Vec<SshHost>, TestServer, FakeGitHub, ObjectiveId) {
     let (login, login_public) = key_pair(&db.dir(), "foreman_login");
-    let host = SshHost::start(&login_public).await;
-    let targets = db.dir().join("targets.toml");
-    std::fs::write(
-        &targets,
-        format!(
-            "[local]\ncapacity = 2\n\n[targets.t1]\nssh = \"root@{}\"\nkey = \"{}\"\n\
-             known_hosts = \"{}\"\nwork_root = \"{}\"\ncapacity = 2\nlabels = [\"remote\"]\n",
+    let mut hosts = Vec::new();
+    let mut file = String::from("[local]\ncapacity = 2\n");
+    for i in 1..=n {
+        let host = SshHost::start(&login_public).await;
+        file.push_str(&format!(
+            "\n[targets.t{i}]\nssh = \"root@{}\"\nkey = \"{}\"\nknown_hosts = \"{}\"\n\
+             work_root = \"{}\"\ncapacity = 2\nlabels = [\"remote\"]\n",
             host.addr,
             login.display(),
             host.known_hosts(&db.dir()).display(),
             host.work_root.display()
-        ),
-    )
-    .unwrap();
+        ));
+        hosts.push(host);
+    }
+    let targets = db.dir().join("targets.toml");
+    std::fs::write(&targets, file).unwrap();
     let (server, fake, objective) = setup_with(db, plan, |args, objective, fake| {
         args.agents.targets = Some(targets);
         // (The network allowlist is not enforced on remote targets yet.)
@@ -573,8 +586,85 @@ async fn on_target(
         objective.config.target_labels = vec!["remote".to_owned()];
     })
     .await;
-    (host, server, fake, objective)
+    (hosts, server, fake, objective)
 }
+
+/// A target whose sshd dies mid-turn: the turns there end saying so, the target is left out
+/// of placement, and the objective goes on on the other target with a respawned manager.
+/// A cancel kills what runs on a target, grandchildren included.
+async fn a_lost_target_fails_its_sessions_and_the_objective_goes_on_elsewhere(db: TestDb) {
+    if !ssh_host::available() {
+        return;
+    }
+    let plan = json!({
+        "manager": [
+            {"calls": [{"tool": "spawn_worker", "args": {"title": "Slow", "instructions": "x"}}]}
+        ],
+        "workers": {"Slow": {"spawn_sleeper": 731, "sleep": 731}}
+    });
+    let (mut hosts, server, _fake, objective) = on_targets(&db, 2, plan, |_| {}).await;
+    let store = server.store();
+    let worker = eventually_within(REMOTE_WORK, "the worker to run", || async {
+        let w = crate::agents::session_titled(store, objective, "Slow").await?;
+        let checkout = std::path::PathBuf::from(w.workdir.clone()?);
+        (w.status == SessionStatus::Running && crate::support::processes_in(&checkout).len() >= 2)
+            .then_some(w)
+    })
+    .await;
+    let first = worker.target.clone().unwrap();
+    let (lost, other) = if first == "t1" { (0, "t2") } else { (1, "t1") };
+    hosts[lost].kill_sshd();
+    let failed = eventually_within(REMOTE_WORK, "the worker to fail", || async {
+        let w = store.session(worker.id).await.unwrap()?;
+        (w.status == SessionStatus::Failed).then_some(w)
+    })
+    .await;
+    let reason = failed.status_reason.unwrap_or_default();
+    assert!(reason.contains(&format!("target `{first}`")), "{reason}");
+    // The manager there is lost with it; the next one runs on the other target, and so does
+    // the worker it spawns.
+    let again = eventually_within(REMOTE_WORK, "work to go on elsewhere", || async {
+        let sessions = store.sessions_of(objective).await.unwrap();
+        sessions.into_iter().find(|s| {
+            s.title == "Slow"
+                && s.id != worker.id
+                && s.status == SessionStatus::Running
+                && s.target.as_deref() == Some(other)
+        })
+    })
+    .await;
+    let managers: Vec<_> = store
+        .sessions_of(objective)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|s| s.role == foreman::model::Role::Manager)
+        .collect();
+    assert!(managers.len() >= 2, "{managers:?}");
+    assert_eq!(managers[0].status, SessionStatus::Failed);
+    assert_eq!(managers.last().unwrap().target.as_deref(), Some(other));
+    // A cancel kills the worker's whole group there (its sleeper too).
+    let checkout = std::path::PathBuf::from(again.workdir.clone().unwrap());
+    eventually_within(REMOTE_WORK, "the worker and its sleeper there", || async {
+        (crate::support::processes_in(&checkout).len() >= 2).then_some(())
+    })
+    .await;
+    assert!(
+        foreman::engine::runtime::turns::cancel(
+            &server.running.engine.runtime,
+            again.id,
+            "test cancel"
+        )
+        .await
+        .unwrap()
+    );
+    eventually_within(REMOTE_WORK, "the sleepers to die", || async {
+        sleeping("731").is_empty().then_some(())
+    })
+    .await;
+    server.shutdown().await;
+}
+on_both_backends!(a_lost_target_fails_its_sessions_and_the_objective_goes_on_elsewhere);
 
 /// GC works on targets as here: once an objective that ran on one has ended, its checkouts
 /// there are removed.

@@ -56,6 +56,8 @@ pub struct Snapshot<'a> {
     /// The targets finished sessions that live ones depend on ran on (a dependent inherits
     /// the checkout its dependency left there).
     pub finished_on: &'a HashMap<SessionId, String>,
+    /// Targets that cannot be reached now, and why.
+    pub down: &'a HashMap<String, String>,
     pub max_workers: usize,
 }
 
@@ -68,6 +70,9 @@ pub enum Action {
     Deliver(SessionId, SessionStatus, String),
     /// No target can ever take the session as things are: it waits, saying why.
     Unplaceable(SessionId, String),
+    /// The session's target (where its checkout and conversation are) is lost: it fails,
+    /// and its manager is told (a manager is respawned elsewhere by the supervisor).
+    Lost(SessionId, String),
     /// Cancel a queued session whose dependency did not succeed.
     Cancel(SessionId, String),
     /// An objective's budget is reached: stop its new work and ask a human.
@@ -165,12 +170,26 @@ pub fn decide(s: &Snapshot<'_>) -> Vec<Action> {
             continue;
         }
         let objective = s.objectives.iter().find(|o| o.id == session.objective_id);
+        if let Some(target) = session.target.as_deref()
+            && let Some(why) = s.down.get(target)
+        {
+            actions.push(Action::Lost(
+                session.id,
+                format!("its target `{target}` cannot be reached: {why}"),
+            ));
+            continue;
+        }
         // A session stays where it took turns; a new one goes where the checkout it inherits
-        // is, or else where there is room, near its objective's other work.
-        let pinned = session
-            .target
-            .as_deref()
-            .or_else(|| session.depends_on.iter().find_map(|d| placed_on(*d)));
+        // is (unless that target is down: then it gets a new checkout elsewhere), or else
+        // where there is room, near its objective's other work.
+        let pinned = session.target.as_deref().or_else(|| {
+            session
+                .depends_on
+                .iter()
+                .find_map(|d| placed_on(*d))
+                .filter(|t| !s.down.contains_key(*t))
+        });
+        let down: Vec<&str> = s.down.keys().map(String::as_str).collect();
         let objective_on: Vec<&str> = s
             .sessions
             .iter()
@@ -182,6 +201,7 @@ pub fn decide(s: &Snapshot<'_>) -> Vec<Action> {
             pinned,
             labels,
             objective_on: &objective_on,
+            down: &down,
         };
         let Some(target) = place(s.targets, &running, &want) else {
             if let Some(why) = unplaceable(s.targets, &want) {
@@ -271,6 +291,7 @@ pub async fn schedule(periodic: &Arc<Periodic>) -> Result<()> {
         usage: &usage,
         targets: &periodic.runtime.agents.targets,
         finished_on: &finished_on,
+        down: &periodic.runtime.sites.down(),
         max_workers: periodic.runtime.agents.max_workers,
     });
     for action in actions {
@@ -310,6 +331,11 @@ async fn apply(periodic: &Arc<Periodic>, sessions: &[Session], action: &Action) 
         Action::Deliver(id, from, target) => {
             if let Some(s) = session(*id) {
                 start_or_fail(periodic, s, &[*from], TurnKind::Messages, target).await?;
+            }
+        }
+        Action::Lost(id, why) => {
+            if let Some(s) = session(*id) {
+                turns::fail(&periodic.runtime, s, why).await;
             }
         }
         Action::Unplaceable(id, why) => {
@@ -494,6 +520,7 @@ mod tests {
         messages: HashSet<SessionId>,
         usage: HashMap<ObjectiveId, Usage>,
         finished_on: HashMap<SessionId, String>,
+        down: HashMap<String, String>,
     }
 
     impl World {
@@ -505,6 +532,7 @@ mod tests {
                 messages: HashSet::new(),
                 usage: HashMap::new(),
                 finished_on: HashMap::new(),
+                down: HashMap::new(),
             }
         }
 
@@ -521,6 +549,7 @@ mod tests {
                 usage: &self.usage,
                 targets,
                 finished_on: &self.finished_on,
+                down: &self.down,
                 max_workers,
             })
         }
@@ -550,6 +579,45 @@ mod tests {
             world.decide(2, 2),
             [Action::Start(SessionId(2), LOCAL.into())],
             "global cap"
+        );
+    }
+
+    #[test]
+    fn sessions_on_a_lost_target_fail_and_new_ones_go_elsewhere() {
+        let targets = Targets::parse(
+            "[targets.t1]\nssh = \"a\"\nwork_root = \"/w\"\ncapacity = 2\n\
+             [targets.t2]\nssh = \"b\"\nwork_root = \"/w\"\ncapacity = 1\n",
+            1,
+        )
+        .unwrap();
+        let mut manager = session(1, 1, Manager, Idle, &[]);
+        manager.target = Some("t1".into());
+        let mut world = World::new(vec![
+            manager,
+            session(2, 1, Worker, Queued, &[]),
+            session(3, 2, Manager, Queued, &[]),
+        ]);
+        world.messages = [SessionId(1)].into();
+        assert_eq!(
+            world.decide_on(&targets, 10),
+            [
+                Action::Deliver(SessionId(1), Idle, "t1".into()),
+                Action::Start(SessionId(2), "t1".into()),
+                Action::Start(SessionId(3), "local".into()),
+            ],
+            "with its objective, then where there is most room"
+        );
+        world.down.insert("t1".into(), "refused".into());
+        assert_eq!(
+            world.decide_on(&targets, 10),
+            [
+                Action::Lost(
+                    SessionId(1),
+                    "its target `t1` cannot be reached: refused".into()
+                ),
+                Action::Start(SessionId(2), "local".into()),
+                Action::Start(SessionId(3), "t2".into()),
+            ]
         );
     }
 

@@ -534,7 +534,7 @@ async fn new_workspace(
 }
 
 /// Records that a session failed before or outside a turn, and tells its manager.
-async fn fail(runtime: &Runtime, session: &Session, reason: &str) {
+pub async fn fail(runtime: &Runtime, session: &Session, reason: &str) {
     let now = runtime.clock.now();
     match runtime
         .store
@@ -849,7 +849,10 @@ async fn run(
         Some(Stop::McpUnavailable(why)) => {
             Outcome::Failed(format!("the agent could not use foreman's tools: {why}"))
         }
-        None => follow.outcome(status),
+        None => match lost_target(runtime, &process) {
+            Some(why) => Outcome::Failed(why),
+            None => follow.outcome(status),
+        },
     }
 }
 
@@ -874,6 +877,23 @@ fn agent_jail(
         network: true,
         egress: None,
     }
+}
+
+/// For a turn on a remote target whose connection ended: why (and the target is marked down,
+/// so that no new turn goes there until it answers again).
+fn lost_target(runtime: &Runtime, process: &AgentProcess) -> Option<String> {
+    let process::Group::Remote { site, .. } = &process.group else {
+        return None;
+    };
+    if !site.connection.is_closed() {
+        return None;
+    }
+    let why = format!(
+        "the connection to target `{}` was lost during the turn",
+        site.name
+    );
+    runtime.sites.mark_down(&site.name, &why);
+    Some(why)
 }
 
 /// Why a turn was stopped before its process ended by itself.
