@@ -15,19 +15,12 @@ use foreman::agent::TurnCommand;
 use foreman::engine::runtime::process as runtime;
 use foreman::sandbox::{Jail, Sandbox};
 
+mod stats;
+
 /// Process starts timed per mode, after the warm-up.
 const RUNS: usize = 200;
 /// Untimed starts first (page cache, binaries).
 const WARMUP: usize = 20;
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
-}
 
 async fn time_starts(sandbox: &Sandbox, jail: &Jail, state: &Path, runs: usize) -> Vec<Duration> {
     let cmd = TurnCommand {
@@ -93,16 +86,7 @@ async fn main() {
     let sandboxed = time_starts(&bwrap, &jail, &state, RUNS).await;
     let unconfined = time_starts(&plain, &jail, &state, RUNS).await;
     println!("sandbox start-up per turn, {RUNS} process starts each (spawn, output, exit):");
-    for (name, times) in [("bubblewrap", &sandboxed), ("no sandbox", &unconfined)] {
-        println!(
-            "  {name:<11} median {}  p95 {}",
-            ms(percentile(times, 0.5)),
-            ms(percentile(times, 0.95))
-        );
-    }
-    println!(
-        "  added       median {}  p95 {}",
-        ms(percentile(&sandboxed, 0.5).saturating_sub(percentile(&unconfined, 0.5))),
-        ms(percentile(&sandboxed, 0.95).saturating_sub(percentile(&unconfined, 0.95)))
-    );
+    println!("{}", stats::line("bubblewrap", &sandboxed));
+    println!("{}", stats::line("no sandbox", &unconfined));
+    println!("{}", stats::added(&sandboxed, &unconfined));
 }

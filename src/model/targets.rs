@@ -384,7 +384,6 @@ pub struct Probe {
 
 /// The shell script a probe runs on a target (POSIX sh): one line per finding.
 pub fn probe_script(work_root: &std::path::Path, agents: &[String]) -> String {
-    let root = work_root.to_string_lossy();
     let mut script = String::from(
         "echo \"git=$(git --version 2>/dev/null)\"\n\
          echo \"bwrap=$(bwrap --version 2>/dev/null)\"\n",
@@ -399,14 +398,20 @@ pub fn probe_script(work_root: &std::path::Path, agents: &[String]) -> String {
             "echo \"agent {agent}=$(command -v {agent} 2>/dev/null)\"\n"
         ));
     }
-    // The work root, or the nearest directory above it that exists (foreman makes the rest):
-    // a probe changes nothing.
-    script.push_str(&format!(
+    script.push_str(&free_space_script(work_root));
+    script
+}
+
+/// The part of a probe that reports the free space in the file system of the work root, or of
+/// the nearest directory above it that exists (foreman makes the rest): a probe changes
+/// nothing. Its output is read by [`read_probe`].
+pub fn free_space_script(work_root: &std::path::Path) -> String {
+    let root = crate::sandbox::quote(&work_root.to_string_lossy());
+    format!(
         "d={root}; while [ ! -d \"$d\" ]; do d=$(dirname \"$d\"); done\n\
          if [ -w \"$d\" ]; then echo \"free=$(df -Pk \"$d\" | awk 'NR==2 {{print $4}}')\"; \
          else echo \"work_root_error=$d is not writable\"; fi\n"
-    ));
-    script
+    )
 }
 
 /// Reads a probe's output.

@@ -332,6 +332,25 @@ impl Store {
         Ok(moved)
     }
 
+    /// Puts a session that was `starting` back in the queue, placed nowhere (its target could
+    /// not be reached before anything of it was made there), saying why it waits.
+    pub async fn unplace(&self, id: SessionId, why: &str, now: Timestamp) -> Result<()> {
+        let mut tx = self.begin().await?;
+        if tx
+            .set_session_status(id, SessionStatus::Queued, None, now)
+            .await?
+        {
+            sqlx::query("UPDATE sessions SET target = NULL, activity = $1 WHERE id = $2")
+                .bind(why)
+                .bind(id.0)
+                .execute(tx.conn())
+                .await
+                .context("cannot put the session back in the queue")?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Starts a turn: the session becomes `running` (from `from`), counts a turn, records the
     /// new token's hash and who runs it, and takes its pending messages. `None` if the
     /// session was not in one of the `from` states (someone else started or ended it).

@@ -455,6 +455,13 @@ impl Site {
         Ok(said == "yes")
     }
 
+    /// Bytes free in the file system of the work root there (`None`: not measured).
+    pub async fn free_space(&self) -> Result<Option<u64>> {
+        let script = crate::model::targets::free_space_script(&self.work_root);
+        let said = self.connection.run_script(&script).await?;
+        Ok(crate::model::targets::read_probe(&said).free)
+    }
+
     /// The config foreman gives checkouts of `repository` there.
     pub fn checkout_config(&self, repository: &str) -> PathBuf {
         self.work_root
@@ -570,10 +577,16 @@ impl Sites {
             Ok(mut url) if !mcp_url.is_empty() => {
                 let host = url.host_str().unwrap_or("127.0.0.1").to_owned();
                 let port = url.port_or_known_default().unwrap_or(80);
-                let there = connection
-                    .forward_port(&format!("{host}:{port}"))
-                    .await
-                    .with_context(|| format!("target `{name}`"))?;
+                let there = match connection.forward_port(&format!("{host}:{port}")).await {
+                    Ok(there) => there,
+                    Err(e) => {
+                        let e = e.context(format!(
+                            "target `{name}`: cannot forward foreman's endpoint"
+                        ));
+                        self.mark_down(name, &format!("{e:#}"));
+                        return Err(e);
+                    }
+                };
                 let _ = url.set_scheme("http");
                 let _ = url.set_host(Some("127.0.0.1"));
                 let _ = url.set_port(Some(there));

@@ -4,7 +4,9 @@
 //! a connection to a target streams a command's output, kills its whole process group, and
 //! notices at once when the target's sshd dies.
 
+use std::collections::HashSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use foreman::engine::Engine;
@@ -475,11 +477,12 @@ async fn an_objective_runs_on_a_remote_target_and_its_pull_request_arrives(db: T
             ]}
         ],
         "workers": {
-            "Remote": {"write": {"far.txt": "far\n"}, "print": ["hello from t1"],
+            "Remote": {"write": {"far.txt": "far\n"}, "print": ["hello from t1"], "sleep": 0.5,
                        "calls": [{"tool": "report_result", "args": {"summary": "wrote far"}}]}
         }
     });
     let (host, server, fake, objective) = on_target(&db, plan, |_| {}).await;
+    let (stop_watching, watching) = watch_processes(&host);
     let store = server.store();
     let pulls = eventually_within(REMOTE_WORK, "the pull request", || async {
         let pulls = store.pulls_of(objective).await.unwrap();
@@ -519,6 +522,21 @@ async fn an_objective_runs_on_a_remote_target_and_its_pull_request_arrives(db: T
     assert!(!canaries.is_empty());
     canaries.push(crate::support::WEBHOOK_SECRET.to_owned());
     canaries.push("PRIVATE KEY".to_owned());
+    // None in the command line or environment of any process on the target.
+    stop_watching.store(true, Ordering::SeqCst);
+    let seen = watching.join().unwrap();
+    assert!(
+        seen.iter().any(|p| p.contains("bwrap"))
+            && seen.iter().any(|p| p.contains("FOREMAN_MCP_TOKEN=")),
+        "the watch saw the agents and their environment"
+    );
+    for canary in &canaries {
+        assert!(
+            !seen.iter().any(|p| p.contains(canary.as_str())),
+            "`{canary}` was in a process's command line or environment"
+        );
+    }
+    // Nor on the target's disk.
     for canary in &canaries {
         let found = std::process::Command::new("grep")
             .args(["-rlF", canary])
@@ -535,6 +553,29 @@ async fn an_objective_runs_on_a_remote_target_and_its_pull_request_arrives(db: T
 }
 on_both_backends!(an_objective_runs_on_a_remote_target_and_its_pull_request_arrives);
 
+/// Collects, every 20 ms until stopped, the command line and environment of every process on
+/// the test host (descended from its sshd); the join handle returns what it saw.
+fn watch_processes(host: &SshHost) -> (Arc<AtomicBool>, std::thread::JoinHandle<HashSet<String>>) {
+    let sshd = host.sshd_pid();
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopped = stop.clone();
+    let watch = std::thread::spawn(move || {
+        let mut seen = HashSet::new();
+        while !stopped.load(Ordering::SeqCst) {
+            for pid in ssh_host::descendants(sshd) {
+                for what in ["cmdline", "environ"] {
+                    if let Ok(bytes) = std::fs::read(format!("/proc/{pid}/{what}")) {
+                        seen.insert(String::from_utf8_lossy(&bytes).replace('\0', " "));
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        seen
+    });
+    (stop, watch)
+}
+
 /// A server with a test host as target `t1` (label `remote`), the fake GitHub, and an
 /// objective following `plan` whose repository asks for that label.
 async fn on_target(
@@ -542,16 +583,18 @@ async fn on_target(
     plan: serde_json::Value,
     change: impl FnOnce(&mut foreman::config::ServeArgs),
 ) -> (SshHost, TestServer, FakeGitHub, ObjectiveId) {
-    let (mut hosts, server, fake, objective) = on_targets(db, 1, plan, change).await;
+    let (mut hosts, server, fake, objective) =
+        on_targets(db, 1, plan, |args, _| change(args)).await;
     (hosts.remove(0), server, fake, objective)
 }
 
-/// [`on_target`] with `n` test hosts, targets `t1`…`tN`, each with room for two turns.
+/// [`on_target`] with `n` test hosts, targets `t1`…`tN`, each with room for two turns;
+/// `change` sees the hosts before the server starts.
 async fn on_targets(
     db: &TestDb,
     n: usize,
     plan: serde_json::Value,
-    change: impl FnOnce(&mut foreman::config::ServeArgs),
+    change: impl FnOnce(&mut foreman::config::ServeArgs, &[SshHost]),
 ) -> (Vec<SshHost>, TestServer, FakeGitHub, ObjectiveId) {
     let (login, login_public) = key_pair(&db.dir(), "foreman_login");
     let mut hosts = Vec::new();
@@ -574,7 +617,7 @@ async fn on_targets(
         args.agents.targets = Some(targets);
         // (The network allowlist is not enforced on remote targets yet.)
         args.agents.network.network_mode = NetworkMode::Open;
-        change(args);
+        change(args, &hosts);
         // The repository asks for it, whichever way its objective starts (here, or from the
         // label reconciliation finds).
         fake.set_file(
@@ -602,7 +645,7 @@ async fn a_lost_target_fails_its_sessions_and_the_objective_goes_on_elsewhere(db
         ],
         "workers": {"Slow": {"spawn_sleeper": 731, "sleep": 731}}
     });
-    let (mut hosts, server, _fake, objective) = on_targets(&db, 2, plan, |_| {}).await;
+    let (mut hosts, server, _fake, objective) = on_targets(&db, 2, plan, |_, _| {}).await;
     let store = server.store();
     let worker = eventually_within(REMOTE_WORK, "the worker to run", || async {
         let w = crate::agents::session_titled(store, objective, "Slow").await?;
@@ -704,3 +747,110 @@ async fn an_ended_objectives_checkouts_on_a_target_are_reclaimed(db: TestDb) {
     server.shutdown().await;
 }
 on_both_backends!(an_ended_objectives_checkouts_on_a_target_are_reclaimed);
+
+/// A target whose host key changed is refused, whenever foreman connects: the session
+/// placed there goes back in the queue (nothing of it was made there), the target is left
+/// out of placement saying why, and the objective runs on the other target.
+async fn a_target_whose_host_key_changed_is_refused_and_work_goes_elsewhere(db: TestDb) {
+    if !ssh_host::available() {
+        return;
+    }
+    let (_, impostor) = key_pair(&db.dir(), "impostor");
+    let (hosts, server, _fake, objective) = on_targets(&db, 2, look_and_finish(), |_, hosts| {
+        // t1 (placed first: the two have the same room) now answers with another key.
+        std::fs::write(
+            db.dir().join(format!("known_hosts_{}", hosts[0].addr)),
+            hosts[0].known_hosts_line(&impostor),
+        )
+        .unwrap();
+    })
+    .await;
+    let store = server.store();
+    let sessions = done_on_targets(store, objective).await;
+    assert!(
+        sessions
+            .iter()
+            .all(|s| s.target.as_deref() == Some("t2") && s.status == SessionStatus::Succeeded),
+        "{:?}",
+        sessions
+            .iter()
+            .map(|s| (&s.target, s.status, &s.status_reason))
+            .collect::<Vec<_>>()
+    );
+    let down = server.running.engine.runtime.sites.down();
+    let why = down.get("t1").expect("t1 is left out of placement");
+    assert!(
+        why.contains("target `t1`") && why.contains("changed"),
+        "{why}"
+    );
+    assert!(!down.contains_key("t2"), "{down:?}");
+    // Nothing was made on t1.
+    assert!(!hosts[0].work_root.exists());
+    server.shutdown().await;
+}
+on_both_backends!(a_target_whose_host_key_changed_is_refused_and_work_goes_elsewhere);
+
+/// Disk pressure is measured on each target: with a target's work root short of space (a
+/// small file system of its own there, while this machine has plenty), a session placed
+/// there waits saying so instead of failing half-way through a checkout, and goes on once
+/// there is room.
+async fn a_target_short_of_disk_space_makes_its_session_wait(db: TestDb) {
+    if !ssh_host::available() {
+        return;
+    }
+    let (mut hosts, server, _fake, objective) =
+        on_targets(&db, 1, look_and_finish(), |args, hosts| {
+            args.gc.min_free_disk = 64 << 20;
+            // t1's work root: a small file system of its own, there only.
+            let root = hosts[0].work_root.display().to_string();
+            std::fs::create_dir_all(&root).unwrap();
+            assert!(
+                hosts[0].in_mounts(&["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", &root]),
+                "mount a small file system over t1's work root"
+            );
+        })
+        .await;
+    let host = hosts.remove(0);
+    let store = server.store();
+    let manager = eventually_within(REMOTE_WORK, "the manager to wait for space", || async {
+        let o = store.objective(objective).await.unwrap()?;
+        let m = store.session(o.manager?).await.unwrap()?;
+        (m.status == SessionStatus::Queued
+            && m.activity
+                .as_deref()
+                .is_some_and(|a| a.starts_with("waiting for disk space")))
+        .then_some(m)
+    })
+    .await;
+    let why = manager.activity.unwrap();
+    assert!(why.contains("target `t1`"), "{why}");
+    assert!(manager.status_reason.is_none(), "it did not fail");
+    // Room there (the small file system goes): the objective goes on, on t1.
+    let root = host.work_root.display().to_string();
+    assert!(host.in_mounts(&["umount", &root]));
+    for s in done_on_targets(store, objective).await {
+        assert_eq!(s.target.as_deref(), Some("t1"));
+    }
+    assert!(host.work_root.join("workspaces").exists());
+    server.shutdown().await;
+}
+on_both_backends!(a_target_short_of_disk_space_makes_its_session_wait);
+
+/// Waits until the objective is done and all its sessions have ended; its sessions.
+async fn done_on_targets(
+    store: &foreman::store::Store,
+    objective: ObjectiveId,
+) -> Vec<foreman::model::Session> {
+    eventually_within(
+        REMOTE_WORK,
+        "the objective and its sessions to end",
+        || async {
+            let o = store.objective(objective).await.unwrap()?;
+            let sessions = store.sessions_of(objective).await.unwrap();
+            (o.status == foreman::model::ObjectiveStatus::Done
+                && sessions.iter().all(|s| s.status.is_terminal()))
+            .then_some(sessions)
+        },
+    )
+    .await
+}

@@ -169,7 +169,9 @@ pub fn decide(s: &Snapshot<'_>) -> Vec<Action> {
         if held_back.contains(&session.objective_id) {
             continue;
         }
-        let objective = s.objectives.iter().find(|o| o.id == session.objective_id);
+        let Some(objective) = s.objectives.iter().find(|o| o.id == session.objective_id) else {
+            continue; // its objective ended since the sessions were read
+        };
         if let Some(target) = session.target.as_deref()
             && let Some(why) = s.down.get(target)
         {
@@ -196,7 +198,7 @@ pub fn decide(s: &Snapshot<'_>) -> Vec<Action> {
             .filter(|x| x.objective_id == session.objective_id && x.id != session.id)
             .filter_map(|x| x.target.as_deref())
             .collect();
-        let labels = objective.map_or(&[][..], |o| o.config.target_labels.as_slice());
+        let labels = objective.config.target_labels.as_slice();
         let want = Want {
             pinned,
             labels,
@@ -211,7 +213,9 @@ pub fn decide(s: &Snapshot<'_>) -> Vec<Action> {
         };
         if session.role != Role::Manager {
             let cap = objective
-                .and_then(|o| o.config.workers.max_parallel)
+                .config
+                .workers
+                .max_parallel
                 .map_or(s.max_workers, |asked| asked.min(s.max_workers));
             let count = workers_running.entry(session.objective_id).or_default();
             if *count >= cap {
@@ -262,8 +266,10 @@ impl TickTask for Scheduler {
 pub async fn schedule(periodic: &Arc<Periodic>) -> Result<()> {
     let store = &periodic.store;
     let now = periodic.clock.now();
-    let objectives = store.live_objectives().await?;
+    // Sessions first: every live session's objective is then in the objectives read after
+    // (one started in between has its objective in both).
     let sessions = store.live_sessions().await?;
+    let objectives = store.live_objectives().await?;
     let live: HashSet<SessionId> = sessions.iter().map(|s| s.id).collect();
     let deps: Vec<SessionId> = sessions
         .iter()
@@ -618,6 +624,26 @@ mod tests {
                 Action::Start(SessionId(2), "local".into()),
                 Action::Start(SessionId(3), "t2".into()),
             ]
+        );
+    }
+
+    #[test]
+    fn a_session_whose_objective_is_not_in_the_snapshot_waits_for_the_next_pass() {
+        // Its objective asks for a label only t1 has: placing it without the objective would
+        // put it anywhere.
+        let targets = Targets::parse(
+            "[targets.t1]\nssh = \"a\"\nwork_root = \"/w\"\ncapacity = 2\nlabels = [\"gpu\"]\n",
+            1,
+        )
+        .unwrap();
+        let mut world = World::new(vec![session(1, 3, Manager, Queued, &[])]);
+        assert_eq!(world.decide_on(&targets, 10), []);
+        let mut third = objective(3);
+        third.config.target_labels = vec!["gpu".into()];
+        world.objectives.push(third);
+        assert_eq!(
+            world.decide_on(&targets, 10),
+            [Action::Start(SessionId(1), "t1".into())]
         );
     }
 

@@ -72,6 +72,9 @@ pub enum TurnKind {
     Interrupted,
 }
 
+/// What a session whose first turn could not reach its target waits for.
+const PLACE_AGAIN: &str = "its target could not be reached; it will be placed again";
+
 /// Starts a turn of `session` if it is still in one of `from`; the turn runs in the
 /// background. A queued session's first turn begins by preparing its workspace (the session
 /// is `starting` meanwhile). Returns false when someone else moved the session first.
@@ -154,7 +157,19 @@ async fn launch(
 ) -> Result<()> {
     // A session that took turns before but has no state here was run by another instance,
     // with a work root of its own, that stopped: its conversation went with that machine.
-    let site = runtime.sites.site(&place.target).await?;
+    let site = match runtime.sites.site(&place.target).await {
+        Ok(site) => site,
+        Err(e) if kind == TurnKind::First && runtime.sites.down().contains_key(&place.target) => {
+            // Nothing of the session is there yet: it goes back in the queue, to be placed
+            // on another target while this one is left out.
+            let why = format!("{PLACE_AGAIN}: {e:#}");
+            tracing::warn!(session = %session.id, why, "the turn's target is unreachable");
+            let now = runtime.clock.now();
+            runtime.store.unplace(session.id, &why, now).await?;
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
     let moved =
         kind != TurnKind::First && site.is_none() && !runtime.agents.state_dir(session.id).exists();
     let Some(workdir) = workdir_for(runtime, session, &place.target, site.as_ref()).await? else {
@@ -409,7 +424,7 @@ async fn workdir_for(
         tracing::info!(workspace = %ws, "continuing in its dependency's checkout");
         return Ok(Some(Workdir::at(workspace.path)));
     }
-    if site.is_none() && !capacity::checkout_allowed(runtime, session).await? {
+    if !capacity::checkout_allowed(runtime, session, site.map(|s| &**s)).await? {
         return Ok(None); // short of disk space: wait (the session says why)
     }
     new_workspace(runtime, session, target, site)

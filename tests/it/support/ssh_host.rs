@@ -214,6 +214,21 @@ impl SshHost {
         path
     }
 
+    /// Runs a command in the host's own mount namespace (`ip netns exec` gave sshd one: what
+    /// is mounted there, the host's sessions see and this machine does not); whether it
+    /// succeeded.
+    pub fn in_mounts(&self, command: &[&str]) -> bool {
+        let target = self.sshd.id().to_string();
+        let mut all = vec!["-t", &target, "-m", "--"];
+        all.extend_from_slice(command);
+        run_ok("nsenter", &all)
+    }
+
+    /// The pid of the host's sshd: its processes are the ones descended from it.
+    pub fn sshd_pid(&self) -> u32 {
+        self.sshd.id()
+    }
+
     /// Stops sshd: the host is unreachable from now on.
     pub fn stop(&mut self) {
         let _ = self.sshd.kill();
@@ -232,7 +247,7 @@ impl Drop for SshHost {
 }
 
 /// The processes descended from `root` (not itself), from /proc.
-fn descendants(root: u32) -> Vec<u32> {
+pub fn descendants(root: u32) -> Vec<u32> {
     let parents: Vec<(u32, u32)> = std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
