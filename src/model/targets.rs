@@ -833,7 +833,7 @@ mod tests {
         );
         assert!(script.contains("command -v claude"));
         assert!(!script.contains("rm -rf /"));
-        assert!(script.contains("d=/srv/foreman;"));
+        assert!(script.contains("d='/srv/foreman';"), "{script}");
     }
 
     #[test]
