@@ -11,11 +11,10 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use foreman::agent::TurnCommand;
 use foreman::engine::runtime::process as runtime;
 use foreman::sandbox::{Jail, Sandbox};
 
-mod stats;
+mod starts;
 
 /// Process starts timed per mode, after the warm-up.
 const RUNS: usize = 200;
@@ -23,32 +22,16 @@ const RUNS: usize = 200;
 const WARMUP: usize = 20;
 
 async fn time_starts(sandbox: &Sandbox, jail: &Jail, state: &Path, runs: usize) -> Vec<Duration> {
-    let cmd = TurnCommand {
-        program: "/bin/sh".into(),
-        args: vec![
-            "-c".into(),
-            "cat \"$HOME/prompt.md\" > /dev/null; echo ok".into(),
-        ],
-        files: vec![(state.join("prompt.md"), "the prompt".into())],
-        ..TurnCommand::default()
-    };
-    let env = vec![
-        ("PATH".to_owned(), "/usr/bin:/bin".to_owned()),
-        ("HOME".to_owned(), state.display().to_string()),
-    ];
+    let cmd = starts::command(state);
+    let env = starts::env(state);
     let mut times = Vec::with_capacity(runs);
     for _ in 0..runs {
         let started = Instant::now();
-        let mut process = runtime::spawn(&cmd, sandbox, jail, state, &env)
+        let process = runtime::spawn(&cmd, sandbox, jail, state, &env)
             .await
             .expect("start the process");
-        let mut lines = Vec::new();
-        while let Some((_, line)) = process.lines.recv().await {
-            lines.push(line);
-        }
-        let status = process.wait().await.expect("wait");
+        starts::finish(process).await;
         times.push(started.elapsed());
-        assert!(status.success() && lines == ["ok"], "{status} {lines:?}");
     }
     times.sort();
     times
@@ -86,7 +69,7 @@ async fn main() {
     let sandboxed = time_starts(&bwrap, &jail, &state, RUNS).await;
     let unconfined = time_starts(&plain, &jail, &state, RUNS).await;
     println!("sandbox start-up per turn, {RUNS} process starts each (spawn, output, exit):");
-    println!("{}", stats::line("bubblewrap", &sandboxed));
-    println!("{}", stats::line("no sandbox", &unconfined));
-    println!("{}", stats::added(&sandboxed, &unconfined));
+    println!("{}", starts::line("bubblewrap", &sandboxed));
+    println!("{}", starts::line("no sandbox", &unconfined));
+    println!("{}", starts::added(&sandboxed, &unconfined));
 }

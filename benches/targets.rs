@@ -15,7 +15,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use foreman::agent::TurnCommand;
 use foreman::engine::runtime::process;
 use foreman::model::targets::SshSpec;
 use foreman::sandbox::{Jail, Sandbox};
@@ -24,7 +23,7 @@ use foreman::workspace::remote::{Connection, Remote, Site};
 #[allow(dead_code)]
 #[path = "../tests/it/support/ssh_host.rs"]
 mod ssh_host;
-mod stats;
+mod starts;
 
 /// Sessions taking turns at once.
 const SESSIONS: usize = 12;
@@ -58,40 +57,10 @@ fn dirs(root: &Path, session: usize) -> Dirs {
     Dirs { state, jail }
 }
 
-/// A turn's command: reads the prompt foreman wrote for it, says one line, exits.
-fn command(state: &Path) -> TurnCommand {
-    TurnCommand {
-        program: "/bin/sh".into(),
-        args: vec![
-            "-c".into(),
-            "cat \"$HOME/prompt.md\" > /dev/null; echo ok".into(),
-        ],
-        files: vec![(state.join("prompt.md"), "the prompt".into())],
-        ..TurnCommand::default()
-    }
-}
-
-fn env(state: &Path) -> Vec<(String, String)> {
-    vec![
-        ("PATH".to_owned(), "/usr/bin:/bin".to_owned()),
-        ("HOME".to_owned(), state.display().to_string()),
-    ]
-}
-
-/// Reads a turn's output to the end and waits for it.
-async fn finish(mut process: process::AgentProcess) {
-    let mut lines = Vec::new();
-    while let Some((_, line)) = process.lines.recv().await {
-        lines.push(line);
-    }
-    let status = process.wait().await.expect("wait");
-    assert!(status.success() && lines == ["ok"], "{status} {lines:?}");
-}
-
 /// One session's turns, one after another (on `site`, or here without one); the timed ones.
 async fn session(sandbox: Arc<Sandbox>, dirs: Dirs, site: Option<Arc<Site>>) -> Vec<Duration> {
-    let cmd = command(&dirs.state);
-    let env = env(&dirs.state);
+    let cmd = starts::command(&dirs.state);
+    let env = starts::env(&dirs.state);
     let mut times = Vec::with_capacity(TURNS);
     for turn in 0..WARMUP + TURNS {
         let started = Instant::now();
@@ -112,7 +81,7 @@ async fn session(sandbox: Arc<Sandbox>, dirs: Dirs, site: Option<Arc<Site>>) -> 
                 .await
             }
         };
-        finish(process.expect("start the turn")).await;
+        starts::finish(process.expect("start the turn")).await;
         if turn >= WARMUP {
             times.push(started.elapsed());
         }
@@ -187,8 +156,8 @@ async fn main() {
         "turn start, {SESSIONS} sessions at once, {TURNS} turns each (spawn, output, exit), \
          sandboxed:"
     );
-    println!("{}", stats::line("local", &local));
-    println!("{}", stats::line(&format!("{TARGETS} targets"), &remote));
-    println!("{}", stats::added(&remote, &local));
+    println!("{}", starts::line("local", &local));
+    println!("{}", starts::line(&format!("{TARGETS} targets"), &remote));
+    println!("{}", starts::added(&remote, &local));
     drop(hosts);
 }

@@ -155,8 +155,6 @@ async fn launch(
     place: &Place,
     cancel: &CancellationToken,
 ) -> Result<()> {
-    // A session that took turns before but has no state here was run by another instance,
-    // with a work root of its own, that stopped: its conversation went with that machine.
     let site = match runtime.sites.site(&place.target).await {
         Ok(site) => site,
         Err(e) if kind == TurnKind::First && runtime.sites.down().contains_key(&place.target) => {
@@ -170,6 +168,8 @@ async fn launch(
         }
         Err(e) => return Err(e),
     };
+    // A session that took turns before but has no state here was run by another instance,
+    // with a work root of its own, that stopped: its conversation went with that machine.
     let moved =
         kind != TurnKind::First && site.is_none() && !runtime.agents.state_dir(session.id).exists();
     let Some(workdir) = workdir_for(runtime, session, &place.target, site.as_ref()).await? else {
