@@ -131,12 +131,12 @@ async fn main() {
         let connection = Connection::open(Remote::new(spec), dir.path())
             .await
             .unwrap_or_else(|e| panic!("connect to test host {i}: {e:?}"));
-        sites.push(Arc::new(Site {
-            name: format!("t{i}"),
+        sites.push(Arc::new(Site::new(
+            &format!("t{i}"),
             connection,
-            work_root: host.work_root.clone(),
-            mcp_url: String::new(),
-        }));
+            host.work_root.clone(),
+            String::new(),
+        )));
         hosts.push(host);
     }
     let local_root = dir.path().join("local");

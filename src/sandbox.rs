@@ -424,7 +424,9 @@ fn jail_args(jail: &Jail, extra: &[&Path]) -> Vec<String> {
 /// [`Sandbox::command`] makes here, its system part decided there (which top-level
 /// directories are links, whether it runs as root), `extra` shown read-only where it exists
 /// there. `program` is looked up on that machine's `PATH` (its installation shown read-only,
-/// as here). `before` runs first; it may add options (`set -- "$@" ...`) or stop the script.
+/// as here). Under an allowlist (`jail.egress`, its paths those on that machine) the relay
+/// starts first, as here. `before` runs first; it may add options (`set -- "$@" ...`) or
+/// stop the script.
 /// Nothing of `env` is ever on a command line (which any user there could see): the script's
 /// own environment is emptied, then given `env`, and passes into the sandbox.
 pub fn remote_script(
@@ -473,12 +475,18 @@ pub fn remote_script(
          {before}\n\
          for v in $(env | sed -n 's/^\\([A-Za-z_][A-Za-z0-9_]*\\)=.*/\\1/p'); do unset \"$v\" 2>/dev/null; done\n\
          {exports}\
-         exec \"$bwrap\" \"$@\" -- \"$program\" {args}{input}\n",
+         exec \"$bwrap\" \"$@\" -- {relay}\"$program\" {args}{input}\n",
         program = quote(program),
         missing = quote(&format!("`{program}` is not installed on this target")),
         namespaces = words(&namespace_args(jail)),
         jail = words(&jail_args(jail, &extra)),
         args = words(args),
+        relay = jail.egress.as_ref().map_or(String::new(), |gated| {
+            let mut relay = vec![gated.relay.display().to_string(), "relay".to_owned()];
+            relay.extend(gated.relay_args.iter().cloned());
+            relay.push("--".to_owned());
+            format!("{} ", words(&relay))
+        }),
         input = input.map_or(String::new(), |p| format!(
             " < {}",
             quote(&p.display().to_string())
@@ -731,6 +739,29 @@ mod tests {
         );
         assert!(
             script.ends_with("exec \"$bwrap\" \"$@\" -- \"$program\" 'status'\n"),
+            "{script}"
+        );
+        // Under an allowlist: the relay there starts first, the network shared with nothing.
+        let gated = Jail {
+            network: true,
+            egress: Some(Gated {
+                relay: "/srv/bin/foreman-1".into(),
+                sockets: "/srv/egress/ab".into(),
+                relay_args: vec!["--forward".into(), "127.0.0.1:3128=/run/x".into()],
+            }),
+            ..jail
+        };
+        let script = remote_script(&gated, "git", &[], &env, &[], "true", None);
+        assert!(!script.contains("--share-net"), "{script}");
+        assert!(
+            script.contains("'--ro-bind' '/srv/egress/ab' '/run/foreman-egress'"),
+            "{script}"
+        );
+        assert!(
+            script.ends_with(
+                "exec \"$bwrap\" \"$@\" -- '/srv/bin/foreman-1' 'relay' '--forward' \
+                 '127.0.0.1:3128=/run/x' '--' \"$program\" \n"
+            ),
             "{script}"
         );
     }

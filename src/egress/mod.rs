@@ -34,7 +34,7 @@ use crate::sandbox::EGRESS_DIR;
 /// The proxy's port inside the sandbox, unless a forward takes it.
 const PROXY_PORT: u16 = 3128;
 /// Longest path a Unix socket can be bound at (`sun_path`, less its terminating NUL).
-const MAX_SOCKET_PATH: usize = 107;
+pub const MAX_SOCKET_PATH: usize = 107;
 
 /// An endpoint on this machine an agent reaches at the same address inside its sandbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,6 +115,8 @@ pub fn endpoints(urls: &[String]) -> (Vec<HostRule>, Vec<Forward>) {
 /// it closes everything (connections in flight included) and removes the sockets.
 pub struct Gate {
     dir: PathBuf,
+    /// The sockets' names in `dir`.
+    names: Vec<String>,
     relay_args: Vec<String>,
     proxy_port: u16,
     blocked: Arc<BlockedLog>,
@@ -140,10 +142,12 @@ impl Gate {
     ) -> Result<Gate> {
         let mut tasks = JoinSet::new();
         let mut relay_args = Vec::new();
+        let mut names = Vec::new();
         let blocked = Arc::new(BlockedLog::default());
         for (i, forward) in forwards.iter().enumerate() {
             let name = format!("f{i}.sock");
             let listener = bind(&dir.join(&name))?;
+            names.push(name.clone());
             let target = (forward.host.clone(), forward.port);
             tasks.spawn(proxy::serve_forward(listener, target));
             for inside in inside_addresses(forward) {
@@ -156,6 +160,7 @@ impl Gate {
             .find(|p| !taken.contains(p))
             .unwrap_or(PROXY_PORT);
         let listener = bind(&dir.join("proxy.sock"))?;
+        names.push("proxy.sock".to_owned());
         tasks.spawn(proxy::serve_proxy(
             listener,
             Arc::new(allowlist),
@@ -166,6 +171,7 @@ impl Gate {
         relay_args.push(format!("127.0.0.1:{proxy_port}={EGRESS_DIR}/proxy.sock"));
         Ok(Gate {
             dir: dir.to_owned(),
+            names,
             relay_args,
             proxy_port,
             blocked,
@@ -181,6 +187,15 @@ impl Gate {
             sockets: self.dir.clone(),
             relay_args: self.relay_args.clone(),
         }
+    }
+
+    /// The gate's sockets, by name: a remote target's sandbox sees them forwarded
+    /// ([`crate::workspace::remote::Site::forward_sockets`]).
+    pub fn sockets(&self) -> Vec<(String, PathBuf)> {
+        self.names
+            .iter()
+            .map(|n| (n.clone(), self.dir.join(n)))
+            .collect()
     }
 
     /// The variables that point an agent's tools at the proxy (loopback destinations go

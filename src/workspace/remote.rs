@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::ChildStdout;
 
@@ -298,11 +298,12 @@ impl Connection {
         Ok(())
     }
 
-    /// Makes `local` (foreman's own endpoint, such as its MCP server) reachable on the target
-    /// at the Unix socket `remote_socket`, through this connection: nothing listens on the
-    /// target's network, and the socket goes when the forward is cancelled or the connection
-    /// ends. A socket left at that path by an earlier connection is replaced.
-    pub async fn forward(&self, remote_socket: &Path, local: std::net::SocketAddr) -> Result<()> {
+    /// Makes `local` (foreman's own endpoint: `HOST:PORT`, or the path of a Unix socket)
+    /// reachable on the target at the Unix socket `remote_socket`, through this connection:
+    /// nothing listens on the target's network, and the socket goes when the forward is
+    /// cancelled or the connection ends. A socket left at that path by an earlier connection
+    /// is replaced.
+    pub async fn forward(&self, remote_socket: &Path, local: &str) -> Result<()> {
         self.control("forward", remote_socket, local).await
     }
 
@@ -334,20 +335,11 @@ impl Connection {
     }
 
     /// Stops a [`Connection::forward`].
-    pub async fn cancel_forward(
-        &self,
-        remote_socket: &Path,
-        local: std::net::SocketAddr,
-    ) -> Result<()> {
+    pub async fn cancel_forward(&self, remote_socket: &Path, local: &str) -> Result<()> {
         self.control("cancel", remote_socket, local).await
     }
 
-    async fn control(
-        &self,
-        operation: &str,
-        remote_socket: &Path,
-        local: std::net::SocketAddr,
-    ) -> Result<()> {
+    async fn control(&self, operation: &str, remote_socket: &Path, local: &str) -> Result<()> {
         let output = self
             .control_command(
                 &["-o", "StreamLocalBindUnlink=yes"],
@@ -409,6 +401,8 @@ pub struct Site {
     /// Where agents there reach foreman's MCP endpoint: a port on the target's loopback that
     /// the connection forwards to foreman's (empty where nothing is forwarded).
     pub mcp_url: String,
+    /// foreman's relay there, once shipped ([`Site::relay`]).
+    relay: tokio::sync::OnceCell<PathBuf>,
 }
 
 impl std::fmt::Debug for Site {
@@ -421,6 +415,138 @@ impl std::fmt::Debug for Site {
 }
 
 impl Site {
+    pub fn new(name: &str, connection: Connection, work_root: PathBuf, mcp_url: String) -> Site {
+        Site {
+            name: name.to_owned(),
+            connection,
+            work_root,
+            mcp_url,
+            relay: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    /// foreman's relay on this target (`local`, foreman's own executable, copied to
+    /// `bin/` under the work root the first time a turn there needs it, and checked to run
+    /// there). It holds nothing secret; agents see it read-only.
+    pub async fn relay(&self, local: &Path) -> Result<PathBuf> {
+        self.relay
+            .get_or_try_init(|| self.ship_relay(local))
+            .await
+            .cloned()
+    }
+
+    async fn ship_relay(&self, local: &Path) -> Result<PathBuf> {
+        let meta = tokio::fs::metadata(local)
+            .await
+            .with_context(|| format!("cannot read foreman's relay {}", local.display()))?;
+        let stamp = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos());
+        // Named for the file's size and time: another build is another file.
+        let there = self
+            .work_root
+            .join("bin")
+            .join(format!("foreman-{}-{stamp}", meta.len()));
+        let quoted = crate::sandbox::quote(&there.display().to_string());
+        let runs = format!("{quoted} relay -- true");
+        if self.connection.run_script(&runs).await.is_err() {
+            let part = crate::sandbox::quote(&format!("{}.part", there.display()));
+            let bin = crate::sandbox::quote(&self.work_root.join("bin").display().to_string());
+            let mut child = self
+                .connection
+                .script_command(&format!(
+                    "set -e; umask 022; mkdir -p {bin}; cat > {part}; chmod 755 {part}; \
+                     mv -f {part} {quoted}"
+                ))
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .with_context(|| format!("cannot run `{}`", self.connection.remote.ssh))?;
+            let mut stdin = child.stdin.take().expect("piped stdin");
+            let mut file = tokio::fs::File::open(local)
+                .await
+                .with_context(|| format!("cannot read foreman's relay {}", local.display()))?;
+            tokio::io::copy(&mut file, &mut stdin)
+                .await
+                .with_context(|| {
+                    format!("cannot copy foreman's relay to target `{}`", self.name)
+                })?;
+            drop(stdin);
+            let output = child.wait_with_output().await?;
+            if !output.status.success() {
+                bail!(
+                    "cannot copy foreman's relay to target `{}`: {}",
+                    self.name,
+                    String::from_utf8_lossy(&output.stderr).trim()
+                );
+            }
+            self.connection.run_script(&runs).await.with_context(|| {
+                format!(
+                    "foreman's relay does not run on target `{}` (the network allowlist needs a \
+                     target with the foreman host's architecture and C library, or \
+                     FOREMAN_NETWORK=open)",
+                    self.name
+                )
+            })?;
+        }
+        Ok(there)
+    }
+
+    /// Makes each local Unix socket `(name, path)` (a turn's egress sockets) reachable on
+    /// the target as `name` in a new directory there only its login user can enter; that
+    /// directory. [`Site::close_sockets`] removes it.
+    pub async fn forward_sockets(&self, sockets: &[(String, PathBuf)]) -> Result<PathBuf> {
+        use rand::RngExt;
+        let nonce: u64 = rand::rng().random();
+        let dir = self.work_root.join("egress").join(format!("{nonce:016x}"));
+        let longest = sockets.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
+        if dir.as_os_str().len() + 1 + longest > crate::egress::MAX_SOCKET_PATH {
+            bail!(
+                "the work root of target `{}` ({}) is too long a path for the sockets agents \
+                 there reach the network through",
+                self.name,
+                self.work_root.display()
+            );
+        }
+        let quoted = crate::sandbox::quote(&dir.display().to_string());
+        self.connection
+            .run_script(&format!("umask 077; mkdir -p {quoted}"))
+            .await?;
+        for (name, local) in sockets {
+            let forwarded = self
+                .connection
+                .forward(&dir.join(name), &local.display().to_string())
+                .await;
+            if let Err(e) = forwarded {
+                self.close_sockets(&dir, sockets).await;
+                return Err(e);
+            }
+        }
+        Ok(dir)
+    }
+
+    /// Ends [`Site::forward_sockets`]: the forwards, and the directory there.
+    pub async fn close_sockets(&self, dir: &Path, sockets: &[(String, PathBuf)]) {
+        for (name, local) in sockets {
+            let _ = self
+                .connection
+                .cancel_forward(&dir.join(name), &local.display().to_string())
+                .await;
+        }
+        let quoted = crate::sandbox::quote(&dir.display().to_string());
+        if let Err(e) = self
+            .connection
+            .run_script(&format!("rm -rf {quoted}"))
+            .await
+        {
+            tracing::debug!(target = %self.name, error = %format!("{e:#}"),
+                "cannot remove a turn's socket directory");
+        }
+    }
+
     /// The target's mirror of `repository`.
     pub fn mirror(&self, repository: &str) -> PathBuf {
         self.work_root
@@ -594,12 +720,7 @@ impl Sites {
             }
             _ => String::new(),
         };
-        let site = std::sync::Arc::new(Site {
-            name: name.to_owned(),
-            connection,
-            work_root: work_root.clone(),
-            mcp_url,
-        });
+        let site = std::sync::Arc::new(Site::new(name, connection, work_root.clone(), mcp_url));
         open.insert(name.to_owned(), site.clone());
         tracing::info!(target = name, "connected to the target");
         Ok(Some(site))

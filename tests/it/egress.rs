@@ -21,7 +21,7 @@ use crate::support::{TestDb, agents_dir, sandboxed};
 
 /// A loopback HTTP server standing in for a host: it answers every request with `name` and
 /// counts the connections it gets.
-async fn host(name: &'static str) -> (u16, Arc<AtomicUsize>) {
+pub async fn host(name: &'static str) -> (u16, Arc<AtomicUsize>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let hits = Arc::new(AtomicUsize::new(0));

@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use foreman::engine::Engine;
 use foreman::engine::objective::lifecycle;
-use foreman::model::network::NetworkMode;
 use foreman::model::{ManualClock, ObjectiveId, SessionStatus, Timestamp};
 use serde_json::json;
 
@@ -272,12 +271,18 @@ async fn foreman_is_reached_from_a_target_through_a_socket_the_connection_forwar
         socket.display()
     );
 
-    connection.forward(&socket, local).await.unwrap();
+    connection
+        .forward(&socket, &local.to_string())
+        .await
+        .unwrap();
     let mut child = connection.start(&fetch).await.unwrap();
     let answer = child.stdout.next_line().await.unwrap();
     assert_eq!(answer.as_deref(), Some("hello from foreman"));
 
-    connection.cancel_forward(&socket, local).await.unwrap();
+    connection
+        .cancel_forward(&socket, &local.to_string())
+        .await
+        .unwrap();
     let mut child = connection.start(&fetch).await.unwrap();
     let answer = child.stdout.next_line().await.unwrap();
     assert_eq!(
@@ -294,12 +299,12 @@ async fn a_checkout_is_made_on_a_target_and_its_work_comes_back_with_no_credenti
     }
     let dir = tempfile::tempdir().unwrap();
     let (host, remote) = reachable_host(dir.path()).await;
-    let site = Site {
-        name: "t1".to_owned(),
-        connection: Connection::open(remote, dir.path()).await.unwrap(),
-        work_root: host.work_root.clone(),
-        mcp_url: String::new(),
-    };
+    let site = Site::new(
+        "t1",
+        Connection::open(remote, dir.path()).await.unwrap(),
+        host.work_root.clone(),
+        String::new(),
+    );
     let origins = dir.path().join("origins");
     let origin = crate::support::make_origin(&origins, REPO, &[("a.txt", "a")]);
     let mut settings =
@@ -536,10 +541,22 @@ async fn an_objective_runs_on_a_remote_target_and_its_pull_request_arrives(db: T
             "`{canary}` was in a process's command line or environment"
         );
     }
-    // Nor on the target's disk.
+    // Nor on the target's disk, where foreman's own executable (the agents' relay, which
+    // names a key format) is the one file of its.
+    let shipped: Vec<_> = std::fs::read_dir(host.work_root.join("bin"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(shipped.len(), 1, "{shipped:?}");
+    assert!(
+        std::fs::read(&shipped[0]).unwrap()
+            == std::fs::read(env!("CARGO_BIN_EXE_foreman")).unwrap(),
+        "bin/ holds foreman's executable"
+    );
     for canary in &canaries {
         let found = std::process::Command::new("grep")
-            .args(["-rlF", canary])
+            .args(["-rlF", "--exclude-dir=bin", canary])
             .arg(&host.work_root)
             .output()
             .unwrap();
@@ -588,11 +605,24 @@ async fn on_target(
     (hosts.remove(0), server, fake, objective)
 }
 
-/// [`on_target`] with `n` test hosts, targets `t1`…`tN`, each with room for two turns;
-/// `change` sees the hosts before the server starts.
+/// [`on_target`] with `n` test hosts, targets `t1`…`tN` (label `remote`, which the
+/// repository asks for), each with room for two turns; `change` sees the hosts before the
+/// server starts.
 async fn on_targets(
     db: &TestDb,
     n: usize,
+    plan: serde_json::Value,
+    change: impl FnOnce(&mut foreman::config::ServeArgs, &[SshHost]),
+) -> (Vec<SshHost>, TestServer, FakeGitHub, ObjectiveId) {
+    on_targets_asking(db, n, &["remote"], plan, change).await
+}
+
+/// [`on_targets`] with the repository asking for `labels` (none: any target, `local`
+/// included, which also has room for two).
+async fn on_targets_asking(
+    db: &TestDb,
+    n: usize,
+    labels: &[&str],
     plan: serde_json::Value,
     change: impl FnOnce(&mut foreman::config::ServeArgs, &[SshHost]),
 ) -> (Vec<SshHost>, TestServer, FakeGitHub, ObjectiveId) {
@@ -615,18 +645,16 @@ async fn on_targets(
     std::fs::write(&targets, file).unwrap();
     let (server, fake, objective) = setup_with(db, plan, |args, objective, fake| {
         args.agents.targets = Some(targets);
-        // (The network allowlist is not enforced on remote targets yet.)
-        args.agents.network.network_mode = NetworkMode::Open;
         change(args, &hosts);
-        // The repository asks for it, whichever way its objective starts (here, or from the
+        // The repository asks for them, whichever way its objective starts (here, or from the
         // label reconciliation finds).
         fake.set_file(
             REPO,
             "main",
             ".github/foreman.yml",
-            "target_labels: [remote]\n",
+            &format!("target_labels: [{}]\n", labels.join(", ")),
         );
-        objective.config.target_labels = vec!["remote".to_owned()];
+        objective.config.target_labels = labels.iter().map(|l| (*l).to_owned()).collect();
     })
     .await;
     (hosts, server, fake, objective)
@@ -854,3 +882,175 @@ async fn done_on_targets(
     )
     .await
 }
+
+/// A manager that spawns two workers and stays in its turn a while (holding its place on its
+/// target, so the second worker finds no room beside the first), then publishes each worker's
+/// pull request as it succeeds and, with the second (the slower), finishes.
+fn two_workers() -> serde_json::Value {
+    json!({
+        "manager": [
+            {"calls": [
+                {"tool": "spawn_worker", "args": {"title": "Alpha", "instructions": "x"}, "save": "a"},
+                {"tool": "spawn_worker", "args": {"title": "Beta", "instructions": "x"}, "save": "b"}
+            ], "sleep": 3},
+            {"when": "\"Alpha\" succeeded", "calls": [
+                {"tool": "publish_pr", "args": {"worker": "$a", "title": "Alpha", "body": "a", "closes_issue": false}}
+            ]},
+            {"when": "\"Beta\" succeeded", "calls": [
+                {"tool": "publish_pr", "args": {"worker": "$b", "title": "Beta", "body": "b", "closes_issue": true}},
+                {"tool": "mark_objective_done", "args": {"summary": "Both published."}}
+            ]}
+        ],
+        "workers": {
+            "Alpha": {"write": {"alpha.txt": "a\n"}, "sleep": 1,
+                      "calls": [{"tool": "report_result", "args": {"summary": "wrote alpha"}}]},
+            "Beta": {"write": {"beta.txt": "b\n"}, "sleep": 8,
+                     "calls": [{"tool": "report_result", "args": {"summary": "wrote beta"}}]}
+        }
+    })
+}
+
+/// Each of the two workers' branches has its file in the origin; once both are merged (which
+/// foreman reads back from GitHub every half second here) the objective ends: its sessions,
+/// by title.
+async fn both_published(
+    db: &TestDb,
+    server: &TestServer,
+    fake: &FakeGitHub,
+    objective: ObjectiveId,
+) -> std::collections::HashMap<String, foreman::model::Session> {
+    let store = server.store();
+    let pulls = eventually_within(REMOTE_WORK, "both pull requests", || async {
+        let pulls = store.pulls_of(objective).await.unwrap();
+        (pulls.len() == 2).then_some(pulls)
+    })
+    .await;
+    for (pull, file) in pulls.iter().zip(["alpha.txt", "beta.txt"]) {
+        let files = crate::support::git(
+            &origins(db).join(format!("{REPO}.git")),
+            &["ls-tree", "-r", "--name-only", &pull.branch],
+        );
+        assert!(files.lines().any(|f| f == file), "{file} in {files}");
+        fake.merge_pull(REPO, pull.number);
+    }
+    done_on_targets(store, objective)
+        .await
+        .into_iter()
+        .map(|s| (s.title.clone(), s))
+        .collect()
+}
+
+/// Two workers at once over two targets with room for two turns each: the manager and the
+/// first worker share a target, the second goes to the other (no room left beside them);
+/// both pull requests arrive, and once the objective is done GC empties both hosts.
+async fn two_workers_are_placed_by_capacity_over_two_targets(db: TestDb) {
+    if !ssh_host::available() {
+        return;
+    }
+    let (hosts, server, fake, objective) = on_targets(&db, 2, two_workers(), |args, _| {
+        args.gc.interval = Duration::from_millis(200);
+        args.reconcile.pulls_every = Duration::from_millis(500);
+    })
+    .await;
+    let store = server.store();
+    let sessions = both_published(&db, &server, &fake, objective).await;
+    let target = |title: &str| sessions[title].target.clone().unwrap_or_default();
+    let manager = sessions
+        .values()
+        .find(|s| s.role == foreman::model::Role::Manager)
+        .unwrap();
+    assert_eq!(manager.target.as_deref(), Some(target("Alpha").as_str()));
+    assert_ne!(target("Alpha"), target("Beta"), "{sessions:?}");
+    assert!(["t1", "t2"].contains(&target("Beta").as_str()));
+    // GC: every checkout on both hosts goes.
+    eventually_within(REMOTE_WORK, "the checkouts on both hosts to go", || async {
+        let all = store.workspaces_of(objective).await.unwrap();
+        all.iter()
+            .all(|w| w.status == foreman::model::WorkspaceStatus::Archived)
+            .then_some(())
+    })
+    .await;
+    for host in &hosts {
+        let left: Vec<_> = std::fs::read_dir(host.work_root.join("workspaces"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert!(left.is_empty(), "{}: {left:?}", host.addr);
+    }
+    server.shutdown().await;
+}
+on_both_backends!(two_workers_are_placed_by_capacity_over_two_targets);
+
+/// A repository that asks for no label: its manager runs on the foreman host, and the worker
+/// that finds no room there runs on the remote target; the local manager follows it through
+/// its turn and publishes its work from there.
+async fn a_manager_here_publishes_a_worker_that_ran_on_a_target(db: TestDb) {
+    if !ssh_host::available() {
+        return;
+    }
+    let (_hosts, server, fake, objective) =
+        on_targets_asking(&db, 1, &[], two_workers(), |args, _| {
+            args.reconcile.pulls_every = Duration::from_millis(500);
+        })
+        .await;
+    let sessions = both_published(&db, &server, &fake, objective).await;
+    let target = |title: &str| sessions[title].target.clone().unwrap_or_default();
+    assert_eq!(target("Alpha"), "local", "{sessions:?}");
+    assert_eq!(target("Beta"), "t1", "{sessions:?}");
+    let manager = sessions
+        .values()
+        .find(|s| s.role == foreman::model::Role::Manager)
+        .unwrap();
+    assert_eq!(manager.target.as_deref(), Some("local"));
+    server.shutdown().await;
+}
+on_both_backends!(a_manager_here_publishes_a_worker_that_ran_on_a_target);
+
+/// Under the network allowlist (the default) an agent on a remote target has no network of
+/// its own there: it reaches a host the operator allows only through foreman's proxy (that
+/// host listens on foreman's loopback, which the target cannot reach), is refused others
+/// (recorded), cannot connect to anything the target could, and reaches foreman's tools
+/// through the turn's sockets forwarded there.
+async fn an_agent_on_a_target_goes_out_only_through_foremans_allowlist(db: TestDb) {
+    if !ssh_host::available() {
+        return;
+    }
+    let (allowed, allowed_hits) = crate::egress::host("allowed host").await;
+    let script = crate::support::agents_dir().join("egress_worker.sh");
+    let plan = json!({
+        "manager": [
+            {"calls": [{"tool": "spawn_worker", "args": {"title": "Fetch", "instructions": "x"}}]},
+            {"when": "\"Fetch\" succeeded", "calls": [{"tool": "mark_objective_done", "args": {"summary": "Fetched."}}]}
+        ],
+        "workers": {"Fetch": {
+            "run": [
+                format!("bash {} {allowed}", script.display()),
+                // The target's own sshd, which a process sharing its network would reach (at
+                // the target's address: an agent without that network sees none).
+                "a=$(hostname -I | cut -d' ' -f1); [ -z \"$a\" ] || ! timeout 5 bash -c \"exec 5<>/dev/tcp/$a/22\"".to_owned()
+            ],
+            "calls": [{"tool": "report_result", "args": {"summary": "fetched"}}]
+        }}
+    });
+    let (_host, server, _fake, objective) = on_target(&db, plan, move |args| {
+        args.agents.network.network_allow = format!("127.0.0.1:{allowed}");
+    })
+    .await;
+    let store = server.store();
+    let sessions = done_on_targets(store, objective).await;
+    assert!(
+        sessions
+            .iter()
+            .all(|s| s.target.as_deref() == Some("t1") && s.status == SessionStatus::Succeeded),
+        "{sessions:?}"
+    );
+    assert!(allowed_hits.load(Ordering::SeqCst) >= 1);
+    let worker = sessions.iter().find(|s| s.title == "Fetch").unwrap();
+    let blocked = store.blocked_egress_of(objective).await.unwrap();
+    assert_eq!(blocked.len(), 1, "{blocked:?}");
+    assert_eq!(blocked[0].0, worker.id);
+    assert_eq!(blocked[0].1.host, "evil.example:443");
+    server.shutdown().await;
+}
+on_both_backends!(an_agent_on_a_target_goes_out_only_through_foremans_allowlist);

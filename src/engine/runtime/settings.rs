@@ -99,19 +99,6 @@ impl AgentSettings {
             )
         })?;
         let targets = args.targets()?;
-        if let Some(remote) = targets.remote().next()
-            && args.network.network_mode == crate::model::network::NetworkMode::Allowlist
-        {
-            anyhow::bail!(
-                "target `{}` is remote, and the network allowlist (FOREMAN_NETWORK=allowlist, the \
-                 default) is not enforced on remote targets yet: set FOREMAN_NETWORK=open to run \
-                 agents there, or take the remote targets out of {}",
-                remote.name,
-                args.targets
-                    .as_ref()
-                    .map_or("the targets file".to_owned(), |p| p.display().to_string())
-            );
-        }
         Ok(AgentSettings {
             sandbox: Arc::new(Sandbox::from_args(&args.sandbox, protected)?),
             repo_models: ModelPolicy::parse(&args.repo_models),

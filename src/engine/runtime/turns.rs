@@ -689,13 +689,22 @@ fn open_gate(
     let (endpoints, forwards) = egress::endpoints(&runtime.agents.endpoint_urls());
     match runtime.agents.network.egress(choice, &endpoints) {
         Egress::Open => Ok(None),
-        Egress::Allowlist(_) if remote => {
-            bail!(
-                "the network allowlist is not enforced on remote targets yet: set FOREMAN_NETWORK=open to run agents there"
-            )
-        }
         Egress::Allowlist(list) => Gate::open(list, &forwards, runtime.clock.clone()).map(Some),
     }
+}
+
+/// A remote turn's way out through `gate`: foreman's relay on its target, and the gate's
+/// sockets forwarded there.
+async fn remote_exits(
+    runtime: &Runtime,
+    site: &Site,
+    gate: &Gate,
+) -> Result<crate::sandbox::Gated> {
+    let relay = site.relay(&runtime.agents.relay).await?;
+    let sockets = site.forward_sockets(&gate.sockets()).await?;
+    let mut gated = gate.exits(&relay);
+    gated.sockets = sockets;
+    Ok(gated)
 }
 
 /// Stores what the turn's proxy refused since the last time.
@@ -749,7 +758,11 @@ async fn run(
         workdir: dirs.work.clone(),
         state_dir: dirs.state.clone(),
         mcp: McpEndpoint {
-            url: site.map_or_else(|| runtime.agents.mcp_url.clone(), |s| s.mcp_url.clone()),
+            // Behind a gate, the agent reaches it where it is here, through the gate's forward.
+            url: match site {
+                Some(site) if gate.is_none() => site.mcp_url.clone(),
+                _ => runtime.agents.mcp_url.clone(),
+            },
             token: token.clone(),
         },
         tools: crate::agent::tools::tools_of(session.role),
@@ -758,6 +771,8 @@ async fn run(
         extra_args: profile.args.clone(),
         max_cost_usd: cost_left.map(|micros| micros as f64 / 1e6),
     };
+    // The turn's sockets on its target, forwarded from the gate's.
+    let mut remote_sockets = None;
     let spawned = match (adapter.command(&request), site) {
         (Ok(cmd), None) => {
             let mut jail = agent_jail(runtime, &dirs, &repository, &cmd);
@@ -771,7 +786,22 @@ async fn run(
         (Ok(cmd), Some(site)) => {
             let mut jail = agent_jail(runtime, &dirs, &repository, &cmd);
             jail.read_only = vec![site.mirror(&repository).join("objects")];
-            let env = runtime.agents.base_env(&dirs);
+            let mut env = runtime.agents.base_env(&dirs);
+            if let Some(gate) = &gate {
+                match remote_exits(runtime, site, gate).await {
+                    Ok(gated) => {
+                        remote_sockets = Some(gated.sockets.clone());
+                        jail.egress = Some(gated);
+                        env.extend(gate.env());
+                    }
+                    Err(e) => {
+                        return Outcome::Failed(format!(
+                            "cannot set up the agent's network on target `{}`: {e:#}",
+                            site.name
+                        ));
+                    }
+                }
+            }
             process::spawn_remote(
                 &cmd,
                 &process::RemoteStart {
@@ -787,9 +817,17 @@ async fn run(
         }
         (Err(e), _) => Err(e),
     };
+    let close_remote = async || {
+        if let (Some(site), Some(gate), Some(dir)) = (site, &gate, &remote_sockets) {
+            site.close_sockets(dir, &gate.sockets()).await;
+        }
+    };
     let mut process = match spawned {
         Ok(process) => process,
-        Err(e) => return Outcome::Failed(format!("cannot start the agent: {e:#}")),
+        Err(e) => {
+            close_remote().await;
+            return Outcome::Failed(format!("cannot start the agent: {e:#}"));
+        }
     };
     if let Some(pid) = process.local_pid()
         && let Err(e) = runtime
@@ -845,6 +883,7 @@ async fn run(
     if process.local_pid().is_some() {
         process.kill().await;
     }
+    close_remote().await;
     follow.flush().await;
     follow.finish_usage().await;
     save_blocked(runtime, session.id, gate.as_ref()).await;
