@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use foreman::agent::TurnCommand;
-use foreman::engine::runtime::process::AgentProcess;
+use foreman::engine::runtime::process::{AgentProcess, Stream};
 
 /// A turn's command: reads the prompt foreman wrote for it, says one line, exits.
 pub fn command(state: &Path) -> TurnCommand {
@@ -29,11 +29,13 @@ pub fn env(state: &Path) -> Vec<(String, String)> {
 }
 
 /// Reads a turn's output to the end and waits for it; it must have said its line and exited
-/// well.
+/// well. (Standard error is not the turn's alone: a target's login shell may write there.)
 pub async fn finish(mut process: AgentProcess) {
     let mut lines = Vec::new();
-    while let Some((_, line)) = process.lines.recv().await {
-        lines.push(line);
+    while let Some((stream, line)) = process.lines.recv().await {
+        if stream == Stream::Out {
+            lines.push(line);
+        }
     }
     let status = process.wait().await.expect("wait");
     assert!(status.success() && lines == ["ok"], "{status} {lines:?}");
