@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use crate::config::{SandboxArgs, SandboxMode};
+use crate::model::text::shell_quote as quote;
 
 /// The uid and gid an agent has inside the sandbox when foreman runs as root (a process that
 /// is not uid 0 inside gains no capabilities by running a program).
@@ -68,6 +69,8 @@ const SYSTEM_PREFIXES: &[&str] = &["/usr/", "/bin/", "/sbin/", "/lib/", "/lib64/
 
 /// Where a turn's egress sockets are shown inside its sandbox.
 pub const EGRESS_DIR: &str = "/run/foreman-egress";
+/// Longest path a Unix socket can be bound at (`sun_path`, less its terminating NUL).
+pub const MAX_SOCKET_PATH: usize = 107;
 
 /// What one sandboxed process may see besides the system.
 #[derive(Debug, Clone, Default)]
@@ -501,11 +504,6 @@ fn is_variable_name(name: &str) -> bool {
         .next()
         .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
-/// `word` quoted for a POSIX shell: taken literally, whatever it holds.
-pub fn quote(word: &str) -> String {
-    format!("'{}'", word.replace('\'', "'\\''"))
 }
 
 /// Where a bare program name is found on foreman's `PATH`.

@@ -29,12 +29,10 @@ use tokio::task::JoinSet;
 
 use crate::model::network::{Allowlist, Blocked, HostRule};
 use crate::model::{Clock, Timestamp};
-use crate::sandbox::EGRESS_DIR;
+use crate::sandbox::{EGRESS_DIR, MAX_SOCKET_PATH};
 
 /// The proxy's port inside the sandbox, unless a forward takes it.
 const PROXY_PORT: u16 = 3128;
-/// Longest path a Unix socket can be bound at (`sun_path`, less its terminating NUL).
-pub const MAX_SOCKET_PATH: usize = 107;
 
 /// An endpoint on this machine an agent reaches at the same address inside its sandbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -189,8 +187,8 @@ impl Gate {
         }
     }
 
-    /// The gate's sockets, by name: a remote target's sandbox sees them forwarded
-    /// ([`crate::workspace::remote::Site::forward_sockets`]).
+    /// The gate's sockets, by name (a remote target's sandbox sees them forwarded over its
+    /// connection).
     pub fn sockets(&self) -> Vec<(String, PathBuf)> {
         self.names
             .iter()

@@ -406,7 +406,7 @@ pub fn probe_script(work_root: &std::path::Path, agents: &[String]) -> String {
 /// the nearest directory above it that exists (foreman makes the rest): a probe changes
 /// nothing. Its output is read by [`read_probe`].
 pub fn free_space_script(work_root: &std::path::Path) -> String {
-    let root = crate::sandbox::quote(&work_root.to_string_lossy());
+    let root = crate::model::text::shell_quote(&work_root.to_string_lossy());
     format!(
         "d={root}; while [ ! -d \"$d\" ]; do d=$(dirname \"$d\"); done\n\
          if [ -w \"$d\" ]; then echo \"free=$(df -Pk \"$d\" | awk 'NR==2 {{print $4}}')\"; \

@@ -107,6 +107,11 @@ fn fence_nonce() -> String {
     format!("{n:016x}")
 }
 
+/// `word` quoted for a POSIX shell: taken literally, whatever it holds.
+pub fn shell_quote(word: &str) -> String {
+    format!("'{}'", word.replace('\'', "'\\''"))
+}
+
 /// Truncates to at most `max` bytes on a character boundary, marking the cut.
 pub fn truncate(text: &str, max: usize) -> String {
     if text.len() <= max {

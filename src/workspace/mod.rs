@@ -35,7 +35,8 @@ use std::sync::{Arc, Mutex};
 use anyhow::{Context, Result, bail};
 use secrecy::SecretString;
 
-use crate::sandbox::{Jail, Sandbox, quote};
+use crate::model::text::shell_quote as quote;
+use crate::sandbox::{Jail, Sandbox};
 use crate::workspace::remote::Site;
 use git::{Call, Git, Place};
 

@@ -168,7 +168,10 @@ impl Connection {
     /// A command that runs `script` (POSIX sh) there over this connection, as the remote
     /// user, with that user's environment; the caller sets its pipes.
     pub fn script_command(&self, script: &str) -> tokio::process::Command {
-        self.command(&format!("exec sh -c {}", crate::sandbox::quote(script)))
+        self.command(&format!(
+            "exec sh -c {}",
+            crate::model::text::shell_quote(script)
+        ))
     }
 
     /// Runs `script` there to its end; an error (with what it wrote to standard error) when
@@ -216,7 +219,7 @@ impl Connection {
         words.push(self.socket.display().to_string());
         words
             .iter()
-            .map(|w| crate::sandbox::quote(w))
+            .map(|w| crate::model::text::shell_quote(w))
             .collect::<Vec<_>>()
             .join(" ")
     }
@@ -449,11 +452,12 @@ impl Site {
             .work_root
             .join("bin")
             .join(format!("foreman-{}-{stamp}", meta.len()));
-        let quoted = crate::sandbox::quote(&there.display().to_string());
+        let quoted = crate::model::text::shell_quote(&there.display().to_string());
         let runs = format!("{quoted} relay -- true");
         if self.connection.run_script(&runs).await.is_err() {
-            let part = crate::sandbox::quote(&format!("{}.part", there.display()));
-            let bin = crate::sandbox::quote(&self.work_root.join("bin").display().to_string());
+            let part = crate::model::text::shell_quote(&format!("{}.part", there.display()));
+            let bin =
+                crate::model::text::shell_quote(&self.work_root.join("bin").display().to_string());
             let mut child = self
                 .connection
                 .script_command(&format!(
@@ -503,7 +507,7 @@ impl Site {
         let nonce: u64 = rand::rng().random();
         let dir = self.work_root.join("egress").join(format!("{nonce:016x}"));
         let longest = sockets.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
-        if dir.as_os_str().len() + 1 + longest > crate::egress::MAX_SOCKET_PATH {
+        if dir.as_os_str().len() + 1 + longest > crate::sandbox::MAX_SOCKET_PATH {
             bail!(
                 "the work root of target `{}` ({}) is too long a path for the sockets agents \
                  there reach the network through",
@@ -511,7 +515,7 @@ impl Site {
                 self.work_root.display()
             );
         }
-        let quoted = crate::sandbox::quote(&dir.display().to_string());
+        let quoted = crate::model::text::shell_quote(&dir.display().to_string());
         self.connection
             .run_script(&format!("umask 077; mkdir -p {quoted}"))
             .await?;
@@ -536,7 +540,7 @@ impl Site {
                 .cancel_forward(&dir.join(name), &local.display().to_string())
                 .await;
         }
-        let quoted = crate::sandbox::quote(&dir.display().to_string());
+        let quoted = crate::model::text::shell_quote(&dir.display().to_string());
         if let Err(e) = self
             .connection
             .run_script(&format!("rm -rf {quoted}"))
@@ -571,7 +575,7 @@ impl Site {
 
     /// Whether `path` exists there.
     pub async fn exists(&self, path: &Path) -> Result<bool> {
-        let quoted = crate::sandbox::quote(&path.display().to_string());
+        let quoted = crate::model::text::shell_quote(&path.display().to_string());
         let said = self
             .connection
             .run_script(&format!(

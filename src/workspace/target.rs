@@ -113,7 +113,7 @@ impl Target for RemoteTarget {
     fn remove<'a>(&'a self, path: &'a Path) -> BoxFuture<'a, Result<u64>> {
         Box::pin(async move {
             let site = self.site().await?;
-            let quoted = crate::sandbox::quote(&path.display().to_string());
+            let quoted = crate::model::text::shell_quote(&path.display().to_string());
             // Moved aside first, as here, then measured and removed.
             let said = site
                 .connection

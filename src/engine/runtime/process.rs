@@ -152,7 +152,7 @@ pub struct RemoteStart<'a> {
 /// there, killed as one.
 pub async fn spawn_remote(cmd: &TurnCommand, start: &RemoteStart<'_>) -> Result<AgentProcess> {
     use base64::Engine as _;
-    let quote = |p: &Path| crate::sandbox::quote(&p.display().to_string());
+    let quote = |p: &Path| crate::model::text::shell_quote(&p.display().to_string());
     let root = start.files_root;
     let mut script = format!("set -e\numask 077\nmkdir -p {}\n", quote(root));
     for dir in start.make {
