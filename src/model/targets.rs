@@ -380,12 +380,23 @@ pub struct Probe {
     pub free: Option<u64>,
     /// Why the work root could not be made, if it could not.
     pub work_root_error: Option<String>,
+    /// How long the login shell there had been running when the probe started: its startup
+    /// file, which every command foreman sends there (each turn's start) waits for.
+    pub shell_ms: Option<u64>,
 }
+
+/// A login shell slower to start than this is pointed out: every turn's start there waits
+/// for it.
+pub const SLOW_SHELL_MS: u64 = 100;
 
 /// The shell script a probe runs on a target (POSIX sh): one line per finding.
 pub fn probe_script(work_root: &std::path::Path, agents: &[String]) -> String {
+    // The shell running this is the login shell that ran its startup file (it execs the
+    // `sh` it was asked for): its age, from its start time in clock ticks since boot.
     let mut script = String::from(
-        "echo \"git=$(git --version 2>/dev/null)\"\n\
+        "echo \"shell_ms=$(awk -v t=\"$(getconf CLK_TCK)\" 'NR == FNR {up = $1; next} \
+         {print int((up - $22 / t) * 1000)}' /proc/uptime /proc/$$/stat 2>/dev/null)\"\n\
+         echo \"git=$(git --version 2>/dev/null)\"\n\
          echo \"bwrap=$(bwrap --version 2>/dev/null)\"\n",
     );
     let plain = |a: &&String| {
@@ -427,6 +438,7 @@ pub fn read_probe(output: &str) -> Probe {
             "bwrap" => probe.bwrap = some(value),
             "free" => probe.free = value.trim().parse::<u64>().ok().map(|kib| kib * 1024),
             "work_root_error" => probe.work_root_error = some(value),
+            "shell_ms" => probe.shell_ms = value.trim().parse().ok(),
             _ => {
                 if let Some(agent) = key.strip_prefix("agent ") {
                     probe.agents.push((agent.to_owned(), some(value)));
@@ -505,12 +517,26 @@ pub fn judge(spec: &TargetSpec, probe: &Probe, min_free: u64) -> Verdict {
         },
         spec.capacity,
     );
+    let summary = match probe.shell_ms {
+        Some(ms) => format!("{summary}, login shell {ms} ms"),
+        None => summary,
+    };
     if free < min_free {
         return Verdict::Wanting(
             summary,
             format!(
                 "free space there is under FOREMAN_MIN_FREE_DISK ({})",
                 crate::model::text::human_bytes(min_free)
+            ),
+        );
+    }
+    if let Some(ms) = probe.shell_ms.filter(|ms| *ms > SLOW_SHELL_MS) {
+        return Verdict::Wanting(
+            summary,
+            format!(
+                "the login shell there took {ms} ms to start, and every turn's start waits \
+                 for it: make the startup file (~/.bashrc) of the user foreman logs in as \
+                 return at once for non-interactive shells"
             ),
         );
     }
@@ -811,6 +837,17 @@ mod tests {
             judge(&big(), &probe, 20 << 30),
             Verdict::Wanting(_, why) if why.contains("FOREMAN_MIN_FREE_DISK")
         ));
+        // A login shell slow to start is pointed out; a quick one is not.
+        for (ms, slow) in [(12, false), (SLOW_SHELL_MS + 45, true)] {
+            let probe = read_probe(&format!("{output}shell_ms={ms}\n"));
+            assert_eq!(probe.shell_ms, Some(ms));
+            match judge(&big(), &probe, 2 << 30) {
+                Verdict::Wanting(_, why) => {
+                    assert!(slow && why.contains(&format!("{ms} ms")), "{why}")
+                }
+                verdict => assert!(!slow && matches!(verdict, Verdict::Ready(_)), "{verdict:?}"),
+            }
+        }
         for (output, wanted) in [
             ("git=\nbwrap=b\nfree=1", "git is not installed"),
             ("git=g\nbwrap=\nfree=1", "bubblewrap"),
