@@ -469,12 +469,12 @@ pub fn remote_script(
          \x20 if [ -L \"$r\" ]; then set -- \"$@\" --symlink \"$(readlink \"$r\")\" \"$r\"\n\
          \x20 elif [ -d \"$r\" ]; then set -- \"$@\" --ro-bind \"$r\" \"$r\"; fi\n\
          done\n\
+         set -- \"$@\" {jail}\n\
          for p in \"$program\" \"$(readlink -f \"$program\")\"; do\n\
          \x20 case \"$p\" in {system}) continue;; */node_modules/*) d=${{p%%/node_modules/*}}/node_modules;; \
          *) d=${{p%/*}};; esac\n\
          \x20 set -- \"$@\" --ro-bind-try \"$d\" \"$d\"\n\
          done\n\
-         set -- \"$@\" {jail}\n\
          {before}\n\
          for v in $(env | sed -n 's/^\\([A-Za-z_][A-Za-z0-9_]*\\)=.*/\\1/p'); do unset \"$v\" 2>/dev/null; done\n\
          {exports}\
