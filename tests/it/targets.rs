@@ -798,16 +798,7 @@ async fn a_target_whose_host_key_changed_is_refused_and_work_goes_elsewhere(db: 
     .await;
     let store = server.store();
     let sessions = done_on_targets(store, objective).await;
-    assert!(
-        sessions
-            .iter()
-            .all(|s| s.target.as_deref() == Some("t2") && s.status == SessionStatus::Succeeded),
-        "{:?}",
-        sessions
-            .iter()
-            .map(|s| (&s.target, s.status, &s.status_reason))
-            .collect::<Vec<_>>()
-    );
+    all_succeeded_on(&sessions, "t2");
     let down = server.running.engine.runtime.sites.down();
     let why = down.get("t1").expect("t1 is left out of placement");
     assert!(
@@ -866,6 +857,20 @@ async fn a_target_short_of_disk_space_makes_its_session_wait(db: TestDb) {
     server.shutdown().await;
 }
 on_both_backends!(a_target_short_of_disk_space_makes_its_session_wait);
+
+/// Every one of `sessions` ran on `target` and succeeded.
+fn all_succeeded_on(sessions: &[foreman::model::Session], target: &str) {
+    assert!(
+        sessions
+            .iter()
+            .all(|s| s.target.as_deref() == Some(target) && s.status == SessionStatus::Succeeded),
+        "{:?}",
+        sessions
+            .iter()
+            .map(|s| (&s.target, s.status, &s.status_reason))
+            .collect::<Vec<_>>()
+    );
+}
 
 /// Waits until the objective is done and all its sessions have ended; its sessions.
 async fn done_on_targets(
@@ -1043,12 +1048,7 @@ async fn an_agent_on_a_target_goes_out_only_through_foremans_allowlist(db: TestD
     .await;
     let store = server.store();
     let sessions = done_on_targets(store, objective).await;
-    assert!(
-        sessions
-            .iter()
-            .all(|s| s.target.as_deref() == Some("t1") && s.status == SessionStatus::Succeeded),
-        "{sessions:?}"
-    );
+    all_succeeded_on(&sessions, "t1");
     assert!(allowed_hits.load(Ordering::SeqCst) >= 1);
     let worker = sessions.iter().find(|s| s.title == "Fetch").unwrap();
     let blocked = store.blocked_egress_of(objective).await.unwrap();
