@@ -140,6 +140,7 @@ impl Engine {
             repos: repos.clone(),
             objectives: objectives.clone(),
             inbox_bell: inbox_bell.clone(),
+            receiving: Default::default(),
         });
         let periodic = Arc::new(Periodic {
             store: store.clone(),

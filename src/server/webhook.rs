@@ -51,6 +51,7 @@ pub async fn receive(State(ingress): State<Arc<Ingress>>, request: Request) -> R
     let (parts, body) = request.into_parts();
     let headers = &parts.headers;
     let ingest = &ingress.ingest;
+    let _receipt = ingest.receiving.start();
     match accept(&ingress, headers, body).await {
         Ok(response) => response,
         Err((status, message)) => {

@@ -209,6 +209,10 @@ impl Store {
                 Backend::Postgres => POSTGRES_MAX_CONNECTIONS,
             })
             .acquire_timeout(ACQUIRE_TIMEOUT)
+            // A ping before each use finds a PostgreSQL connection the server dropped; an
+            // SQLite connection is a file this process holds open, and the ping would only
+            // cost a round trip to its worker thread per query.
+            .test_before_acquire(backend == Backend::Postgres)
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {

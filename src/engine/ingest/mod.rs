@@ -6,6 +6,7 @@ pub mod handlers;
 pub mod inbox;
 pub mod issues;
 pub mod pull_events;
+pub mod receiving;
 pub mod replies;
 pub mod work;
 
@@ -32,4 +33,6 @@ pub struct Ingest {
     pub objectives: Arc<Objectives>,
     /// Rung when a delivery is stored.
     pub inbox_bell: Arc<Notify>,
+    /// Webhook requests being received: processing yields to them.
+    pub receiving: receiving::Receiving,
 }
