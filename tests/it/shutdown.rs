@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use crate::agents::{new_objective, reaches, state_file};
 use crate::on_both_backends;
 use crate::support::fake_github::FakeGitHub;
-use crate::support::{Process, TestDb, eventually, post_webhook, write_plan};
+use crate::support::{Process, TestDb, eventually, eventually_within, post_webhook, write_plan};
 
 const REPO: &str = "octo/widgets";
 /// How long the fake GitHub holds the in-hand delivery's first request.
@@ -173,11 +173,19 @@ async fn sigterm_leaves_agent_sessions_resumable(db: TestDb) {
     assert!(status.success(), "{status}");
     // It did not wait for the agent: the turn was stopped (its processes gone with foreman)
     // and recorded as interrupted before the store closed.
+    // Killed, they may take a moment to finish exiting on a loaded machine (they run no more
+    // code); an agent foreman did not kill would sleep on for minutes.
     let checkout = crate::support::checkout_of(&db, worker.id);
-    assert!(
-        crate::support::processes_in(&checkout).is_empty(),
-        "the agent outlived foreman"
-    );
+    eventually_within(
+        Duration::from_secs(5),
+        "the agent's processes to be gone with foreman",
+        || async {
+            crate::support::processes_in(&checkout)
+                .is_empty()
+                .then_some(())
+        },
+    )
+    .await;
     {
         let log = log.lock().unwrap();
         assert!(
