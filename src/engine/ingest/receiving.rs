@@ -1,4 +1,5 @@
-//! Intake first: webhook requests being received, and the processor's yielding to them.
+//! Intake first: webhook requests being received (signed, and not yet answered), and the
+//! processor's yielding to them.
 //!
 //! On a machine with few cores, handling stored deliveries competes with acknowledging new
 //! ones for the same CPU, and only the acknowledgement has a deadline (GitHub gives up after
