@@ -172,9 +172,8 @@ async fn sigterm_leaves_agent_sessions_resumable(db: TestDb) {
     );
     assert!(status.success(), "{status}");
     // It did not wait for the agent: the turn was stopped (its processes gone with foreman)
-    // and recorded as interrupted before the store closed.
-    // Killed, they may take a moment to finish exiting on a loaded machine (they run no more
-    // code); an agent foreman did not kill would sleep on for minutes.
+    // and recorded as interrupted before the store closed. Killed processes may take a moment
+    // to finish exiting on a loaded machine; an agent foreman did not kill sleeps for minutes.
     let checkout = crate::support::checkout_of(&db, worker.id);
     eventually_within(
         Duration::from_secs(5),

@@ -33,6 +33,6 @@ pub struct Ingest {
     pub objectives: Arc<Objectives>,
     /// Rung when a delivery is stored.
     pub inbox_bell: Arc<Notify>,
-    /// Webhook requests being received: processing yields to them.
+    /// Signed webhook requests waiting for their answer: processing yields to them.
     pub receiving: receiving::Receiving,
 }

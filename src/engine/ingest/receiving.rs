@@ -16,7 +16,7 @@ use tokio::sync::Notify;
 /// The longest a lane waits for intake to be quiet before handling its next delivery.
 pub const MAX_YIELD: Duration = Duration::from_millis(20);
 
-/// How many webhook requests are being received.
+/// How many signed webhook requests are waiting for their answer.
 #[derive(Debug, Default)]
 pub struct Receiving {
     count: AtomicUsize,
@@ -41,6 +41,10 @@ impl Receiving {
 
     /// Returns once no request is being received, or after `most`.
     pub async fn quiet(&self, most: Duration) {
+        // The common case, asked before every delivery: nothing to wait for, no waiter made.
+        if !self.busy() {
+            return;
+        }
         let notified = self.quiet.notified();
         tokio::pin!(notified);
         // Registered before the check, so that the last request ending in between wakes it.
