@@ -10,7 +10,7 @@
 use std::path::Path;
 
 use anyhow::{Context, Result, anyhow};
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use rusqlite::{Connection, OpenFlags, params};
 use tokio::sync::mpsc;
 
 use super::inbox::{Inserted, MAX_BATCH, PendingInsert, WRITER_QUEUE};
@@ -89,8 +89,7 @@ fn insert_rows(conn: &Connection, batch: &mut [PendingInsert]) -> Result<Vec<Ins
         "INSERT INTO deliveries (delivery_id, event, action, installation_id, repository_id,
             repository, queue_key, received_at, next_attempt_at, payload_bytes)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9)
-         ON CONFLICT (delivery_id) DO NOTHING
-         RETURNING seq",
+         ON CONFLICT (delivery_id) DO NOTHING",
     )?;
     let mut part = conn.prepare_cached(
         "INSERT INTO delivery_payloads (seq, part, payload, compressed) VALUES (?1, ?2, '', ?3)",
@@ -98,22 +97,20 @@ fn insert_rows(conn: &Connection, batch: &mut [PendingInsert]) -> Result<Vec<Ins
     let mut inserted = Vec::with_capacity(batch.len());
     for (packed, _) in batch.iter_mut() {
         let d = &packed.delivery;
-        let seq: Option<i64> = row
-            .query_row(
-                params![
-                    d.delivery_id.0,
-                    d.event,
-                    d.action,
-                    d.installation_id.map(|i| i.0),
-                    d.repository_id.map(|r| r.0),
-                    d.repository,
-                    d.queue_key(),
-                    d.received_at.0,
-                    i64::try_from(packed.payload_bytes).unwrap_or(i64::MAX),
-                ],
-                |r| r.get(0),
-            )
-            .optional()?;
+        // No RETURNING: SQLite answers it through a temporary table made for each statement.
+        // A row not inserted is a duplicate; one inserted has the connection's last rowid.
+        let changed = row.execute(params![
+            d.delivery_id.0,
+            d.event,
+            d.action,
+            d.installation_id.map(|i| i.0),
+            d.repository_id.map(|r| r.0),
+            d.repository,
+            d.queue_key(),
+            d.received_at.0,
+            i64::try_from(packed.payload_bytes).unwrap_or(i64::MAX),
+        ])?;
+        let seq = (changed == 1).then(|| conn.last_insert_rowid());
         inserted.push(match seq {
             Some(seq) => {
                 for (n, compressed) in std::mem::take(&mut packed.parts).into_iter().enumerate() {
