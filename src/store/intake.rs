@@ -110,16 +110,15 @@ fn insert_rows(conn: &Connection, batch: &mut [PendingInsert]) -> Result<Vec<Ins
             d.received_at.0,
             i64::try_from(packed.payload_bytes).unwrap_or(i64::MAX),
         ])?;
-        let seq = (changed == 1).then(|| conn.last_insert_rowid());
-        inserted.push(match seq {
-            Some(seq) => {
-                for (n, compressed) in std::mem::take(&mut packed.parts).into_iter().enumerate() {
-                    part.execute(params![seq, n as i64, compressed])?;
-                }
-                Inserted::New(DeliverySeq(seq))
-            }
-            None => Inserted::Duplicate,
-        });
+        if changed == 0 {
+            inserted.push(Inserted::Duplicate);
+            continue;
+        }
+        let seq = conn.last_insert_rowid();
+        for (n, compressed) in std::mem::take(&mut packed.parts).into_iter().enumerate() {
+            part.execute(params![seq, n as i64, compressed])?;
+        }
+        inserted.push(Inserted::New(DeliverySeq(seq)));
     }
     Ok(inserted)
 }
